@@ -1,0 +1,15 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace pnn::runtime {
+
+/// A scheduler spec as a folder name ("cosine", "cosine_t_max_10").
+std::string folder_name(const std::string& spec);
+
+/// <out>/<model>/<scheduler>/<fold>/, the folder of one job (DESIGN.md "Outputs").
+std::filesystem::path job_dir(const std::filesystem::path& out, const std::string& model,
+                              const std::string& scheduler, const std::string& fold);
+
+} // namespace pnn::runtime

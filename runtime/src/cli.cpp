@@ -1,0 +1,175 @@
+#include <pnn/runtime/cli.hpp>
+
+#include <pnn/error.hpp>
+#include <pnn/runtime/train.hpp>
+
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace po = boost::program_options;
+
+namespace pnn::runtime {
+
+// Defined in list_commands.cpp (they need the model registry and dataset loaders).
+int run_models();
+int run_datasets(const std::string& data_dir);
+
+namespace {
+
+const char* usage = R"(usage: pnn-node <command> [flags]
+
+commands:
+  train      train one model on one dataset and test it
+  models     list the models pnn can build
+  datasets   list the datasets pnn knows and whether their files are found
+
+Every command takes --help and --config FILE (any long flag as key = value).
+Exit codes: 0 success, 2 bad input, 1 failed run.
+)";
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw pnn::error(error_code::invalid_argument, msg);
+}
+
+/// Parses argv (after the verb) and the optional --config file into `vm`.
+/// Command-line values win over the file.
+void parse(const std::string& verb, const po::options_description& desc, int argc,
+           const char* const* argv, po::variables_map& vm) {
+  po::options_description all{desc};
+  all.add_options()("config", po::value<std::string>(), "read flags from FILE (key = value)")(
+    "help,h", "show this help");
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+  } catch (const po::error& e) {
+    bad(e.what());
+  }
+  if (vm.count("help"))
+    return;
+  if (vm.count("config")) {
+    const auto file = vm["config"].as<std::string>();
+    std::ifstream in(file);
+    if (!in)
+      throw pnn::error(error_code::file_not_found, "--config " + file + ": cannot open file");
+    try {
+      po::store(po::parse_config_file(in, desc, false), vm);
+    } catch (const po::error& e) {
+      throw pnn::error(error_code::malformed_file, "--config " + file + ": " + e.what());
+    }
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    bad(e.what());
+  }
+  (void) verb;
+}
+
+void print_help(const std::string& verb, const std::string& synopsis,
+                const po::options_description& desc) {
+  std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n" << desc
+            << "  --config FILE         read flags from FILE (key = value lines)\n"
+            << "  -h [ --help ]         show this help\n";
+}
+
+int train_command(int argc, const char* const* argv) {
+  train_request r;
+  std::string out, data_dir;
+  po::options_description desc{"train flags"};
+  desc.add_options()
+    ("dataset", po::value(&r.dataset)->default_value(r.dataset),
+     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
+    ("data-dir", po::value(&data_dir), "folder of the dataset's files")
+    ("subset", po::value(&r.subset)->default_value(0), "use the first N training samples (0: all)")
+    ("model", po::value(&r.model)->default_value(r.model), "model name (pnn-node models)")
+    ("optimizer", po::value(&r.optimizer)->default_value(r.optimizer),
+     "adam, adamw or sgd, with parameters: sgd:momentum=0.9,nesterov=1")
+    ("lr", po::value(&r.lr)->default_value(r.lr), "learning rate")
+    ("scheduler", po::value(&r.scheduler)->default_value(r.scheduler),
+     "none, cosine, warm, multistep, step, plateau, with parameters: cosine:t_max=10,unit=epoch")
+    ("epochs", po::value(&r.epochs)->default_value(r.epochs), "epochs")
+    ("batch-size", po::value(&r.batch_size)->default_value(r.batch_size), "batch size")
+    ("out", po::value(&out), "output folder (required)")
+    ("threads", po::value(&r.threads)->default_value(r.threads), "LibTorch intra-op threads")
+    ("seed", po::value(&r.seed)->default_value(r.seed), "seed of initialisation, order, augmentation")
+    ("checkpoint-every", po::value(&r.checkpoint_every)->default_value(r.checkpoint_every),
+     "write a checkpoint every N epochs (0: never)")
+    ("resume", po::bool_switch(&r.resume), "continue from <out>/.../latest.pt if it exists")
+    ("progress", po::value(&r.progress)->default_value(r.progress),
+     "auto (in place on a terminal), plain or none");
+  po::variables_map vm;
+  parse("train", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("train", "--dataset D --model M --out DIR [flags]", desc);
+    return 0;
+  }
+  if (out.empty())
+    bad("--out: required, the folder where results go");
+  r.out = out;
+  r.data_dir = data_dir;
+  return run_train(r);
+}
+
+int models_command(int argc, const char* const* argv) {
+  po::options_description desc{"models flags"};
+  po::variables_map vm;
+  parse("models", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("models", "", desc);
+    return 0;
+  }
+  return run_models();
+}
+
+int datasets_command(int argc, const char* const* argv) {
+  std::string data_dir;
+  po::options_description desc{"datasets flags"};
+  desc.add_options()("data-dir", po::value(&data_dir), "also look for dataset files here");
+  po::variables_map vm;
+  parse("datasets", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("datasets", "[--data-dir DIR]", desc);
+    return 0;
+  }
+  return run_datasets(data_dir);
+}
+
+} // namespace
+
+int run_cli(int argc, const char* const* argv) {
+  if (argc < 2) {
+    std::cerr << usage;
+    return 2;
+  }
+  const std::string verb = argv[1];
+  if (verb == "-h" || verb == "--help" || verb == "help") {
+    std::cout << usage;
+    return 0;
+  }
+  static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
+    {"train", train_command}, {"models", models_command}, {"datasets", datasets_command}};
+  try {
+    auto i = commands.find(verb);
+    if (i == commands.end())
+      bad("unknown command '" + verb + "': expected train, models or datasets (pnn-node --help)");
+    return i->second(argc - 1, argv + 1);
+  } catch (const pnn::error& e) {
+    std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";
+    return is_input_error(e.code()) ? 2 : 1;
+  } catch (const std::exception& e) {
+    // LibTorch errors carry a multi-line backtrace: keep the first line.
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    std::cerr << "pnn-node " << verb << ": failed: " << msg.substr(0, nl) << "\n";
+    return 1;
+  }
+}
+
+} // namespace pnn::runtime

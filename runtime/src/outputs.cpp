@@ -1,0 +1,20 @@
+#include <pnn/runtime/outputs.hpp>
+
+namespace pnn::runtime {
+
+std::string folder_name(const std::string& spec) {
+  std::string result;
+  for (char c : spec) {
+    bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                || c == '-' || c == '.';
+    result += keep ? c : '_';
+  }
+  return result.empty() ? "_" : result;
+}
+
+std::filesystem::path job_dir(const std::filesystem::path& out, const std::string& model,
+                              const std::string& scheduler, const std::string& fold) {
+  return out / folder_name(model) / folder_name(scheduler) / folder_name(fold);
+}
+
+} // namespace pnn::runtime

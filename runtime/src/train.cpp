@@ -1,0 +1,224 @@
+#include <pnn/runtime/train.hpp>
+
+#include <pnn/error.hpp>
+#include <pnn/models/network.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/runtime/outputs.hpp>
+#include <pnn/runtime/progress.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/system.hpp>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <iostream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn::runtime {
+
+namespace {
+
+using namespace pnn::training;
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string sci(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2e", v);
+  return buf;
+}
+
+} // namespace
+
+int run_train(const train_request& r) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  // Check every flag before the (slow) dataset load.
+  if (r.out.empty())
+    throw pnn::error(error_code::invalid_argument, "--out: expected the output folder");
+  if (!models::has_model(r.model))
+    models::make_model(r.model, 1, 10); // throws the error that lists valid names
+  job_options o;
+  o.model = r.model;
+  o.optimizer = optimizer_options::parse(r.optimizer, r.lr);
+  o.schedule = schedule_options::parse(r.scheduler);
+  o.epochs = r.epochs;
+  o.batch_size = r.batch_size;
+  o.seed = r.seed;
+  o.threads = r.threads;
+  o.checkpoint_every = r.checkpoint_every;
+  if (r.epochs < 1)
+    throw pnn::error(error_code::invalid_argument,
+                     "--epochs " + std::to_string(r.epochs) + ": expected at least 1");
+  if (r.batch_size < 1)
+    throw pnn::error(error_code::invalid_argument,
+                     "--batch-size " + std::to_string(r.batch_size) + ": expected at least 1");
+  if (r.threads < 1 || r.threads > 1024)
+    throw pnn::error(error_code::invalid_argument,
+                     "--threads " + std::to_string(r.threads) + ": expected 1..1024");
+  if (r.checkpoint_every < 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "--checkpoint-every " + std::to_string(r.checkpoint_every)
+                       + ": expected 0 (never) or more");
+  progress_line progress{progress_line::parse_mode(r.progress)};
+  const auto dir = job_dir(r.out, r.model, r.scheduler, "all");
+  ensure_directory(dir);
+  o.checkpoint_dir = dir;
+
+  const auto load_start = std::chrono::steady_clock::now();
+  auto data = load_dataset(r.dataset, r.data_dir, r.subset);
+  const double load_seconds = seconds_since(load_start);
+  o.train_transform = default_transform(r.dataset, true);
+  o.eval_transform = default_transform(r.dataset, false);
+  std::printf("pnn train: %s on %s (%lld training, %lld test samples, loaded in %.2f s), "
+              "%s lr %g, %s, %lld epoch(s), batch %lld, %d thread(s)\n",
+              r.model.c_str(), r.dataset.c_str(), static_cast<long long>(data.train->size()),
+              static_cast<long long>(data.test->size()), load_seconds, r.optimizer.c_str(), r.lr,
+              r.scheduler.c_str(), static_cast<long long>(r.epochs),
+              static_cast<long long>(r.batch_size), r.threads);
+  std::fflush(stdout);
+
+  cpu_monitor cpu;
+  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  if (r.resume) {
+    if (auto latest = find_latest_checkpoint(dir)) {
+      job.load_checkpoint(*latest);
+      std::printf("resuming from %s: epoch %lld, batch %lld done\n", latest->c_str(),
+                  static_cast<long long>(job.epochs_done()),
+                  static_cast<long long>(job.batch_in_epoch()));
+    } else {
+      std::printf("--resume: no checkpoint in %s, starting from the beginning\n", dir.c_str());
+    }
+  }
+  const auto train_start = std::chrono::steady_clock::now();
+  const int64_t steps_at_start = job.steps_done();
+  const int64_t total_steps = job.batches_per_epoch() * r.epochs;
+  std::deque<double> recent;
+  double recent_sum = 0;
+  job.on_step = [&](const step_record& s) {
+    recent.push_back(s.loss);
+    recent_sum += s.loss;
+    if (recent.size() > 50) {
+      recent_sum -= recent.front();
+      recent.pop_front();
+    }
+    double elapsed = seconds_since(train_start);
+    double rate = static_cast<double>(s.step - steps_at_start) / std::max(elapsed, 1e-9);
+    double eta = static_cast<double>(total_steps - s.step) / std::max(rate, 1e-9);
+    progress.update(r.model + "/" + r.scheduler + "  epoch " + std::to_string(s.epoch + 1) + "/"
+                    + std::to_string(r.epochs) + "  batch " + std::to_string(s.batch + 1) + "/"
+                    + std::to_string(job.batches_per_epoch()) + "  loss "
+                    + fixed(recent_sum / static_cast<double>(recent.size()), 4) + "  lr "
+                    + sci(s.lr) + "  " + fixed(rate, 0) + " steps/s  ETA " + format_duration(eta));
+  };
+  job.on_epoch = [&](const epoch_record& e) {
+    progress.finish();
+    std::printf("epoch %lld/%lld: train loss %.4f, train accuracy %.4f, %.1f s\n",
+                static_cast<long long>(e.epoch), static_cast<long long>(r.epochs), e.train_loss,
+                e.train_accuracy, e.seconds);
+    std::fflush(stdout);
+    write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
+  };
+  job.run_to_end();
+  progress.finish();
+  const double train_seconds = seconds_since(train_start);
+  const int64_t steps_run = job.steps_done() - steps_at_start;
+
+  auto test = job.evaluate(*data.test, all_indices(data.test->size()));
+  cpu.stop();
+  const double wall = seconds_since(wall_start);
+  const auto times = process_cpu_times();
+
+  // Outputs (DESIGN.md): job folder, time.json, summary.json/.md, cpu.csv.
+  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
+  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
+  write_file_atomic(dir / "confusion.csv", confusion_csv(test.confusion, data.test->classes));
+  if (r.checkpoint_every > 0 && r.epochs % r.checkpoint_every != 0)
+    job.save_checkpoint(dir / "latest.pt");
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : job.epoch_records())
+    epochs.push_back(to_json(e));
+  nlohmann::json test_json = to_json(test, data.test->classes);
+  write_file_atomic(dir / "metrics.json",
+                    nlohmann::json{{"epochs", epochs}, {"test", test_json}}.dump(2) + "\n");
+  nlohmann::json time_json{{"train_seconds", train_seconds},
+                           {"load_seconds", load_seconds},
+                           {"wall_seconds", wall},
+                           {"steps", steps_run},
+                           {"steps_per_second", steps_run / std::max(train_seconds, 1e-9)}};
+  write_file_atomic(r.out / folder_name(r.model) / folder_name(r.scheduler) / "time.json",
+                    time_json.dump(2) + "\n");
+  const double samples_per_second
+    = static_cast<double>(std::min<int64_t>(steps_run * r.batch_size,
+                                            steps_run * data.train->size()))
+      / std::max(train_seconds, 1e-9);
+  nlohmann::json summary{
+    {"command", "train"},
+    {"wall_seconds", wall},
+    {"cpu_utilization_mean", cpu.mean_utilization()},
+    {"test_accuracy", test.accuracy},
+    {"test_loss", test.loss},
+    {"dataset", r.dataset},
+    {"train_samples", data.train->size()},
+    {"test_samples", data.test->size()},
+    {"model", r.model},
+    {"parameters", models::parameter_count(*job.model())},
+    {"optimizer", r.optimizer},
+    {"lr", r.lr},
+    {"scheduler", r.scheduler},
+    {"epochs", r.epochs},
+    {"batch_size", r.batch_size},
+    {"seed", r.seed},
+    {"threads", r.threads},
+    {"load_seconds", load_seconds},
+    {"train_seconds", train_seconds},
+    {"steps_per_second", steps_run / std::max(train_seconds, 1e-9)},
+    {"samples_per_second", samples_per_second},
+    {"user_cpu_seconds", times.user_seconds},
+    {"system_cpu_seconds", times.system_seconds},
+    {"peak_rss_bytes", peak_rss_bytes()},
+    {"per_class_accuracy", test_json["per_class_accuracy"]},
+    {"confusion", test.confusion},
+    {"epoch_records", epochs},
+    {"job_dir", fs::relative(dir, r.out).string()}};
+  write_file_atomic(r.out / "summary.json", summary.dump(2) + "\n");
+  std::ostringstream md;
+  md << "# pnn train: " << r.model << " on " << r.dataset << "\n\n"
+     << "| model | scheduler | test accuracy | test loss | epochs | wall time |\n"
+     << "|---|---|---|---|---|---|\n"
+     << "| " << r.model << " | " << r.scheduler << " | " << fixed(test.accuracy, 4) << " | "
+     << fixed(test.loss, 4) << " | " << r.epochs << " | " << fixed(wall, 1) << " s |\n\n"
+     << "Per-class test accuracy:\n\n| class | accuracy |\n|---|---|\n";
+  auto per_class = test.per_class_accuracy();
+  for (size_t c = 0; c < per_class.size(); ++c)
+    md << "| " << data.test->classes[c] << " | " << fixed(per_class[c], 4) << " |\n";
+  write_file_atomic(r.out / "summary.md", md.str());
+  write_file_atomic(r.out / "cpu.csv", cpu.csv());
+
+  std::printf("test accuracy: %.4f (loss %.4f) on %lld test images\n", test.accuracy, test.loss,
+              static_cast<long long>(test.samples));
+  std::printf("wall time %.1f s (training %.1f s, %.0f steps/s), mean CPU utilisation %.0f%%, "
+              "CPU user %.1f s, system %.1f s\n",
+              wall, train_seconds, steps_run / std::max(train_seconds, 1e-9),
+              100 * cpu.mean_utilization(), times.user_seconds, times.system_seconds);
+  std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in %s)\n",
+              r.out.c_str(), dir.c_str());
+  return 0;
+}
+
+} // namespace pnn::runtime

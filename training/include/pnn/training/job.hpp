@@ -1,0 +1,129 @@
+#pragma once
+
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/evaluation.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/schedules.hpp>
+#include <pnn/training/transforms.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pnn::models {
+class Network;
+}
+
+namespace pnn::training {
+
+/// Loss of a batch of logits against int64 labels, reduced to a mean.
+using criterion_fn = std::function<torch::Tensor(const torch::Tensor& logits,
+                                                 const torch::Tensor& labels)>;
+
+/// Cross-entropy, the default criterion.
+criterion_fn cross_entropy();
+
+/// Everything one training job needs besides its data. One source of defaults for
+/// the CLI and the C++ API.
+struct job_options {
+  std::string model = "lenet5";
+  optimizer_options optimizer;
+  schedule_options schedule;
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  uint64_t seed = 1;
+  /// LibTorch intra-op threads while this job runs.
+  int threads = 1;
+  /// Write a checkpoint every this many epochs (0: never); "latest.pt" is
+  /// refreshed at each of them.
+  int64_t checkpoint_every = 0;
+  /// Where checkpoints go; empty: nowhere.
+  std::filesystem::path checkpoint_dir;
+  transform_options train_transform;
+  transform_options eval_transform;
+  int64_t eval_batch_size = 1000;
+  criterion_fn criterion; ///< empty: cross-entropy
+};
+
+/// One training job, no actors: a model, its optimizer and schedule, trained on
+/// index views of a shared dataset. It runs in slices (run(n) does at most n
+/// batches) so a caller can interleave other work, and is deterministic for a
+/// given seed with one intra-op thread.
+class training_job {
+public:
+  /// Builds the model (initialised from `options.seed`), optimizer and schedule.
+  /// `validation` may be empty. Throws pnn::error on bad options.
+  training_job(job_options options, dataset_ptr data, std::vector<int64_t> train,
+               std::vector<int64_t> validation);
+  ~training_job();
+
+  training_job(const training_job&) = delete;
+  training_job& operator=(const training_job&) = delete;
+
+  /// Trains at most `max_batches` batches; an epoch's end evaluates, steps
+  /// per-epoch schedules and checkpoints. Returns true once every epoch is done.
+  /// Throws pnn::error(run_failed) on a non-finite loss; LibTorch errors propagate.
+  bool run(int64_t max_batches);
+
+  /// Trains to the end.
+  void run_to_end();
+
+  bool done() const;
+  int64_t epochs_done() const;
+  int64_t batch_in_epoch() const;
+  int64_t batches_per_epoch() const;
+  int64_t steps_done() const;
+  double elapsed_seconds() const;
+
+  /// Changes the intra-op thread count from the next run() on.
+  void set_threads(int threads);
+  int threads() const;
+
+  const std::vector<step_record>& step_records() const;
+  const std::vector<epoch_record>& epoch_records() const;
+  /// The last validation evaluation (empty when there is no validation set).
+  const std::optional<evaluation>& last_validation() const;
+
+  /// Called after every step / every epoch (e.g. to forward metrics).
+  std::function<void(const step_record&)> on_step;
+  std::function<void(const epoch_record&)> on_epoch;
+
+  /// Evaluates the current model on `indices` of `data` with the eval transform.
+  evaluation evaluate(const dataset& data, const std::vector<int64_t>& indices);
+
+  /// Writes model, optimizer, schedule, position, RNG state and records to `file`
+  /// atomically. Throws pnn::error(io_error).
+  void save_checkpoint(const std::filesystem::path& file) const;
+
+  /// Restores a checkpoint written by save_checkpoint for the same model and
+  /// optimizer. Throws pnn::error naming the file when it is missing or does not fit.
+  void load_checkpoint(const std::filesystem::path& file);
+
+  std::shared_ptr<models::Network> model() const;
+  torch::optim::Optimizer& optimizer();
+  const lr_schedule& schedule() const;
+  const job_options& options() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> d_;
+};
+
+/// The newest checkpoint in `dir` ("latest.pt"), if any.
+std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& dir);
+
+/// Builds a fresh model by registry name with weights initialised from `seed`,
+/// independent of other threads drawing random numbers at the same time.
+std::shared_ptr<models::Network> make_seeded_model(const std::string& name, int64_t in_channels,
+                                                   int64_t num_classes, uint64_t seed);
+
+/// Makes the current thread use `threads` LibTorch intra-op threads (see DESIGN.md:
+/// read the count once before setting it, or a first ATen call can reset it).
+void use_intra_op_threads(int threads);
+
+} // namespace pnn::training

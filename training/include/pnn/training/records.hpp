@@ -1,0 +1,57 @@
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace pnn::training {
+
+/// The loss of one optimizer step.
+struct step_record {
+  double time = 0; ///< seconds since the job started (including time before a resume)
+  int64_t epoch = 0;
+  int64_t batch = 0; ///< batch within the epoch
+  int64_t step = 0;  ///< optimizer steps since the job started
+  double loss = 0;
+  double lr = 0;
+};
+
+/// What one epoch achieved.
+struct epoch_record {
+  int64_t epoch = 0;
+  double time = 0; ///< seconds since the job started, at the end of the epoch
+  double seconds = 0; ///< duration of the epoch, evaluation included
+  double train_loss = 0;
+  double train_accuracy = 0;
+  double val_loss = 0;     ///< NaN when the job has no validation set
+  double val_accuracy = 0; ///< NaN when the job has no validation set
+  double lr = 0; ///< learning rate at the end of the epoch
+};
+
+nlohmann::json to_json(const step_record& r);
+nlohmann::json to_json(const epoch_record& r);
+step_record step_from_json(const nlohmann::json& j);
+epoch_record epoch_from_json(const nlohmann::json& j);
+
+std::string steps_csv(const std::vector<step_record>& records);
+std::string epochs_csv(const std::vector<epoch_record>& records);
+/// Confusion matrix as CSV with class names as header and first column.
+std::string confusion_csv(const std::vector<std::vector<int64_t>>& confusion,
+                          const std::vector<std::string>& classes);
+
+/// Writes `content` to `file` atomically: a temporary file in the same folder is
+/// written, flushed and renamed over `file`, so a reader (or a crash) sees the old
+/// or the new content, never a torn one. Creates missing folders. Throws
+/// pnn::error(io_error) naming the file (disk full, permission denied, ...).
+void write_file_atomic(const std::filesystem::path& file, const std::string& content);
+
+/// Creates `dir` (and parents); throws pnn::error(io_error) naming it on failure.
+void ensure_directory(const std::filesystem::path& dir);
+
+/// Reads a whole text file; throws pnn::error naming it.
+std::string read_text_file(const std::filesystem::path& file);
+
+} // namespace pnn::training

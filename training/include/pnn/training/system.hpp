@@ -1,0 +1,68 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pnn::training {
+
+/// Keeps glibc malloc from returning large tensor buffers to the kernel after every
+/// step (mmap threshold 64 MiB, trim threshold 1 GiB; see DESIGN.md: without this,
+/// parallel jobs spend seconds of system time in page faults). Call once at start-up,
+/// before threads start. Environment variables MALLOC_MMAP_THRESHOLD_ /
+/// MALLOC_TRIM_THRESHOLD_ set by the user win.
+void configure_allocator();
+
+/// Number of cores this process may run on.
+int available_cores();
+
+/// CPU time of this process so far.
+struct cpu_times {
+  double user_seconds = 0;
+  double system_seconds = 0;
+};
+cpu_times process_cpu_times();
+
+/// Peak resident set size of this process, in bytes.
+long long peak_rss_bytes();
+
+/// One sample of machine-wide CPU utilisation.
+struct cpu_sample {
+  double time = 0;        ///< seconds since the monitor started
+  double utilization = 0; ///< busy fraction of all cores over the interval, 0..1
+  double process_cores = 0; ///< cores' worth of CPU this process used in the interval
+};
+
+/// Samples /proc/stat on its own thread every `interval` until stopped.
+class cpu_monitor {
+public:
+  explicit cpu_monitor(std::chrono::milliseconds interval = std::chrono::milliseconds{500});
+  ~cpu_monitor();
+  cpu_monitor(const cpu_monitor&) = delete;
+  cpu_monitor& operator=(const cpu_monitor&) = delete;
+
+  /// Stops sampling (takes a last sample first); idempotent.
+  void stop();
+  std::vector<cpu_sample> samples() const;
+  /// Mean utilisation over all samples, 0 when there are none.
+  double mean_utilization() const;
+  /// The samples as CSV: time,utilization,process_cores.
+  std::string csv() const;
+
+private:
+  void sample();
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point start_;
+  mutable std::mutex mtx_;
+  std::vector<cpu_sample> samples_;
+  unsigned long long last_busy_ = 0, last_total_ = 0;
+  double last_proc_ = 0;
+  std::chrono::steady_clock::time_point last_time_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+} // namespace pnn::training

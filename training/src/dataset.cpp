@@ -1,0 +1,368 @@
+#include <pnn/training/dataset.hpp>
+
+#include <pnn/error.hpp>
+#include <pnn/training/random.hpp>
+
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn::training {
+
+namespace {
+
+// Files above this are refused before they are read: the largest real dataset
+// file (CIFAR-10 batches, MNIST images) is ~47 MB.
+constexpr size_t max_file_bytes = size_t{1} << 32;
+
+[[noreturn]] void fail(error_code code, const fs::path& file, const std::string& what) {
+  throw pnn::error(code, file.string() + ": " + what);
+}
+
+/// Whole file content, gunzipped when it is gzip (zlib passes raw files through).
+std::vector<uint8_t> read_file(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec))
+    fail(error_code::file_not_found, file, "file not found");
+  if (fs::is_directory(file, ec))
+    fail(error_code::malformed_file, file, "is a folder, expected a file");
+  gzFile in = gzopen(file.c_str(), "rb");
+  if (in == nullptr)
+    fail(error_code::io_error, file, std::string{"cannot open: "} + std::strerror(errno));
+  gzbuffer(in, 1 << 18);
+  std::vector<uint8_t> out;
+  constexpr size_t chunk = 1 << 20;
+  for (;;) {
+    if (out.size() > max_file_bytes) {
+      gzclose_r(in);
+      fail(error_code::malformed_file, file, "larger than 4 GiB, not a dataset file");
+    }
+    size_t old = out.size();
+    out.resize(old + chunk);
+    int n = gzread(in, out.data() + old, static_cast<unsigned>(chunk));
+    if (n < 0) {
+      int err = 0;
+      std::string msg = gzerror(in, &err);
+      gzclose_r(in);
+      fail(error_code::malformed_file, file, "corrupt compressed data (" + msg + ")");
+    }
+    out.resize(old + static_cast<size_t>(n));
+    if (n == 0)
+      break;
+  }
+  int err = 0;
+  std::string msg = gzerror(in, &err);
+  int closed = gzclose_r(in);
+  if (err != Z_OK || closed != Z_OK)
+    fail(error_code::malformed_file, file,
+         "truncated or corrupt gzip data (" + (msg.empty() ? std::string{"read error"} : msg)
+           + ")");
+  return out;
+}
+
+uint32_t big_endian_u32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+/// Parses an idx header; returns the dimensions and checks the payload size.
+std::vector<int64_t> idx_dims(const std::vector<uint8_t>& bytes, const fs::path& file,
+                              uint8_t expected_ndims) {
+  if (bytes.size() < 4)
+    fail(error_code::malformed_file, file,
+         "truncated: " + std::to_string(bytes.size()) + " bytes, expected an idx header");
+  if (bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] != expected_ndims) {
+    char got[16];
+    std::snprintf(got, sizeof got, "0x%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+    fail(error_code::malformed_file, file,
+         std::string{"wrong magic number "} + got + ", expected 0x000008"
+           + (expected_ndims == 3 ? "03 (idx3 unsigned bytes)" : "01 (idx1 unsigned bytes)"));
+  }
+  size_t header = 4 + 4 * size_t{expected_ndims};
+  if (bytes.size() < header)
+    fail(error_code::malformed_file, file,
+         "truncated: header needs " + std::to_string(header) + " bytes, file has "
+           + std::to_string(bytes.size()));
+  std::vector<int64_t> dims;
+  uint64_t payload = 1;
+  for (uint8_t i = 0; i < expected_ndims; ++i) {
+    uint32_t d = big_endian_u32(bytes.data() + 4 + 4 * i);
+    if (d == 0 || d > (1u << 30))
+      fail(error_code::malformed_file, file,
+           "dimension " + std::to_string(i) + " is " + std::to_string(d) + ", expected 1..2^30");
+    payload *= d;
+    if (payload > max_file_bytes)
+      fail(error_code::malformed_file, file, "dimensions describe more than 4 GiB of data");
+    dims.push_back(d);
+  }
+  if (bytes.size() - header != payload)
+    fail(error_code::malformed_file, file,
+         (bytes.size() - header < payload ? "truncated: " : "trailing data: ")
+           + std::string{"header promises "} + std::to_string(payload) + " data bytes, file has "
+           + std::to_string(bytes.size() - header));
+  return dims;
+}
+
+torch::Tensor check_labels(torch::Tensor labels, int64_t num_classes, const fs::path& file) {
+  if (labels.numel() == 0)
+    return labels;
+  auto max_label = labels.max().item<int64_t>();
+  if (max_label >= num_classes)
+    fail(error_code::malformed_file, file,
+         "label " + std::to_string(max_label) + " out of range, expected 0.."
+           + std::to_string(num_classes - 1));
+  return labels;
+}
+
+fs::path find_variant(const fs::path& dir, const std::string& base) {
+  for (const char* suffix : {"", ".gz"}) {
+    auto p = dir / (base + suffix);
+    std::error_code ec;
+    if (fs::exists(p, ec))
+      return p;
+  }
+  return dir / (base + ".gz");
+}
+
+const std::vector<std::string> fashion_classes = {"T-shirt/top", "Trouser", "Pullover",
+                                                  "Dress",       "Coat",    "Sandal",
+                                                  "Shirt",       "Sneaker", "Bag",
+                                                  "Ankle boot"};
+const std::vector<std::string> digit_classes = {"0", "1", "2", "3", "4",
+                                                "5", "6", "7", "8", "9"};
+const std::vector<std::string> cifar_classes = {"airplane", "automobile", "bird",  "cat",
+                                                "deer",     "dog",        "frog",  "horse",
+                                                "ship",     "truck"};
+
+const fs::path fashion_default_dir = "/usr/share/datasets/fashion-mnist";
+
+bool mnist_files_found(const fs::path& dir) {
+  std::error_code ec;
+  for (const char* base : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    if (!fs::exists(find_variant(dir, base), ec))
+      return false;
+  return true;
+}
+
+bool cifar_files_found(const fs::path& dir) {
+  std::error_code ec;
+  for (int i = 1; i <= 5; ++i)
+    if (!fs::exists(dir / ("data_batch_" + std::to_string(i) + ".bin"), ec))
+      return false;
+  return fs::exists(dir / "test_batch.bin", ec);
+}
+
+} // namespace
+
+dataset load_idx(const fs::path& images_file, const fs::path& labels_file, std::string name,
+                 std::vector<std::string> classes) {
+  auto image_bytes = read_file(images_file);
+  auto dims = idx_dims(image_bytes, images_file, 3);
+  auto label_bytes = read_file(labels_file);
+  auto label_dims = idx_dims(label_bytes, labels_file, 1);
+  if (label_dims[0] != dims[0])
+    fail(error_code::malformed_file, labels_file,
+         "holds " + std::to_string(label_dims[0]) + " labels but " + images_file.string()
+           + " holds " + std::to_string(dims[0]) + " images");
+  dataset d;
+  d.name = std::move(name);
+  d.classes = std::move(classes);
+  d.images = torch::empty({dims[0], 1, dims[1], dims[2]}, torch::kUInt8);
+  std::memcpy(d.images.data_ptr<uint8_t>(), image_bytes.data() + 16,
+              static_cast<size_t>(d.images.numel()));
+  d.labels = torch::empty({dims[0]}, torch::kInt64);
+  auto* out = d.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < dims[0]; ++i)
+    out[i] = label_bytes[8 + static_cast<size_t>(i)];
+  check_labels(d.labels, d.num_classes(), labels_file);
+  return d;
+}
+
+dataset_pair load_mnist_dir(const fs::path& dir, std::string name,
+                            std::vector<std::string> classes) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(error_code::file_not_found, dir, "data folder not found");
+  dataset_pair result;
+  result.train = std::make_shared<dataset>(
+    load_idx(find_variant(dir, "train-images-idx3-ubyte"),
+             find_variant(dir, "train-labels-idx1-ubyte"), name, classes));
+  result.test = std::make_shared<dataset>(
+    load_idx(find_variant(dir, "t10k-images-idx3-ubyte"),
+             find_variant(dir, "t10k-labels-idx1-ubyte"), name + "-test", classes));
+  return result;
+}
+
+dataset load_cifar10_files(const std::vector<fs::path>& files, std::string name,
+                           std::vector<std::string> classes) {
+  constexpr size_t pixels = 3 * 32 * 32;
+  constexpr size_t record = 1 + pixels;
+  std::vector<std::vector<uint8_t>> contents;
+  int64_t total = 0;
+  for (const auto& f : files) {
+    auto bytes = read_file(f);
+    if (bytes.empty() || bytes.size() % record != 0)
+      fail(error_code::malformed_file, f,
+           "size " + std::to_string(bytes.size())
+             + " bytes is not a whole number of 3073-byte CIFAR-10 records");
+    total += static_cast<int64_t>(bytes.size() / record);
+    contents.push_back(std::move(bytes));
+  }
+  dataset d;
+  d.name = std::move(name);
+  d.classes = std::move(classes);
+  d.images = torch::empty({total, 3, 32, 32}, torch::kUInt8);
+  d.labels = torch::empty({total}, torch::kInt64);
+  auto* img = d.images.data_ptr<uint8_t>();
+  auto* lab = d.labels.data_ptr<int64_t>();
+  int64_t i = 0;
+  for (size_t f = 0; f < contents.size(); ++f) {
+    const auto& bytes = contents[f];
+    for (size_t off = 0; off < bytes.size(); off += record, ++i) {
+      if (bytes[off] >= d.classes.size())
+        fail(error_code::malformed_file, files[f],
+             "record " + std::to_string(off / record) + " has label "
+               + std::to_string(bytes[off]) + ", expected 0.."
+               + std::to_string(d.classes.size() - 1));
+      lab[i] = bytes[off];
+      std::memcpy(img + static_cast<size_t>(i) * pixels, bytes.data() + off + 1, pixels);
+    }
+  }
+  return d;
+}
+
+dataset_pair load_cifar10_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(error_code::file_not_found, dir,
+         "CIFAR-10 folder not found (expected data_batch_1..5.bin and test_batch.bin)");
+  auto classes = cifar_classes;
+  std::ifstream meta(dir / "batches.meta.txt");
+  if (meta) {
+    std::vector<std::string> names;
+    for (std::string line; std::getline(meta, line);)
+      if (!line.empty())
+        names.push_back(line);
+    if (names.size() == 10)
+      classes = names;
+  }
+  std::vector<fs::path> train_files;
+  for (int i = 1; i <= 5; ++i)
+    train_files.push_back(dir / ("data_batch_" + std::to_string(i) + ".bin"));
+  dataset_pair result;
+  result.train = std::make_shared<dataset>(load_cifar10_files(train_files, "cifar10", classes));
+  result.test = std::make_shared<dataset>(
+    load_cifar10_files({dir / "test_batch.bin"}, "cifar10-test", classes));
+  return result;
+}
+
+dataset_pair make_synthetic(const synthetic_options& o) {
+  if (o.train_size <= 0 || o.test_size < 0 || o.channels <= 0 || o.height <= 0
+      || o.width <= 0 || o.num_classes < 2)
+    throw pnn::error(error_code::invalid_argument,
+                     "synthetic dataset: sizes must be positive and classes >= 2");
+  const int64_t pixels = o.channels * o.height * o.width;
+  rng gen{o.seed};
+  std::vector<std::vector<uint8_t>> prototypes(static_cast<size_t>(o.num_classes));
+  for (auto& p : prototypes) {
+    p.resize(static_cast<size_t>(pixels));
+    for (auto& v : p)
+      v = static_cast<uint8_t>(uniform_below(gen, 256));
+  }
+  auto noise = static_cast<uint64_t>(std::max(0.0, o.noise));
+  auto make = [&](int64_t n, std::string name) {
+    auto d = std::make_shared<dataset>();
+    d->name = std::move(name);
+    for (int64_t c = 0; c < o.num_classes; ++c)
+      d->classes.push_back("class " + std::to_string(c));
+    d->images = torch::empty({n, o.channels, o.height, o.width}, torch::kUInt8);
+    d->labels = torch::empty({n}, torch::kInt64);
+    auto* img = d->images.data_ptr<uint8_t>();
+    auto* lab = d->labels.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      auto label = static_cast<int64_t>(uniform_below(gen, static_cast<uint64_t>(o.num_classes)));
+      lab[i] = label;
+      const auto& proto = prototypes[static_cast<size_t>(label)];
+      for (int64_t j = 0; j < pixels; ++j) {
+        int64_t v = proto[static_cast<size_t>(j)];
+        if (noise > 0)
+          v += static_cast<int64_t>(uniform_below(gen, 2 * noise + 1)) - static_cast<int64_t>(noise);
+        img[i * pixels + j] = static_cast<uint8_t>(std::clamp<int64_t>(v, 0, 255));
+      }
+    }
+    return d;
+  };
+  dataset_pair result;
+  result.train = make(o.train_size, "synthetic");
+  result.test = make(o.test_size, "synthetic-test");
+  return result;
+}
+
+dataset_ptr take_first(const dataset_ptr& d, int64_t n) {
+  if (n <= 0 || n > d->size())
+    throw pnn::error(error_code::invalid_argument,
+                     "--subset " + std::to_string(n) + ": expected 1.." + std::to_string(d->size())
+                       + " (the training set of " + d->name + ")");
+  if (n == d->size())
+    return d;
+  auto view = std::make_shared<dataset>(*d);
+  view->images = d->images.narrow(0, 0, n);
+  view->labels = d->labels.narrow(0, 0, n);
+  return view;
+}
+
+std::vector<dataset_info> list_datasets(const fs::path& data_dir) {
+  std::vector<dataset_info> result;
+  auto fashion_dir = data_dir.empty() ? fashion_default_dir : data_dir;
+  result.push_back({"fashion-mnist", "Fashion-MNIST, 60,000 + 10,000 grey 28x28 images",
+                    fashion_default_dir, mnist_files_found(fashion_dir)});
+  result.push_back({"mnist", "MNIST digits in idx format, from --data-dir", {},
+                    !data_dir.empty() && mnist_files_found(data_dir)});
+  result.push_back({"cifar10", "CIFAR-10 binary batches, 50,000 + 10,000 colour 32x32, from --data-dir",
+                    {}, !data_dir.empty() && cifar_files_found(data_dir)});
+  result.push_back({"synthetic", "generated, learnable: 1x28x28, 10 classes, 2,000 + 500", {}, true});
+  result.push_back({"synthetic-cifar", "generated, learnable: 3x32x32, 10 classes, 2,000 + 500", {}, true});
+  return result;
+}
+
+dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
+  dataset_pair result;
+  if (name == "fashion-mnist") {
+    result = load_mnist_dir(data_dir.empty() ? fashion_default_dir : data_dir, name,
+                            fashion_classes);
+  } else if (name == "mnist") {
+    if (data_dir.empty())
+      throw pnn::error(error_code::invalid_argument,
+                       "--dataset mnist needs --data-dir DIR holding the MNIST idx files");
+    result = load_mnist_dir(data_dir, name, digit_classes);
+  } else if (name == "cifar10") {
+    if (data_dir.empty())
+      throw pnn::error(error_code::invalid_argument,
+                       "--dataset cifar10 needs --data-dir DIR holding data_batch_1..5.bin and "
+                       "test_batch.bin");
+    result = load_cifar10_dir(data_dir);
+  } else if (name == "synthetic") {
+    result = make_synthetic({});
+  } else if (name == "synthetic-cifar") {
+    synthetic_options o;
+    o.channels = 3;
+    o.height = o.width = 32;
+    result = make_synthetic(o);
+  } else {
+    throw pnn::error(error_code::invalid_argument,
+                     "unknown dataset '" + name
+                       + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
+  }
+  if (subset > 0)
+    result.train = take_first(result.train, subset);
+  else if (subset < 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "--subset " + std::to_string(subset) + ": expected a positive count");
+  return result;
+}
+
+} // namespace pnn::training

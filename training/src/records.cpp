@@ -1,0 +1,173 @@
+#include <pnn/training/records.hpp>
+
+#include <pnn/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace pnn::training {
+
+namespace {
+
+nlohmann::json number_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+double number_or_nan(const nlohmann::json& j) {
+  return j.is_number() ? j.get<double>() : NAN;
+}
+
+std::string fmt(double v) {
+  if (!std::isfinite(v))
+    return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+[[noreturn]] void io_fail(const fs::path& file, const std::string& what) {
+  throw pnn::error(error_code::io_error, file.string() + ": " + what);
+}
+
+} // namespace
+
+nlohmann::json to_json(const step_record& r) {
+  return {{"time", r.time}, {"epoch", r.epoch}, {"batch", r.batch},
+          {"step", r.step}, {"loss", number_or_null(r.loss)}, {"lr", r.lr}};
+}
+
+nlohmann::json to_json(const epoch_record& r) {
+  return {{"epoch", r.epoch},
+          {"time", r.time},
+          {"seconds", r.seconds},
+          {"train_loss", number_or_null(r.train_loss)},
+          {"train_accuracy", number_or_null(r.train_accuracy)},
+          {"val_loss", number_or_null(r.val_loss)},
+          {"val_accuracy", number_or_null(r.val_accuracy)},
+          {"lr", r.lr}};
+}
+
+step_record step_from_json(const nlohmann::json& j) {
+  return {j.at("time").get<double>(), j.at("epoch").get<int64_t>(), j.at("batch").get<int64_t>(),
+          j.at("step").get<int64_t>(), number_or_nan(j.at("loss")), j.at("lr").get<double>()};
+}
+
+epoch_record epoch_from_json(const nlohmann::json& j) {
+  epoch_record r;
+  r.epoch = j.at("epoch").get<int64_t>();
+  r.time = j.at("time").get<double>();
+  r.seconds = j.at("seconds").get<double>();
+  r.train_loss = number_or_nan(j.at("train_loss"));
+  r.train_accuracy = number_or_nan(j.at("train_accuracy"));
+  r.val_loss = number_or_nan(j.at("val_loss"));
+  r.val_accuracy = number_or_nan(j.at("val_accuracy"));
+  r.lr = j.at("lr").get<double>();
+  return r;
+}
+
+std::string steps_csv(const std::vector<step_record>& records) {
+  std::ostringstream out;
+  out << "time,epoch,batch,step,loss,lr\n";
+  for (const auto& r : records)
+    out << fmt(r.time) << ',' << r.epoch << ',' << r.batch << ',' << r.step << ','
+        << fmt(r.loss) << ',' << fmt(r.lr) << '\n';
+  return out.str();
+}
+
+std::string epochs_csv(const std::vector<epoch_record>& records) {
+  std::ostringstream out;
+  out << "epoch,time,seconds,train_loss,train_accuracy,val_loss,val_accuracy,lr\n";
+  for (const auto& r : records)
+    out << r.epoch << ',' << fmt(r.time) << ',' << fmt(r.seconds) << ',' << fmt(r.train_loss)
+        << ',' << fmt(r.train_accuracy) << ',' << fmt(r.val_loss) << ','
+        << fmt(r.val_accuracy) << ',' << fmt(r.lr) << '\n';
+  return out.str();
+}
+
+std::string confusion_csv(const std::vector<std::vector<int64_t>>& confusion,
+                          const std::vector<std::string>& classes) {
+  auto name = [&](size_t c) {
+    auto n = c < classes.size() ? classes[c] : std::to_string(c);
+    return "\"" + n + "\"";
+  };
+  std::ostringstream out;
+  out << "true\\predicted";
+  for (size_t c = 0; c < confusion.size(); ++c)
+    out << ',' << name(c);
+  out << '\n';
+  for (size_t r = 0; r < confusion.size(); ++r) {
+    out << name(r);
+    for (auto v : confusion[r])
+      out << ',' << v;
+    out << '\n';
+  }
+  return out.str();
+}
+
+void ensure_directory(const fs::path& dir) {
+  if (dir.empty())
+    return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    io_fail(dir, "cannot create folder (" + (ec ? ec.message() : std::string{"not a folder"}) + ")");
+}
+
+void write_file_atomic(const fs::path& file, const std::string& content) {
+  ensure_directory(file.parent_path());
+  auto tmp = file;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    io_fail(file, std::string{"cannot write: "} + std::strerror(errno));
+  const char* p = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    auto n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      io_fail(file, std::string{"write failed: "} + std::strerror(err));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail(file, std::string{"write failed: "} + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail(file, std::string{"cannot replace: "} + std::strerror(err));
+  }
+}
+
+std::string read_text_file(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec))
+    throw pnn::error(error_code::file_not_found, file.string() + ": file not found");
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    throw pnn::error(error_code::io_error, file.string() + ": cannot read");
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+} // namespace pnn::training
