@@ -48,7 +48,7 @@ std::vector<uint8_t> read_file(const fs::path& file) {
       int err = 0;
       std::string msg = gzerror(in, &err);
       gzclose_r(in);
-      fail(error_code::malformed_file, file, "corrupt compressed data (" + msg + ")");
+      fail(error_code::malformed_file, file, "truncated or corrupt gzip data (" + msg + ")");
     }
     out.resize(old + static_cast<size_t>(n));
     if (n == 0)

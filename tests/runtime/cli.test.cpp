@@ -1,0 +1,133 @@
+#include <torch/torch.h>
+
+#define CAF_SUITE runtime.cli
+#include <caf/test/unit_test.hpp>
+
+#include "test_util.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using namespace pnn;
+
+namespace {
+
+const std::string node = PNN_NODE_PATH;
+
+test::process_result pnn_node(const std::string& args) {
+  return test::run_command(node + " " + args);
+}
+
+/// One line on stderr, naming `part`, exit code 2.
+void check_bad_input(const test::process_result& r, const std::string& part) {
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_CHECK(test::contains(r.err, part));
+  CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  if (!test::contains(r.err, part))
+    CAF_MESSAGE("stderr was: " << r.err);
+}
+
+const std::string tiny_base = "train --dataset synthetic --subset 256 --model lenet5 "
+                              "--batch-size 32 --progress plain";
+const std::string tiny_run = tiny_base + " --epochs 1";
+
+} // namespace
+
+CAF_TEST(train runs a job and writes the files of the output layout) {
+  test::temp_dir dir;
+  auto r = pnn_node(tiny_run + " --out " + (dir / "run").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "test accuracy:"));
+  auto summary = nlohmann::json::parse(test::read_text(dir / "run/summary.json"));
+  for (const char* key : {"wall_seconds", "cpu_utilization_mean", "test_accuracy"})
+    CAF_CHECK(summary.contains(key));
+  CAF_CHECK_GREATER(summary["wall_seconds"].get<double>(), 0.0);
+  auto cpu = summary["cpu_utilization_mean"].get<double>();
+  CAF_CHECK(cpu >= 0.0 && cpu <= 1.0);
+  CAF_CHECK_EQUAL(summary["test_samples"].get<int64_t>(), 500);
+  int64_t confusion_total = 0;
+  for (const auto& row : summary["confusion"])
+    for (const auto& v : row)
+      confusion_total += v.get<int64_t>();
+  CAF_CHECK_EQUAL(confusion_total, 500);
+  for (const char* f : {"summary.md", "cpu.csv", "lenet5/cosine/time.json",
+                        "lenet5/cosine/all/steps.csv", "lenet5/cosine/all/epochs.csv",
+                        "lenet5/cosine/all/confusion.csv", "lenet5/cosine/all/metrics.json",
+                        "lenet5/cosine/all/latest.pt", "lenet5/cosine/all/epoch_1.pt"})
+    CAF_CHECK(std::filesystem::exists(dir / "run" / f));
+  auto steps = test::read_text(dir / "run/lenet5/cosine/all/steps.csv");
+  CAF_CHECK_EQUAL(std::count(steps.begin(), steps.end(), '\n'), 1 + 8);
+}
+
+CAF_TEST(resume continues from the latest checkpoint) {
+  test::temp_dir dir;
+  auto out = (dir / "run").string();
+  CAF_REQUIRE_EQUAL(pnn_node(tiny_run + " --out " + out).exit_code, 0);
+  auto r = pnn_node(tiny_base + " --epochs 2 --resume --out " + out);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "resuming from"));
+  CAF_CHECK(test::contains(r.out, "epoch 1, batch 0 done"));
+  auto steps = test::read_text(dir / "run/lenet5/cosine/all/steps.csv");
+  CAF_CHECK_EQUAL(std::count(steps.begin(), steps.end(), '\n'), 1 + 16);
+}
+
+CAF_TEST(a config file supplies flags and the command line wins) {
+  test::temp_dir dir;
+  std::ofstream(dir / "run.cfg") << "# a comment\ndataset = synthetic\nsubset = 64\nmodel = "
+                                    "lenet5\nepochs = 3\nprogress = none\n";
+  auto r = pnn_node("train --config " + (dir / "run.cfg").string() + " --epochs 1 --out "
+                    + (dir / "run").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto summary = nlohmann::json::parse(test::read_text(dir / "run/summary.json"));
+  CAF_CHECK_EQUAL(summary["epochs"].get<int>(), 1);
+  CAF_CHECK_EQUAL(summary["train_samples"].get<int>(), 64);
+  std::ofstream(dir / "bad.cfg") << "modle = lenet5\n";
+  check_bad_input(pnn_node("train --config " + (dir / "bad.cfg").string() + " --out x"),
+                  "bad.cfg");
+  check_bad_input(pnn_node("train --config " + (dir / "none.cfg").string() + " --out x"),
+                  "none.cfg");
+}
+
+CAF_TEST(bad flags give one line naming the flag and exit code 2) {
+  test::temp_dir dir;
+  auto out = " --out " + (dir / "x").string();
+  check_bad_input(pnn_node("train --dataset synthetic --lr abc" + out), "--lr");
+  check_bad_input(pnn_node("train --dataset synthetic --lr -1" + out), "--lr");
+  check_bad_input(pnn_node("train --dataset synthetic --epochs 0" + out), "--epochs");
+  check_bad_input(pnn_node("train --dataset synthetic --batch-size 0" + out), "--batch-size");
+  check_bad_input(pnn_node("train --dataset synthetic --threads 0" + out), "--threads");
+  check_bad_input(pnn_node("train --dataset synthetic --model resnet" + out), "resnet");
+  check_bad_input(pnn_node("train --dataset synthetic --scheduler linear" + out), "--scheduler");
+  check_bad_input(pnn_node("train --dataset synthetic --optimizer rmsprop" + out), "--optimizer");
+  check_bad_input(pnn_node("train --dataset synthetic --subset 99999" + out), "--subset");
+  check_bad_input(pnn_node("train --dataset imagenet" + out), "imagenet");
+  check_bad_input(pnn_node("train --dataset mnist" + out), "--data-dir");
+  check_bad_input(pnn_node("train --dataset synthetic --wat 1" + out), "--wat");
+  check_bad_input(pnn_node("train --dataset synthetic"), "--out");
+  check_bad_input(pnn_node("frobnicate"), "frobnicate");
+}
+
+CAF_TEST(a malformed dataset file gives one line naming the file and exit code 2) {
+  test::temp_dir dir;
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    test::write_bytes(dir / f, {0, 0, 8, 3, 0, 0, 0});
+  check_bad_input(pnn_node("train --dataset mnist --data-dir " + dir.path().string() + " --out "
+                           + (dir / "x").string()),
+                  "train-images-idx3-ubyte: truncated");
+}
+
+CAF_TEST(models and datasets list what exists) {
+  auto m = pnn_node("models");
+  CAF_CHECK_EQUAL(m.exit_code, 0);
+  for (const char* name : {"lenet", "lenet5", "alexnet", "mobilenet", "vgg11", "vgg19"})
+    CAF_CHECK(test::contains(m.out, name));
+  auto d = pnn_node("datasets");
+  CAF_CHECK_EQUAL(d.exit_code, 0);
+  CAF_CHECK(test::contains(d.out, "fashion-mnist"));
+  CAF_CHECK(test::contains(d.out, "cifar10"));
+  auto h = pnn_node("train --help");
+  CAF_CHECK_EQUAL(h.exit_code, 0);
+  CAF_CHECK(test::contains(h.out, "--batch-size"));
+}

@@ -1,0 +1,227 @@
+#include <torch/torch.h>
+
+#define CAF_SUITE training.job
+#include <caf/test/unit_test.hpp>
+
+#include "test_util.hpp"
+
+#include <pnn/models/network.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+
+#include <cmath>
+
+using namespace pnn;
+using namespace pnn::training;
+
+namespace {
+
+dataset_pair small_data() {
+  synthetic_options o;
+  o.train_size = 320;
+  o.test_size = 200;
+  o.noise = 90;
+  return make_synthetic(o);
+}
+
+job_options small_options() {
+  job_options o;
+  o.model = "lenet5";
+  o.optimizer = optimizer_options::parse("adam", 1e-3);
+  o.schedule = schedule_options::parse("cosine");
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.seed = 3;
+  o.threads = 1;
+  o.train_transform = default_transform("synthetic", true);
+  o.eval_transform = default_transform("synthetic", false);
+  return o;
+}
+
+std::vector<double> losses(const training_job& job) {
+  std::vector<double> result;
+  for (const auto& s : job.step_records())
+    result.push_back(s.loss);
+  return result;
+}
+
+} // namespace
+
+CAF_TEST(a job learns the synthetic classes) {
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 3;
+  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  job.run_to_end();
+  CAF_CHECK(job.done());
+  CAF_CHECK_EQUAL(job.epochs_done(), 3);
+  CAF_CHECK_EQUAL(job.steps_done(), 3 * 10);
+  auto test = job.evaluate(*data.test, all_indices(data.test->size()));
+  CAF_MESSAGE("test accuracy " << test.accuracy);
+  CAF_CHECK_GREATER(test.accuracy, 0.9);
+  CAF_CHECK_LESS(job.epoch_records().back().train_loss, job.epoch_records().front().train_loss);
+}
+
+CAF_TEST(the same seed gives the same losses and another seed different ones) {
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 1;
+  training_job a{o, data.train, all_indices(data.train->size()), {}};
+  training_job b{o, data.train, all_indices(data.train->size()), {}};
+  a.run_to_end();
+  b.run_to_end();
+  CAF_CHECK(losses(a) == losses(b));
+  o.seed = 4;
+  training_job c{o, data.train, all_indices(data.train->size()), {}};
+  c.run_to_end();
+  CAF_CHECK(losses(a) != losses(c));
+}
+
+CAF_TEST(slices of any size give the same run as one call) {
+  auto data = small_data();
+  auto o = small_options();
+  training_job a{o, data.train, all_indices(data.train->size()), {}};
+  training_job b{o, data.train, all_indices(data.train->size()), {}};
+  a.run_to_end();
+  int calls = 0;
+  while (!b.run(3))
+    ++calls;
+  CAF_CHECK_GREATER(calls, 5);
+  CAF_CHECK(losses(a) == losses(b));
+}
+
+CAF_TEST(a validation set is evaluated at every epoch end) {
+  auto data = small_data();
+  auto o = small_options();
+  auto fold = make_fold(data.train->size(), 4, 0, 9);
+  training_job job{o, data.train, fold.train, fold.validation};
+  job.run_to_end();
+  CAF_REQUIRE_EQUAL(job.epoch_records().size(), 2u);
+  for (const auto& e : job.epoch_records()) {
+    CAF_CHECK(std::isfinite(e.val_loss));
+    CAF_CHECK_GREATER_OR_EQUAL(e.val_accuracy, 0.0);
+  }
+  CAF_REQUIRE(job.last_validation().has_value());
+  CAF_CHECK_EQUAL(job.last_validation()->samples, static_cast<int64_t>(fold.validation.size()));
+}
+
+CAF_TEST(resuming from an epoch checkpoint reproduces the uninterrupted losses) {
+  test::temp_dir dir;
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 3;
+  o.schedule = schedule_options::parse("warm");
+  o.checkpoint_every = 1;
+  o.checkpoint_dir = dir.path();
+  training_job full{o, data.train, all_indices(data.train->size()), {}};
+  full.run_to_end();
+  CAF_REQUIRE(std::filesystem::exists(dir / "epoch_1.pt"));
+  CAF_REQUIRE(std::filesystem::exists(dir / "latest.pt"));
+  auto o2 = o;
+  o2.checkpoint_dir = dir / "resumed";
+  training_job resumed{o2, data.train, all_indices(data.train->size()), {}};
+  resumed.load_checkpoint(dir / "epoch_1.pt");
+  CAF_CHECK_EQUAL(resumed.epochs_done(), 1);
+  resumed.run_to_end();
+  CAF_CHECK(losses(full) == losses(resumed));
+  CAF_CHECK_EQUAL(full.epoch_records().back().train_loss,
+                  resumed.epoch_records().back().train_loss);
+  CAF_CHECK_EQUAL(full.schedule().lr(), resumed.schedule().lr());
+}
+
+CAF_TEST(resuming from a mid-epoch checkpoint with augmentation reproduces the run) {
+  test::temp_dir dir;
+  auto data = small_data();
+  auto o = small_options();
+  o.train_transform.crop_padding = 2;
+  o.train_transform.horizontal_flip = true;
+  training_job full{o, data.train, all_indices(data.train->size()), {}};
+  full.run_to_end();
+  training_job part{o, data.train, all_indices(data.train->size()), {}};
+  part.run(13); // epoch 2, batch 3
+  part.save_checkpoint(dir / "mid.pt");
+  training_job resumed{o, data.train, all_indices(data.train->size()), {}};
+  resumed.load_checkpoint(dir / "mid.pt");
+  CAF_CHECK_EQUAL(resumed.batch_in_epoch(), 3);
+  resumed.run_to_end();
+  CAF_CHECK(losses(full) == losses(resumed));
+}
+
+CAF_TEST(a checkpoint of another model or a broken file is refused with the file named) {
+  test::temp_dir dir;
+  auto data = small_data();
+  auto o = small_options();
+  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  job.save_checkpoint(dir / "lenet5.pt");
+  auto other = o;
+  other.model = "lenet";
+  training_job lenet{other, data.train, all_indices(data.train->size()), {}};
+  auto [code, msg] = test::error_of([&] { lenet.load_checkpoint(dir / "lenet5.pt"); });
+  CAF_CHECK(code == error_code::malformed_file);
+  CAF_CHECK(test::contains(msg, "lenet5.pt"));
+  test::write_bytes(dir / "junk.pt", {1, 2, 3});
+  auto [code2, msg2] = test::error_of([&] { job.load_checkpoint(dir / "junk.pt"); });
+  CAF_CHECK(code2 == error_code::malformed_file);
+  CAF_CHECK(test::contains(msg2, "junk.pt"));
+  auto [code3, msg3] = test::error_of([&] { job.load_checkpoint(dir / "none.pt"); });
+  CAF_CHECK(code3 == error_code::file_not_found);
+}
+
+CAF_TEST(a diverging loss fails the job with a clear error) {
+  auto data = small_data();
+  auto o = small_options();
+  o.criterion = [](const torch::Tensor& logits, const torch::Tensor& labels) {
+    return torch::nn::functional::cross_entropy(logits, labels) * std::nan("");
+  };
+  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  auto [code, msg] = test::error_of([&] { job.run(5); });
+  CAF_CHECK(code == error_code::run_failed);
+  CAF_CHECK(test::contains(msg, "epoch 1, batch 1"));
+}
+
+CAF_TEST(bad job options are errors) {
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 0;
+  auto [code, msg] = test::error_of(
+    [&] { training_job job(o, data.train, all_indices(data.train->size()), {}); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--epochs 0"));
+  o = small_options();
+  auto [code2, msg2] = test::error_of([&] { training_job job(o, data.train, {0, 99999}, {}); });
+  CAF_CHECK(code2 == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg2, "99999"));
+}
+
+CAF_TEST(the confusion matrix counts true against predicted classes) {
+  evaluation e;
+  // Three samples: true 0 predicted 0, true 1 predicted 0, true 1 predicted 1.
+  auto logits = torch::tensor({{2.0f, 1.0f}, {3.0f, 0.0f}, {0.0f, 1.0f}});
+  auto labels = torch::tensor({0, 1, 1}, torch::kInt64);
+  accumulate(e, logits, labels, 0.6);
+  CAF_CHECK(e.confusion == (std::vector<std::vector<int64_t>>{{1, 0}, {1, 1}}));
+  CAF_CHECK_EQUAL(e.samples, 3);
+  CAF_CHECK(std::abs(e.accuracy - 2.0 / 3.0) < 1e-12);
+  CAF_CHECK(std::abs(e.loss - 0.2) < 1e-12);
+  auto per_class = e.per_class_accuracy();
+  CAF_CHECK_EQUAL(per_class[0], 1.0);
+  CAF_CHECK_EQUAL(per_class[1], 0.5);
+}
+
+CAF_TEST(evaluation of a whole test set sums to its size) {
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 1;
+  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  job.run_to_end();
+  auto e = job.evaluate(*data.test, all_indices(data.test->size()));
+  int64_t total = 0, diagonal = 0;
+  for (size_t i = 0; i < e.confusion.size(); ++i)
+    for (size_t j = 0; j < e.confusion.size(); ++j) {
+      total += e.confusion[i][j];
+      diagonal += i == j ? e.confusion[i][j] : 0;
+    }
+  CAF_CHECK_EQUAL(total, data.test->size());
+  CAF_CHECK(std::abs(e.accuracy - static_cast<double>(diagonal) / static_cast<double>(total))
+            < 1e-12);
+}

@@ -1,0 +1,88 @@
+#define CAF_SUITE training.records
+#include <caf/test/unit_test.hpp>
+
+#include "test_util.hpp"
+
+#include <pnn/training/records.hpp>
+#include <pnn/training/system.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <thread>
+
+#include <sys/stat.h>
+
+using namespace pnn;
+using namespace pnn::training;
+
+CAF_TEST(atomic writes create folders and replace content without temporary files left) {
+  test::temp_dir dir;
+  auto file = dir / "a/b/c.json";
+  write_file_atomic(file, "one");
+  CAF_CHECK_EQUAL(test::read_text(file), "one");
+  write_file_atomic(file, "two");
+  CAF_CHECK_EQUAL(test::read_text(file), "two");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir / "a/b"))
+    ++entries;
+  CAF_CHECK_EQUAL(entries, 1u);
+}
+
+CAF_TEST(an unwritable folder is an io error naming the file) {
+  if (::geteuid() == 0) {
+    // root ignores permissions: use a path below a regular file instead.
+    test::temp_dir dir;
+    test::write_bytes(dir / "file", {1});
+    auto [code, msg] = test::error_of([&] { write_file_atomic(dir / "file/x.json", "x"); });
+    CAF_CHECK(code == error_code::io_error);
+    CAF_CHECK(test::contains(msg, "file"));
+    return;
+  }
+  test::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0500);
+  auto [code, msg] = test::error_of([&] { write_file_atomic(dir / "x.json", "x"); });
+  ::chmod(dir.path().c_str(), 0700);
+  CAF_CHECK(code == error_code::io_error);
+  CAF_CHECK(test::contains(msg, "x.json"));
+}
+
+CAF_TEST(step and epoch records round-trip through JSON and render as CSV) {
+  step_record s{1.5, 0, 3, 4, 0.25, 1e-3};
+  auto s2 = step_from_json(nlohmann::json::parse(to_json(s).dump()));
+  CAF_CHECK_EQUAL(s2.step, 4);
+  CAF_CHECK_EQUAL(s2.loss, 0.25);
+  epoch_record e;
+  e.epoch = 2;
+  e.train_loss = 0.5;
+  e.val_loss = NAN;
+  e.val_accuracy = NAN;
+  auto e2 = epoch_from_json(nlohmann::json::parse(to_json(e).dump()));
+  CAF_CHECK(std::isnan(e2.val_loss));
+  CAF_CHECK_EQUAL(e2.train_loss, 0.5);
+  auto csv = steps_csv({s});
+  CAF_CHECK_EQUAL(csv, "time,epoch,batch,step,loss,lr\n1.5,0,3,4,0.25,0.001\n");
+  auto ecsv = epochs_csv({e});
+  CAF_CHECK(test::contains(ecsv, "\n2,0,0,0.5,0,,,0\n"));
+  auto confusion = confusion_csv({{1, 2}, {3, 4}}, {"a", "b"});
+  CAF_CHECK_EQUAL(confusion, "true\\predicted,\"a\",\"b\"\n\"a\",1,2\n\"b\",3,4\n");
+}
+
+CAF_TEST(the cpu monitor samples utilisation between 0 and 1) {
+  cpu_monitor m{std::chrono::milliseconds{50}};
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds{300};
+  volatile double x = 0;
+  while (std::chrono::steady_clock::now() < until)
+    x = x + 1;
+  m.stop();
+  auto samples = m.samples();
+  CAF_CHECK_GREATER_OR_EQUAL(samples.size(), 3u);
+  for (const auto& s : samples) {
+    CAF_CHECK_GREATER_OR_EQUAL(s.utilization, 0.0);
+    CAF_CHECK_LESS_OR_EQUAL(s.utilization, 1.0);
+  }
+  // This thread was busy: the process used close to one core.
+  CAF_CHECK_GREATER(samples[1].process_cores, 0.5);
+  CAF_CHECK(test::contains(m.csv(), "time,utilization,process_cores\n"));
+  CAF_CHECK_GREATER_OR_EQUAL(available_cores(), 1);
+}
