@@ -153,9 +153,13 @@ int run_train(const train_request& r) {
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : job.epoch_records())
     epochs.push_back(to_json(e));
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : job.step_records())
+    steps.push_back(to_json(s));
   nlohmann::json test_json = to_json(test, data.test->classes);
   write_file_atomic(dir / "metrics.json",
-                    nlohmann::json{{"epochs", epochs}, {"test", test_json}}.dump(2) + "\n");
+                    nlohmann::json{{"epochs", epochs}, {"steps", steps}, {"test", test_json}}.dump()
+                      + "\n");
   nlohmann::json time_json{{"train_seconds", train_seconds},
                            {"load_seconds", load_seconds},
                            {"wall_seconds", wall},

@@ -58,6 +58,10 @@ CAF_TEST(train runs a job and writes the files of the output layout) {
     CAF_CHECK(std::filesystem::exists(dir / "run" / f));
   auto steps = test::read_text(dir / "run/lenet5/cosine/all/steps.csv");
   CAF_CHECK_EQUAL(std::count(steps.begin(), steps.end(), '\n'), 1 + 8);
+  auto metrics = nlohmann::json::parse(test::read_text(dir / "run/lenet5/cosine/all/metrics.json"));
+  CAF_CHECK_EQUAL(metrics["steps"].size(), 8u);
+  CAF_CHECK_EQUAL(metrics["epochs"].size(), 1u);
+  CAF_CHECK_EQUAL(metrics["test"]["samples"].get<int64_t>(), 500);
 }
 
 CAF_TEST(resume continues from the latest checkpoint) {
