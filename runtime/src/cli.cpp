@@ -1,6 +1,8 @@
 #include <pnn/runtime/cli.hpp>
 
+#include <pnn/actors/kfold.hpp>
 #include <pnn/error.hpp>
+#include <pnn/runtime/kfold_command.hpp>
 #include <pnn/runtime/train.hpp>
 
 #include <boost/program_options.hpp>
@@ -27,6 +29,7 @@ namespace {
 const char* usage = R"(usage: pnn-node <command> [flags]
 
 commands:
+  kfold      K-fold cross-validation of models x schedulers, all cores busy
   train      train one model on one dataset and test it
   models     list the models pnn can build
   datasets   list the datasets pnn knows and whether their files are found
@@ -70,6 +73,11 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
     bad(e.what());
   }
   (void) verb;
+}
+
+void progress_line_check(const std::string& mode) {
+  if (mode != "auto" && mode != "plain" && mode != "none")
+    bad("--progress " + mode + ": expected auto, plain or none");
 }
 
 void print_help(const std::string& verb, const std::string& synopsis,
@@ -117,6 +125,79 @@ int train_command(int argc, const char* const* argv) {
   return run_train(r);
 }
 
+std::vector<std::string> split_list(const std::string& text, const std::string& flag) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  // Items are separated by commas; a piece with '=' but no ':' continues the previous
+  // item's parameters: "cosine:t_max=3,eta_min=0,warm" is {cosine:t_max=3,eta_min=0, warm}.
+  while (start <= text.size()) {
+    auto comma = text.find(',', start);
+    auto item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!out.empty() && item.find('=') != std::string::npos && item.find(':') == std::string::npos)
+      out.back() += "," + item;
+    else
+      out.push_back(item);
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  for (const auto& item : out)
+    if (item.empty())
+      bad(flag + " " + text + ": empty name in the list");
+  return out;
+}
+
+int kfold_command(int argc, const char* const* argv) {
+  kfold_options o;
+  std::string models = "lenet5", schedulers = "cosine", out, hosts;
+  bool no_local = false;
+  po::options_description desc{"kfold flags"};
+  desc.add_options()
+    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
+     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
+    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files")
+    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
+    ("models", po::value(&models)->default_value(models), "comma-separated model names")
+    ("schedulers", po::value(&schedulers)->default_value(schedulers),
+     "comma-separated schedulers (none, cosine, warm, multistep, step, plateau)")
+    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer), "adam, adamw or sgd")
+    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
+    ("folds", po::value(&o.folds)->default_value(o.folds), "K")
+    ("epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs per job")
+    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size")
+    ("out", po::value(&out), "output folder (required)")
+    ("serial", po::bool_switch(&o.serial), "one job at a time with all cores (for comparison)")
+    ("slots", po::value(&o.slots)->default_value(0), "jobs at once (0: one per core)")
+    ("threads-per-job", po::value(&o.threads_per_job)->default_value(0),
+     "intra-op threads per job (0: 1, or all cores with --serial)")
+    ("no-tail-threads", "do not raise running jobs' threads when the queue is empty")
+    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of every job")
+    ("split-seed", po::value(&o.split_seed)->default_value(o.split_seed), "seed of the fold split")
+    ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(0),
+     "checkpoint every N epochs (0: never)")
+    ("resume", po::bool_switch(&o.resume), "keep finished jobs in --out, continue the others")
+    ("hosts", po::value(&hosts), "worker hosts h:p,... (not available yet)")
+    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts (not available yet)")
+    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  po::variables_map vm;
+  parse("kfold", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]",
+               desc);
+    return 0;
+  }
+  if (!hosts.empty() || no_local)
+    bad("--hosts/--no-local: running on other hosts is not available in this build yet");
+  if (out.empty())
+    bad("--out: required, the folder where results go");
+  o.out = out;
+  o.models = split_list(models, "--models");
+  o.schedulers = split_list(schedulers, "--schedulers");
+  o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
+  progress_line_check(o.progress);
+  return run_kfold_command(o);
+}
+
 int models_command(int argc, const char* const* argv) {
   po::options_description desc{"models flags"};
   po::variables_map vm;
@@ -154,11 +235,12 @@ int run_cli(int argc, const char* const* argv) {
     return 0;
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
-    {"train", train_command}, {"models", models_command}, {"datasets", datasets_command}};
+    {"kfold", kfold_command},   {"train", train_command},
+    {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected train, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb + "': expected kfold, train, models or datasets (pnn-node --help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

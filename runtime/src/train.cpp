@@ -3,8 +3,8 @@
 #include <pnn/error.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
-#include <pnn/runtime/outputs.hpp>
-#include <pnn/runtime/progress.hpp>
+#include <pnn/training/layout.hpp>
+#include <pnn/training/progress.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>

@@ -135,3 +135,29 @@ CAF_TEST(models and datasets list what exists) {
   CAF_CHECK_EQUAL(h.exit_code, 0);
   CAF_CHECK(test::contains(h.out, "--batch-size"));
 }
+
+CAF_TEST(kfold runs every job and prints the accuracy table) {
+  test::temp_dir dir;
+  auto r = pnn_node("kfold --dataset synthetic:train=120,test=10 --models lenet5 --schedulers "
+                    "cosine,warm --folds 2 --epochs 1 --progress plain --out "
+                    + (dir / "kf").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "lenet5 / cosine"));
+  CAF_CHECK(test::contains(r.out, "lenet5 / warm"));
+  CAF_CHECK(test::contains(r.out, "mean CPU utilisation"));
+  auto summary = nlohmann::json::parse(test::read_text(dir / "kf/summary.json"));
+  CAF_CHECK_EQUAL(summary["jobs"].size(), 4u);
+  CAF_CHECK_EQUAL(summary["mode"].get<std::string>(), "parallel");
+}
+
+CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
+  test::temp_dir dir;
+  auto out = " --out " + (dir / "x").string();
+  check_bad_input(pnn_node("kfold --dataset synthetic --folds 1" + out), "--folds 1");
+  check_bad_input(pnn_node("kfold --dataset synthetic --models lenet5,nonet" + out), "nonet");
+  check_bad_input(pnn_node("kfold --dataset synthetic --schedulers cosine,linear" + out),
+                  "--scheduler");
+  check_bad_input(pnn_node("kfold --dataset synthetic --hosts 127.0.0.1:1" + out), "--hosts");
+  check_bad_input(pnn_node("kfold --dataset synthetic --slots -1" + out), "--slots");
+  check_bad_input(pnn_node("kfold --dataset synthetic"), "--out");
+}

@@ -2,12 +2,16 @@
 
 #include <pnn/error.hpp>
 #include <pnn/training/random.hpp>
+#include <pnn/training/spec.hpp>
 
 #include <torch/torch.h>
 #include <zlib.h>
 
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
 
 namespace fs = std::filesystem;
 
@@ -345,12 +349,27 @@ dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int
                        "--dataset cifar10 needs --data-dir DIR holding data_batch_1..5.bin and "
                        "test_batch.bin");
     result = load_cifar10_dir(data_dir);
-  } else if (name == "synthetic") {
-    result = make_synthetic({});
-  } else if (name == "synthetic-cifar") {
+  } else if (name.rfind("synthetic", 0) == 0) {
+    // "synthetic[-cifar][:train=N,test=N,noise=X,seed=S,classes=K]"
+    auto s = spec::parse(name, "--dataset");
     synthetic_options o;
-    o.channels = 3;
-    o.height = o.width = 32;
+    if (s.name == "synthetic-cifar") {
+      o.channels = 3;
+      o.height = o.width = 32;
+    } else if (s.name != "synthetic") {
+      throw pnn::error(error_code::invalid_argument,
+                       "unknown dataset '" + name
+                         + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
+    }
+    o.train_size = static_cast<int64_t>(s.take_number("train", static_cast<double>(o.train_size)));
+    o.test_size = static_cast<int64_t>(s.take_number("test", static_cast<double>(o.test_size)));
+    o.noise = s.take_number("noise", o.noise);
+    o.seed = static_cast<uint64_t>(s.take_number("seed", static_cast<double>(o.seed)));
+    o.num_classes = static_cast<int64_t>(s.take_number("classes", static_cast<double>(o.num_classes)));
+    s.expect_consumed();
+    if (o.train_size > 1000000 || o.test_size > 1000000)
+      throw pnn::error(error_code::invalid_argument,
+                       "--dataset " + name + ": at most 1,000,000 samples");
     result = make_synthetic(o);
   } else {
     throw pnn::error(error_code::invalid_argument,
@@ -363,6 +382,40 @@ dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int
     throw pnn::error(error_code::invalid_argument,
                      "--subset " + std::to_string(subset) + ": expected a positive count");
   return result;
+}
+
+dataset_pair shared_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
+  using key_type = std::tuple<std::string, std::string, int64_t>;
+  static std::mutex mtx;
+  static std::map<key_type, std::shared_future<dataset_pair>> cache;
+  std::shared_future<dataset_pair> entry;
+  std::promise<dataset_pair> mine;
+  bool load = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    key_type key{name, data_dir.string(), subset};
+    auto i = cache.find(key);
+    if (i == cache.end()) {
+      entry = mine.get_future().share();
+      cache.emplace(key, entry);
+      load = true;
+    } else {
+      entry = i->second;
+    }
+  }
+  if (load) {
+    try {
+      mine.set_value(load_dataset(name, data_dir, subset));
+    } catch (...) {
+      // Do not cache failures: the next caller tries again (e.g. after a fix).
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        cache.erase(key_type{name, data_dir.string(), subset});
+      }
+      mine.set_exception(std::current_exception());
+    }
+  }
+  return entry.get();
 }
 
 } // namespace pnn::training

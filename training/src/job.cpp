@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <sstream>
@@ -46,6 +47,26 @@ std::optional<fs::path> find_latest_checkpoint(const fs::path& dir) {
   if (fs::exists(p, ec))
     return p;
   return std::nullopt;
+}
+
+double probe_step_seconds(const std::string& model, int64_t channels, int64_t size,
+                          int64_t num_classes, int64_t batch_size, int steps) {
+  auto net = make_seeded_model(model, channels, num_classes, 1);
+  net->train();
+  torch::optim::Adam opt{net->parameters(), torch::optim::AdamOptions(1e-3)};
+  auto x = torch::randn({batch_size, channels, size, size});
+  auto y = torch::randint(0, num_classes, {batch_size}, torch::kInt64);
+  std::vector<double> times;
+  for (int i = 0; i <= std::max(1, steps); ++i) {
+    auto t = clock_type::now();
+    opt.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+    opt.step();
+    if (i > 0) // the first step warms up allocations
+      times.push_back(std::chrono::duration<double>(clock_type::now() - t).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 struct training_job::impl {
@@ -128,7 +149,11 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
   d.criterion = d.o.criterion ? d.o.criterion : cross_entropy();
   d.model = make_seeded_model(d.o.model, d.data->channels(), d.data->num_classes(), d.o.seed);
   d.model->train();
-  d.optimizer = make_optimizer(d.o.optimizer, d.model->parameters());
+  d.optimizer = d.o.make_optimizer ? d.o.make_optimizer(d.model->parameters())
+                                   : make_optimizer(d.o.optimizer, d.model->parameters());
+  if (!d.optimizer)
+    throw pnn::error(error_code::invalid_argument, "training job: the optimizer factory returned none");
+  set_learning_rate(*d.optimizer, d.o.optimizer.lr);
   d.schedule = make_schedule(d.o.schedule, d.o.optimizer.lr, d.batches_per_epoch(), d.o.epochs);
   d.started = clock_type::now();
   d.begin_epoch();

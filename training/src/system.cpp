@@ -65,11 +65,40 @@ double process_seconds() {
 
 } // namespace
 
-cpu_monitor::cpu_monitor(std::chrono::milliseconds interval)
-  : interval_(interval), start_(std::chrono::steady_clock::now()) {
+cpu_sampler::cpu_sampler() : start_(std::chrono::steady_clock::now()), last_time_(start_) {
   read_proc_stat(last_busy_, last_total_);
   last_proc_ = process_seconds();
-  last_time_ = start_;
+}
+
+bool cpu_sampler::sample(cpu_sample& s) {
+  unsigned long long busy = 0, total = 0;
+  if (!read_proc_stat(busy, total) || total <= last_total_)
+    return false;
+  auto now = std::chrono::steady_clock::now();
+  double proc = process_seconds();
+  s.time = std::chrono::duration<double>(now - start_).count();
+  s.utilization = static_cast<double>(busy - last_busy_) / static_cast<double>(total - last_total_);
+  double dt = std::chrono::duration<double>(now - last_time_).count();
+  s.process_cores = dt > 0 ? (proc - last_proc_) / dt : 0;
+  last_busy_ = busy;
+  last_total_ = total;
+  last_proc_ = proc;
+  last_time_ = now;
+  return true;
+}
+
+std::string cpu_csv(const std::vector<cpu_sample>& samples) {
+  std::ostringstream out;
+  out << "time,utilization,process_cores\n";
+  char buf[96];
+  for (const auto& s : samples) {
+    std::snprintf(buf, sizeof buf, "%.3f,%.4f,%.4f\n", s.time, s.utilization, s.process_cores);
+    out << buf;
+  }
+  return out.str();
+}
+
+cpu_monitor::cpu_monitor(std::chrono::milliseconds interval) : interval_(interval) {
   thread_ = std::thread([this] {
     auto next = std::chrono::steady_clock::now() + interval_;
     while (!stop_.load()) {
@@ -89,24 +118,10 @@ cpu_monitor::~cpu_monitor() {
 }
 
 void cpu_monitor::sample() {
-  unsigned long long busy = 0, total = 0;
-  if (!read_proc_stat(busy, total))
-    return;
-  auto now = std::chrono::steady_clock::now();
-  double proc = process_seconds();
   std::lock_guard<std::mutex> guard{mtx_};
-  if (total <= last_total_)
-    return;
   cpu_sample s;
-  s.time = std::chrono::duration<double>(now - start_).count();
-  s.utilization = static_cast<double>(busy - last_busy_) / static_cast<double>(total - last_total_);
-  double dt = std::chrono::duration<double>(now - last_time_).count();
-  s.process_cores = dt > 0 ? (proc - last_proc_) / dt : 0;
-  samples_.push_back(s);
-  last_busy_ = busy;
-  last_total_ = total;
-  last_proc_ = proc;
-  last_time_ = now;
+  if (sampler_.sample(s))
+    samples_.push_back(s);
 }
 
 void cpu_monitor::stop() {
@@ -133,14 +148,7 @@ double cpu_monitor::mean_utilization() const {
 }
 
 std::string cpu_monitor::csv() const {
-  std::ostringstream out;
-  out << "time,utilization,process_cores\n";
-  char buf[96];
-  for (const auto& s : samples()) {
-    std::snprintf(buf, sizeof buf, "%.3f,%.4f,%.4f\n", s.time, s.utilization, s.process_cores);
-    out << buf;
-  }
-  return out.str();
+  return cpu_csv(samples());
 }
 
 } // namespace pnn::training

@@ -104,4 +104,10 @@ std::vector<dataset_info> list_datasets(const std::filesystem::path& data_dir = 
 dataset_pair load_dataset(const std::string& name, const std::filesystem::path& data_dir = {},
                           int64_t subset = 0);
 
+/// load_dataset through a process-wide cache: every job in the process that asks for
+/// the same (name, data_dir, subset) shares one copy, loaded by the first caller
+/// (others asking meanwhile wait for it). Thread-safe.
+dataset_pair shared_dataset(const std::string& name, const std::filesystem::path& data_dir = {},
+                            int64_t subset = 0);
+
 } // namespace pnn::training

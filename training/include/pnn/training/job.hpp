@@ -28,6 +28,11 @@ using criterion_fn = std::function<torch::Tensor(const torch::Tensor& logits,
 /// Cross-entropy, the default criterion.
 criterion_fn cross_entropy();
 
+/// Builds an optimizer over a model's parameters (in-process only: a function
+/// cannot cross the network; remote jobs use `job_options::optimizer`).
+using optimizer_factory = std::function<std::unique_ptr<torch::optim::Optimizer>(
+  std::vector<torch::Tensor> parameters)>;
+
 /// Everything one training job needs besides its data. One source of defaults for
 /// the CLI and the C++ API.
 struct job_options {
@@ -48,6 +53,9 @@ struct job_options {
   transform_options eval_transform;
   int64_t eval_batch_size = 1000;
   criterion_fn criterion; ///< empty: cross-entropy
+  /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
+  /// the schedule).
+  optimizer_factory make_optimizer;
 };
 
 /// One training job, no actors: a model, its optimizer and schedule, trained on
@@ -121,6 +129,13 @@ std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesyste
 /// independent of other threads drawing random numbers at the same time.
 std::shared_ptr<models::Network> make_seeded_model(const std::string& name, int64_t in_channels,
                                                    int64_t num_classes, uint64_t seed);
+
+/// Seconds per training step (forward, backward, Adam step) of `model` on random
+/// batches of `batch_size` images channels x size x size, at the calling thread's
+/// intra-op thread count: the median of `steps` timed steps after one warm-up.
+/// Used to order K-fold jobs longest first.
+double probe_step_seconds(const std::string& model, int64_t channels, int64_t size,
+                          int64_t num_classes, int64_t batch_size, int steps = 3);
 
 /// Makes the current thread use `threads` LibTorch intra-op threads (see DESIGN.md:
 /// read the count once before setting it, or a first ATen call can reset it).

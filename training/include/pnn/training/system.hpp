@@ -36,6 +36,23 @@ struct cpu_sample {
   double process_cores = 0; ///< cores' worth of CPU this process used in the interval
 };
 
+/// Reads /proc/stat and this process's CPU time; each sample() covers the time
+/// since the previous one (or since construction).
+class cpu_sampler {
+public:
+  cpu_sampler();
+  /// A sample since the last call; false when /proc/stat is unreadable or no time passed.
+  bool sample(cpu_sample& out);
+
+private:
+  std::chrono::steady_clock::time_point start_, last_time_;
+  unsigned long long last_busy_ = 0, last_total_ = 0;
+  double last_proc_ = 0;
+};
+
+/// CSV of samples: time,utilization,process_cores.
+std::string cpu_csv(const std::vector<cpu_sample>& samples);
+
 /// Samples /proc/stat on its own thread every `interval` until stopped.
 class cpu_monitor {
 public:
@@ -55,12 +72,9 @@ public:
 private:
   void sample();
   std::chrono::milliseconds interval_;
-  std::chrono::steady_clock::time_point start_;
   mutable std::mutex mtx_;
+  cpu_sampler sampler_;
   std::vector<cpu_sample> samples_;
-  unsigned long long last_busy_ = 0, last_total_ = 0;
-  double last_proc_ = 0;
-  std::chrono::steady_clock::time_point last_time_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

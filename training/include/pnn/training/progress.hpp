@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-namespace pnn::runtime {
+namespace pnn::training {
 
 /// One progress line for a running job: rewritten in place on a terminal, printed
 /// as plain lines (at most every `plain_interval`) when output is piped.
@@ -37,4 +37,4 @@ private:
 /// "1m05s", "42s", "1h02m".
 std::string format_duration(double seconds);
 
-} // namespace pnn::runtime
+} // namespace pnn::training

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <string>
 
-namespace pnn::runtime {
+namespace pnn::training {
 
 /// A scheduler spec as a folder name ("cosine", "cosine_t_max_10").
 std::string folder_name(const std::string& spec);
@@ -12,4 +12,4 @@ std::string folder_name(const std::string& spec);
 std::filesystem::path job_dir(const std::filesystem::path& out, const std::string& model,
                               const std::string& scheduler, const std::string& fold);
 
-} // namespace pnn::runtime
+} // namespace pnn::training

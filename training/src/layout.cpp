@@ -1,6 +1,6 @@
-#include <pnn/runtime/outputs.hpp>
+#include <pnn/training/layout.hpp>
 
-namespace pnn::runtime {
+namespace pnn::training {
 
 std::string folder_name(const std::string& spec) {
   std::string result;
@@ -17,4 +17,4 @@ std::filesystem::path job_dir(const std::filesystem::path& out, const std::strin
   return out / folder_name(model) / folder_name(scheduler) / folder_name(fold);
 }
 
-} // namespace pnn::runtime
+} // namespace pnn::training

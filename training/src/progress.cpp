@@ -1,10 +1,10 @@
-#include <pnn/runtime/progress.hpp>
+#include <pnn/training/progress.hpp>
 
 #include <pnn/error.hpp>
 
 #include <unistd.h>
 
-namespace pnn::runtime {
+namespace pnn::training {
 
 progress_line::progress_line(mode m, std::FILE* out, std::chrono::seconds plain_interval)
   : mode_(m), out_(out), interval_(plain_interval) {
@@ -62,4 +62,4 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-} // namespace pnn::runtime
+} // namespace pnn::training

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <pnn/actors/protocol.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pnn::training {
+struct job_options;
+}
+
+namespace pnn {
+
+/// A K-fold experiment: models x schedulers x folds, each job trained on K-1 folds
+/// and validated on the remaining one. One source of defaults for CLI and C++ API.
+struct kfold_options {
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t subset = 0;
+  std::vector<std::string> models{"lenet5"};
+  std::vector<std::string> schedulers{"cosine"};
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  int32_t folds = 2;
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  uint64_t seed = 1;       ///< initialisation/order seed of every job
+  uint64_t split_seed = 1; ///< seed of the fold split
+  std::filesystem::path out;
+  /// One job at a time with every core as intra-op threads (for comparison).
+  bool serial = false;
+  int32_t slots = 0;           ///< parallel jobs; 0: one per core
+  int32_t threads_per_job = 0; ///< 0: 1 (parallel) or all cores (serial)
+  int32_t cores = 0;           ///< cores to use; 0: those this process may run on
+  bool raise_threads_in_tail = true;
+  int64_t checkpoint_every = 0; ///< epochs; 0: no checkpoints
+  bool resume = false;          ///< skip finished jobs, continue the others from checkpoints
+  bool estimate_costs = true;   ///< time a probe step per model to order jobs
+  std::string progress = "auto";
+  /// In-process only: adjusts each job's options (criterion, optimizer factory).
+  std::function<void(const job_spec&, training::job_options&)> customize;
+};
+
+/// What a K-fold run produced (also written to `out`).
+struct kfold_report {
+  std::vector<job_result> jobs; ///< one per job, by id
+  double wall_seconds = 0;
+  double cpu_utilization_mean = 0;
+  double user_cpu_seconds = 0;
+  double system_cpu_seconds = 0;
+  long long peak_rss_bytes = 0;
+  nlohmann::json summary; ///< the content of summary.json
+  /// Mean and std of validation accuracy per (model, scheduler), in input order.
+  struct cell {
+    std::string model, scheduler;
+    double mean = 0, std = 0;
+    int folds_ok = 0;
+  };
+  std::vector<cell> table;
+};
+
+/// The jobs of an experiment in input order (ids 0..n-1), cost 0.
+std::vector<job_spec> expand_jobs(const kfold_options& options);
+
+/// Checks the options (names, numbers) without loading data; throws pnn::error.
+void validate(const kfold_options& options);
+
+/// Runs the experiment on this host's cores with its own actor system: a fold
+/// dispatcher, one worker per slot and a metric collector. Writes the outputs of
+/// DESIGN.md under options.out and returns the report. Throws pnn::error for bad
+/// options or data; failed jobs are reported in the result, not thrown.
+kfold_report run_kfold(const kfold_options& options);
+
+/// Prints the accuracy table (model x scheduler, mean ± std over folds).
+std::string format_table(const kfold_report& report);
+
+} // namespace pnn

@@ -1,0 +1,121 @@
+#pragma once
+
+// Every atom and message type pnn's actors exchange. Message types are flat
+// aggregates (ids, names, numbers, vectors of numbers) with inspect(), so they can
+// cross the network once registered (register_message_types); none holds a tensor.
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace caf {
+class actor_system_config;
+}
+
+namespace pnn {
+
+// Atoms (CAF 0.17: at most 10 characters).
+using run_atom = caf::atom_constant<caf::atom("run")>;           ///< start a job / an experiment
+using slice_atom = caf::atom_constant<caf::atom("slice")>;       ///< a worker's next slice (to itself)
+using threads_atom = caf::atom_constant<caf::atom("threads")>;   ///< set a job's intra-op threads
+using progress_atom = caf::atom_constant<caf::atom("progress")>; ///< a job's progress event
+using epoch_atom = caf::atom_constant<caf::atom("epoch")>;       ///< a job finished an epoch
+using result_atom = caf::atom_constant<caf::atom("result")>;     ///< a job ended (ok or failed)
+using add_atom = caf::atom_constant<caf::atom("add")>;           ///< add a worker to a dispatcher
+using cpu_atom = caf::atom_constant<caf::atom("cpu")>;           ///< a CPU utilisation sample
+using status_atom = caf::atom_constant<caf::atom("status")>;     ///< ask for a snapshot
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;     ///< cancel a job
+using sink_atom = caf::atom_constant<caf::atom("sink")>;         ///< attach a metric sink
+using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experiment ended
+
+/// One job of a K-fold experiment: what to train on which fold. Data never travels
+/// with a job: the host that runs it loads `dataset` once and shares it.
+struct job_spec {
+  uint32_t id = 0;
+  std::string model;
+  std::string scheduler; ///< schedule spec ("cosine", "warm:t_0=3")
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  std::string dataset;
+  std::string data_dir;
+  int64_t subset = 0;
+  int32_t folds = 2;
+  int32_t fold = 0;
+  uint64_t split_seed = 1; ///< seed of the K-fold shuffle (same for every job)
+  uint64_t seed = 1;       ///< seed of initialisation, order and augmentation
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  int32_t threads = 1;     ///< intra-op threads at start
+  int64_t checkpoint_every = 0;
+  std::string out_dir;     ///< the job's folder ("" writes nothing)
+  bool resume = false;     ///< continue from out_dir/latest.pt when it exists
+  double cost = 0;         ///< estimated seconds at one thread (longest first)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
+  return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
+           x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.split_seed, x.seed, x.epochs,
+           x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost);
+}
+
+/// Where a running job is.
+struct job_progress {
+  uint32_t id = 0;
+  int32_t slot = 0;
+  int64_t epoch = 0;  ///< 1-based epoch in progress
+  int64_t epochs = 0;
+  int64_t batch = 0;  ///< batches done in this epoch
+  int64_t batches = 0; ///< batches per epoch
+  double loss = 0;    ///< mean loss of the batches since the last event
+  double lr = 0;
+  double elapsed = 0; ///< seconds since the job started
+  int32_t threads = 1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_progress& x) {
+  return f(caf::meta::type_name("job_progress"), x.id, x.slot, x.epoch, x.epochs, x.batch,
+           x.batches, x.loss, x.lr, x.elapsed, x.threads);
+}
+
+/// How a job ended.
+struct job_result {
+  uint32_t id = 0;
+  std::string model;
+  std::string scheduler;
+  int32_t fold = 0;
+  std::string host;
+  int32_t slot = 0;
+  bool ok = false;
+  std::string error; ///< why it failed (empty when ok)
+  double val_accuracy = 0;
+  double val_loss = 0;
+  double train_loss = 0;
+  double started_at = 0;  ///< wall clock, seconds since the Unix epoch
+  double finished_at = 0;
+  int64_t epochs_done = 0;
+  int64_t resumed_from_epoch = 0; ///< epochs restored from a checkpoint (0: fresh start)
+  std::vector<double> thread_times; ///< when the thread count changed (wall clock)
+  std::vector<int32_t> thread_counts; ///< the count from that time on
+  std::vector<double> epoch_val_accuracy;
+  std::vector<double> epoch_train_loss;
+  std::vector<double> epoch_val_loss;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_result& x) {
+  return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host,
+           x.slot, x.ok, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
+           x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
+           x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss);
+}
+
+/// Registers every message type above (and vectors of them) with CAF, on every
+/// node that exchanges them.
+void register_message_types(caf::actor_system_config& cfg);
+
+} // namespace pnn

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <pnn/actors/protocol.hpp>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace pnn::training {
+struct job_options;
+}
+
+namespace pnn {
+
+/// Runs one K-fold job at a time, in slices of a few batches (a message to itself
+/// after each), so it stays responsive to thread changes, cancel and shutdown.
+using worker_actor = caf::typed_actor<
+  /// Run `job` to its end; the response is its result (ok or failed, never an
+  /// exception). A busy worker answers at once with a failed result "worker busy".
+  caf::replies_to<run_atom, job_spec>::with<job_result>,
+  /// Train the next slice (sent by the worker to itself).
+  caf::reacts_to<slice_atom>,
+  /// Use this many intra-op threads from the next slice on.
+  caf::reacts_to<threads_atom, int32_t>,
+  /// Drop the running job (reported as failed with error "cancelled").
+  caf::reacts_to<cancel_atom>>;
+
+/// How a worker runs its jobs.
+struct worker_options {
+  int32_t slot = 0;           ///< reported in progress and results
+  std::string host = "local"; ///< reported in results
+  int64_t batches_per_slice = 4;
+  double progress_interval = 0.5; ///< seconds between progress events
+  /// In-process only: adjusts the job options built from a spec (criterion,
+  /// optimizer factory) before the job starts.
+  std::function<void(const job_spec&, training::job_options&)> customize;
+};
+
+/// The worker's state (its training job); opaque to callers.
+struct worker_state {
+  struct impl;
+  std::unique_ptr<impl> d;
+  worker_state();
+  ~worker_state();
+  static inline const char* name = "pnn.training_worker";
+};
+
+/// Behaviour of a worker: `sink` (may be invalid) receives (progress_atom,
+/// job_progress) every progress_interval.
+worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worker_state> self,
+                                            caf::actor sink, worker_options options);
+
+/// Spawns a worker.
+worker_actor spawn_worker(caf::actor_system& sys, caf::actor sink, worker_options options);
+
+/// The job folder's result files (steps.csv, epochs.csv, confusion.csv, metrics.json)
+/// are written by the worker into job_spec::out_dir.
+
+} // namespace pnn

@@ -1,0 +1,377 @@
+#include <pnn/actors/kfold.hpp>
+
+#include <pnn/actors/errors.hpp>
+#include <pnn/actors/fold_dispatcher.hpp>
+#include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/error.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/layout.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/schedules.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn {
+
+using namespace pnn::training;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw pnn::error(error_code::invalid_argument, msg);
+}
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+nlohmann::json to_json(const job_result& r, double t0) {
+  nlohmann::json threads = nlohmann::json::array();
+  for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
+    threads.push_back({{"at", r.thread_times[i] - t0}, {"threads", r.thread_counts[i]}});
+  int32_t max_threads = 0;
+  for (auto t : r.thread_counts)
+    max_threads = std::max(max_threads, t);
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json epochs = nlohmann::json::array();
+  for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
+    epochs.push_back({{"epoch", i + 1},
+                      {"train_loss", num(r.epoch_train_loss[i])},
+                      {"val_loss", num(r.epoch_val_loss[i])},
+                      {"val_accuracy", num(r.epoch_val_accuracy[i])}});
+  return {{"id", r.id},
+          {"model", r.model},
+          {"scheduler", r.scheduler},
+          {"fold", r.fold},
+          {"host", r.host},
+          {"slot", r.slot},
+          {"threads", r.thread_counts.empty() ? 1 : r.thread_counts.front()},
+          {"max_threads", max_threads},
+          {"threads_over_time", threads},
+          {"ok", r.ok},
+          {"error", r.error},
+          {"val_accuracy", num(r.val_accuracy)},
+          {"val_loss", num(r.val_loss)},
+          {"train_loss", num(r.train_loss)},
+          {"started_at", r.started_at - t0},
+          {"finished_at", r.finished_at - t0},
+          {"seconds", r.finished_at - r.started_at},
+          {"epochs_done", r.epochs_done},
+          {"resumed_from_epoch", r.resumed_from_epoch},
+          {"epochs", epochs}};
+}
+
+std::string fold_name(int32_t fold) {
+  return "fold" + std::to_string(fold);
+}
+
+} // namespace
+
+void validate(const kfold_options& o) {
+  if (o.models.empty())
+    bad("--models: expected at least one model");
+  if (o.schedulers.empty())
+    bad("--schedulers: expected at least one scheduler");
+  for (const auto& m : o.models)
+    if (!models::has_model(m))
+      models::make_model(m, 1, 10); // throws the error listing valid names
+  for (const auto& s : o.schedulers)
+    schedule_options::parse(s);
+  optimizer_options::parse(o.optimizer, o.lr);
+  if (o.folds < 2 || o.folds > 1000)
+    bad("--folds " + std::to_string(o.folds) + ": expected 2..1000");
+  if (o.epochs < 1)
+    bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
+  if (o.batch_size < 1)
+    bad("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
+  if (o.slots < 0 || o.slots > 1024)
+    bad("--slots " + std::to_string(o.slots) + ": expected 1..1024 (0: one per core)");
+  if (o.threads_per_job < 0 || o.threads_per_job > 1024)
+    bad("--threads-per-job " + std::to_string(o.threads_per_job) + ": expected 1..1024");
+  if (o.checkpoint_every < 0)
+    bad("--checkpoint-every " + std::to_string(o.checkpoint_every) + ": expected 0 or more");
+  if (o.out.empty())
+    bad("--out: expected the output folder");
+}
+
+std::vector<job_spec> expand_jobs(const kfold_options& o) {
+  std::vector<job_spec> jobs;
+  uint32_t id = 0;
+  for (const auto& model : o.models)
+    for (const auto& scheduler : o.schedulers)
+      for (int32_t fold = 0; fold < o.folds; ++fold) {
+        job_spec j;
+        j.id = id++;
+        j.model = model;
+        j.scheduler = scheduler;
+        j.optimizer = o.optimizer;
+        j.lr = o.lr;
+        j.dataset = o.dataset;
+        j.data_dir = o.data_dir;
+        j.subset = o.subset;
+        j.folds = o.folds;
+        j.fold = fold;
+        j.split_seed = o.split_seed;
+        j.seed = o.seed;
+        j.epochs = o.epochs;
+        j.batch_size = o.batch_size;
+        j.checkpoint_every = o.checkpoint_every;
+        j.resume = o.resume;
+        if (!o.out.empty())
+          j.out_dir = job_dir(o.out, model, scheduler, fold_name(fold)).string();
+        jobs.push_back(std::move(j));
+      }
+  return jobs;
+}
+
+std::string format_table(const kfold_report& report) {
+  std::ostringstream out;
+  size_t width = 17;
+  for (const auto& c : report.table)
+    width = std::max(width, c.model.size() + c.scheduler.size() + 3);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-*s  %-17s  %s\n", static_cast<int>(width), "model / scheduler",
+                "val accuracy", "folds");
+  out << buf;
+  for (const auto& c : report.table) {
+    auto name = c.model + " / " + c.scheduler;
+    std::snprintf(buf, sizeof buf, "%-*s  %.4f ± %.4f    %d\n", static_cast<int>(width),
+                  name.c_str(), c.mean, c.std, c.folds_ok);
+    out << buf;
+  }
+  return out.str();
+}
+
+kfold_report run_kfold(const kfold_options& in) {
+  validate(in);
+  kfold_options o = in;
+  const auto wall_start = std::chrono::steady_clock::now();
+  const double t0 = wall_now();
+  const auto cpu_start = process_cpu_times();
+  const int32_t cores = o.cores > 0 ? o.cores : available_cores();
+  const int32_t slots = o.serial ? 1 : (o.slots > 0 ? o.slots : cores);
+  const int32_t threads = o.threads_per_job > 0 ? o.threads_per_job : (o.serial ? cores : 1);
+  ensure_directory(o.out);
+
+  // Load the data once (it is shared with every job) and check the split fits.
+  auto data = shared_dataset(o.dataset, o.data_dir, o.subset);
+  if (data.train->size() < o.folds)
+    bad("--folds " + std::to_string(o.folds) + ": more folds than the "
+        + std::to_string(data.train->size()) + " training samples");
+  auto jobs = expand_jobs(o);
+
+  // Resume: finished jobs keep their stored result.
+  std::map<uint32_t, job_result> kept;
+  if (o.resume) {
+    for (const auto& j : jobs) {
+      auto file = fs::path(j.out_dir) / "result.json";
+      std::error_code ec;
+      if (!fs::exists(file, ec))
+        continue;
+      try {
+        auto r = nlohmann::json::parse(read_text_file(file));
+        if (!r.at("ok").get<bool>())
+          continue;
+        job_result k;
+        k.id = j.id;
+        k.model = j.model;
+        k.scheduler = j.scheduler;
+        k.fold = j.fold;
+        k.ok = true;
+        k.host = r.at("host").get<std::string>();
+        k.slot = r.at("slot").get<int32_t>();
+        k.val_accuracy = r.at("val_accuracy").get<double>();
+        k.val_loss = r.at("val_loss").get<double>();
+        k.train_loss = r.at("train_loss").get<double>();
+        k.started_at = r.at("started_at_wall").get<double>();
+        k.finished_at = r.at("finished_at_wall").get<double>();
+        k.epochs_done = r.at("epochs_done").get<int64_t>();
+        kept[j.id] = k;
+      } catch (const std::exception&) {
+        // A damaged result file means the job runs again.
+      }
+    }
+  }
+  std::vector<job_spec> todo;
+  for (auto& j : jobs)
+    if (!kept.count(j.id))
+      todo.push_back(j);
+
+  // Longest first needs costs: one timed probe step per model at one thread.
+  if (o.estimate_costs && todo.size() > 1) {
+    use_intra_op_threads(1);
+    std::map<std::string, double> probe;
+    const int64_t size = 32;
+    for (const auto& m : o.models)
+      probe[m] = probe_step_seconds(m, data.train->channels(), size, data.train->num_classes(),
+                                    o.batch_size);
+    const double n = static_cast<double>(data.train->size());
+    for (auto& j : todo) {
+      double batches = std::ceil(n * (o.folds - 1) / o.folds / static_cast<double>(o.batch_size));
+      // Validation costs about a third of a training step per batch.
+      double val_batches = std::ceil(n / o.folds / static_cast<double>(o.batch_size)) / 3;
+      j.cost = probe[j.model] * (batches + val_batches) * static_cast<double>(o.epochs);
+    }
+  }
+
+  std::vector<job_result> results;
+  double cpu_mean = 0;
+  if (!todo.empty()) {
+    caf::actor_system_config cfg;
+    cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, cores)));
+    // One message per turn: a worker's next slice queues behind the others' events.
+    cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
+    register_message_types(cfg);
+    add_error_category(cfg);
+    caf::actor_system sys{cfg};
+    collector_options co;
+    co.out_dir = o.out;
+    co.progress = o.progress;
+    co.total_jobs = todo.size();
+    for (const auto& j : todo)
+      co.labels[j.id] = j.model + "/" + j.scheduler + "/" + fold_name(j.fold);
+    auto collector = sys.spawn(metric_collector, co);
+    dispatcher_options dopt;
+    dopt.cores = cores;
+    dopt.threads_per_job = threads;
+    dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial;
+    auto dispatcher
+      = sys.spawn(fold_dispatcher, caf::actor_cast<caf::actor>(collector), dopt);
+    std::vector<worker_actor> workers;
+    for (int32_t s = 0; s < slots; ++s) {
+      worker_options wo;
+      wo.slot = s;
+      wo.customize = o.customize;
+      workers.push_back(spawn_worker(sys, caf::actor_cast<caf::actor>(collector), wo));
+      caf::anon_send(dispatcher, add_atom::value, workers.back());
+    }
+    caf::scoped_actor self{sys};
+    caf::error failure;
+    self->request(dispatcher, caf::infinite, run_atom::value, todo)
+      .receive([&](std::vector<job_result>& r) { results = std::move(r); },
+               [&](caf::error& e) { failure = std::move(e); });
+    self->request(collector, caf::infinite, done_atom::value)
+      .receive([&](double mean) { cpu_mean = mean; }, [&](caf::error&) {});
+    for (auto& w : workers)
+      self->send_exit(w, caf::exit_reason::user_shutdown);
+    self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    self->send_exit(collector, caf::exit_reason::user_shutdown);
+    if (failure)
+      throw pnn::error(error_code::run_failed, "K-fold run failed: " + sys.render(failure));
+  }
+
+  kfold_report report;
+  for (auto& [id, r] : kept)
+    results.push_back(r);
+  std::sort(results.begin(), results.end(),
+            [](const job_result& a, const job_result& b) { return a.id < b.id; });
+  report.jobs = results;
+  report.wall_seconds
+    = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  report.cpu_utilization_mean = cpu_mean;
+  auto cpu_end = process_cpu_times();
+  report.user_cpu_seconds = cpu_end.user_seconds - cpu_start.user_seconds;
+  report.system_cpu_seconds = cpu_end.system_seconds - cpu_start.system_seconds;
+  report.peak_rss_bytes = peak_rss_bytes();
+
+  // Per job: result.json beside its files; per model/scheduler: time.json.
+  std::map<std::pair<std::string, std::string>, nlohmann::json> times;
+  nlohmann::json job_list = nlohmann::json::array();
+  for (const auto& r : results) {
+    auto j = to_json(r, t0);
+    auto dir = job_dir(o.out, r.model, r.scheduler, fold_name(r.fold));
+    if (!kept.count(r.id)) {
+      auto stored = j;
+      stored["started_at_wall"] = r.started_at;
+      stored["finished_at_wall"] = r.finished_at;
+      write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
+    } else {
+      j["kept_from_earlier_run"] = true;
+    }
+    times[{r.model, r.scheduler}].push_back(
+      {{"fold", r.fold}, {"seconds", r.finished_at - r.started_at}, {"host", r.host}});
+    job_list.push_back(j);
+  }
+  for (const auto& [key, list] : times) {
+    double total = 0;
+    for (const auto& e : list)
+      total += e["seconds"].get<double>();
+    write_file_atomic(o.out / folder_name(key.first) / folder_name(key.second) / "time.json",
+                      nlohmann::json{{"folds", list}, {"total_seconds", total}}.dump(2) + "\n");
+  }
+  // Accuracy table: mean and (population) std over the folds that finished.
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& m : o.models)
+    for (const auto& s : o.schedulers) {
+      kfold_report::cell c{m, s};
+      std::vector<double> acc;
+      for (const auto& r : results)
+        if (r.model == m && r.scheduler == s && r.ok)
+          acc.push_back(r.val_accuracy);
+      c.folds_ok = static_cast<int>(acc.size());
+      for (auto a : acc)
+        c.mean += a / static_cast<double>(acc.size());
+      for (auto a : acc)
+        c.std += (a - c.mean) * (a - c.mean) / static_cast<double>(acc.size());
+      c.std = std::sqrt(c.std);
+      report.table.push_back(c);
+      table.push_back({{"model", m}, {"scheduler", s}, {"val_accuracy_mean", c.mean},
+                       {"val_accuracy_std", c.std}, {"folds_ok", c.folds_ok}});
+    }
+  size_t failed = 0;
+  for (const auto& r : results)
+    failed += r.ok ? 0 : 1;
+  report.summary = {{"command", "kfold"},
+                    {"mode", o.serial ? "serial" : "parallel"},
+                    {"wall_seconds", report.wall_seconds},
+                    {"cpu_utilization_mean", report.cpu_utilization_mean},
+                    {"user_cpu_seconds", report.user_cpu_seconds},
+                    {"system_cpu_seconds", report.system_cpu_seconds},
+                    {"peak_rss_bytes", report.peak_rss_bytes},
+                    {"cores", cores},
+                    {"slots", slots},
+                    {"threads_per_job", threads},
+                    {"dataset", o.dataset},
+                    {"train_samples", data.train->size()},
+                    {"folds", o.folds},
+                    {"epochs", o.epochs},
+                    {"batch_size", o.batch_size},
+                    {"optimizer", o.optimizer},
+                    {"lr", o.lr},
+                    {"seed", o.seed},
+                    {"jobs_failed", failed},
+                    {"table", table},
+                    {"jobs", job_list}};
+  write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
+  std::ostringstream md;
+  md << "# pnn kfold: " << o.dataset << ", " << o.folds << " folds, " << o.epochs
+     << " epoch(s), " << (o.serial ? "serial" : "parallel") << "\n\n"
+     << "| model | scheduler | val accuracy (mean) | std | folds |\n|---|---|---|---|---|\n";
+  char buf[128];
+  for (const auto& c : report.table) {
+    std::snprintf(buf, sizeof buf, "| %.4f | %.4f | %d |\n", c.mean, c.std, c.folds_ok);
+    md << "| " << c.model << " | " << c.scheduler << " " << buf;
+  }
+  std::snprintf(buf, sizeof buf, "\nWall time %.1f s, mean CPU utilisation %.1f%%.\n",
+                report.wall_seconds, 100 * report.cpu_utilization_mean);
+  md << buf;
+  write_file_atomic(o.out / "summary.md", md.str());
+  return report;
+}
+
+} // namespace pnn

@@ -1,0 +1,125 @@
+#include <pnn/actors/metric_collector.hpp>
+
+#include <pnn/training/progress.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+namespace pnn {
+
+using namespace pnn::training;
+
+struct collector_state::impl {
+  cpu_sampler sampler;
+  std::vector<cpu_sample> samples;
+  std::map<uint32_t, job_progress> running;
+  size_t finished = 0;
+  size_t failed = 0;
+  bool done = false;
+  std::unique_ptr<progress_line> line;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+};
+
+collector_state::collector_state() : d(std::make_unique<impl>()) {
+}
+collector_state::~collector_state() = default;
+
+namespace {
+
+std::string label_of(const collector_options& o, uint32_t id) {
+  auto i = o.labels.find(id);
+  return i != o.labels.end() ? i->second : "job " + std::to_string(id);
+}
+
+void show(collector_state::impl& d, const collector_options& o, bool force) {
+  char buf[256];
+  double elapsed
+    = std::chrono::duration<double>(std::chrono::steady_clock::now() - d.start).count();
+  // Work done in jobs: finished ones plus the fraction of each running one.
+  double work = static_cast<double>(d.finished);
+  std::string text;
+  for (const auto& [id, p] : d.running) {
+    double frac = p.epochs > 0 && p.batches > 0
+                    ? (static_cast<double>(p.epoch - 1)
+                       + static_cast<double>(p.batch) / static_cast<double>(p.batches))
+                        / static_cast<double>(p.epochs)
+                    : 0.0;
+    work += frac;
+    std::snprintf(buf, sizeof buf, " | s%d %s e%lld/%lld %3.0f%% loss %.3f t%d", p.slot,
+                  label_of(o, id).c_str(), static_cast<long long>(p.epoch),
+                  static_cast<long long>(p.epochs),
+                  100.0 * static_cast<double>(p.batch) / static_cast<double>(std::max<int64_t>(1, p.batches)),
+                  p.loss, p.threads);
+    text += buf;
+  }
+  double cpu = d.samples.empty() ? 0.0 : d.samples.back().utilization;
+  double eta = work > 0.05 && o.total_jobs > 0
+                 ? elapsed * (static_cast<double>(o.total_jobs) - work) / work
+                 : -1;
+  std::snprintf(buf, sizeof buf, "[%zu/%zu done] CPU %3.0f%% ETA %s", d.finished, o.total_jobs,
+                100 * cpu, eta >= 0 ? format_duration(eta).c_str() : "?");
+  d.line->update(buf + text, force);
+}
+
+} // namespace
+
+collector_actor::behavior_type
+metric_collector(collector_actor::stateful_pointer<collector_state> self, collector_options o) {
+  auto& d = *self->state.d;
+  d.line = std::make_unique<progress_line>(progress_line::parse_mode(o.progress));
+  const auto interval = std::chrono::microseconds{static_cast<int64_t>(o.sample_interval * 1e6)};
+  self->delayed_send(self, interval, cpu_atom::value);
+  return {
+    [=](progress_atom, const job_progress& p) {
+      auto& d = *self->state.d;
+      d.running[p.id] = p;
+      show(d, o, false);
+    },
+    [=](result_atom, const job_result& r) {
+      auto& d = *self->state.d;
+      d.running.erase(r.id);
+      ++d.finished;
+      d.line->finish();
+      if (r.ok) {
+        std::printf("done %s (%s, slot %d): validation accuracy %.4f, loss %.4f, %.1f s\n",
+                    label_of(o, r.id).c_str(), r.host.c_str(), r.slot, r.val_accuracy, r.val_loss,
+                    r.finished_at - r.started_at);
+      } else {
+        ++d.failed;
+        std::printf("FAILED %s (%s, slot %d): %s\n", label_of(o, r.id).c_str(), r.host.c_str(),
+                    r.slot, r.error.c_str());
+      }
+      std::fflush(stdout);
+      show(d, o, true);
+    },
+    [=](cpu_atom) {
+      auto& d = *self->state.d;
+      if (d.done)
+        return;
+      cpu_sample s;
+      if (d.sampler.sample(s))
+        d.samples.push_back(s);
+      self->delayed_send(self, interval, cpu_atom::value);
+    },
+    [=](done_atom) -> double {
+      auto& d = *self->state.d;
+      cpu_sample s;
+      if (!d.done && d.sampler.sample(s))
+        d.samples.push_back(s);
+      d.done = true;
+      d.line->finish();
+      if (!o.out_dir.empty())
+        write_file_atomic(o.out_dir / "cpu.csv", cpu_csv(d.samples));
+      double sum = 0;
+      for (const auto& x : d.samples)
+        sum += x.utilization;
+      return d.samples.empty() ? 0.0 : sum / static_cast<double>(d.samples.size());
+    },
+  };
+}
+
+} // namespace pnn

@@ -1,0 +1,13 @@
+#include <pnn/actors/protocol.hpp>
+
+#include <caf/actor_system_config.hpp>
+
+namespace pnn {
+
+void register_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<job_spec>("pnn::job_spec");
+  cfg.add_message_type<job_progress>("pnn::job_progress");
+  cfg.add_message_type<job_result>("pnn::job_result");
+}
+
+} // namespace pnn

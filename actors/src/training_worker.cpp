@@ -1,0 +1,230 @@
+#include <pnn/actors/training_worker.hpp>
+
+#include <pnn/actors/errors.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+namespace fs = std::filesystem;
+
+namespace pnn {
+
+using namespace pnn::training;
+
+namespace {
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace
+
+struct worker_state::impl {
+  std::unique_ptr<training_job> job;
+  job_spec spec;
+  caf::typed_response_promise<job_result> promise;
+  job_result result;
+  dataset_pair data;
+  std::vector<int64_t> validation;
+  double loss_sum = 0; // since the last progress event
+  int64_t loss_count = 0;
+  double last_progress = 0;
+};
+
+worker_state::worker_state() : d(std::make_unique<impl>()) {
+}
+worker_state::~worker_state() = default;
+
+namespace {
+
+job_options options_from(const job_spec& s) {
+  job_options o;
+  o.model = s.model;
+  o.optimizer = optimizer_options::parse(s.optimizer, s.lr);
+  o.schedule = schedule_options::parse(s.scheduler);
+  o.epochs = s.epochs;
+  o.batch_size = s.batch_size;
+  o.seed = s.seed;
+  o.threads = std::max(1, s.threads);
+  o.checkpoint_every = s.checkpoint_every;
+  o.checkpoint_dir = s.out_dir;
+  o.train_transform = default_transform(s.dataset, true);
+  o.eval_transform = default_transform(s.dataset, false);
+  return o;
+}
+
+void write_job_files(const training_job& job, const job_spec& spec, const dataset& data) {
+  if (spec.out_dir.empty())
+    return;
+  fs::path dir = spec.out_dir;
+  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
+  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : job.epoch_records())
+    epochs.push_back(to_json(e));
+  nlohmann::json metrics{{"epochs", epochs}};
+  if (job.last_validation()) {
+    write_file_atomic(dir / "confusion.csv",
+                      confusion_csv(job.last_validation()->confusion, data.classes));
+    metrics["validation"] = to_json(*job.last_validation(), data.classes);
+  }
+  write_file_atomic(dir / "metrics.json", metrics.dump() + "\n");
+}
+
+} // namespace
+
+worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worker_state> self,
+                                            caf::actor sink, worker_options options) {
+  auto finish = [self](bool ok, const std::string& error) {
+    auto& d = *self->state.d;
+    auto& r = d.result;
+    r.ok = ok;
+    r.error = error;
+    r.finished_at = wall_now();
+    if (d.job) {
+      r.epochs_done = d.job->epochs_done();
+      for (const auto& e : d.job->epoch_records()) {
+        r.epoch_train_loss.push_back(e.train_loss);
+        r.epoch_val_loss.push_back(e.val_loss);
+        r.epoch_val_accuracy.push_back(e.val_accuracy);
+      }
+      if (!d.job->epoch_records().empty()) {
+        const auto& last = d.job->epoch_records().back();
+        r.train_loss = last.train_loss;
+        r.val_loss = last.val_loss;
+        r.val_accuracy = last.val_accuracy;
+      }
+    }
+    if (d.promise.pending())
+      d.promise.deliver(r);
+    d.job.reset();
+    d.data = {};
+  };
+  return {
+    [=](run_atom, const job_spec& spec) -> caf::result<job_result> {
+      auto& d = *self->state.d;
+      if (d.job) {
+        // Busy: refuse at once so the dispatcher can place the job elsewhere.
+        job_result busy;
+        busy.id = spec.id;
+        busy.ok = false;
+        busy.error = "worker busy";
+        return busy;
+      }
+      d.spec = spec;
+      d.promise = self->make_response_promise<job_result>();
+      auto promise = d.promise;
+      d.result = job_result{};
+      d.result.id = spec.id;
+      d.result.model = spec.model;
+      d.result.scheduler = spec.scheduler;
+      d.result.fold = spec.fold;
+      d.result.host = options.host;
+      d.result.slot = options.slot;
+      d.result.started_at = wall_now();
+      d.result.thread_times.push_back(d.result.started_at);
+      d.result.thread_counts.push_back(std::max(1, spec.threads));
+      d.loss_sum = 0;
+      d.loss_count = 0;
+      d.last_progress = 0;
+      try {
+        d.data = shared_dataset(spec.dataset, spec.data_dir, spec.subset);
+        auto fold = make_fold(d.data.train->size(), spec.folds, spec.fold, spec.split_seed);
+        auto o = options_from(spec);
+        if (options.customize)
+          options.customize(spec, o);
+        if (!spec.out_dir.empty())
+          ensure_directory(spec.out_dir);
+        d.job = std::make_unique<training_job>(o, d.data.train, std::move(fold.train),
+                                               std::move(fold.validation));
+        if (spec.resume && !spec.out_dir.empty())
+          if (auto latest = find_latest_checkpoint(spec.out_dir)) {
+            d.job->load_checkpoint(*latest);
+            d.result.resumed_from_epoch = d.job->epochs_done();
+          }
+        d.job->on_step = [self](const step_record& s) {
+          auto& st = *self->state.d;
+          st.loss_sum += s.loss;
+          ++st.loss_count;
+        };
+      } catch (const std::exception& e) {
+        std::string msg = e.what();
+        finish(false, msg.substr(0, msg.find('\n')));
+        return promise;
+      }
+      self->send(self, slice_atom::value);
+      return promise;
+    },
+    [=](slice_atom) {
+      auto& d = *self->state.d;
+      if (!d.job)
+        return; // cancelled meanwhile
+      bool done = false;
+      int64_t epoch_before = d.job->epochs_done();
+      try {
+        done = d.job->run(options.batches_per_slice);
+      } catch (const std::exception& e) {
+        std::string msg = e.what();
+        finish(false, msg.substr(0, msg.find('\n')));
+        return;
+      }
+      double elapsed = d.job->elapsed_seconds();
+      bool epoch_ended = d.job->epochs_done() != epoch_before;
+      if (sink && d.loss_count > 0
+          && (epoch_ended || done || elapsed - d.last_progress >= options.progress_interval)) {
+        job_progress p;
+        p.id = d.spec.id;
+        p.slot = options.slot;
+        p.epoch = std::min(d.job->epochs_done() + 1, d.spec.epochs);
+        p.epochs = d.spec.epochs;
+        p.batch = epoch_ended ? d.job->batches_per_epoch() : d.job->batch_in_epoch();
+        p.batches = d.job->batches_per_epoch();
+        p.loss = d.loss_sum / static_cast<double>(d.loss_count);
+        p.lr = d.job->schedule().lr();
+        p.elapsed = elapsed;
+        p.threads = d.job->threads();
+        caf::anon_send(sink, progress_atom::value, p);
+        d.loss_sum = 0;
+        d.loss_count = 0;
+        d.last_progress = elapsed;
+      }
+      if (!done) {
+        self->send(self, slice_atom::value);
+        return;
+      }
+      try {
+        write_job_files(*d.job, d.spec, *d.data.train);
+      } catch (const std::exception& e) {
+        finish(false, e.what());
+        return;
+      }
+      finish(true, "");
+    },
+    [=](threads_atom, int32_t n) {
+      auto& d = *self->state.d;
+      if (!d.job || n < 1 || n == d.job->threads())
+        return;
+      d.job->set_threads(n);
+      d.result.thread_times.push_back(wall_now());
+      d.result.thread_counts.push_back(n);
+    },
+    [=](cancel_atom) {
+      if (self->state.d->job)
+        finish(false, "cancelled");
+    },
+  };
+}
+
+worker_actor spawn_worker(caf::actor_system& sys, caf::actor sink, worker_options options) {
+  return sys.spawn(training_worker, std::move(sink), std::move(options));
+}
+
+} // namespace pnn

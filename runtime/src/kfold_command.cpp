@@ -1,0 +1,33 @@
+#include <pnn/runtime/kfold_command.hpp>
+
+#include <pnn/actors/kfold.hpp>
+
+#include <cstdio>
+
+namespace pnn::runtime {
+
+int run_kfold_command(const kfold_options& o) {
+  std::printf("pnn kfold: %zu model(s) x %zu scheduler(s) x %d folds on %s, %lld epoch(s), "
+              "batch %lld, %s\n",
+              o.models.size(), o.schedulers.size(), o.folds, o.dataset.c_str(),
+              static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size),
+              o.serial ? "serial (one job at a time, all cores)" : "parallel");
+  std::fflush(stdout);
+  auto report = run_kfold(o);
+  size_t failed = 0;
+  for (const auto& j : report.jobs)
+    failed += j.ok ? 0 : 1;
+  std::printf("\n%s\n", format_table(report).c_str());
+  std::printf("wall time %.1f s, mean CPU utilisation %.1f%%, CPU user %.1f s, system %.1f s, "
+              "peak RSS %.0f MiB\n",
+              report.wall_seconds, 100 * report.cpu_utilization_mean, report.user_cpu_seconds,
+              report.system_cpu_seconds, static_cast<double>(report.peak_rss_bytes) / (1 << 20));
+  if (failed > 0)
+    std::printf("%zu job(s) FAILED (see summary.json)\n", failed);
+  std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in "
+              "<model>/<scheduler>/fold<i>/)\n",
+              o.out.c_str());
+  return failed == 0 ? 0 : 1;
+}
+
+} // namespace pnn::runtime

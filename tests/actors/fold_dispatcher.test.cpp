@@ -1,0 +1,257 @@
+#include <torch/torch.h>
+
+#define CAF_SUITE actors.fold_dispatcher
+#include <caf/test/dsl.hpp>
+
+#include <pnn/actors/fold_dispatcher.hpp>
+#include <pnn/actors/kfold.hpp>
+
+#include <caf/all.hpp>
+
+using namespace pnn;
+
+namespace {
+
+/// A worker that records what it is told and finishes its job when the test sends
+/// it cancel_atom (with the outcome the test put in next_ok).
+struct fake_worker_state {
+  std::vector<job_spec> jobs;
+  std::vector<int32_t> threads;
+  caf::typed_response_promise<job_result> promise;
+  bool next_ok = true;
+  static inline const char* name = "fake_worker";
+};
+
+using fake_pointer = worker_actor::stateful_pointer<fake_worker_state>;
+
+worker_actor::behavior_type fake_worker(fake_pointer self) {
+  return {
+    [=](run_atom, const job_spec& j) -> caf::result<job_result> {
+      self->state.jobs.push_back(j);
+      self->state.promise = self->make_response_promise<job_result>();
+      return self->state.promise;
+    },
+    [=](slice_atom) {},
+    [=](threads_atom, int32_t n) { self->state.threads.push_back(n); },
+    [=](cancel_atom) {
+      auto& s = self->state;
+      job_result r;
+      r.id = s.jobs.back().id;
+      r.ok = s.next_ok;
+      r.error = s.next_ok ? "" : "boom";
+      s.promise.deliver(r);
+    },
+  };
+}
+
+struct fixture : test_coordinator_fixture<> {
+  caf::actor sink;
+  std::vector<job_result> sunk;
+  dispatcher_actor dispatcher;
+
+  fixture() {
+    sink = sys.spawn([this](caf::event_based_actor*) -> caf::behavior {
+      return {[this](result_atom, const job_result& r) { sunk.push_back(r); }};
+    });
+    dispatcher_options o;
+    o.cores = 2;
+    o.threads_per_job = 1;
+    dispatcher = sys.spawn(fold_dispatcher, sink, o);
+    run();
+  }
+
+  ~fixture() {
+    anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  worker_actor add_worker() {
+    auto w = sys.spawn(fake_worker);
+    caf::anon_send(dispatcher, add_atom::value, w);
+    run();
+    return w;
+  }
+
+  fake_worker_state& state(const worker_actor& w) {
+    return deref<caf::stateful_actor<fake_worker_state, worker_actor::base>>(w).state;
+  }
+
+  void finish(const worker_actor& w, bool ok = true) {
+    state(w).next_ok = ok;
+    caf::anon_send(w, cancel_atom::value);
+    run();
+  }
+
+  static std::vector<job_spec> jobs_with_costs(std::vector<double> costs) {
+    std::vector<job_spec> jobs;
+    for (size_t i = 0; i < costs.size(); ++i) {
+      job_spec j;
+      j.id = static_cast<uint32_t>(i);
+      j.cost = costs[i];
+      jobs.push_back(j);
+    }
+    return jobs;
+  }
+
+  std::shared_ptr<bool> failed = std::make_shared<bool>(false);
+
+  /// A client actor sends run to the dispatcher; the reply lands in `results` once
+  /// all jobs end (or `failed` turns true).
+  std::shared_ptr<std::vector<job_result>> start(std::vector<job_spec> jobs) {
+    auto results = std::make_shared<std::vector<job_result>>();
+    auto d = dispatcher;
+    auto f = failed;
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(d, caf::infinite, run_atom::value, jobs)
+        .then([results](std::vector<job_result>& r) { *results = std::move(r); },
+              [f](caf::error&) { *f = true; });
+    });
+    run();
+    return results;
+  }
+};
+
+} // namespace
+
+CAF_TEST(jobs expand to models x schedulers x folds in one list) {
+  kfold_options o;
+  o.models = {"lenet5", "alexnet"};
+  o.schedulers = {"cosine", "warm"};
+  o.folds = 3;
+  o.out = "runs/x";
+  auto jobs = expand_jobs(o);
+  CAF_REQUIRE_EQUAL(jobs.size(), 12u);
+  for (uint32_t i = 0; i < 12; ++i)
+    CAF_CHECK_EQUAL(jobs[i].id, i);
+  CAF_CHECK_EQUAL(jobs[0].model, "lenet5");
+  CAF_CHECK_EQUAL(jobs[0].scheduler, "cosine");
+  CAF_CHECK_EQUAL(jobs[2].fold, 2);
+  CAF_CHECK_EQUAL(jobs[3].scheduler, "warm");
+  CAF_CHECK_EQUAL(jobs[11].model, "alexnet");
+  CAF_CHECK_EQUAL(jobs[11].out_dir, "runs/x/alexnet/warm/fold2");
+  for (const auto& j : jobs)
+    CAF_CHECK_EQUAL(j.folds, 3);
+}
+
+CAF_TEST(jobs are ordered longest first with ties by id) {
+  auto sorted = longest_first(fixture::jobs_with_costs({1, 5, 3, 5, 0}));
+  std::vector<uint32_t> ids;
+  for (const auto& j : sorted)
+    ids.push_back(j.id);
+  CAF_CHECK(ids == (std::vector<uint32_t>{1, 3, 2, 0, 4}));
+}
+
+CAF_TEST(thread shares never exceed the cores and spread them in the tail) {
+  CAF_CHECK(thread_shares(2, 2, 1, false) == (std::vector<int32_t>{1, 1}));
+  CAF_CHECK(thread_shares(2, 2, 1, true) == (std::vector<int32_t>{1, 1}));
+  CAF_CHECK(thread_shares(1, 2, 1, true) == (std::vector<int32_t>{2}));
+  CAF_CHECK(thread_shares(1, 2, 1, false) == (std::vector<int32_t>{1}));
+  CAF_CHECK(thread_shares(3, 8, 1, true) == (std::vector<int32_t>{3, 3, 2}));
+  CAF_CHECK(thread_shares(0, 8, 1, true).empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE(dispatcher_tests, fixture)
+
+CAF_TEST(free slots get the longest jobs first and every job ends once) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({1, 3, 2}));
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
+  CAF_REQUIRE_EQUAL(state(b).jobs.size(), 1u);
+  CAF_CHECK_EQUAL(state(a).jobs[0].id, 1u); // cost 3
+  CAF_CHECK_EQUAL(state(b).jobs[0].id, 2u); // cost 2
+  finish(b);
+  CAF_REQUIRE_EQUAL(state(b).jobs.size(), 2u);
+  CAF_CHECK_EQUAL(state(b).jobs[1].id, 0u);
+  CAF_CHECK(results->empty());
+  finish(a);
+  finish(b);
+  CAF_REQUIRE_EQUAL(results->size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL((*results)[i].id, i);
+  CAF_CHECK_EQUAL(sunk.size(), 3u);
+}
+
+CAF_TEST(a busy slot gets no second job) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1, 1, 1}));
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 1u);
+  finish(a);
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 2u);
+  finish(a);
+  finish(a);
+  CAF_CHECK_EQUAL(results->size(), 3u);
+}
+
+CAF_TEST(the job of a worker that dies is queued again and resumed elsewhere) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({2, 1}));
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
+  auto lost = state(a).jobs[0].id;
+  anon_send_exit(a, caf::exit_reason::kill);
+  run();
+  finish(b); // b's own job; then it receives a's
+  CAF_REQUIRE_EQUAL(state(b).jobs.size(), 2u);
+  CAF_CHECK_EQUAL(state(b).jobs[1].id, lost);
+  CAF_CHECK(state(b).jobs[1].resume);
+  finish(b);
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK((*results)[0].ok && (*results)[1].ok);
+}
+
+CAF_TEST(a worker joining a running experiment receives queued jobs) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1, 1}));
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 1u);
+  auto b = add_worker();
+  CAF_CHECK_EQUAL(state(b).jobs.size(), 1u);
+  finish(a);
+  finish(b);
+  CAF_CHECK_EQUAL(results->size(), 2u);
+}
+
+CAF_TEST(idle cores go to the running job once the queue is empty) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({2, 1}));
+  // Both slots busy: one thread each, no change sent.
+  CAF_CHECK(state(a).threads.empty());
+  CAF_CHECK(state(b).threads.empty());
+  CAF_CHECK_EQUAL(state(a).jobs[0].threads, 1);
+  finish(b);
+  // Queue empty, b idle: a's job gets both cores.
+  CAF_REQUIRE_EQUAL(state(a).threads.size(), 1u);
+  CAF_CHECK_EQUAL(state(a).threads[0], 2);
+  finish(a);
+  CAF_CHECK_EQUAL(results->size(), 2u);
+}
+
+CAF_TEST(a failed job is reported with its error and the rest go on) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1, 1}));
+  finish(a, false);
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 2u);
+  finish(a, true);
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  int failed = 0;
+  for (const auto& r : *results)
+    if (!r.ok) {
+      ++failed;
+      CAF_CHECK_EQUAL(r.error, "boom");
+    }
+  CAF_CHECK_EQUAL(failed, 1);
+}
+
+CAF_TEST(losing every worker fails the experiment instead of hanging) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1}));
+  CAF_CHECK(!*failed);
+  anon_send_exit(a, caf::exit_reason::kill);
+  run();
+  CAF_CHECK(*failed);
+  CAF_CHECK(results->empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

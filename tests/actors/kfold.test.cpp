@@ -1,0 +1,118 @@
+#include <torch/torch.h>
+
+#define CAF_SUITE actors.kfold
+#include <caf/test/unit_test.hpp>
+
+#include "test_util.hpp"
+
+#include <pnn/actors/kfold.hpp>
+
+#include <set>
+
+using namespace pnn;
+
+namespace {
+
+kfold_options small(const std::filesystem::path& out) {
+  kfold_options o;
+  // Noisy enough that folds and schedules reach different accuracies.
+  o.dataset = "synthetic:train=240,test=10,noise=150";
+  o.models = {"lenet5"};
+  o.schedulers = {"cosine", "step"};
+  o.folds = 3;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.out = out;
+  o.progress = "none";
+  o.cores = 2;
+  o.raise_threads_in_tail = false; // more threads change float sums: keep 1 everywhere
+  return o;
+}
+
+} // namespace
+
+CAF_TEST(parallel and one-at-a-time runs give identical accuracy per job) {
+  test::temp_dir dir;
+  auto parallel = small(dir / "parallel");
+  parallel.slots = 2;
+  auto serial = small(dir / "serial");
+  serial.serial = true;
+  serial.threads_per_job = 1;
+  auto p = run_kfold(parallel);
+  auto s = run_kfold(serial);
+  CAF_REQUIRE_EQUAL(p.jobs.size(), 6u);
+  CAF_REQUIRE_EQUAL(s.jobs.size(), 6u);
+  std::set<double> distinct;
+  for (size_t i = 0; i < 6; ++i) {
+    CAF_CHECK(p.jobs[i].ok);
+    CAF_CHECK_EQUAL(p.jobs[i].id, s.jobs[i].id);
+    CAF_CHECK_EQUAL(p.jobs[i].val_accuracy, s.jobs[i].val_accuracy);
+    CAF_CHECK_EQUAL(p.jobs[i].val_loss, s.jobs[i].val_loss);
+    distinct.insert(p.jobs[i].val_loss);
+  }
+  CAF_CHECK_GREATER(distinct.size(), 1u); // the comparison is not trivially equal
+  // Both slots were used in parallel, one in serial mode.
+  std::set<int32_t> slots;
+  for (const auto& j : p.jobs)
+    slots.insert(j.slot);
+  CAF_CHECK_EQUAL(slots.size(), 2u);
+  CAF_CHECK_EQUAL(s.summary["slots"].get<int>(), 1);
+}
+
+CAF_TEST(summary json lists every job exactly once with the contract keys) {
+  test::temp_dir dir;
+  auto o = small(dir / "run");
+  auto r = run_kfold(o);
+  auto summary = nlohmann::json::parse(test::read_text(dir / "run/summary.json"));
+  CAF_CHECK(summary["wall_seconds"].get<double>() > 0);
+  auto cpu = summary["cpu_utilization_mean"].get<double>();
+  CAF_CHECK(cpu >= 0 && cpu <= 1);
+  CAF_REQUIRE_EQUAL(summary["jobs"].size(), 6u);
+  std::set<std::string> seen;
+  for (const auto& j : summary["jobs"]) {
+    for (const char* key : {"model", "scheduler", "fold", "host", "threads", "val_accuracy",
+                            "started_at", "finished_at"})
+      CAF_CHECK(j.contains(key));
+    auto key = j["model"].get<std::string>() + "/" + j["scheduler"].get<std::string>() + "/"
+               + std::to_string(j["fold"].get<int>());
+    CAF_CHECK(seen.insert(key).second);
+    CAF_CHECK_LESS_OR_EQUAL(j["started_at"].get<double>(), j["finished_at"].get<double>());
+  }
+  CAF_CHECK_EQUAL(seen.size(), 6u);
+  for (const char* f : {"summary.md", "cpu.csv", "lenet5/cosine/time.json",
+                        "lenet5/step/fold2/result.json", "lenet5/step/fold2/epochs.csv"})
+    CAF_CHECK(std::filesystem::exists(dir / "run" / f));
+  CAF_CHECK_EQUAL(r.table.size(), 2u);
+  CAF_CHECK_EQUAL(r.table[0].folds_ok, 3);
+}
+
+CAF_TEST(resume keeps finished jobs and runs only the missing ones) {
+  test::temp_dir dir;
+  auto o = small(dir / "run");
+  auto first = run_kfold(o);
+  std::filesystem::remove(dir / "run/lenet5/step/fold1/result.json");
+  o.resume = true;
+  auto second = run_kfold(o);
+  CAF_REQUIRE_EQUAL(second.jobs.size(), 6u);
+  int kept = 0;
+  for (const auto& j : second.summary["jobs"])
+    kept += j.value("kept_from_earlier_run", false) ? 1 : 0;
+  CAF_CHECK_EQUAL(kept, 5);
+  for (size_t i = 0; i < 6; ++i)
+    CAF_CHECK_EQUAL(first.jobs[i].val_accuracy, second.jobs[i].val_accuracy);
+}
+
+CAF_TEST(bad options are errors before anything runs) {
+  test::temp_dir dir;
+  auto o = small(dir / "run");
+  o.models = {"lenet5", "nonet"};
+  auto [code, msg] = test::error_of([&] { run_kfold(o); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "nonet"));
+  o = small(dir / "run");
+  o.folds = 1;
+  auto [code2, msg2] = test::error_of([&] { run_kfold(o); });
+  CAF_CHECK(code2 == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg2, "--folds 1"));
+  CAF_CHECK(!std::filesystem::exists(dir / "run/summary.json"));
+}

@@ -1,0 +1,162 @@
+#include <torch/torch.h>
+
+#define CAF_SUITE actors.training_worker
+#include <caf/test/dsl.hpp>
+
+#include "test_util.hpp"
+
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+
+#include <caf/all.hpp>
+
+#include <cmath>
+
+using namespace pnn;
+
+namespace {
+
+struct fixture : test_coordinator_fixture<> {
+  std::vector<job_progress> progress;
+  caf::actor sink;
+
+  fixture() {
+    sink = sys.spawn([this](caf::event_based_actor*) -> caf::behavior {
+      return {[this](progress_atom, const job_progress& p) { progress.push_back(p); }};
+    });
+    run();
+  }
+
+  ~fixture() {
+    anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    run();
+  }
+
+  static job_spec tiny_job() {
+    job_spec j;
+    j.id = 7;
+    j.model = "lenet5";
+    j.scheduler = "cosine";
+    j.dataset = "synthetic:train=192,test=10";
+    j.folds = 3;
+    j.fold = 1;
+    j.epochs = 2;
+    j.batch_size = 32;
+    return j;
+  }
+
+  /// Runs `job` on a fresh worker and returns its result (run() drives every slice).
+  job_result run_job(const job_spec& job, worker_options o = {}) {
+    o.progress_interval = 0; // an event per slice
+    auto w = spawn_worker(sys, sink, o);
+    auto result = std::make_shared<job_result>();
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(w, caf::infinite, run_atom::value, job)
+        .then([result](job_result& r) { *result = std::move(r); });
+    });
+    run();
+    anon_send_exit(w, caf::exit_reason::user_shutdown);
+    run();
+    return *result;
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(worker_tests, fixture)
+
+CAF_TEST(a worker trains its fold in slices and reports progress and the result) {
+  test::temp_dir dir;
+  auto job = tiny_job();
+  job.out_dir = (dir / "job").string();
+  worker_options o;
+  o.slot = 3;
+  o.batches_per_slice = 2;
+  auto r = run_job(job, o);
+  CAF_CHECK(r.ok);
+  CAF_CHECK_EQUAL(r.id, 7u);
+  CAF_CHECK_EQUAL(r.slot, 3);
+  CAF_CHECK_EQUAL(r.fold, 1);
+  CAF_CHECK_EQUAL(r.epochs_done, 2);
+  CAF_CHECK_EQUAL(r.epoch_val_accuracy.size(), 2u);
+  CAF_CHECK(r.val_accuracy >= 0 && r.val_accuracy <= 1);
+  CAF_CHECK_GREATER_OR_EQUAL(r.finished_at, r.started_at);
+  // 128 training samples (2 of 3 folds) = 4 batches per epoch, 2 per slice: 4 slices.
+  CAF_CHECK_EQUAL(progress.size(), 4u);
+  CAF_CHECK_EQUAL(progress.back().epoch, 2);
+  CAF_CHECK_EQUAL(progress.back().batch, 4);
+  for (const char* f : {"steps.csv", "epochs.csv", "confusion.csv", "metrics.json"})
+    CAF_CHECK(std::filesystem::exists(dir / "job" / f));
+}
+
+CAF_TEST(a worker gives the same validation accuracy as the job run directly) {
+  auto job = tiny_job();
+  auto r = run_job(job);
+  auto data = training::shared_dataset(job.dataset);
+  auto fold = training::make_fold(data.train->size(), job.folds, job.fold, job.split_seed);
+  training::job_options o;
+  o.model = job.model;
+  o.schedule = training::schedule_options::parse(job.scheduler);
+  o.epochs = job.epochs;
+  o.seed = job.seed;
+  o.train_transform = training::default_transform(job.dataset, true);
+  o.eval_transform = training::default_transform(job.dataset, false);
+  training::training_job direct{o, data.train, fold.train, fold.validation};
+  direct.run_to_end();
+  CAF_CHECK_EQUAL(r.val_accuracy, direct.last_validation()->accuracy);
+  CAF_CHECK_EQUAL(r.train_loss, direct.epoch_records().back().train_loss);
+}
+
+CAF_TEST(bad input and LibTorch errors become failed results and the worker lives on) {
+  auto job = tiny_job();
+  job.dataset = "no-such-dataset";
+  auto r = run_job(job);
+  CAF_CHECK(!r.ok);
+  CAF_CHECK(test::contains(r.error, "no-such-dataset"));
+  job = tiny_job();
+  worker_options bad_shape;
+  bad_shape.customize = [](const job_spec&, training::job_options& opts) {
+    // Labels of the wrong shape: LibTorch throws a c10::Error with a backtrace.
+    opts.criterion = [](const torch::Tensor& logits, const torch::Tensor& labels) {
+      return torch::nn::functional::cross_entropy(logits, labels.view({-1, 1}).to(torch::kFloat));
+    };
+  };
+  r = run_job(job, bad_shape);
+  CAF_CHECK(!r.ok);
+  CAF_CHECK(!r.error.empty());
+  CAF_CHECK(r.error.find('\n') == std::string::npos);
+  job = tiny_job();
+  worker_options o;
+  o.customize = [](const job_spec&, training::job_options& opts) {
+    opts.criterion = [](const torch::Tensor& logits, const torch::Tensor& labels) {
+      return torch::nn::functional::cross_entropy(logits, labels) * std::nan("");
+    };
+  };
+  r = run_job(job, o);
+  CAF_CHECK(!r.ok);
+  CAF_CHECK(test::contains(r.error, "diverged"));
+}
+
+CAF_TEST(a thread change is applied and recorded) {
+  auto job = tiny_job();
+  auto w = spawn_worker(sys, sink, {});
+  auto result = std::make_shared<job_result>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(w, caf::infinite, run_atom::value, job)
+      .then([result](job_result& r) { *result = std::move(r); });
+  });
+  // Deliver the run request and one slice, then change threads.
+  sched.run_once();
+  sched.run_once();
+  caf::anon_send(w, threads_atom::value, int32_t{2});
+  run();
+  CAF_CHECK(result->ok);
+  CAF_REQUIRE_EQUAL(result->thread_counts.size(), 2u);
+  CAF_CHECK_EQUAL(result->thread_counts[0], 1);
+  CAF_CHECK_EQUAL(result->thread_counts[1], 2);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
