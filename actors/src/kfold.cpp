@@ -375,3 +375,54 @@ kfold_report run_kfold(const kfold_options& in) {
 }
 
 } // namespace pnn
+
+#include <pnn/actors/async_kfold.hpp>
+
+namespace pnn {
+
+AsyncKFold::AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
+                       training::criterion_fn criterion, int64_t batch_size, bool parallelize)
+  : criterion_(std::move(criterion)) {
+  options_.folds = k;
+  options_.dataset = std::move(dataset);
+  options_.out = std::move(root_dir);
+  options_.batch_size = batch_size;
+  options_.serial = !parallelize;
+}
+
+kfold_report AsyncKFold::operator()(const std::vector<std::string>& models,
+                                    const std::vector<std::string>& schedulers,
+                                    training::optimizer_factory get_optimizer,
+                                    const trainer_params& params) {
+  auto o = options_;
+  o.models = models;
+  o.schedulers = schedulers;
+  o.epochs = params.epochs;
+  o.checkpoint_every = params.save_checkpoint_frequency;
+  o.progress = params.progress;
+  auto criterion = criterion_;
+  auto user = o.customize;
+  o.customize = [criterion, get_optimizer, user](const job_spec& spec, training::job_options& j) {
+    if (criterion)
+      j.criterion = criterion;
+    if (get_optimizer)
+      j.make_optimizer = get_optimizer;
+    if (user)
+      user(spec, j);
+  };
+  return run_kfold(o);
+}
+
+kfold_report
+AsyncKFold::run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
+                       const std::vector<std::string>& schedulers,
+                       training::optimizer_factory get_optimizer, const trainer_params& params) {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : models) {
+    models::register_model(name, "user model", factory);
+    names.push_back(name);
+  }
+  return (*this)(names, schedulers, std::move(get_optimizer), params);
+}
+
+} // namespace pnn

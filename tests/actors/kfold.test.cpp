@@ -5,7 +5,11 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/async_kfold.hpp>
 #include <pnn/actors/kfold.hpp>
+#include <pnn/models/registry.hpp>
+
+#include <atomic>
 
 #include <set>
 
@@ -115,4 +119,31 @@ CAF_TEST(bad options are errors before anything runs) {
   CAF_CHECK(code2 == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg2, "--folds 1"));
   CAF_CHECK(!std::filesystem::exists(dir / "run/summary.json"));
+}
+
+CAF_TEST(AsyncKFold takes model factories an optimizer factory and a criterion) {
+  test::temp_dir dir;
+  auto optimizers = std::make_shared<std::atomic<int>>(0);
+  auto losses = std::make_shared<std::atomic<int>>(0);
+  pnn::AsyncKFold kfold(
+    2, "synthetic:train=96,test=10", dir / "run",
+    [losses](const torch::Tensor& logits, const torch::Tensor& labels) {
+      ++*losses;
+      return torch::nn::functional::cross_entropy(logits, labels);
+    },
+    32, true);
+  kfold.options().progress = "none";
+  auto get_optimizer = [optimizers](std::vector<torch::Tensor> params) {
+    ++*optimizers;
+    return std::make_unique<torch::optim::SGD>(std::move(params), torch::optim::SGDOptions(0.05));
+  };
+  auto report = kfold.run_factories(
+    {{"my-lenet5", [](int64_t in, int64_t k) { return models::make_model("lenet5", in, k); }}},
+    {"none"}, get_optimizer, {1, 0, "none"});
+  CAF_REQUIRE_EQUAL(report.jobs.size(), 2u);
+  CAF_CHECK(report.jobs[0].ok && report.jobs[1].ok);
+  CAF_CHECK_EQUAL(report.jobs[0].model, "my-lenet5");
+  CAF_CHECK_EQUAL(optimizers->load(), 2);
+  CAF_CHECK_EQUAL(losses->load(), 2 * 2); // 48 training samples per fold = 2 batches each
+  CAF_CHECK(std::filesystem::exists(dir / "run/my-lenet5/none/fold1/result.json"));
 }

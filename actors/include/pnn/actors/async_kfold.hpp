@@ -1,0 +1,58 @@
+#pragma once
+
+#include <pnn/actors/kfold.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/job.hpp>
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pnn {
+
+/// K-fold cross-validation shaped like the reference's Python API:
+///
+///   pnn::AsyncKFold kfold(k, "fashion-mnist", "runs/kf", criterion, 32, /*parallelize=*/true);
+///   auto report = kfold({"lenet5", "alexnet"}, {"cosine", "warm"}, get_optimizer, {2});
+///
+/// Runs every model x scheduler x fold job on this host's cores through the actors
+/// (run_kfold) and returns (and writes under root_dir) the results.
+class AsyncKFold {
+public:
+  /// What each job trains for.
+  struct trainer_params {
+    int64_t epochs = 1;
+    int64_t save_checkpoint_frequency = 0; ///< epochs between checkpoints (0: none)
+    std::string progress = "auto";         ///< terminal output: auto, plain, none
+  };
+
+  /// `criterion` may be empty (cross-entropy); `parallelize` false runs one job at a
+  /// time with every core (the serial comparison mode).
+  AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
+             training::criterion_fn criterion = {}, int64_t batch_size = 32,
+             bool parallelize = true);
+
+  /// Models by registry name; schedulers as specs ("cosine", "warm:t_0=3");
+  /// `get_optimizer` builds each job's optimizer from its model's parameters (empty:
+  /// options().optimizer, Adam 1e-3 by default).
+  kfold_report operator()(const std::vector<std::string>& models,
+                          const std::vector<std::string>& schedulers,
+                          training::optimizer_factory get_optimizer, const trainer_params& params);
+
+  /// The same with models given as factories: each is registered under its name.
+  kfold_report run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
+                          const std::vector<std::string>& schedulers,
+                          training::optimizer_factory get_optimizer, const trainer_params& params);
+
+  /// Every other knob (data_dir, subset, seeds, slots, lr, resume, ...).
+  kfold_options& options() {
+    return options_;
+  }
+
+private:
+  kfold_options options_;
+  training::criterion_fn criterion_;
+};
+
+} // namespace pnn
