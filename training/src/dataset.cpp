@@ -27,73 +27,141 @@ constexpr size_t max_file_bytes = size_t{1} << 32;
   throw pnn::error(code, file.string() + ": " + what);
 }
 
-/// Whole file content, gunzipped when it is gzip (zlib passes raw files through).
-std::vector<uint8_t> read_file(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::exists(file, ec))
-    fail(error_code::file_not_found, file, "file not found");
-  if (fs::is_directory(file, ec))
-    fail(error_code::malformed_file, file, "is a folder, expected a file");
-  gzFile in = gzopen(file.c_str(), "rb");
-  if (in == nullptr)
-    fail(error_code::io_error, file, std::string{"cannot open: "} + std::strerror(errno));
-  gzbuffer(in, 1 << 18);
-  std::vector<uint8_t> out;
-  constexpr size_t chunk = 1 << 20;
-  for (;;) {
-    if (out.size() > max_file_bytes) {
-      gzclose_r(in);
-      fail(error_code::malformed_file, file, "larger than 4 GiB, not a dataset file");
-    }
-    size_t old = out.size();
-    out.resize(old + chunk);
-    int n = gzread(in, out.data() + old, static_cast<unsigned>(chunk));
-    if (n < 0) {
-      int err = 0;
-      std::string msg = gzerror(in, &err);
-      gzclose_r(in);
-      fail(error_code::malformed_file, file, "truncated or corrupt gzip data (" + msg + ")");
-    }
-    out.resize(old + static_cast<size_t>(n));
-    if (n == 0)
-      break;
-  }
-  int err = 0;
-  std::string msg = gzerror(in, &err);
-  int closed = gzclose_r(in);
-  if (err != Z_OK || closed != Z_OK)
-    fail(error_code::malformed_file, file,
-         "truncated or corrupt gzip data (" + (msg.empty() ? std::string{"read error"} : msg)
-           + ")");
-  return out;
-}
-
 uint32_t big_endian_u32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
-/// Parses an idx header; returns the dimensions and checks the payload size.
-std::vector<int64_t> idx_dims(const std::vector<uint8_t>& bytes, const fs::path& file,
-                              uint8_t expected_ndims) {
-  if (bytes.size() < 4)
-    fail(error_code::malformed_file, file,
-         "truncated: " + std::to_string(bytes.size()) + " bytes, expected an idx header");
-  if (bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] != expected_ndims) {
-    char got[16];
-    std::snprintf(got, sizeof got, "0x%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
-    fail(error_code::malformed_file, file,
-         std::string{"wrong magic number "} + got + ", expected 0x000008"
-           + (expected_ndims == 3 ? "03 (idx3 unsigned bytes)" : "01 (idx1 unsigned bytes)"));
+/// A file read through zlib (gzip or raw), straight into the caller's memory: no
+/// temporary copy of a 47 MB image file on top of the tensor it fills.
+class gz_file {
+public:
+  explicit gz_file(const fs::path& file) : file_(file) {
+    std::error_code ec;
+    if (!fs::exists(file, ec))
+      fail(error_code::file_not_found, file, "file not found");
+    if (fs::is_directory(file, ec))
+      fail(error_code::malformed_file, file, "is a folder, expected a file");
+    in_ = gzopen(file.c_str(), "rb");
+    if (in_ == nullptr)
+      fail(error_code::io_error, file, std::string{"cannot open: "} + std::strerror(errno));
+    gzbuffer(in_, 1 << 18);
   }
-  size_t header = 4 + 4 * size_t{expected_ndims};
-  if (bytes.size() < header)
+  ~gz_file() {
+    if (in_ != nullptr)
+      gzclose_r(in_);
+  }
+  gz_file(const gz_file&) = delete;
+  gz_file& operator=(const gz_file&) = delete;
+
+  /// Reads up to `n` bytes; fewer only at the end of the data.
+  size_t read(void* dst, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      auto chunk = static_cast<unsigned>(std::min<size_t>(n - got, size_t{1} << 30));
+      int r = gzread(in_, static_cast<char*>(dst) + got, chunk);
+      if (r < 0)
+        corrupt();
+      if (r == 0)
+        break;
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+
+  /// Reads and counts what is left (capped just above max_file_bytes).
+  size_t skip_rest() {
+    char buf[1 << 16];
+    size_t total = 0;
+    while (total <= max_file_bytes) {
+      auto n = read(buf, sizeof buf);
+      total += n;
+      if (n < sizeof buf)
+        break;
+    }
+    return total;
+  }
+
+  /// Throws if zlib saw a truncated or corrupt stream.
+  void check() {
+    int err = Z_OK;
+    gzerror(in_, &err);
+    if (err != Z_OK)
+      corrupt();
+  }
+
+  /// Closes the file, throwing on a stream error found at the end.
+  void close() {
+    check();
+    int closed = gzclose_r(in_);
+    in_ = nullptr;
+    if (closed != Z_OK)
+      fail(error_code::malformed_file, file_, "truncated or corrupt gzip data (at its end)");
+  }
+
+  const fs::path& path() const {
+    return file_;
+  }
+
+private:
+  [[noreturn]] void corrupt() {
+    int err = 0;
+    std::string msg = gzerror(in_, &err);
+    fail(error_code::malformed_file, file_,
+         "truncated or corrupt gzip data (" + (msg.empty() ? std::string{"read error"} : msg) + ")");
+  }
+
+  fs::path file_;
+  gzFile in_ = nullptr;
+};
+
+/// Whole file content, gunzipped when it is gzip.
+std::vector<uint8_t> read_file(const fs::path& file) {
+  gz_file in{file};
+  std::vector<uint8_t> out;
+  constexpr size_t chunk = 1 << 20;
+  for (;;) {
+    if (out.size() > max_file_bytes)
+      fail(error_code::malformed_file, file, "larger than 4 GiB, not a dataset file");
+    size_t old = out.size();
+    out.resize(old + chunk);
+    auto n = in.read(out.data() + old, chunk);
+    out.resize(old + n);
+    if (n < chunk)
+      break;
+  }
+  in.close();
+  return out;
+}
+
+/// Reads and checks an idx header (magic for unsigned bytes with `ndims`
+/// dimensions); returns the dimensions.
+std::vector<int64_t> read_idx_header(gz_file& in, uint8_t ndims) {
+  const auto& file = in.path();
+  uint8_t head[4 + 4 * 3] = {};
+  const size_t header = 4 + 4 * size_t{ndims};
+  const size_t got = in.read(head, header);
+  if (got < 4) {
+    in.check();
+    fail(error_code::malformed_file, file,
+         "truncated: " + std::to_string(got) + " bytes, expected an idx header");
+  }
+  if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != ndims) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%02x%02x%02x%02x", head[0], head[1], head[2], head[3]);
+    fail(error_code::malformed_file, file,
+         std::string{"wrong magic number "} + text + ", expected 0x000008"
+           + (ndims == 3 ? "03 (idx3 unsigned bytes)" : "01 (idx1 unsigned bytes)"));
+  }
+  if (got < header) {
+    in.check();
     fail(error_code::malformed_file, file,
          "truncated: header needs " + std::to_string(header) + " bytes, file has "
-           + std::to_string(bytes.size()));
+           + std::to_string(got));
+  }
   std::vector<int64_t> dims;
   uint64_t payload = 1;
-  for (uint8_t i = 0; i < expected_ndims; ++i) {
-    uint32_t d = big_endian_u32(bytes.data() + 4 + 4 * i);
+  for (uint8_t i = 0; i < ndims; ++i) {
+    uint32_t d = big_endian_u32(head + 4 + 4 * i);
     if (d == 0 || d > (1u << 30))
       fail(error_code::malformed_file, file,
            "dimension " + std::to_string(i) + " is " + std::to_string(d) + ", expected 1..2^30");
@@ -102,12 +170,25 @@ std::vector<int64_t> idx_dims(const std::vector<uint8_t>& bytes, const fs::path&
       fail(error_code::malformed_file, file, "dimensions describe more than 4 GiB of data");
     dims.push_back(d);
   }
-  if (bytes.size() - header != payload)
-    fail(error_code::malformed_file, file,
-         (bytes.size() - header < payload ? "truncated: " : "trailing data: ")
-           + std::string{"header promises "} + std::to_string(payload) + " data bytes, file has "
-           + std::to_string(bytes.size() - header));
   return dims;
+}
+
+/// Reads exactly `size` payload bytes into `dst` and checks nothing follows.
+void read_idx_payload(gz_file& in, void* dst, size_t size) {
+  const auto& file = in.path();
+  const size_t got = in.read(dst, size);
+  if (got < size) {
+    in.check();
+    fail(error_code::malformed_file, file,
+         "truncated: header promises " + std::to_string(size) + " data bytes, file has "
+           + std::to_string(got));
+  }
+  const size_t extra = in.skip_rest();
+  in.close();
+  if (extra > 0)
+    fail(error_code::malformed_file, file,
+         "trailing data: header promises " + std::to_string(size) + " data bytes, file has "
+           + std::to_string(size + extra));
 }
 
 torch::Tensor check_labels(torch::Tensor labels, int64_t num_classes, const fs::path& file) {
@@ -164,10 +245,10 @@ bool cifar_files_found(const fs::path& dir) {
 
 dataset load_idx(const fs::path& images_file, const fs::path& labels_file, std::string name,
                  std::vector<std::string> classes) {
-  auto image_bytes = read_file(images_file);
-  auto dims = idx_dims(image_bytes, images_file, 3);
-  auto label_bytes = read_file(labels_file);
-  auto label_dims = idx_dims(label_bytes, labels_file, 1);
+  gz_file images{images_file};
+  auto dims = read_idx_header(images, 3);
+  gz_file labels{labels_file};
+  auto label_dims = read_idx_header(labels, 1);
   if (label_dims[0] != dims[0])
     fail(error_code::malformed_file, labels_file,
          "holds " + std::to_string(label_dims[0]) + " labels but " + images_file.string()
@@ -176,12 +257,13 @@ dataset load_idx(const fs::path& images_file, const fs::path& labels_file, std::
   d.name = std::move(name);
   d.classes = std::move(classes);
   d.images = torch::empty({dims[0], 1, dims[1], dims[2]}, torch::kUInt8);
-  std::memcpy(d.images.data_ptr<uint8_t>(), image_bytes.data() + 16,
-              static_cast<size_t>(d.images.numel()));
+  read_idx_payload(images, d.images.data_ptr<uint8_t>(), static_cast<size_t>(d.images.numel()));
+  std::vector<uint8_t> label_bytes(static_cast<size_t>(dims[0]));
+  read_idx_payload(labels, label_bytes.data(), label_bytes.size());
   d.labels = torch::empty({dims[0]}, torch::kInt64);
   auto* out = d.labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < dims[0]; ++i)
-    out[i] = label_bytes[8 + static_cast<size_t>(i)];
+    out[i] = label_bytes[static_cast<size_t>(i)];
   check_labels(d.labels, d.num_classes(), labels_file);
   return d;
 }

@@ -51,7 +51,7 @@ struct job_options {
   std::filesystem::path checkpoint_dir;
   transform_options train_transform;
   transform_options eval_transform;
-  int64_t eval_batch_size = 1000;
+  int64_t eval_batch_size = 256; ///< large eval batches cost memory, not speed
   criterion_fn criterion; ///< empty: cross-entropy
   /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
   /// the schedule).
