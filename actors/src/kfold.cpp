@@ -35,11 +35,6 @@ namespace {
   throw pnn::error(error_code::invalid_argument, msg);
 }
 
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 nlohmann::json to_json(const job_result& r, double t0) {
   nlohmann::json threads = nlohmann::json::array();
   for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
@@ -161,7 +156,7 @@ kfold_report run_kfold(const kfold_options& in) {
   validate(in);
   kfold_options o = in;
   const auto wall_start = std::chrono::steady_clock::now();
-  const double t0 = wall_now();
+  const double t0 = wall_clock_seconds();
   const auto cpu_start = process_cpu_times();
   const int32_t cores = o.cores > 0 ? o.cores : available_cores();
   const int32_t slots = o.serial ? 1 : (o.slots > 0 ? o.slots : cores);

@@ -4,6 +4,7 @@
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
+#include <pnn/training/system.hpp>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -19,11 +20,6 @@ namespace pnn {
 using namespace pnn::training;
 
 namespace {
-
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 } // namespace
 
@@ -61,24 +57,6 @@ job_options options_from(const job_spec& s) {
   return o;
 }
 
-void write_job_files(const training_job& job, const job_spec& spec, const dataset& data) {
-  if (spec.out_dir.empty())
-    return;
-  fs::path dir = spec.out_dir;
-  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
-  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
-  nlohmann::json epochs = nlohmann::json::array();
-  for (const auto& e : job.epoch_records())
-    epochs.push_back(to_json(e));
-  nlohmann::json metrics{{"epochs", epochs}};
-  if (job.last_validation()) {
-    write_file_atomic(dir / "confusion.csv",
-                      confusion_csv(job.last_validation()->confusion, data.classes));
-    metrics["validation"] = to_json(*job.last_validation(), data.classes);
-  }
-  write_file_atomic(dir / "metrics.json", metrics.dump() + "\n");
-}
-
 } // namespace
 
 worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worker_state> self,
@@ -88,7 +66,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
     auto& r = d.result;
     r.ok = ok;
     r.error = error;
-    r.finished_at = wall_now();
+    r.finished_at = wall_clock_seconds();
     if (d.job) {
       r.epochs_done = d.job->epochs_done();
       for (const auto& e : d.job->epoch_records()) {
@@ -129,7 +107,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       d.result.fold = spec.fold;
       d.result.host = options.host;
       d.result.slot = options.slot;
-      d.result.started_at = wall_now();
+      d.result.started_at = wall_clock_seconds();
       d.result.thread_times.push_back(d.result.started_at);
       d.result.thread_counts.push_back(std::max(1, spec.threads));
       d.loss_sum = 0;
@@ -201,7 +179,11 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
         return;
       }
       try {
-        write_job_files(*d.job, d.spec, *d.data.train);
+        if (!d.spec.out_dir.empty()) {
+          const auto& val = d.job->last_validation();
+          write_job_records(d.spec.out_dir, *d.job, val ? &*val : nullptr, "validation",
+                            d.data.train->classes);
+        }
       } catch (const std::exception& e) {
         finish(false, e.what());
         return;
@@ -213,7 +195,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       if (!d.job || n < 1 || n == d.job->threads())
         return;
       d.job->set_threads(n);
-      d.result.thread_times.push_back(wall_now());
+      d.result.thread_times.push_back(wall_clock_seconds());
       d.result.thread_counts.push_back(n);
     },
     [=](cancel_atom) {

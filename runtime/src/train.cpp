@@ -145,21 +145,13 @@ int run_train(const train_request& r) {
   const auto times = process_cpu_times();
 
   // Outputs (DESIGN.md): job folder, time.json, summary.json/.md, cpu.csv.
-  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
-  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
-  write_file_atomic(dir / "confusion.csv", confusion_csv(test.confusion, data.test->classes));
+  write_job_records(dir, job, &test, "test", data.test->classes);
   if (r.checkpoint_every > 0 && r.epochs % r.checkpoint_every != 0)
     job.save_checkpoint(dir / "latest.pt");
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : job.epoch_records())
     epochs.push_back(to_json(e));
-  nlohmann::json steps = nlohmann::json::array();
-  for (const auto& s : job.step_records())
-    steps.push_back(to_json(s));
   nlohmann::json test_json = to_json(test, data.test->classes);
-  write_file_atomic(dir / "metrics.json",
-                    nlohmann::json{{"epochs", epochs}, {"steps", steps}, {"test", test_json}}.dump()
-                      + "\n");
   nlohmann::json time_json{{"train_seconds", train_seconds},
                            {"load_seconds", load_seconds},
                            {"wall_seconds", wall},

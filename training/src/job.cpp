@@ -41,6 +41,24 @@ std::shared_ptr<models::Network> make_seeded_model(const std::string& name, int6
   return models::make_model(name, in_channels, num_classes);
 }
 
+void write_job_records(const fs::path& dir, const training_job& job, const evaluation* eval,
+                       const std::string& eval_name, const std::vector<std::string>& classes) {
+  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
+  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : job.epoch_records())
+    epochs.push_back(to_json(e));
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : job.step_records())
+    steps.push_back(to_json(s));
+  nlohmann::json metrics{{"epochs", epochs}, {"steps", steps}};
+  if (eval != nullptr) {
+    write_file_atomic(dir / "confusion.csv", confusion_csv(eval->confusion, classes));
+    metrics[eval_name] = to_json(*eval, classes);
+  }
+  write_file_atomic(dir / "metrics.json", metrics.dump() + "\n");
+}
+
 std::optional<fs::path> find_latest_checkpoint(const fs::path& dir) {
   std::error_code ec;
   auto p = dir / "latest.pt";

@@ -19,6 +19,11 @@ void configure_allocator() {
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
 }
 
+double wall_clock_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 int available_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {

@@ -17,7 +17,9 @@ struct job_options;
 namespace pnn {
 
 /// Runs one K-fold job at a time, in slices of a few batches (a message to itself
-/// after each), so it stays responsive to thread changes, cancel and shutdown.
+/// after each), so it stays responsive to thread changes, cancel and shutdown. At
+/// the end it writes the job's records (steps.csv, epochs.csv, confusion.csv,
+/// metrics.json) into job_spec::out_dir.
 using worker_actor = caf::typed_actor<
   /// Run `job` to its end; the response is its result (ok or failed, never an
   /// exception). A busy worker answers at once with a failed result "worker busy".
@@ -56,8 +58,5 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
 
 /// Spawns a worker.
 worker_actor spawn_worker(caf::actor_system& sys, caf::actor sink, worker_options options);
-
-/// The job folder's result files (steps.csv, epochs.csv, confusion.csv, metrics.json)
-/// are written by the worker into job_spec::out_dir.
 
 } // namespace pnn

@@ -122,6 +122,13 @@ private:
   std::unique_ptr<impl> d_;
 };
 
+/// Writes a job's records into `dir` atomically: steps.csv, epochs.csv, metrics.json
+/// (steps, epochs and, when `eval` is given, that evaluation under `eval_name`) and
+/// confusion.csv of `eval`.
+void write_job_records(const std::filesystem::path& dir, const training_job& job,
+                       const evaluation* eval, const std::string& eval_name,
+                       const std::vector<std::string>& classes);
+
 /// The newest checkpoint in `dir` ("latest.pt"), if any.
 std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& dir);
 

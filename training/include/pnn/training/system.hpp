@@ -16,6 +16,9 @@ namespace pnn::training {
 /// MALLOC_TRIM_THRESHOLD_ set by the user win.
 void configure_allocator();
 
+/// Wall-clock time in seconds since the Unix epoch (comparable across processes).
+double wall_clock_seconds();
+
 /// Number of cores this process may run on.
 int available_cores();
 
