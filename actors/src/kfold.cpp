@@ -238,8 +238,10 @@ kfold_report run_kfold(const kfold_options& in) {
     co.out_dir = o.out;
     co.progress = o.progress;
     co.total_jobs = todo.size();
-    for (const auto& j : todo)
+    for (const auto& j : todo) {
       co.labels[j.id] = j.model + "/" + j.scheduler + "/" + fold_name(j.fold);
+      co.costs[j.id] = j.cost;
+    }
     auto collector = sys.spawn(metric_collector, co);
     dispatcher_options dopt;
     dopt.cores = cores;

@@ -18,6 +18,7 @@ struct collector_state::impl {
   std::vector<cpu_sample> samples;
   std::map<uint32_t, job_progress> running;
   size_t finished = 0;
+  double finished_cost = 0;
   size_t failed = 0;
   bool done = false;
   std::unique_ptr<progress_line> line;
@@ -30,6 +31,19 @@ collector_state::~collector_state() = default;
 
 namespace {
 
+/// A job's share of the run's work: its estimated cost, or 1 when costs are unknown.
+double cost_of(const collector_options& o, uint32_t id) {
+  auto i = o.costs.find(id);
+  return i != o.costs.end() && i->second > 0 ? i->second : 1.0;
+}
+
+double total_cost(const collector_options& o) {
+  double total = 0;
+  for (const auto& [id, label] : o.labels)
+    total += cost_of(o, id);
+  return total > 0 ? total : static_cast<double>(o.total_jobs);
+}
+
 std::string label_of(const collector_options& o, uint32_t id) {
   auto i = o.labels.find(id);
   return i != o.labels.end() ? i->second : "job " + std::to_string(id);
@@ -39,8 +53,8 @@ void show(collector_state::impl& d, const collector_options& o, bool force) {
   char buf[256];
   double elapsed
     = std::chrono::duration<double>(std::chrono::steady_clock::now() - d.start).count();
-  // Work done in jobs: finished ones plus the fraction of each running one.
-  double work = static_cast<double>(d.finished);
+  // Work done in cost units: finished jobs plus the done fraction of running ones.
+  double work = d.finished_cost;
   std::string text;
   for (const auto& [id, p] : d.running) {
     double frac = p.epochs > 0 && p.batches > 0
@@ -48,7 +62,7 @@ void show(collector_state::impl& d, const collector_options& o, bool force) {
                        + static_cast<double>(p.batch) / static_cast<double>(p.batches))
                         / static_cast<double>(p.epochs)
                     : 0.0;
-    work += frac;
+    work += frac * cost_of(o, id);
     std::snprintf(buf, sizeof buf, " | s%d %s e%lld/%lld %3.0f%% loss %.3f t%d", p.slot,
                   label_of(o, id).c_str(), static_cast<long long>(p.epoch),
                   static_cast<long long>(p.epochs),
@@ -57,9 +71,8 @@ void show(collector_state::impl& d, const collector_options& o, bool force) {
     text += buf;
   }
   double cpu = d.samples.empty() ? 0.0 : d.samples.back().utilization;
-  double eta = work > 0.05 && o.total_jobs > 0
-                 ? elapsed * (static_cast<double>(o.total_jobs) - work) / work
-                 : -1;
+  const double total = total_cost(o);
+  double eta = work > 0.01 * total ? elapsed * (total - work) / work : -1;
   std::snprintf(buf, sizeof buf, "[%zu/%zu done] CPU %3.0f%% ETA %s", d.finished, o.total_jobs,
                 100 * cpu, eta >= 0 ? format_duration(eta).c_str() : "?");
   d.line->update(buf + text, force);
@@ -83,6 +96,7 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
       auto& d = *self->state.d;
       d.running.erase(r.id);
       ++d.finished;
+      d.finished_cost += cost_of(o, r.id);
       d.line->finish();
       if (r.ok) {
         std::printf("done %s (%s, slot %d): validation accuracy %.4f, loss %.4f, %.1f s\n",

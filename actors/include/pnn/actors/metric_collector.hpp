@@ -29,6 +29,7 @@ struct collector_options {
   std::string progress = "auto";      ///< auto, plain or none
   size_t total_jobs = 0;
   std::map<uint32_t, std::string> labels; ///< job id -> "lenet5/cosine/fold0"
+  std::map<uint32_t, double> costs;       ///< job id -> estimated cost, for the ETA
   double sample_interval = 0.5;       ///< seconds between CPU samples
 };
 
