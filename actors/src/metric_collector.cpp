@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -72,7 +73,7 @@ void show(collector_state::impl& d, const collector_options& o, bool force) {
   }
   double cpu = d.samples.empty() ? 0.0 : d.samples.back().utilization;
   const double total = total_cost(o);
-  double eta = work > 0.01 * total ? elapsed * (total - work) / work : -1;
+  double eta = work > 0.01 * total ? elapsed * std::max(0.0, total - work) / work : -1;
   std::snprintf(buf, sizeof buf, "[%zu/%zu done] CPU %3.0f%% ETA %s", d.finished, o.total_jobs,
                 100 * cpu, eta >= 0 ? format_duration(eta).c_str() : "?");
   d.line->update(buf + text, force);
