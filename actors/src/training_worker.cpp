@@ -19,10 +19,6 @@ namespace pnn {
 
 using namespace pnn::training;
 
-namespace {
-
-} // namespace
-
 struct worker_state::impl {
   std::unique_ptr<training_job> job;
   job_spec spec;
@@ -39,9 +35,7 @@ worker_state::worker_state() : d(std::make_unique<impl>()) {
 }
 worker_state::~worker_state() = default;
 
-namespace {
-
-job_options options_from(const job_spec& s) {
+job_options job_options_from(const job_spec& s) {
   job_options o;
   o.model = s.model;
   o.optimizer = optimizer_options::parse(s.optimizer, s.lr);
@@ -56,8 +50,6 @@ job_options options_from(const job_spec& s) {
   o.eval_transform = default_transform(s.dataset, false);
   return o;
 }
-
-} // namespace
 
 worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worker_state> self,
                                             caf::actor sink, worker_options options) {
@@ -116,7 +108,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       try {
         d.data = shared_dataset(spec.dataset, spec.data_dir, spec.subset);
         auto fold = make_fold(d.data.train->size(), spec.folds, spec.fold, spec.split_seed);
-        auto o = options_from(spec);
+        auto o = job_options_from(spec);
         if (options.customize)
           options.customize(spec, o);
         if (!spec.out_dir.empty())

@@ -1,5 +1,6 @@
 #include <pnn/runtime/train.hpp>
 
+#include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
@@ -53,15 +54,6 @@ int run_train(const train_request& r) {
     throw pnn::error(error_code::invalid_argument, "--out: expected the output folder");
   if (!models::has_model(r.model))
     models::make_model(r.model, 1, 10); // throws the error that lists valid names
-  job_options o;
-  o.model = r.model;
-  o.optimizer = optimizer_options::parse(r.optimizer, r.lr);
-  o.schedule = schedule_options::parse(r.scheduler);
-  o.epochs = r.epochs;
-  o.batch_size = r.batch_size;
-  o.seed = r.seed;
-  o.threads = r.threads;
-  o.checkpoint_every = r.checkpoint_every;
   if (r.epochs < 1)
     throw pnn::error(error_code::invalid_argument,
                      "--epochs " + std::to_string(r.epochs) + ": expected at least 1");
@@ -77,14 +69,24 @@ int run_train(const train_request& r) {
                        + ": expected 0 (never) or more");
   progress_line progress{progress_line::parse_mode(r.progress)};
   const auto dir = job_dir(r.out, r.model, r.scheduler, "all");
+  job_spec spec;
+  spec.model = r.model;
+  spec.optimizer = r.optimizer;
+  spec.lr = r.lr;
+  spec.scheduler = r.scheduler;
+  spec.dataset = r.dataset;
+  spec.epochs = r.epochs;
+  spec.batch_size = r.batch_size;
+  spec.seed = r.seed;
+  spec.threads = r.threads;
+  spec.checkpoint_every = r.checkpoint_every;
+  spec.out_dir = dir.string();
+  const job_options o = job_options_from(spec);
   ensure_directory(dir);
-  o.checkpoint_dir = dir;
 
   const auto load_start = std::chrono::steady_clock::now();
   auto data = load_dataset(r.dataset, r.data_dir, r.subset);
   const double load_seconds = seconds_since(load_start);
-  o.train_transform = default_transform(r.dataset, true);
-  o.eval_transform = default_transform(r.dataset, false);
   std::printf("pnn train: %s on %s (%lld training, %lld test samples, loaded in %.2f s), "
               "%s lr %g, %s, %lld epoch(s), batch %lld, %d thread(s)\n",
               r.model.c_str(), r.dataset.c_str(), static_cast<long long>(data.train->size()),

@@ -42,6 +42,11 @@ struct worker_options {
   std::function<void(const job_spec&, training::job_options&)> customize;
 };
 
+/// The job options a spec describes (model, optimizer, schedule, sizes, seed,
+/// threads, checkpoints into out_dir, the dataset's transforms). Throws pnn::error
+/// for a bad optimizer or scheduler spec.
+training::job_options job_options_from(const job_spec& spec);
+
 /// The worker's state (its training job); opaque to callers.
 struct worker_state {
   struct impl;
