@@ -2,7 +2,9 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/training/dataset.hpp>
+#include <pnn/error.hpp>
 #include <pnn/training/folds.hpp>
+#include <pnn/training/hogwild.hpp>
 #include <pnn/training/job.hpp>
 #include <pnn/training/system.hpp>
 
@@ -106,15 +108,32 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       d.loss_count = 0;
       d.last_progress = 0;
       try {
-        d.data = shared_dataset(spec.dataset, spec.data_dir, spec.subset);
-        auto fold = make_fold(d.data.train->size(), spec.folds, spec.fold, spec.split_seed);
+        if (options.train_data)
+          d.data.train = options.train_data;
+        else
+          d.data = shared_dataset(spec.dataset, spec.data_dir, spec.subset);
+        std::vector<int64_t> train, validation;
+        const int64_t n = d.data.train->size();
+        if (spec.shards > 0) {
+          if (spec.shard < 0 || spec.shard >= spec.shards)
+            throw pnn::error(error_code::invalid_argument,
+                             "job " + std::to_string(spec.id) + ": shard "
+                               + std::to_string(spec.shard) + " outside 0.."
+                               + std::to_string(spec.shards - 1));
+          train = spec.shards == 1 ? all_indices(n)
+                                   : shard_indices(n, spec.shards, spec.shard, spec.split_seed);
+        } else {
+          auto fold = make_fold(n, spec.folds, spec.fold, spec.split_seed);
+          train = std::move(fold.train);
+          validation = std::move(fold.validation);
+        }
         auto o = job_options_from(spec);
         if (options.customize)
           options.customize(spec, o);
         if (!spec.out_dir.empty())
           ensure_directory(spec.out_dir);
-        d.job = std::make_unique<training_job>(o, d.data.train, std::move(fold.train),
-                                               std::move(fold.validation));
+        d.job = std::make_unique<training_job>(o, d.data.train, std::move(train),
+                                               std::move(validation));
         if (spec.resume && !spec.out_dir.empty())
           if (auto latest = find_latest_checkpoint(spec.out_dir)) {
             d.job->load_checkpoint(*latest);
@@ -125,6 +144,8 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
           st.loss_sum += s.loss;
           ++st.loss_count;
         };
+        if (options.prepare)
+          options.prepare(spec, *d.job);
       } catch (const std::exception& e) {
         std::string msg = e.what();
         finish(false, msg.substr(0, msg.find('\n')));

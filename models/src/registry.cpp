@@ -80,7 +80,11 @@ network_ptr make_model(const std::string& name, int64_t in_channels, int64_t num
     }
     factory = i->second.factory;
   }
-  return factory(in_channels, num_classes);
+  auto net = factory(in_channels, num_classes);
+  if (!net)
+    throw pnn::error(error_code::invalid_argument, "model " + name + ": its factory returned none");
+  net->set_registry_name(lower(name));
+  return net;
 }
 
 void register_model(const std::string& name, std::string description, model_factory factory) {

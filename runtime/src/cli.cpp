@@ -1,7 +1,9 @@
 #include <pnn/runtime/cli.hpp>
 
+#include <pnn/actors/hogwild.hpp>
 #include <pnn/actors/kfold.hpp>
 #include <pnn/error.hpp>
+#include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
 #include <pnn/runtime/train.hpp>
 
@@ -30,6 +32,7 @@ const char* usage = R"(usage: pnn-node <command> [flags]
 
 commands:
   kfold      K-fold cross-validation of models x schedulers, all cores busy
+  hogwild    one model trained by N workers sharing its parameters (HOGWILD)
   train      train one model on one dataset and test it
   models     list the models pnn can build
   datasets   list the datasets pnn knows and whether their files are found
@@ -198,6 +201,49 @@ int kfold_command(int argc, const char* const* argv) {
   return run_kfold_command(o);
 }
 
+int hogwild_command(int argc, const char* const* argv) {
+  hogwild_options o;
+  std::string out;
+  po::options_description desc{"hogwild flags"};
+  desc.add_options()
+    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
+     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
+    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files")
+    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
+    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)")
+    ("workers", po::value(&o.workers)->default_value(0),
+     "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")
+    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+     "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
+    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
+    ("scheduler", po::value(&o.scheduler)->default_value(o.scheduler),
+     "none, cosine, warm, multistep, step, plateau (one per worker)")
+    ("epochs", po::value(&o.epochs)->default_value(o.epochs),
+     "epochs (one epoch: every worker once over its shard)")
+    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size per worker")
+    ("out", po::value(&out), "output folder (required)")
+    ("threads-per-worker", po::value(&o.threads_per_worker)->default_value(o.threads_per_worker),
+     "LibTorch intra-op threads per worker")
+    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialisation and order")
+    ("shard-seed", po::value(&o.shard_seed)->default_value(o.shard_seed), "seed of the shard split")
+    ("test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
+     "batch size of the final test")
+    ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
+     "steps in the moving average of loss.csv")
+    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  po::variables_map vm;
+  parse("hogwild", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("hogwild", "--dataset D --model M --workers N --epochs E --out DIR [flags]", desc);
+    return 0;
+  }
+  if (out.empty())
+    bad("--out: required, the folder where results go");
+  o.out = out;
+  progress_line_check(o.progress);
+  return run_hogwild_command(o);
+}
+
 int models_command(int argc, const char* const* argv) {
   po::options_description desc{"models flags"};
   po::variables_map vm;
@@ -235,12 +281,12 @@ int run_cli(int argc, const char* const* argv) {
     return 0;
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
-    {"kfold", kfold_command},   {"train", train_command},
+    {"kfold", kfold_command},   {"train", train_command}, {"hogwild", hogwild_command},
     {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected kfold, train, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb + "': expected kfold, train, hogwild, models or datasets (pnn-node --help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

@@ -161,3 +161,35 @@ CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
   check_bad_input(pnn_node("kfold --dataset synthetic --slots -1" + out), "--slots");
   check_bad_input(pnn_node("kfold --dataset synthetic"), "--out");
 }
+
+CAF_TEST(hogwild trains one model with two workers and writes its summary) {
+  test::temp_dir dir;
+  auto out = dir / "hw";
+  auto r = pnn_node("hogwild --dataset synthetic:train=256,test=64 --model lenet5 --workers 2 "
+                    "--epochs 2 --progress plain --out " + out.string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "test accuracy"));
+  CAF_CHECK(test::contains(r.out, "samples/s"));
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  for (const char* key : {"wall_seconds", "cpu_utilization_mean", "test_accuracy",
+                          "samples_per_second"})
+    CAF_CHECK(s.contains(key));
+  CAF_CHECK_EQUAL(s["workers"].get<int>(), 2);
+  CAF_CHECK_EQUAL(s["worker_list"].size(), 2u);
+  for (const char* f : {"loss.csv", "loss_worker0.csv", "loss_worker1.csv", "confusion.csv"})
+    CAF_CHECK(std::filesystem::exists(out / f));
+}
+
+CAF_TEST(hogwild rejects bad flags with one line and exit code 2) {
+  test::temp_dir dir;
+  const std::string out = " --out " + (dir / "x").string();
+  check_bad_input(pnn_node("hogwild --dataset synthetic --workers -2" + out), "--workers -2");
+  check_bad_input(pnn_node("hogwild --dataset synthetic --epochs 0" + out), "--epochs 0");
+  check_bad_input(pnn_node("hogwild --dataset synthetic --model nonet" + out), "nonet");
+  check_bad_input(pnn_node("hogwild --dataset synthetic --scheduler linear" + out), "--scheduler");
+  check_bad_input(pnn_node("hogwild --dataset synthetic --threads-per-worker 0" + out),
+                  "--threads-per-worker");
+  check_bad_input(pnn_node("hogwild --dataset synthetic:train=4,test=4 --workers 5" + out),
+                  "--workers 5");
+  check_bad_input(pnn_node("hogwild --dataset synthetic"), "--out");
+}

@@ -53,13 +53,19 @@ struct job_spec {
   std::string out_dir;     ///< the job's folder ("" writes nothing)
   bool resume = false;     ///< continue from out_dir/latest.pt when it exists
   double cost = 0;         ///< estimated seconds at one thread (longest first)
+  /// SGD share instead of a K-fold fold: when > 0 the job trains on shard `shard`
+  /// of `shards` of the whole training set (shard_indices with split_seed; all of
+  /// it, in stored order, for 1) and has no validation set.
+  int32_t shards = 0;
+  int32_t shard = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
            x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.split_seed, x.seed, x.epochs,
-           x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost);
+           x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost,
+           x.shards, x.shard);
 }
 
 /// Where a running job is.

@@ -12,6 +12,8 @@
 
 namespace pnn::training {
 struct job_options;
+struct dataset;
+class training_job;
 }
 
 namespace pnn {
@@ -40,6 +42,13 @@ struct worker_options {
   /// In-process only: adjusts the job options built from a spec (criterion,
   /// optimizer factory) before the job starts.
   std::function<void(const job_spec&, training::job_options&)> customize;
+  /// In-process only: train on this dataset instead of loading `job_spec::dataset`
+  /// (the spec's name still picks the default transforms).
+  std::shared_ptr<const training::dataset> train_data;
+  /// In-process only: called once the job is built (and restored from a
+  /// checkpoint), before its first batch; HOGWILD shares the parameters here.
+  /// An exception fails the job with its message.
+  std::function<void(const job_spec&, training::training_job&)> prepare;
 };
 
 /// The job options a spec describes (model, optimizer, schedule, sizes, seed,

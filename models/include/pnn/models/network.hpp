@@ -4,6 +4,8 @@
 #include <torch/nn/pimpl.h>
 
 #include <memory>
+#include <string>
+#include <utility>
 
 namespace pnn::models {
 
@@ -13,6 +15,18 @@ namespace pnn::models {
 class Network : public torch::nn::Module {
 public:
   virtual torch::Tensor forward(torch::Tensor x) = 0;
+
+  /// The registry name the model was built under by make_model ("" when built
+  /// directly). HOGWILD builds its per-worker replicas by this name.
+  const std::string& registry_name() const {
+    return registry_name_;
+  }
+  void set_registry_name(std::string name) {
+    registry_name_ = std::move(name);
+  }
+
+private:
+  std::string registry_name_;
 };
 
 /// A model instance. Copying the pointer shares the model (HOGWILD does that on

@@ -1,0 +1,127 @@
+#pragma once
+
+#include <pnn/actors/protocol.hpp>
+#include <pnn/training/records.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pnn::models {
+class Network;
+}
+
+namespace pnn::training {
+struct job_options;
+struct dataset;
+} // namespace pnn::training
+
+namespace pnn {
+
+/// HOGWILD on one host (Niu, Recht, Ré, Wright 2011): one model trained by N worker
+/// actors at once, each on its own shard of the training set, all updating the same
+/// parameter storage without locks.
+///
+/// What is shared and what is not:
+/// - parameters and buffers (BatchNorm running statistics included) are the master
+///   model's tensors; every worker's replica aliases them, so an optimizer step of
+///   any worker is seen by all at once;
+/// - gradients, optimizer state (Adam's moments, momentum) and the learning-rate
+///   schedule are per worker, like the reference's per-process optimizers;
+/// - worker i trains on shard i of N (a seeded shuffle of the training set, every
+///   N-th sample, like DistributedSampler) in its own freshly shuffled order every
+///   epoch. An epoch is one pass of every worker over its shard, so N workers
+///   together see the training set once per epoch.
+/// With one worker the shard is the whole training set in stored order and the run
+/// is plain SGD, bit for bit what `pnn-node train` does with the same seed.
+struct hogwild_options {
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t subset = 0;
+  std::string model = "lenet5";
+  int32_t workers = 0; ///< 0: one per core
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  std::string scheduler = "cosine";
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  uint64_t seed = 1;       ///< initialisation; worker i > 0 draws its order from derive_seed(seed, i)
+  uint64_t shard_seed = 1; ///< seed of the shard split
+  int32_t threads_per_worker = 1; ///< LibTorch intra-op threads per worker
+  int32_t cores = 0;              ///< CAF scheduler threads; 0: the cores this process may use
+  std::filesystem::path out;      ///< required: where the outputs go
+  std::string progress = "auto";
+  int64_t test_batch_size = 256;
+  bool test = true; ///< evaluate the trained model on the test set at the end
+  /// Steps (over all workers) in the moving average of loss_smoothed in loss.csv.
+  int64_t loss_window = 50;
+
+  // In-process only (the C++ API).
+  /// Adjusts each worker's job options (criterion, optimizer factory, transforms).
+  std::function<void(const job_spec&, training::job_options&)> customize;
+  /// Train this model in place (built by make_model, so replicas can be built by its
+  /// registry name); empty: a fresh `model` initialised from `seed`.
+  std::shared_ptr<models::Network> initial_model;
+  /// Use these instead of loading `dataset` (whose name still picks the transforms).
+  std::shared_ptr<const training::dataset> train_data;
+  std::shared_ptr<const training::dataset> test_data;
+};
+
+/// One worker's share of a HOGWILD run.
+struct hogwild_worker_report {
+  job_result result;               ///< as the worker reported it (times: wall clock)
+  std::vector<training::step_record> steps; ///< time: seconds since the run's training began
+  int64_t samples = 0;             ///< samples trained (all epochs)
+};
+
+/// What a HOGWILD run produced (also written under `out`).
+struct hogwild_report {
+  std::shared_ptr<models::Network> model; ///< the trained master model
+  std::vector<hogwild_worker_report> workers;
+  double wall_seconds = 0;  ///< the whole run: load, training, test
+  double train_seconds = 0; ///< first worker's first batch to the last worker's end
+  double samples_per_second = 0; ///< samples trained by all workers / train_seconds
+  double cpu_utilization_mean = 0;
+  double user_cpu_seconds = 0;
+  double system_cpu_seconds = 0;
+  long long peak_rss_bytes = 0;
+  double final_train_loss = 0; ///< last epoch's training loss, averaged over the workers' samples
+  double test_accuracy = 0;    ///< NaN when not tested
+  double test_loss = 0;
+  std::vector<std::vector<int64_t>> confusion; ///< of the test set
+  nlohmann::json summary;                      ///< the content of summary.json
+};
+
+/// Checks the options (names, numbers) without loading data; throws pnn::error.
+void validate(const hogwild_options& options);
+
+/// Runs HOGWILD with its own actor system: N training workers (one shard each, all
+/// on the master's parameters) and a metric collector. Writes under `out`:
+/// summary.json, summary.md, cpu.csv, loss.csv (every step of every worker against
+/// time since training began, with a moving average), loss_worker<i>.csv,
+/// workers/worker<i>/ (steps.csv, epochs.csv, metrics.json), model.pt, and the
+/// DistributedTester's confusion.csv and test.json. Throws pnn::error for bad
+/// options or data, and pnn::error(run_failed) when a worker fails.
+hogwild_report run_hogwild(const hogwild_options& options);
+
+/// Seconds from the start of training until the moving average in loss.csv first
+/// reaches `target` (NaN if it never does).
+double time_to_loss(const hogwild_report& report, double target, int64_t window = 50);
+
+/// Every step of every worker merged by time, with the moving average over the last
+/// `window` steps: the rows of loss.csv (time, worker, step, loss, loss_smoothed).
+struct loss_point {
+  double time = 0;
+  int32_t worker = 0;
+  int64_t step = 0;
+  double loss = 0;
+  double smoothed = 0;
+};
+std::vector<loss_point> merged_loss_curve(const hogwild_report& report, int64_t window = 50);
+
+} // namespace pnn
