@@ -27,9 +27,16 @@ function(pnn_torch_pch target)
   target_precompile_headers(${target} PRIVATE <torch/torch.h>)
 endfunction()
 
-# pnn_example(<name> <source>): an example program on the public API.
+# pnn_example(<name> <source> [PLAIN] [REUSE_PCH <target>]): an example program on
+# the public API. PLAIN: it includes no LibTorch header (no precompiled header);
+# REUSE_PCH: use that target's precompiled header instead of compiling another.
 function(pnn_example name source)
+  cmake_parse_arguments(ARG "PLAIN" "REUSE_PCH" "" ${ARGN})
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE pnn::runtime pnn_warnings)
-  pnn_torch_pch(${name})
+  if(ARG_REUSE_PCH)
+    target_precompile_headers(${name} REUSE_FROM ${ARG_REUSE_PCH})
+  elseif(NOT ARG_PLAIN)
+    pnn_torch_pch(${name})
+  endif()
 endfunction()

@@ -99,6 +99,8 @@ void validate(const hogwild_options& o) {
     bad("--test-batch-size " + std::to_string(o.test_batch_size) + ": expected at least 1");
   if (o.loss_window < 1)
     bad("--loss-window " + std::to_string(o.loss_window) + ": expected at least 1");
+  if (o.balance != "dynamic" && o.balance != "static")
+    bad("--balance " + o.balance + ": expected dynamic or static");
   if (o.out.empty())
     bad("--out: expected the output folder");
 }
@@ -180,7 +182,20 @@ hogwild_report run_hogwild(const hogwild_options& in) {
   struct trace {
     double zero = 0; // wall clock when the job's clock read 0
     std::vector<step_record> steps;
+    int64_t samples = 0;
   };
+  // Dynamic balance: one queue of every epoch's batches for all workers.
+  std::shared_ptr<batch_queue> queue;
+  if (o.balance == "dynamic" && n > 1)
+    queue = std::make_shared<batch_queue>(all_indices(data.train->size()), o.batch_size, n,
+                                          derive_seed(o.seed, 0xBA7C4));
+  auto customize = o.customize;
+  if (queue)
+    customize = [queue, user = o.customize](const job_spec& spec, job_options& j) {
+      j.shared_batches = queue;
+      if (user)
+        user(spec, j);
+    };
   auto traces = std::make_shared<std::vector<trace>>(static_cast<size_t>(n));
 
   hogwild_report report;
@@ -188,7 +203,9 @@ hogwild_report run_hogwild(const hogwild_options& in) {
   std::vector<job_result> results(static_cast<size_t>(n));
   {
     caf::actor_system_config cfg;
-    cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, cores)));
+    // No more scheduler threads than workers: an idle scheduler thread only steals a
+    // worker's next slice and moves it to another core, cache-cold.
+    cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, std::min(cores, n))));
     cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
     register_message_types(cfg);
     add_error_category(cfg);
@@ -206,15 +223,16 @@ hogwild_report run_hogwild(const hogwild_options& in) {
     for (int32_t i = 0; i < n; ++i) {
       worker_options wo;
       wo.slot = i;
-      wo.customize = o.customize;
+      wo.customize = customize;
       wo.train_data = data.train;
       wo.prepare = [master, traces, i](const job_spec&, training_job& job) {
-        share_parameters(*master, *job.model());
+        if (!std::getenv("PNN_EXP_NOSHARE")) share_parameters(*master, *job.model());
         auto& t = (*traces)[static_cast<size_t>(i)];
         t.zero = wall_clock_seconds() - job.elapsed_seconds();
         auto inner = job.on_step;
-        job.on_step = [inner, &t](const step_record& s) {
+        job.on_step = [inner, &t, &job](const step_record& s) {
           t.steps.push_back(s);
+          t.samples = job.samples_done();
           if (inner)
             inner(s);
         };
@@ -268,9 +286,7 @@ hogwild_report run_hogwild(const hogwild_options& in) {
       s.time += t.zero - t0;
       t_end = std::max(t_end, s.time);
     }
-    const int64_t shard = static_cast<int64_t>(
-      shard_indices(data.train->size(), n, i, o.shard_seed).size());
-    w.samples = shard * o.epochs;
+    w.samples = t.samples;
     report.workers.push_back(std::move(w));
   }
   report.train_seconds = t_end;
@@ -363,6 +379,7 @@ hogwild_report run_hogwild(const hogwild_options& in) {
                     {"train_seconds", report.train_seconds},
                     {"final_train_loss", finite_or_null(report.final_train_loss)},
                     {"workers", n},
+                    {"balance", n > 1 ? o.balance : "none"},
                     {"threads_per_worker", o.threads_per_worker},
                     {"cores", cores},
                     {"dataset", specs.front().dataset},

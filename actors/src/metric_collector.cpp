@@ -100,7 +100,11 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
       ++d.finished;
       d.finished_cost += cost_of(o, r.id);
       d.line->finish();
-      if (r.ok && std::isfinite(r.val_accuracy)) {
+      if (!r.ok)
+        ++d.failed;
+      if (o.progress == "none") {
+        // Quiet: results are in the files and the caller's report.
+      } else if (r.ok && std::isfinite(r.val_accuracy)) {
         std::printf("done %s (%s, slot %d): validation accuracy %.4f, loss %.4f, %.1f s\n",
                     label_of(o, r.id).c_str(), r.host.c_str(), r.slot, r.val_accuracy, r.val_loss,
                     r.finished_at - r.started_at);
@@ -108,7 +112,6 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
         std::printf("done %s (%s, slot %d): train loss %.4f, %.1f s\n", label_of(o, r.id).c_str(),
                     r.host.c_str(), r.slot, r.train_loss, r.finished_at - r.started_at);
       } else {
-        ++d.failed;
         std::printf("FAILED %s (%s, slot %d): %s\n", label_of(o, r.id).c_str(), r.host.c_str(),
                     r.slot, r.error.c_str());
       }

@@ -213,6 +213,8 @@ int hogwild_command(int argc, const char* const* argv) {
     ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)")
     ("workers", po::value(&o.workers)->default_value(0),
      "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")
+    ("balance", po::value(&o.balance)->default_value(o.balance),
+     "dynamic: workers take batches from one shared queue; static: fixed shards")
     ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
      "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
     ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")

@@ -221,10 +221,11 @@ CAF_TEST(two workers train a separable set to at least 95 percent through the C+
   CAF_CHECK(!torch::equal(model->parameters()[0], before));
   CAF_CHECK_EQUAL(report.model.get(), model.get());
   CAF_REQUIRE_EQUAL(report.workers.size(), 2u);
-  for (const auto& w : report.workers) {
-    CAF_CHECK_EQUAL(w.samples, 256 * 3);
-    CAF_CHECK_EQUAL(w.steps.size(), 8u * 3u);
-  }
+  // Dynamic balance: the workers split every epoch's 16 batches between them.
+  CAF_CHECK_EQUAL(report.workers[0].samples + report.workers[1].samples, 512 * 3);
+  CAF_CHECK_EQUAL(report.workers[0].steps.size() + report.workers[1].steps.size(), 16u * 3u);
+  for (const auto& w : report.workers)
+    CAF_CHECK_GREATER(w.samples, 0);
   DistributedTester tester(data.test, dir.path(), 100);
   auto e = tester(*model);
   CAF_MESSAGE("two-worker HOGWILD test accuracy " << e.accuracy);
@@ -324,6 +325,19 @@ CAF_TEST(a run writes its loss curves and the summary the contract names) {
   CAF_CHECK(std::isnan(time_to_loss(report, -1, 4)));
 }
 
+CAF_TEST(static balance trains each worker on its own fixed shard) {
+  test::temp_dir dir;
+  auto o = small_run(dir.path(), 2);
+  o.balance = "static";
+  auto report = run_hogwild(o);
+  for (const auto& w : report.workers) {
+    CAF_CHECK_EQUAL(w.samples, 128 * 2);
+    CAF_CHECK_EQUAL(w.steps.size(), 4u * 2u);
+  }
+  auto summary = nlohmann::json::parse(test::read_text(dir / "summary.json"));
+  CAF_CHECK_EQUAL(summary["balance"].get<std::string>(), "static");
+}
+
 CAF_TEST(bad options and a failing worker are clear errors) {
   test::temp_dir dir;
   auto o = small_run(dir.path(), 2);
@@ -331,6 +345,11 @@ CAF_TEST(bad options and a failing worker are clear errors) {
   auto e = test::error_of([&] { run_hogwild(o); });
   CAF_CHECK(e.first == error_code::invalid_argument);
   CAF_CHECK(test::contains(e.second, "--workers -1"));
+
+  o = small_run(dir.path(), 2);
+  o.balance = "random";
+  e = test::error_of([&] { run_hogwild(o); });
+  CAF_CHECK(test::contains(e.second, "--balance random"));
 
   o = small_run(dir.path(), 2);
   o.initial_model = std::make_shared<sign_net>();

@@ -11,7 +11,9 @@
 #include <pnn/training/hogwild.hpp>
 #include <pnn/training/job.hpp>
 
+#include <map>
 #include <set>
+#include <thread>
 
 using namespace pnn;
 using namespace pnn::training;
@@ -130,4 +132,89 @@ CAF_TEST(two interleaved workers on disjoint shards learn separable data) {
                     default_transform("synthetic", false));
   CAF_MESSAGE("accuracy " << e.accuracy);
   CAF_CHECK_GREATER_OR_EQUAL(e.accuracy, 0.95);
+}
+
+CAF_TEST(a batch queue hands out every sample of an epoch exactly once) {
+  batch_queue q{all_indices(70), 8, 3, 11};
+  CAF_CHECK_EQUAL(q.batches_per_epoch(), 9);
+  CAF_CHECK_EQUAL(q.size(), 70);
+  std::vector<int64_t> batch;
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    std::multiset<int64_t> seen;
+    int batches = 0;
+    while (q.next(epoch, batch)) {
+      CAF_CHECK_LESS_OR_EQUAL(batch.size(), 8u);
+      seen.insert(batch.begin(), batch.end());
+      ++batches;
+    }
+    CAF_CHECK_EQUAL(batches, 9);
+    CAF_CHECK_EQUAL(seen.size(), 70u);
+    CAF_CHECK_EQUAL(std::set<int64_t>(seen.begin(), seen.end()).size(), 70u);
+    CAF_CHECK(!q.next(epoch, batch));
+  }
+  // Every epoch has its own order.
+  batch_queue a{all_indices(70), 70, 1, 11};
+  std::vector<int64_t> e0, e1;
+  a.next(0, e0);
+  a.next(1, e1);
+  CAF_CHECK(e0 != e1);
+  // An epoch two behind the newest is over once it is spent, and stays over.
+  CAF_CHECK(a.next(2, batch));
+  CAF_CHECK(!a.next(0, batch));
+}
+
+CAF_TEST(threads sharing a batch queue split each epoch between them) {
+  auto q = std::make_shared<batch_queue>(all_indices(1000), 10, 2, 4);
+  std::vector<std::vector<int64_t>> taken(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<int64_t> batch;
+      for (int64_t epoch = 0; epoch < 3; ++epoch)
+        while (q->next(epoch, batch))
+          taken[static_cast<size_t>(t)].insert(taken[static_cast<size_t>(t)].end(), batch.begin(),
+                                               batch.end());
+    });
+  for (auto& t : threads)
+    t.join();
+  std::map<int64_t, int> count;
+  for (const auto& v : taken)
+    for (auto i : v)
+      ++count[i];
+  CAF_CHECK_EQUAL(count.size(), 1000u);
+  bool three_each = true;
+  for (const auto& [i, c] : count)
+    three_each = three_each && c == 3;
+  CAF_CHECK(three_each);
+  CAF_CHECK_EQUAL(taken[0].size() + taken[1].size(), 3000u);
+}
+
+CAF_TEST(jobs on a shared queue together train each epoch once) {
+  synthetic_options s;
+  s.train_size = 200;
+  s.test_size = 10;
+  auto data = make_synthetic(s);
+  auto queue = std::make_shared<batch_queue>(all_indices(200), 16, 2, 1);
+  auto master = make_seeded_model("lenet5", 1, 10, 2);
+  std::vector<std::unique_ptr<training_job>> jobs;
+  for (int r = 0; r < 2; ++r) {
+    auto o = sgd_options(2 + static_cast<uint64_t>(r));
+    o.shared_batches = queue;
+    jobs.push_back(std::make_unique<training_job>(o, data.train, all_indices(200),
+                                                  std::vector<int64_t>{}));
+    share_parameters(*master, *jobs.back()->model());
+    // 13 batches per epoch over 2 jobs: 7 each nominally.
+    CAF_CHECK_EQUAL(jobs.back()->batches_per_epoch(), 7);
+  }
+  // Job 0 runs three batches for each one of job 1: it takes most of every epoch.
+  bool done = false;
+  while (!done) {
+    done = jobs[0]->run(3);
+    done = jobs[1]->run(1) && done;
+  }
+  for (int r = 0; r < 2; ++r)
+    CAF_CHECK_EQUAL(jobs[static_cast<size_t>(r)]->epochs_done(), 2);
+  CAF_CHECK_EQUAL(jobs[0]->samples_done() + jobs[1]->samples_done(), 2 * 200);
+  CAF_CHECK_GREATER(jobs[0]->samples_done(), 2 * jobs[1]->samples_done());
+  CAF_CHECK_EQUAL(jobs[0]->steps_done() + jobs[1]->steps_done(), 2 * 13);
 }

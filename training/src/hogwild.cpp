@@ -49,4 +49,54 @@ std::vector<int64_t> shard_indices(int64_t n, int shards, int rank, uint64_t see
   return shard;
 }
 
+batch_queue::batch_queue(std::vector<int64_t> indices, int64_t batch_size, int consumers,
+                         uint64_t seed)
+  : indices_(std::move(indices)), batch_size_(batch_size), consumers_(consumers), seed_(seed) {
+  if (indices_.empty() || batch_size_ < 1 || consumers_ < 1)
+    throw pnn::error(error_code::invalid_argument,
+                     "batch queue: expected samples, a batch size and consumers of at least 1");
+}
+
+bool batch_queue::next(int64_t epoch, std::vector<int64_t>& out) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (epoch < spent_below_)
+    return false;
+  auto i = epochs_.find(epoch);
+  if (i == epochs_.end()) {
+    epoch_state e;
+    e.order = indices_;
+    rng gen{derive_seed(seed_, 1000 + static_cast<uint64_t>(epoch))};
+    shuffle(e.order, gen);
+    i = epochs_.emplace(epoch, std::move(e)).first;
+    // Forget epochs two behind once every batch of them is taken (a job still
+    // asking for one hears that it is over).
+    while (epochs_.begin()->first < epoch - 1
+           && epochs_.begin()->second.cursor >= epochs_.begin()->second.order.size()) {
+      spent_below_ = epochs_.begin()->first + 1;
+      epochs_.erase(epochs_.begin());
+    }
+  }
+  auto& e = i->second;
+  if (e.cursor >= e.order.size())
+    return false;
+  const size_t end = std::min(e.order.size(), e.cursor + static_cast<size_t>(batch_size_));
+  out.assign(e.order.begin() + static_cast<std::ptrdiff_t>(e.cursor),
+             e.order.begin() + static_cast<std::ptrdiff_t>(end));
+  e.cursor = end;
+  return true;
+}
+
+int64_t batch_queue::batches_per_epoch() const {
+  return (static_cast<int64_t>(indices_.size()) + batch_size_ - 1) / batch_size_;
+}
+int batch_queue::consumers() const {
+  return consumers_;
+}
+int64_t batch_queue::batch_size() const {
+  return batch_size_;
+}
+int64_t batch_queue::size() const {
+  return static_cast<int64_t>(indices_.size());
+}
+
 } // namespace pnn::training

@@ -2,6 +2,7 @@
 
 #include <pnn/error.hpp>
 #include <pnn/models/registry.hpp>
+#include <pnn/training/hogwild.hpp>
 #include <pnn/training/random.hpp>
 
 #include <ATen/Parallel.h>
@@ -101,6 +102,8 @@ struct training_job::impl {
   int64_t epoch = 0;    // completed epochs
   int64_t batch = 0;    // batches done in the current epoch
   int64_t steps = 0;    // optimizer steps overall
+  int64_t samples = 0;  // samples trained overall
+  std::vector<int64_t> shared_batch; // the batch taken from a shared queue
   std::vector<int64_t> order; // this epoch's sample order
   rng aug{0};           // augmentation generator, re-seeded per epoch
   double loss_sum = 0;  // current epoch, summed over samples
@@ -121,14 +124,20 @@ struct training_job::impl {
   }
 
   int64_t batches_per_epoch() const {
+    if (o.shared_batches) {
+      const int64_t c = o.shared_batches->consumers();
+      return std::max<int64_t>(1, (o.shared_batches->batches_per_epoch() + c - 1) / c);
+    }
     auto n = static_cast<int64_t>(train.size());
     return (n + o.batch_size - 1) / o.batch_size;
   }
 
   void begin_epoch() {
-    order = train;
-    rng gen{derive_seed(o.seed, 1000 + static_cast<uint64_t>(epoch))};
-    shuffle(order, gen);
+    if (!o.shared_batches) {
+      order = train;
+      rng gen{derive_seed(o.seed, 1000 + static_cast<uint64_t>(epoch))};
+      shuffle(order, gen);
+    }
     aug.seed(derive_seed(o.seed, 2000000 + static_cast<uint64_t>(epoch)));
     loss_sum = 0;
     correct = 0;
@@ -187,12 +196,11 @@ bool training_job::run(int64_t max_batches) {
   d.model->train();
   const auto per_epoch = d.batches_per_epoch();
   const auto bs = static_cast<size_t>(d.o.batch_size);
-  for (int64_t n = 0; n < max_batches && !done(); ++n) {
-    const size_t begin = static_cast<size_t>(d.batch) * bs;
-    const size_t end = std::min(d.order.size(), begin + bs);
-    auto x = make_batch(d.data->images, d.order, begin, end, d.o.train_transform, &d.aug);
-    auto idx = torch::from_blob(d.order.data() + begin, {static_cast<int64_t>(end - begin)},
-                                torch::kInt64);
+  // One optimizer step on samples src[begin, end).
+  auto train_batch = [&](const std::vector<int64_t>& src, size_t begin, size_t end) {
+    auto x = make_batch(d.data->images, src, begin, end, d.o.train_transform, &d.aug);
+    auto idx = torch::from_blob(const_cast<int64_t*>(src.data() + begin),
+                                {static_cast<int64_t>(end - begin)}, torch::kInt64);
     auto y = d.data->labels.index_select(0, idx);
     const double lr = d.schedule->lr();
     set_learning_rate(*d.optimizer, lr);
@@ -211,6 +219,7 @@ bool training_job::run(int64_t max_batches) {
     d.loss_sum += loss_value * static_cast<double>(count);
     d.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     d.seen += count;
+    d.samples += count;
     ++d.batch;
     ++d.steps;
     if (d.schedule->per_batch())
@@ -219,11 +228,30 @@ bool training_job::run(int64_t max_batches) {
     d.steps_log.push_back(rec);
     if (on_step)
       on_step(rec);
-    if (d.batch == per_epoch) {
+  };
+  for (int64_t n = 0; n < max_batches && !done(); ++n) {
+    // The batch: the next slice of this epoch's order, or the shared queue's next.
+    const std::vector<int64_t>* source = &d.order;
+    size_t begin = static_cast<size_t>(d.batch) * bs;
+    size_t end = std::min(d.order.size(), begin + bs);
+    bool epoch_over = false;
+    if (d.o.shared_batches) {
+      epoch_over = !d.o.shared_batches->next(d.epoch, d.shared_batch);
+      source = &d.shared_batch;
+      begin = 0;
+      end = d.shared_batch.size();
+    }
+    if (!epoch_over) {
+      train_batch(*source, begin, end);
+      epoch_over = !d.o.shared_batches && d.batch == per_epoch;
+    }
+    if (epoch_over) {
       epoch_record e;
       e.epoch = d.epoch + 1;
-      e.train_loss = d.loss_sum / static_cast<double>(d.seen);
-      e.train_accuracy = static_cast<double>(d.correct) / static_cast<double>(d.seen);
+      // (A job on a shared queue may find an epoch's batches all taken by others.)
+      e.train_loss = d.seen > 0 ? d.loss_sum / static_cast<double>(d.seen) : NAN;
+      e.train_accuracy
+        = d.seen > 0 ? static_cast<double>(d.correct) / static_cast<double>(d.seen) : NAN;
       e.val_loss = NAN;
       e.val_accuracy = NAN;
       if (!d.validation.empty()) {
@@ -231,7 +259,8 @@ bool training_job::run(int64_t max_batches) {
         e.val_loss = d.last_val->loss;
         e.val_accuracy = d.last_val->accuracy;
       }
-      d.schedule->observe(d.validation.empty() ? e.train_loss : e.val_loss);
+      if (d.seen > 0 || !d.validation.empty())
+        d.schedule->observe(d.validation.empty() ? e.train_loss : e.val_loss);
       if (!d.schedule->per_batch())
         d.schedule->step();
       e.lr = d.schedule->lr();
@@ -273,6 +302,9 @@ int64_t training_job::batches_per_epoch() const {
 }
 int64_t training_job::steps_done() const {
   return d_->steps;
+}
+int64_t training_job::samples_done() const {
+  return d_->samples;
 }
 double training_job::elapsed_seconds() const {
   return d_->now();
@@ -320,6 +352,7 @@ void training_job::save_checkpoint(const fs::path& file) const {
   meta["epoch"] = d.epoch;
   meta["batch"] = d.batch;
   meta["steps"] = d.steps;
+  meta["samples"] = d.samples;
   meta["elapsed"] = d.now();
   meta["loss_sum"] = d.loss_sum;
   meta["correct"] = d.correct;
@@ -389,6 +422,7 @@ void training_job::load_checkpoint(const fs::path& file) {
     d.begin_epoch();
     d.batch = meta.at("batch").get<int64_t>();
     d.steps = meta.at("steps").get<int64_t>();
+    d.samples = meta.value("samples", int64_t{0});
     d.elapsed_before = meta.at("elapsed").get<double>();
     d.started = clock_type::now();
     d.loss_sum = meta.at("loss_sum").get<double>();
@@ -408,7 +442,7 @@ void training_job::load_checkpoint(const fs::path& file) {
     throw pnn::error(error_code::malformed_file,
                      file.string() + ": checkpoint metadata incomplete (" + e.what() + ")");
   }
-  if (d.batch < 0 || d.batch > d.batches_per_epoch() || d.epoch < 0)
+  if (d.batch < 0 || (!d.o.shared_batches && d.batch > d.batches_per_epoch()) || d.epoch < 0)
     throw pnn::error(error_code::malformed_file,
                      file.string() + ": checkpoint position does not fit this job's data");
 }

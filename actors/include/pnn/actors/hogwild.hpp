@@ -33,18 +33,23 @@ namespace pnn {
 ///   any worker is seen by all at once;
 /// - gradients, optimizer state (Adam's moments, momentum) and the learning-rate
 ///   schedule are per worker, like the reference's per-process optimizers;
-/// - worker i trains on shard i of N (a seeded shuffle of the training set, every
-///   N-th sample, like DistributedSampler) in its own freshly shuffled order every
-///   epoch. An epoch is one pass of every worker over its shard, so N workers
-///   together see the training set once per epoch.
-/// With one worker the shard is the whole training set in stored order and the run
-/// is plain SGD, bit for bit what `pnn-node train` does with the same seed.
+/// - the data: every epoch the training set is seen exactly once by the N workers
+///   together, each batch by one worker. With `balance` "dynamic" (the default)
+///   the epoch's seeded shuffle is cut into batches that the workers take one at a
+///   time from a shared queue, so a worker on a faster (or less busy) core takes
+///   more of them and all finish together; with "static" worker i trains on fixed
+///   shard i of N (every N-th sample of a seeded shuffle, like PyTorch's
+///   DistributedSampler), in its own order every epoch, and the slowest worker
+///   decides the wall time.
+/// With one worker the whole training set is its shard and the run is plain SGD,
+/// bit for bit what `pnn-node train` does with the same seed.
 struct hogwild_options {
   std::string dataset = "fashion-mnist";
   std::string data_dir;
   int64_t subset = 0;
   std::string model = "lenet5";
   int32_t workers = 0; ///< 0: one per core
+  std::string balance = "dynamic"; ///< "dynamic" (shared batch queue) or "static" (fixed shards)
   std::string optimizer = "adam";
   double lr = 1e-3;
   std::string scheduler = "cosine";
@@ -76,7 +81,7 @@ struct hogwild_options {
 struct hogwild_worker_report {
   job_result result;               ///< as the worker reported it (times: wall clock)
   std::vector<training::step_record> steps; ///< time: seconds since the run's training began
-  int64_t samples = 0;             ///< samples trained (all epochs)
+  int64_t samples = 0;             ///< samples this worker trained (all epochs)
 };
 
 /// What a HOGWILD run produced (also written under `out`).

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <vector>
 
 namespace torch::nn {
@@ -23,5 +25,42 @@ void share_parameters(const torch::nn::Module& master, torch::nn::Module& replic
 /// same for every rank), then every `shards`-th index from position `rank`. Shards
 /// are disjoint, cover 0..n-1 and differ in size by at most one.
 std::vector<int64_t> shard_indices(int64_t n, int shards, int rank, uint64_t seed);
+
+/// An epoch's batches handed out one at a time to several training jobs at once
+/// (HOGWILD with dynamic shards). Every epoch has its own seeded shuffle of
+/// `indices`, cut into batches; each next() takes the epoch's next batch, so a job
+/// on a faster core takes more batches and all jobs finish an epoch together
+/// (within one batch) instead of the slowest one's shard deciding the wall time.
+/// The batches of an epoch are disjoint and cover `indices` exactly once.
+/// Thread-safe.
+class batch_queue {
+public:
+  /// `consumers`: how many jobs share the queue (sets each job's nominal batches
+  /// per epoch, used for schedule lengths). Throws pnn::error on empty input.
+  batch_queue(std::vector<int64_t> indices, int64_t batch_size, int consumers, uint64_t seed);
+
+  /// Puts epoch `epoch`'s next batch into `out`; false when every batch of that
+  /// epoch has been taken.
+  bool next(int64_t epoch, std::vector<int64_t>& out);
+
+  int64_t batches_per_epoch() const;
+  int consumers() const;
+  int64_t batch_size() const;
+  /// Samples per epoch.
+  int64_t size() const;
+
+private:
+  struct epoch_state {
+    std::vector<int64_t> order;
+    size_t cursor = 0;
+  };
+  std::vector<int64_t> indices_;
+  int64_t batch_size_;
+  int consumers_;
+  uint64_t seed_;
+  std::mutex mtx_;
+  std::map<int64_t, epoch_state> epochs_;
+  int64_t spent_below_ = 0; ///< epochs before this one are over and forgotten
+};
 
 } // namespace pnn::training

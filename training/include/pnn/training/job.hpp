@@ -21,6 +21,8 @@ class Network;
 
 namespace pnn::training {
 
+class batch_queue;
+
 /// Loss of a batch of logits against int64 labels, reduced to a mean.
 using criterion_fn = std::function<torch::Tensor(const torch::Tensor& logits,
                                                  const torch::Tensor& labels)>;
@@ -56,6 +58,12 @@ struct job_options {
   /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
   /// the schedule).
   optimizer_factory make_optimizer;
+  /// When set, the job takes its batches from this queue, shared with other jobs
+  /// (HOGWILD's dynamic shards), instead of shuffling its own `train` indices: an
+  /// epoch ends when the queue has no batch left for it. Its nominal batches per
+  /// epoch are the queue's divided by its consumers. A checkpoint of such a job
+  /// keeps its model and optimizer but not its place in the shared epoch.
+  std::shared_ptr<batch_queue> shared_batches;
 };
 
 /// One training job, no actors: a model, its optimizer and schedule, trained on
@@ -86,6 +94,8 @@ public:
   int64_t batch_in_epoch() const;
   int64_t batches_per_epoch() const;
   int64_t steps_done() const;
+  /// Samples trained so far (all epochs).
+  int64_t samples_done() const;
   double elapsed_seconds() const;
 
   /// Changes the intra-op thread count from the next run() on.
