@@ -17,6 +17,9 @@ void configure_allocator() {
     mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr)
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  // glibc deletes a thread arena's heap once it is empty unless the top pad covers it.
+  if (std::getenv("MALLOC_TOP_PAD_") == nullptr)
+    mallopt(M_TOP_PAD, 64 * 1024 * 1024);
 }
 
 double wall_clock_seconds() {
