@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <cstdio>
+
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,5 +89,77 @@ inline process_result run_command(const std::string& command) {
   r.err = read_text(tmp / "err");
   return r;
 }
+
+/// A child process running `command` (through /bin/sh, exec'd) with its stdout on a
+/// pipe; SIGTERM then SIGKILL at scope exit if it still runs.
+class background_process {
+public:
+  explicit background_process(const std::string& command) {
+    int fds[2];
+    if (::pipe(fds) != 0)
+      std::abort();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~background_process() {
+    stop(SIGTERM);
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  background_process(const background_process&) = delete;
+  background_process& operator=(const background_process&) = delete;
+
+  /// The next line of stdout, or "" after `timeout_ms` or at end of output.
+  std::string read_line(int timeout_ms = 30000) {
+    std::string line;
+    char c = 0;
+    while (true) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, timeout_ms) <= 0)
+        return line;
+      if (::read(fd_, &c, 1) != 1)
+        return line;
+      if (c == '\n')
+        return line;
+      line += c;
+    }
+  }
+
+  /// Sends `sig`, waits up to 10 s, then kills; returns the exit status (-1 if it
+  /// had already been collected).
+  int stop(int sig) {
+    if (pid_ <= 0)
+      return -1;
+    ::kill(pid_, sig);
+    int status = 0;
+    for (int i = 0; i < 100; ++i) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      ::usleep(100000);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  pid_t pid() const {
+    return pid_;
+  }
+
+private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+};
 
 } // namespace pnn::test

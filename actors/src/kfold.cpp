@@ -3,6 +3,7 @@
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/fold_dispatcher.hpp>
 #include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/node.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
 #include <pnn/models/registry.hpp>
@@ -15,6 +16,7 @@
 #include <pnn/training/system.hpp>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -100,6 +102,12 @@ void validate(const kfold_options& o) {
     bad("--threads-per-job " + std::to_string(o.threads_per_job) + ": expected 1..1024");
   if (o.checkpoint_every < 0)
     bad("--checkpoint-every " + std::to_string(o.checkpoint_every) + ": expected 0 or more");
+  for (const auto& h : o.hosts)
+    parse_host_port(h, "--hosts");
+  if (!o.use_local && o.hosts.empty())
+    bad("--no-local: expected --hosts h:p,... to run the jobs on");
+  if (o.serial && !o.hosts.empty())
+    bad("--serial: compares against one job at a time on this host; drop --hosts");
   if (o.out.empty())
     bad("--out: expected the output folder");
 }
@@ -226,6 +234,7 @@ kfold_report run_kfold(const kfold_options& in) {
 
   std::vector<job_result> results;
   double cpu_mean = 0;
+  size_t slots_used = static_cast<size_t>(o.use_local ? slots : 0);
   if (!todo.empty()) {
     caf::actor_system_config cfg;
     cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, cores)));
@@ -233,7 +242,20 @@ kfold_report run_kfold(const kfold_options& in) {
     cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
     register_message_types(cfg);
     add_error_category(cfg);
+    if (!o.hosts.empty())
+      cfg.load<caf::io::middleman>();
     caf::actor_system sys{cfg};
+    caf::scoped_actor self{sys};
+    // Other hosts first: a host that cannot be reached stops the run before any work.
+    std::vector<node_actor> nodes;
+    for (const auto& h : o.hosts) {
+      auto [host, port] = parse_host_port(h, "--hosts");
+      auto node = sys.middleman().remote_actor<node_actor>(host, port);
+      if (!node)
+        bad("--hosts " + h + ": cannot connect (" + sys.render(node.error())
+            + "); is `pnn-node serve --port " + std::to_string(port) + "` running there?");
+      nodes.push_back(*node);
+    }
     collector_options co;
     co.out_dir = o.out;
     co.progress = o.progress;
@@ -246,18 +268,40 @@ kfold_report run_kfold(const kfold_options& in) {
     dispatcher_options dopt;
     dopt.cores = cores;
     dopt.threads_per_job = threads;
-    dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial;
+    // Thread shares are per host; with other hosts the tail keeps one thread per job.
+    dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial && o.hosts.empty();
     auto dispatcher
       = sys.spawn(fold_dispatcher, caf::actor_cast<caf::actor>(collector), dopt);
     std::vector<worker_actor> workers;
-    for (int32_t s = 0; s < slots; ++s) {
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout * 1000));
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      std::string failure;
+      self->request(nodes[i], timeout, spawn_atom::value, caf::actor_cast<caf::actor>(collector))
+        .receive(
+          [&](std::vector<caf::actor>& remote) {
+            for (auto& w : remote) {
+              workers.push_back(caf::actor_cast<worker_actor>(w));
+              caf::anon_send(dispatcher, add_atom::value, workers.back());
+            }
+          },
+          [&](caf::error& e) { failure = sys.render(e); });
+      if (!failure.empty()) {
+        // Stop what was started (the actor system waits for every actor at exit).
+        for (auto& w : workers)
+          self->send_exit(w, caf::exit_reason::user_shutdown);
+        self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+        self->send_exit(collector, caf::exit_reason::user_shutdown);
+        bad("--hosts " + o.hosts[i] + ": no workers from that node (" + failure + ")");
+      }
+    }
+    for (int32_t s = 0; o.use_local && s < slots; ++s) {
       worker_options wo;
       wo.slot = s;
       wo.customize = o.customize;
       workers.push_back(spawn_worker(sys, caf::actor_cast<caf::actor>(collector), wo));
       caf::anon_send(dispatcher, add_atom::value, workers.back());
     }
-    caf::scoped_actor self{sys};
+    slots_used = workers.size();
     caf::error failure;
     self->request(dispatcher, caf::infinite, run_atom::value, todo)
       .receive([&](std::vector<job_result>& r) { results = std::move(r); },
@@ -292,6 +336,9 @@ kfold_report run_kfold(const kfold_options& in) {
   for (const auto& r : results) {
     auto j = to_json(r, t0);
     auto dir = job_dir(o.out, r.model, r.scheduler, fold_name(r.fold));
+    // A job run on another host sent its record files along.
+    for (size_t f = 0; f < r.file_names.size() && f < r.file_contents.size(); ++f)
+      write_file_atomic(dir / r.file_names[f], r.file_contents[f]);
     if (!kept.count(r.id)) {
       auto stored = j;
       stored["started_at_wall"] = r.started_at;
@@ -341,7 +388,9 @@ kfold_report run_kfold(const kfold_options& in) {
                     {"system_cpu_seconds", report.system_cpu_seconds},
                     {"peak_rss_bytes", report.peak_rss_bytes},
                     {"cores", cores},
-                    {"slots", slots},
+                    {"slots", slots_used},
+                    {"hosts", o.hosts},
+                    {"local_slots", o.use_local ? slots : 0},
                     {"threads_per_job", threads},
                     {"dataset", o.dataset},
                     {"train_samples", data.train->size()},

@@ -8,6 +8,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_spec>("pnn::job_spec");
   cfg.add_message_type<job_progress>("pnn::job_progress");
   cfg.add_message_type<job_result>("pnn::job_result");
+  cfg.add_message_type<node_info>("pnn::node_info");
 }
 
 } // namespace pnn

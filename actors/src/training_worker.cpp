@@ -92,6 +92,14 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
         return busy;
       }
       d.spec = spec;
+      if (options.remote) {
+        // The coordinator's folder is not ours: nothing is written on this host.
+        d.spec.out_dir.clear();
+        d.spec.checkpoint_every = 0;
+        d.spec.resume = false;
+      }
+      if (!options.data_dir.empty())
+        d.spec.data_dir = options.data_dir;
       d.promise = self->make_response_promise<job_result>();
       auto promise = d.promise;
       d.result = job_result{};
@@ -111,31 +119,31 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
         if (options.train_data)
           d.data.train = options.train_data;
         else
-          d.data = shared_dataset(spec.dataset, spec.data_dir, spec.subset);
+          d.data = shared_dataset(d.spec.dataset, d.spec.data_dir, d.spec.subset);
         std::vector<int64_t> train, validation;
         const int64_t n = d.data.train->size();
-        if (spec.shards > 0) {
-          if (spec.shard < 0 || spec.shard >= spec.shards)
+        if (d.spec.shards > 0) {
+          if (d.spec.shard < 0 || d.spec.shard >= d.spec.shards)
             throw pnn::error(error_code::invalid_argument,
-                             "job " + std::to_string(spec.id) + ": shard "
-                               + std::to_string(spec.shard) + " outside 0.."
-                               + std::to_string(spec.shards - 1));
-          train = spec.shards == 1 ? all_indices(n)
-                                   : shard_indices(n, spec.shards, spec.shard, spec.split_seed);
+                             "job " + std::to_string(d.spec.id) + ": shard "
+                               + std::to_string(d.spec.shard) + " outside 0.."
+                               + std::to_string(d.spec.shards - 1));
+          train = d.spec.shards == 1 ? all_indices(n)
+                                   : shard_indices(n, d.spec.shards, d.spec.shard, d.spec.split_seed);
         } else {
-          auto fold = make_fold(n, spec.folds, spec.fold, spec.split_seed);
+          auto fold = make_fold(n, d.spec.folds, d.spec.fold, d.spec.split_seed);
           train = std::move(fold.train);
           validation = std::move(fold.validation);
         }
-        auto o = job_options_from(spec);
+        auto o = job_options_from(d.spec);
         if (options.customize)
-          options.customize(spec, o);
-        if (!spec.out_dir.empty())
-          ensure_directory(spec.out_dir);
+          options.customize(d.spec, o);
+        if (!d.spec.out_dir.empty())
+          ensure_directory(d.spec.out_dir);
         d.job = std::make_unique<training_job>(o, d.data.train, std::move(train),
                                                std::move(validation));
-        if (spec.resume && !spec.out_dir.empty())
-          if (auto latest = find_latest_checkpoint(spec.out_dir)) {
+        if (d.spec.resume && !d.spec.out_dir.empty())
+          if (auto latest = find_latest_checkpoint(d.spec.out_dir)) {
             d.job->load_checkpoint(*latest);
             d.result.resumed_from_epoch = d.job->epochs_done();
           }
@@ -145,7 +153,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
           ++st.loss_count;
         };
         if (options.prepare)
-          options.prepare(spec, *d.job);
+          options.prepare(d.spec, *d.job);
       } catch (const std::exception& e) {
         std::string msg = e.what();
         finish(false, msg.substr(0, msg.find('\n')));
@@ -192,8 +200,14 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
         return;
       }
       try {
-        if (!d.spec.out_dir.empty()) {
-          const auto& val = d.job->last_validation();
+        const auto& val = d.job->last_validation();
+        if (options.remote) {
+          for (auto& [name, content] : job_record_files(*d.job, val ? &*val : nullptr,
+                                                        "validation", d.data.train->classes)) {
+            d.result.file_names.push_back(name);
+            d.result.file_contents.push_back(std::move(content));
+          }
+        } else if (!d.spec.out_dir.empty()) {
           write_job_records(d.spec.out_dir, *d.job, val ? &*val : nullptr, "validation",
                             d.data.train->classes);
         }

@@ -5,6 +5,7 @@
 #include <pnn/error.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
+#include <pnn/runtime/serve_command.hpp>
 #include <pnn/runtime/train.hpp>
 
 #include <boost/program_options.hpp>
@@ -33,6 +34,7 @@ const char* usage = R"(usage: pnn-node <command> [flags]
 commands:
   kfold      K-fold cross-validation of models x schedulers, all cores busy
   hogwild    one model trained by N workers sharing its parameters (HOGWILD)
+  serve      offer this host's cores to coordinators (kfold --hosts)
   train      train one model on one dataset and test it
   models     list the models pnn can build
   datasets   list the datasets pnn knows and whether their files are found
@@ -179,8 +181,10 @@ int kfold_command(int argc, const char* const* argv) {
     ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(0),
      "checkpoint every N epochs (0: never)")
     ("resume", po::bool_switch(&o.resume), "keep finished jobs in --out, continue the others")
-    ("hosts", po::value(&hosts), "worker hosts h:p,... (not available yet)")
-    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts (not available yet)")
+    ("hosts", po::value(&hosts), "also run jobs on these hosts (pnn-node serve): h:p,...")
+    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts")
+    ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
+     "seconds to wait for a host's workers")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   po::variables_map vm;
   parse("kfold", desc, argc, argv, vm);
@@ -189,8 +193,9 @@ int kfold_command(int argc, const char* const* argv) {
                desc);
     return 0;
   }
-  if (!hosts.empty() || no_local)
-    bad("--hosts/--no-local: running on other hosts is not available in this build yet");
+  if (!hosts.empty())
+    o.hosts = split_list(hosts, "--hosts");
+  o.use_local = !no_local;
   if (out.empty())
     bad("--out: required, the folder where results go");
   o.out = out;
@@ -246,6 +251,28 @@ int hogwild_command(int argc, const char* const* argv) {
   return run_hogwild_command(o);
 }
 
+int serve_command(int argc, const char* const* argv) {
+  serve_request r;
+  int port = 0;
+  po::options_description desc{"serve flags"};
+  desc.add_options()
+    ("port", po::value(&port)->default_value(0), "TCP port to listen on (0: any free port, printed)")
+    ("bind", po::value(&r.bind)->default_value(r.bind),
+     "address to listen on (127.0.0.1 unless you say otherwise)")
+    ("slots", po::value(&r.slots)->default_value(0), "jobs at once on this host (0: one per core)")
+    ("data-dir", po::value(&r.data_dir), "this host's folder of dataset files");
+  po::variables_map vm;
+  parse("serve", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("serve", "--port P [--bind ADDR] [--slots N]", desc);
+    return 0;
+  }
+  if (port < 0 || port > 65535)
+    bad("--port " + std::to_string(port) + ": expected 0..65535");
+  r.port = static_cast<uint16_t>(port);
+  return run_serve(r);
+}
+
 int models_command(int argc, const char* const* argv) {
   po::options_description desc{"models flags"};
   po::variables_map vm;
@@ -284,11 +311,12 @@ int run_cli(int argc, const char* const* argv) {
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
     {"kfold", kfold_command},   {"train", train_command}, {"hogwild", hogwild_command},
+    {"serve", serve_command},
     {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected kfold, train, hogwild, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb + "': expected kfold, train, hogwild, serve, models or datasets (pnn-node --help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

@@ -42,10 +42,12 @@ std::shared_ptr<models::Network> make_seeded_model(const std::string& name, int6
   return models::make_model(name, in_channels, num_classes);
 }
 
-void write_job_records(const fs::path& dir, const training_job& job, const evaluation* eval,
-                       const std::string& eval_name, const std::vector<std::string>& classes) {
-  write_file_atomic(dir / "steps.csv", steps_csv(job.step_records()));
-  write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
+std::vector<std::pair<std::string, std::string>>
+job_record_files(const training_job& job, const evaluation* eval, const std::string& eval_name,
+                 const std::vector<std::string>& classes) {
+  std::vector<std::pair<std::string, std::string>> files;
+  files.emplace_back("steps.csv", steps_csv(job.step_records()));
+  files.emplace_back("epochs.csv", epochs_csv(job.epoch_records()));
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : job.epoch_records())
     epochs.push_back(to_json(e));
@@ -54,10 +56,17 @@ void write_job_records(const fs::path& dir, const training_job& job, const evalu
     steps.push_back(to_json(s));
   nlohmann::json metrics{{"epochs", epochs}, {"steps", steps}};
   if (eval != nullptr) {
-    write_file_atomic(dir / "confusion.csv", confusion_csv(eval->confusion, classes));
+    files.emplace_back("confusion.csv", confusion_csv(eval->confusion, classes));
     metrics[eval_name] = to_json(*eval, classes);
   }
-  write_file_atomic(dir / "metrics.json", metrics.dump() + "\n");
+  files.emplace_back("metrics.json", metrics.dump() + "\n");
+  return files;
+}
+
+void write_job_records(const fs::path& dir, const training_job& job, const evaluation* eval,
+                       const std::string& eval_name, const std::vector<std::string>& classes) {
+  for (const auto& [name, content] : job_record_files(job, eval, eval_name, classes))
+    write_file_atomic(dir / name, content);
 }
 
 std::optional<fs::path> find_latest_checkpoint(const fs::path& dir) {

@@ -42,7 +42,14 @@ struct kfold_options {
   bool resume = false;          ///< skip finished jobs, continue the others from checkpoints
   bool estimate_costs = true;   ///< time a probe step per model to order jobs
   std::string progress = "auto";
+  /// Other hosts running `pnn-node serve` ("host:port"): their slots join the
+  /// queue like local ones; results and record files come back here.
+  std::vector<std::string> hosts;
+  bool use_local = true; ///< false (--no-local): jobs only on `hosts`
+  /// Seconds to wait for a host to answer when connecting.
+  double connect_timeout = 10;
   /// In-process only: adjusts each job's options (criterion, optimizer factory).
+  /// Applies to local jobs only: functions do not travel to other hosts.
   std::function<void(const job_spec&, training::job_options&)> customize;
 };
 

@@ -30,6 +30,7 @@ using status_atom = caf::atom_constant<caf::atom("status")>;     ///< ask for a 
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;     ///< cancel a job
 using sink_atom = caf::atom_constant<caf::atom("sink")>;         ///< attach a metric sink
 using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experiment ended
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;       ///< ask a node for its workers
 
 /// One job of a K-fold experiment: what to train on which fold. Data never travels
 /// with a job: the host that runs it loads `dataset` once and shares it.
@@ -110,6 +111,11 @@ struct job_result {
   std::vector<double> epoch_val_accuracy;
   std::vector<double> epoch_train_loss;
   std::vector<double> epoch_val_loss;
+  /// Record files of a job run on another host (which writes nothing itself): names
+  /// (steps.csv, epochs.csv, metrics.json, confusion.csv) and contents, for the
+  /// coordinator to write into the job's folder.
+  std::vector<std::string> file_names;
+  std::vector<std::string> file_contents;
 };
 
 template <class Inspector>
@@ -117,7 +123,21 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host,
            x.slot, x.ok, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
            x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
-           x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss);
+           x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.file_names,
+           x.file_contents);
+}
+
+/// What a node (one per host, `pnn-node serve`) offers.
+struct node_info {
+  std::string host;  ///< how results name it: hostname:port
+  int32_t slots = 0; ///< workers it runs at once
+  int32_t cores = 0;
+  std::vector<std::string> datasets; ///< datasets whose files it has
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("node_info"), x.host, x.slots, x.cores, x.datasets);
 }
 
 /// Registers every message type above (and vectors of them) with CAF, on every

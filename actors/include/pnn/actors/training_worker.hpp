@@ -39,6 +39,13 @@ struct worker_options {
   std::string host = "local"; ///< reported in results
   int64_t batches_per_slice = 4;
   double progress_interval = 0.5; ///< seconds between progress events
+  /// A worker on another host than the coordinator: it writes nothing here (no
+  /// records, no checkpoints; job_spec::out_dir names the coordinator's folder) and
+  /// returns the record files in job_result::file_names / file_contents instead.
+  bool remote = false;
+  /// When set, datasets load from this folder instead of job_spec::data_dir (a
+  /// node's own copy).
+  std::string data_dir;
   /// In-process only: adjusts the job options built from a spec (criterion,
   /// optimizer factory) before the job starts.
   std::function<void(const job_spec&, training::job_options&)> customize;

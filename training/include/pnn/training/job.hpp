@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pnn::models {
@@ -138,6 +139,12 @@ private:
 void write_job_records(const std::filesystem::path& dir, const training_job& job,
                        const evaluation* eval, const std::string& eval_name,
                        const std::vector<std::string>& classes);
+
+/// The files write_job_records writes, as (name, content) pairs, for a job whose
+/// records go to another host.
+std::vector<std::pair<std::string, std::string>>
+job_record_files(const training_job& job, const evaluation* eval, const std::string& eval_name,
+                 const std::vector<std::string>& classes);
 
 /// The newest checkpoint in `dir` ("latest.pt"), if any.
 std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& dir);

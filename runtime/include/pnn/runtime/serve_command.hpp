@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pnn::runtime {
+
+/// What `pnn-node serve` was asked to do.
+struct serve_request {
+  uint16_t port = 0;              ///< 0: the OS picks one (printed)
+  std::string bind = "127.0.0.1"; ///< address to listen on
+  int32_t slots = 0;              ///< 0: one per core
+  std::string data_dir;           ///< this host's dataset folder
+};
+
+/// Publishes this host's node actor and serves until SIGINT or SIGTERM. Prints one
+/// line "pnn serve: listening on ADDR:PORT ..." once coordinators can connect.
+/// Returns the exit code. Throws pnn::error when it cannot listen.
+int run_serve(const serve_request& request);
+
+} // namespace pnn::runtime

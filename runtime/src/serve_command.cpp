@@ -1,0 +1,83 @@
+#include <pnn/runtime/serve_command.hpp>
+
+#include <pnn/actors/errors.hpp>
+#include <pnn/actors/node.hpp>
+#include <pnn/error.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include <pthread.h>
+#include <unistd.h>
+
+namespace pnn::runtime {
+
+namespace {
+
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address.rfind("127.", 0) == 0 || address == "::1";
+}
+
+} // namespace
+
+int run_serve(const serve_request& r) {
+  const int cores = training::available_cores();
+  if (r.slots < 0 || r.slots > 1024)
+    throw pnn::error(error_code::invalid_argument,
+                     "--slots " + std::to_string(r.slots) + ": expected 1..1024 (0: one per core)");
+  if (r.bind.empty())
+    throw pnn::error(error_code::invalid_argument, "--bind: expected an address");
+  // SIGINT/SIGTERM are taken by sigwait below: block them before CAF starts its
+  // threads, which inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", static_cast<size_t>(cores));
+  cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
+  register_message_types(cfg);
+  add_error_category(cfg);
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  node_options o;
+  o.slots = r.slots > 0 ? r.slots : cores;
+  o.cores = cores;
+  o.data_dir = r.data_dir;
+  auto node = spawn_node(sys, o);
+  auto port = sys.middleman().publish(node, r.port, r.bind.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
+    throw pnn::error(error_code::invalid_argument,
+                     "--port " + std::to_string(r.port) + ": cannot listen on " + r.bind + ":"
+                       + std::to_string(r.port) + " (" + sys.render(port.error()) + ")");
+  }
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0)
+    std::snprintf(name, sizeof name, "%s", "localhost");
+  o.host->set(std::string{name} + ":" + std::to_string(*port));
+  if (!is_loopback(r.bind))
+    std::fprintf(stderr,
+                 "pnn serve: warning: listening on %s without TLS: any host that reaches it can "
+                 "run jobs here (unauthenticated)\n",
+                 r.bind.c_str());
+  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s)\n", r.bind.c_str(),
+              static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::printf("pnn serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fflush(stdout);
+  caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
+  sys.middleman().unpublish(node, *port);
+  return 0;
+}
+
+} // namespace pnn::runtime
