@@ -9,6 +9,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_progress>("pnn::job_progress");
   cfg.add_message_type<job_result>("pnn::job_result");
   cfg.add_message_type<node_info>("pnn::node_info");
+  cfg.add_message_type<param_blob>("pnn::param_blob");
+  cfg.add_message_type<holder_status>("pnn::holder_status");
 }
 
 } // namespace pnn

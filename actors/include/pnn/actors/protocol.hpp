@@ -31,6 +31,8 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;     ///< cancel a j
 using sink_atom = caf::atom_constant<caf::atom("sink")>;         ///< attach a metric sink
 using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experiment ended
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;       ///< ask a node for its workers
+using pull_atom = caf::atom_constant<caf::atom("pull")>;         ///< fetch the holder's parameters
+using push_atom = caf::atom_constant<caf::atom("push")>;         ///< send an update to the holder
 
 /// One job of a K-fold experiment: what to train on which fold. Data never travels
 /// with a job: the host that runs it loads `dataset` once and shares it.
@@ -125,6 +127,35 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
            x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
            x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.file_names,
            x.file_contents);
+}
+
+/// Parameters or an update as raw float32 bytes with a layout header: what travels
+/// between a parameter holder and its workers. (CAF 0.17 serialises a
+/// std::vector<float> element by element, ~25x slower, and garbles NaN/Inf; bytes
+/// keep every value so that the receiver can check it.)
+struct param_blob {
+  uint64_t version = 0; ///< the holder's version these values are (pull) or build on (push)
+  uint64_t layout = 0;  ///< training::layout_hash of the model
+  uint64_t count = 0;   ///< number of float32 values
+  std::vector<char> bytes; ///< count values, little-endian float32
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, param_blob& x) {
+  return f(caf::meta::type_name("param_blob"), x.version, x.layout, x.count, x.bytes);
+}
+
+/// A parameter holder's counters.
+struct holder_status {
+  uint64_t version = 0;  ///< updates applied since the start
+  uint64_t applied = 0;
+  uint64_t rejected = 0; ///< wrong layout or size, or non-finite values
+  uint64_t pulls = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, holder_status& x) {
+  return f(caf::meta::type_name("holder_status"), x.version, x.applied, x.rejected, x.pulls);
 }
 
 /// What a node (one per host, `pnn-node serve`) offers.
