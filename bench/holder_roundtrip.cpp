@@ -1,0 +1,177 @@
+// Pull + push round trip between two processes on 127.0.0.1 through CAF's network
+// layer: a parameter holder in a child process (this program with --serve), the
+// parent pulls the parameters and pushes an update of the same size, as an SGD
+// worker on another host would. For LeNet5's and VGG11's parameter counts. Prints
+// JSON: median and p99 round trip, MB/s (bytes moved both ways / median), and the
+// targets (LeNet5 under 2 ms median; VGG11 at >= 500 MB/s).
+//
+// usage: bench_holder_roundtrip [--rounds-small N] [--rounds-large N]
+#include <pnn/actors/errors.hpp>
+#include <pnn/actors/parameter_holder.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace pnn;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+caf::actor_system_config& configure(caf::actor_system_config& cfg) {
+  register_message_types(cfg);
+  add_error_category(cfg);
+  cfg.load<caf::io::middleman>();
+  cfg.set("scheduler.max-threads", static_cast<size_t>(1));
+  return cfg;
+}
+
+param_blob zeros(uint64_t count, uint64_t layout) {
+  param_blob b;
+  b.layout = layout;
+  b.count = count;
+  b.bytes.assign(count * sizeof(float), 0);
+  return b;
+}
+
+/// Child: publish a holder of `count` floats, print the port, serve until stdin closes.
+int serve(uint64_t count) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{configure(cfg)};
+  auto holder = spawn_holder(sys, zeros(count, 1));
+  auto port = sys.middleman().publish(holder, 0, "127.0.0.1", true);
+  if (!port) {
+    std::fprintf(stderr, "bench_holder_roundtrip: cannot publish: %s\n",
+                 sys.render(port.error()).c_str());
+    return 1;
+  }
+  std::printf("%u\n", static_cast<unsigned>(*port));
+  std::fflush(stdout);
+  char c;
+  while (::read(0, &c, 1) > 0) {
+  }
+  caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+nlohmann::json measure(const char* self_path, const std::string& model, int64_t channels,
+                       int rounds) {
+  const auto count
+    = static_cast<uint64_t>(models::parameter_count(*models::make_model(model, channels, 10)));
+  int to_child[2], from_child[2];
+  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0)
+    throw std::runtime_error("pipe failed");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(to_child[0], 0);
+    ::dup2(from_child[1], 1);
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    ::execl(self_path, self_path, "--serve", std::to_string(count).c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  std::string line;
+  char c;
+  while (::read(from_child[0], &c, 1) == 1 && c != '\n')
+    line += c;
+  const auto port = static_cast<uint16_t>(std::stoi(line));
+
+  std::vector<double> times;
+  {
+    caf::actor_system_config cfg;
+    caf::actor_system sys{configure(cfg)};
+    auto holder = sys.middleman().remote_actor<holder_actor>("127.0.0.1", port);
+    if (!holder)
+      throw std::runtime_error("cannot connect: " + sys.render(holder.error()));
+    caf::scoped_actor self{sys};
+    auto update = zeros(count, 1);
+    const auto timeout = std::chrono::seconds(30);
+    for (int i = -3; i < rounds; ++i) { // three warm-up rounds
+      auto t = clock_type::now();
+      param_blob pulled;
+      self->request(*holder, timeout, pull_atom::value)
+        .receive([&](param_blob& b) { pulled = std::move(b); },
+                 [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
+      self->request(*holder, timeout, push_atom::value, update)
+        .receive([](uint64_t) {}, [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
+      if (pulled.bytes.size() != count * sizeof(float))
+        throw std::runtime_error("pulled the wrong size");
+      if (i >= 0)
+        times.push_back(std::chrono::duration<double>(clock_type::now() - t).count());
+    }
+    self->send_exit(*holder, caf::exit_reason::user_shutdown);
+  }
+  ::close(to_child[1]); // the child serves until its stdin closes
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const double bytes = static_cast<double>(count * sizeof(float));
+  const double median = percentile(times, 0.5);
+  return {{"model", model},
+          {"floats", count},
+          {"bytes_each_way", bytes},
+          {"rounds", rounds},
+          {"round_trip_median_ms", 1000 * median},
+          {"round_trip_p99_ms", 1000 * percentile(times, 0.99)},
+          {"megabytes_per_second", 2 * bytes / median / 1e6}};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  training::configure_allocator(); // as pnn-node does
+  if (argc == 3 && std::string{argv[1]} == "--serve")
+    return serve(std::stoull(argv[2]));
+  int small = 300, large = 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--rounds-small")
+      small = std::stoi(argv[i + 1]);
+    else if (flag == "--rounds-large")
+      large = std::stoi(argv[i + 1]);
+    else {
+      std::cerr << "bench_holder_roundtrip: unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+  try {
+    auto lenet = measure(argv[0], "lenet5", 1, small); // Fashion-MNIST: 61,750 floats
+    auto vgg = measure(argv[0], "vgg11", 3, large);   // CIFAR-10: 9,231,114 floats
+    nlohmann::json result{{"bench", "holder_roundtrip"},
+                          {"transport", "CAF 0.17 middleman, two processes, 127.0.0.1"},
+                          {"what", "pull the parameters, then push an update of the same size"},
+                          {"lenet5", lenet},
+                          {"vgg11", vgg},
+                          {"targets",
+                           {{"lenet5_round_trip_median_ms_max", 2.0},
+                            {"vgg11_megabytes_per_second_min", 500.0}}},
+                          {"met",
+                           {{"lenet5", lenet["round_trip_median_ms"].get<double>() < 2.0},
+                            {"vgg11", vgg["megabytes_per_second"].get<double>() >= 500.0}}}};
+    std::cout << result.dump(2) << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_holder_roundtrip: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
