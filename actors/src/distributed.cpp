@@ -1,5 +1,7 @@
 #include <pnn/actors/distributed.hpp>
 
+#include <pnn/actors/async_kfold.hpp>
+
 #include <pnn/error.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/records.hpp>
@@ -35,16 +37,7 @@ hogwild_report DistributedTrainer::operator()(const models::network_ptr& model,
   o.test = false; // the DistributedTester's job
   o.scheduler = scheduler;
   o.epochs = epochs;
-  auto criterion = criterion_;
-  auto user = o.customize;
-  o.customize = [criterion, get_optimizer, user](const job_spec& spec, job_options& j) {
-    if (criterion)
-      j.criterion = criterion;
-    if (get_optimizer)
-      j.make_optimizer = get_optimizer;
-    if (user)
-      user(spec, j);
-  };
+  o.customize = customize_jobs(criterion_, std::move(get_optimizer), o.customize);
   return run_hogwild(o);
 }
 

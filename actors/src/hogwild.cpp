@@ -1,7 +1,6 @@
 #include <pnn/actors/hogwild.hpp>
 
 #include <pnn/actors/distributed.hpp>
-#include <pnn/actors/errors.hpp>
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
@@ -205,10 +204,7 @@ hogwild_report run_hogwild(const hogwild_options& in) {
     caf::actor_system_config cfg;
     // No more scheduler threads than workers: an idle scheduler thread only steals a
     // worker's next slice and moves it to another core, cache-cold.
-    cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, std::min(cores, n))));
-    cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
-    register_message_types(cfg);
-    add_error_category(cfg);
+    configure_actor_system(cfg, static_cast<size_t>(std::min(cores, n)));
     caf::actor_system sys{cfg};
     collector_options co;
     co.out_dir = o.out;

@@ -237,11 +237,7 @@ kfold_report run_kfold(const kfold_options& in) {
   size_t slots_used = static_cast<size_t>(o.use_local ? slots : 0);
   if (!todo.empty()) {
     caf::actor_system_config cfg;
-    cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1, cores)));
-    // One message per turn: a worker's next slice queues behind the others' events.
-    cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
-    register_message_types(cfg);
-    add_error_category(cfg);
+    configure_actor_system(cfg, static_cast<size_t>(cores));
     if (!o.hosts.empty())
       cfg.load<caf::io::middleman>();
     caf::actor_system sys{cfg};
@@ -426,6 +422,20 @@ kfold_report run_kfold(const kfold_options& in) {
 
 namespace pnn {
 
+std::function<void(const job_spec&, training::job_options&)>
+customize_jobs(training::criterion_fn criterion, training::optimizer_factory make_optimizer,
+               std::function<void(const job_spec&, training::job_options&)> then) {
+  return [criterion = std::move(criterion), make_optimizer = std::move(make_optimizer),
+          then = std::move(then)](const job_spec& spec, training::job_options& j) {
+    if (criterion)
+      j.criterion = criterion;
+    if (make_optimizer)
+      j.make_optimizer = make_optimizer;
+    if (then)
+      then(spec, j);
+  };
+}
+
 AsyncKFold::AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
                        training::criterion_fn criterion, int64_t batch_size, bool parallelize)
   : criterion_(std::move(criterion)) {
@@ -446,16 +456,7 @@ kfold_report AsyncKFold::operator()(const std::vector<std::string>& models,
   o.epochs = params.epochs;
   o.checkpoint_every = params.save_checkpoint_frequency;
   o.progress = params.progress;
-  auto criterion = criterion_;
-  auto user = o.customize;
-  o.customize = [criterion, get_optimizer, user](const job_spec& spec, training::job_options& j) {
-    if (criterion)
-      j.criterion = criterion;
-    if (get_optimizer)
-      j.make_optimizer = get_optimizer;
-    if (user)
-      user(spec, j);
-  };
+  o.customize = customize_jobs(criterion_, std::move(get_optimizer), o.customize);
   return run_kfold(o);
 }
 

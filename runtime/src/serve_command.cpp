@@ -1,6 +1,5 @@
 #include <pnn/runtime/serve_command.hpp>
 
-#include <pnn/actors/errors.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
@@ -41,10 +40,7 @@ int run_serve(const serve_request& r) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", static_cast<size_t>(cores));
-  cfg.set("scheduler.max-throughput", static_cast<size_t>(1));
-  register_message_types(cfg);
-  add_error_category(cfg);
+  configure_actor_system(cfg, static_cast<size_t>(cores));
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   node_options o;

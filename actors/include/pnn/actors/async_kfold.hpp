@@ -5,11 +5,20 @@
 #include <pnn/training/job.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace pnn {
+
+/// A job customization (kfold_options / hogwild_options::customize) that sets the
+/// criterion and the optimizer factory, each when non-empty, then calls `then` (when
+/// non-empty): what the reference-shaped facades (AsyncKFold, DistributedTrainer)
+/// hand their jobs.
+std::function<void(const job_spec&, training::job_options&)>
+customize_jobs(training::criterion_fn criterion, training::optimizer_factory make_optimizer,
+               std::function<void(const job_spec&, training::job_options&)> then);
 
 /// K-fold cross-validation shaped like the reference's Python API:
 ///

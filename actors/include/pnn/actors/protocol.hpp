@@ -175,4 +175,9 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 /// node that exchanges them.
 void register_message_types(caf::actor_system_config& cfg);
 
+/// How pnn runs its actors: `threads` scheduler threads, one message per turn (a
+/// worker's next slice queues behind the others' events), pnn's message types and
+/// error category registered.
+void configure_actor_system(caf::actor_system_config& cfg, size_t threads);
+
 } // namespace pnn
