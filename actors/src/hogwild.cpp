@@ -104,10 +104,11 @@ void validate(const hogwild_options& o) {
     bad("--out: expected the output folder");
 }
 
-std::vector<loss_point> merged_loss_curve(const hogwild_report& report, int64_t window) {
+std::vector<loss_point> merged_loss_curve(const std::vector<const hogwild_worker_report*>& workers,
+                                          int64_t window) {
   std::vector<loss_point> all;
-  for (size_t w = 0; w < report.workers.size(); ++w)
-    for (const auto& s : report.workers[w].steps)
+  for (size_t w = 0; w < workers.size(); ++w)
+    for (const auto& s : workers[w]->steps)
       all.push_back({s.time, static_cast<int32_t>(w), s.step, s.loss, 0});
   std::stable_sort(all.begin(), all.end(),
                    [](const loss_point& a, const loss_point& b) { return a.time < b.time; });
@@ -115,6 +116,32 @@ std::vector<loss_point> merged_loss_curve(const hogwild_report& report, int64_t 
   for (auto& p : all)
     p.smoothed = mean.add(p.loss);
   return all;
+}
+
+std::vector<loss_point> merged_loss_curve(const hogwild_report& report, int64_t window) {
+  std::vector<const hogwild_worker_report*> workers;
+  for (const auto& w : report.workers)
+    workers.push_back(&w);
+  return merged_loss_curve(workers, window);
+}
+
+void write_loss_files(const fs::path& out, const std::vector<const hogwild_worker_report*>& workers,
+                      int64_t window) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    std::ostringstream csv;
+    csv << "time,epoch,batch,step,loss,loss_smoothed\n";
+    moving_mean mean{window};
+    for (const auto& s : workers[i]->steps)
+      csv << num(s.time, 9) << ',' << s.epoch << ',' << s.batch << ',' << s.step << ','
+          << num(s.loss, 8) << ',' << num(mean.add(s.loss), 8) << '\n';
+    write_file_atomic(out / ("loss_" + worker_name(static_cast<int32_t>(i)) + ".csv"), csv.str());
+  }
+  std::ostringstream csv;
+  csv << "time,worker,step,loss,loss_smoothed\n";
+  for (const auto& p : merged_loss_curve(workers, window))
+    csv << num(p.time, 9) << ',' << p.worker << ',' << p.step << ',' << num(p.loss, 8) << ','
+        << num(p.smoothed, 8) << '\n';
+  write_file_atomic(out / "loss.csv", csv.str());
 }
 
 double time_to_loss(const hogwild_report& report, double target, int64_t window) {
@@ -222,7 +249,7 @@ hogwild_report run_hogwild(const hogwild_options& in) {
       wo.customize = customize;
       wo.train_data = data.train;
       wo.prepare = [master, traces, i](const job_spec&, training_job& job) {
-        if (!std::getenv("PNN_EXP_NOSHARE")) share_parameters(*master, *job.model());
+        share_parameters(*master, *job.model());
         auto& t = (*traces)[static_cast<size_t>(i)];
         t.zero = wall_clock_seconds() - job.elapsed_seconds();
         auto inner = job.on_step;
@@ -312,22 +339,11 @@ hogwild_report run_hogwild(const hogwild_options& in) {
   }
 
   // Loss against time: per worker and overall.
-  for (int32_t i = 0; i < n; ++i) {
-    std::ostringstream csv;
-    csv << "time,epoch,batch,step,loss,loss_smoothed\n";
-    moving_mean mean{o.loss_window};
-    for (const auto& s : report.workers[static_cast<size_t>(i)].steps)
-      csv << num(s.time, 9) << ',' << s.epoch << ',' << s.batch << ',' << s.step << ','
-          << num(s.loss, 8) << ',' << num(mean.add(s.loss), 8) << '\n';
-    write_file_atomic(o.out / ("loss_" + worker_name(i) + ".csv"), csv.str());
-  }
   {
-    std::ostringstream csv;
-    csv << "time,worker,step,loss,loss_smoothed\n";
-    for (const auto& p : merged_loss_curve(report, o.loss_window))
-      csv << num(p.time, 9) << ',' << p.worker << ',' << p.step << ',' << num(p.loss, 8) << ','
-          << num(p.smoothed, 8) << '\n';
-    write_file_atomic(o.out / "loss.csv", csv.str());
+    std::vector<const hogwild_worker_report*> traces_out;
+    for (const auto& w : report.workers)
+      traces_out.push_back(&w);
+    write_loss_files(o.out, traces_out, o.loss_window);
   }
   {
     std::ostringstream bytes;

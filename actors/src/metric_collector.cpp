@@ -104,7 +104,8 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
         ++d.failed;
       if (o.progress == "none") {
         // Quiet: results are in the files and the caller's report.
-      } else if (r.ok && std::isfinite(r.val_accuracy)) {
+      } else if (r.ok && std::isfinite(r.val_accuracy) && r.val_accuracy >= 0) {
+        // (CAF 0.17 turns a NaN into -1 on the wire: an accuracy < 0 means "none".)
         std::printf("done %s (%s, slot %d): validation accuracy %.4f, loss %.4f, %.1f s\n",
                     label_of(o, r.id).c_str(), r.host.c_str(), r.slot, r.val_accuracy, r.val_loss,
                     r.finished_at - r.started_at);

@@ -2,10 +2,12 @@
 
 #include <pnn/actors/hogwild.hpp>
 #include <pnn/actors/kfold.hpp>
+#include <pnn/actors/sgd.hpp>
 #include <pnn/error.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
 #include <pnn/runtime/serve_command.hpp>
+#include <pnn/runtime/sgd_command.hpp>
 #include <pnn/runtime/train.hpp>
 
 #include <boost/program_options.hpp>
@@ -34,7 +36,8 @@ const char* usage = R"(usage: pnn-node <command> [flags]
 commands:
   kfold      K-fold cross-validation of models x schedulers, all cores busy
   hogwild    one model trained by N workers sharing its parameters (HOGWILD)
-  serve      offer this host's cores to coordinators (kfold --hosts)
+  sgd        one model trained by workers on many hosts through a parameter holder
+  serve      offer this host's cores to coordinators (kfold --hosts, sgd --hosts)
   train      train one model on one dataset and test it
   models     list the models pnn can build
   datasets   list the datasets pnn knows and whether their files are found
@@ -251,6 +254,67 @@ int hogwild_command(int argc, const char* const* argv) {
   return run_hogwild_command(o);
 }
 
+int sgd_command(int argc, const char* const* argv) {
+  sgd_options o;
+  std::string out, hosts;
+  bool no_local = false;
+  po::options_description desc{"sgd flags"};
+  desc.add_options()
+    ("hosts", po::value(&hosts), "workers on these hosts (pnn-node serve): h:p,...")
+    ("no-local", po::bool_switch(&no_local), "workers only on --hosts")
+    ("slots", po::value(&o.slots)->default_value(0), "workers on this host (0: one per core)")
+    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
+     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar (each host loads its own copy)")
+    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files on this host")
+    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
+    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)")
+    ("n-push", po::value(&o.n_push)->default_value(o.n_push),
+     "steps between a worker's pushes of its accumulated update")
+    ("n-pull", po::value(&o.n_pull)->default_value(o.n_pull),
+     "steps between a worker's pulls of the holder's parameters")
+    ("max-pushes", po::value(&o.max_pushes)->default_value(o.max_pushes),
+     "unanswered pushes a worker may have before it waits")
+    ("holder-timeout", po::value(&o.holder_timeout)->default_value(o.holder_timeout),
+     "seconds a worker waits for the holder's answer before it fails")
+    ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
+     "seconds to wait for a host's node to answer")
+    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+     "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
+    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
+    ("scheduler", po::value(&o.scheduler)->default_value(o.scheduler),
+     "none, cosine, warm, multistep, step, plateau (one per worker)")
+    ("epochs", po::value(&o.epochs)->default_value(o.epochs),
+     "epochs (one epoch: every worker once over its shard)")
+    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size per worker")
+    ("out", po::value(&out), "output folder (required)")
+    ("threads-per-worker", po::value(&o.threads_per_worker)->default_value(o.threads_per_worker),
+     "LibTorch intra-op threads per worker")
+    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialisation and order")
+    ("shard-seed", po::value(&o.shard_seed)->default_value(o.shard_seed), "seed of the shard split")
+    ("test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
+     "batch size of the final test")
+    ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
+     "steps in the moving average of loss.csv")
+    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  po::variables_map vm;
+  parse("sgd", desc, argc, argv, vm);
+  if (vm.count("help")) {
+    print_help("sgd",
+               "--hosts h:p,... --dataset D --model M --n-push N --n-pull N --epochs E --out DIR "
+               "[flags]",
+               desc);
+    return 0;
+  }
+  if (!hosts.empty())
+    o.hosts = split_list(hosts, "--hosts");
+  o.use_local = !no_local;
+  if (out.empty())
+    bad("--out: required, the folder where results go");
+  o.out = out;
+  progress_line_check(o.progress);
+  return run_sgd_command(o);
+}
+
 int serve_command(int argc, const char* const* argv) {
   serve_request r;
   int port = 0;
@@ -311,12 +375,12 @@ int run_cli(int argc, const char* const* argv) {
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
     {"kfold", kfold_command},   {"train", train_command}, {"hogwild", hogwild_command},
-    {"serve", serve_command},
+    {"serve", serve_command},   {"sgd", sgd_command},
     {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected kfold, train, hogwild, serve, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb + "': expected kfold, train, hogwild, sgd, serve, models or datasets (pnn-node --help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

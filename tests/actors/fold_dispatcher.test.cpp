@@ -31,6 +31,9 @@ worker_actor::behavior_type fake_worker(fake_pointer self) {
       self->state.promise = self->make_response_promise<job_result>();
       return self->state.promise;
     },
+    [=](run_atom, const job_spec&, caf::actor) -> caf::result<job_result> {
+      return job_result{}; // SGD shares are not the dispatcher's business
+    },
     [=](slice_atom) {},
     [=](threads_atom, int32_t n) { self->state.threads.push_back(n); },
     [=](cancel_atom) {

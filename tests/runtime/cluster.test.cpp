@@ -8,6 +8,9 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/cluster.hpp>
+#include <pnn/actors/sgd.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <map>
@@ -118,6 +121,143 @@ CAF_TEST(unreachable hosts and bad serve flags are one line with exit code 2) {
     CAF_CHECK_EQUAL(e.exit_code, 2);
     CAF_CHECK_EQUAL(std::count(e.err.begin(), e.err.end(), '\n'), 1);
     if (e.exit_code != 2)
+      CAF_MESSAGE(args << ": " << e.err);
+  }
+}
+
+namespace {
+
+const std::string sgd_run = "sgd --dataset synthetic:train=1200,test=200 --model lenet5 "
+                            "--epochs 2 --n-push 5 --n-pull 5 --progress none";
+
+} // namespace
+
+CAF_TEST(SGD through the holder on two serve processes reaches the single host accuracy) {
+  test::temp_dir dir;
+  server a{1}, b{1};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_REQUIRE_GREATER(b.port, 0);
+  auto multi = test::run_command(node + " " + sgd_run + " --no-local --hosts " + a.address() + ","
+                                 + b.address() + " --out " + (dir / "multi").string());
+  CAF_REQUIRE_EQUAL(multi.exit_code, 0);
+  auto single = test::run_command(node + " " + sgd_run + " --slots 2 --out " + (dir / "single").string());
+  CAF_REQUIRE_EQUAL(single.exit_code, 0);
+  auto m = nlohmann::json::parse(test::read_text(dir / "multi" / "summary.json"));
+  auto s = nlohmann::json::parse(test::read_text(dir / "single" / "summary.json"));
+  const double acc_multi = m["test_accuracy"].get<double>();
+  const double acc_single = s["test_accuracy"].get<double>();
+  CAF_MESSAGE("test accuracy: two hosts " << acc_multi << ", one host " << acc_single);
+  CAF_CHECK_GREATER_OR_EQUAL(acc_single, 0.9);
+  CAF_CHECK_LESS_OR_EQUAL(std::abs(acc_multi - acc_single), 0.05);
+  // Both hosts trained, nothing ran on the coordinator.
+  CAF_REQUIRE_EQUAL(m["worker_list"].size(), 2u);
+  CAF_CHECK_EQUAL(m["local_workers"].get<int>(), 0);
+  std::set<std::string> hosts;
+  int64_t pushes = 0, pulls = 0;
+  for (const auto& w : m["worker_list"]) {
+    CAF_CHECK(w["ok"].get<bool>());
+    hosts.insert(w["host"].get<std::string>());
+    pushes += w["pushes"].get<int64_t>();
+    pulls += w["pulls"].get<int64_t>();
+    // Shard of 600 samples, 2 epochs.
+    CAF_CHECK_EQUAL(w["samples"].get<int64_t>(), 1200);
+    for (const char* f : {"steps.csv", "epochs.csv", "metrics.json"})
+      CAF_CHECK(std::filesystem::exists(dir / "multi" / w["files"].get<std::string>() / f));
+  }
+  CAF_CHECK_EQUAL(hosts.size(), 2u);
+  bool a_seen = false, b_seen = false;
+  for (const auto& h : hosts) {
+    a_seen = a_seen || test::contains(h, ":" + std::to_string(a.port));
+    b_seen = b_seen || test::contains(h, ":" + std::to_string(b.port));
+  }
+  CAF_CHECK(a_seen && b_seen);
+  // Every push was applied once; every pull answered.
+  CAF_CHECK_EQUAL(m["holder"]["applied"].get<int64_t>(), pushes);
+  CAF_CHECK_EQUAL(m["holder"]["pulls"].get<int64_t>(), pulls);
+  CAF_CHECK_EQUAL(m["rejected_updates"].get<int64_t>(), 0);
+  CAF_CHECK_GREATER(m["samples_per_second"].get<double>(), 0.0);
+  CAF_CHECK_GREATER(m["wall_seconds"].get<double>(), 0.0);
+  CAF_CHECK(m.contains("cpu_utilization_mean"));
+  // loss.csv: every step of both workers.
+  auto loss = test::read_text(dir / "multi" / "loss.csv");
+  CAF_CHECK_EQUAL(std::count(loss.begin(), loss.end(), '\n'), 1 + 2 * 2 * (600 / 32 + 1));
+}
+
+CAF_TEST(a remote peer sending wrong updates is rejected while training goes on) {
+  test::temp_dir dir;
+  server a{2};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::unique_ptr<test::background_process> rogue;
+  sgd_options o;
+  o.dataset = "synthetic:train=2000,test=200";
+  o.model = "lenet5";
+  o.epochs = 3;
+  o.hosts = {a.address()};
+  o.use_local = false;
+  o.out = dir / "run";
+  o.progress = "none";
+  o.on_holder = [&](ParameterHolder& holder) {
+    auto port = holder.publish(0);
+    rogue = std::make_unique<test::background_process>(self_exe + " --rogue-peer 127.0.0.1:"
+                                                       + std::to_string(port));
+    CAF_CHECK_EQUAL(rogue->read_line(), "connected");
+  };
+  auto report = run_sgd(o);
+  CAF_REQUIRE(rogue != nullptr);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 4; ++i)
+    lines.push_back(rogue->read_line());
+  for (const auto& l : lines)
+    CAF_MESSAGE("rogue: " << l);
+  CAF_CHECK(test::contains(lines[0], "rejected: ") && test::contains(lines[0], "layout"));
+  CAF_CHECK(test::contains(lines[1], "rejected: ") && test::contains(lines[1], "not finite"));
+  CAF_CHECK(test::contains(lines[2], "rejected: ") && test::contains(lines[2], "layout"));
+  CAF_CHECK(test::contains(lines[3], "done"));
+  CAF_CHECK_EQUAL(report.rejected_updates, 3u);
+  // The workers never noticed: every push of theirs was applied, and the holder
+  // kept applying after the rogue's updates.
+  int64_t pushes = 0;
+  for (const auto& w : report.workers) {
+    CAF_CHECK(w.result.ok);
+    CAF_CHECK_EQUAL(w.result.rejected_pushes, 0);
+    pushes += w.result.pushes;
+  }
+  CAF_CHECK_EQUAL(report.holder.applied, static_cast<uint64_t>(pushes));
+  auto at = lines[3].find("version ");
+  CAF_REQUIRE(at != std::string::npos);
+  const auto version_then = std::stoull(lines[3].substr(at + 8));
+  CAF_CHECK_GREATER_OR_EQUAL(version_then, 1u);
+  CAF_CHECK_GREATER(report.holder.version, version_then);
+  CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
+  auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
+  CAF_CHECK_EQUAL(s["rejected_updates"].get<int64_t>(), 3);
+}
+
+CAF_TEST(bad sgd flags and unreachable hosts are one line with exit code 2) {
+  test::temp_dir dir;
+  int closed = 0;
+  {
+    server gone{1};
+    closed = gone.port;
+  }
+  auto r = test::run_command(node + " " + sgd_run + " --no-local --hosts 127.0.0.1:"
+                             + std::to_string(closed) + " --out " + (dir / "x").string());
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_CHECK(test::contains(r.err, "--hosts 127.0.0.1:" + std::to_string(closed)));
+  CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  for (const char* args : {"sgd --dataset synthetic --no-local --out x",
+                           "sgd --dataset synthetic --hosts nohost --out x",
+                           "sgd --dataset synthetic --n-push 0 --out x",
+                           "sgd --dataset synthetic --n-pull -1 --out x",
+                           "sgd --dataset synthetic --max-pushes 0 --out x",
+                           "sgd --dataset synthetic --holder-timeout 0 --out x",
+                           "sgd --dataset synthetic --model nonet --out x",
+                           "sgd --dataset synthetic"}) {
+    auto e = test::run_command(node + " " + args);
+    CAF_CHECK_EQUAL(e.exit_code, 2);
+    CAF_CHECK_EQUAL(std::count(e.err.begin(), e.err.end(), '\n'), 1);
+    if (e.exit_code != 2 || std::count(e.err.begin(), e.err.end(), '\n') != 1)
       CAF_MESSAGE(args << ": " << e.err);
   }
 }

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <functional>
 
 namespace pnn::training {
 
@@ -65,6 +66,50 @@ evaluation evaluate(models::Network& model, const dataset& data,
   }
   model.train(was_training);
   return e;
+}
+
+namespace {
+
+/// Resets a BatchNorm layer's statistics and makes it average all batches from now
+/// on; returns its momentum to restore.
+template <class Impl>
+bool reset_for_average(torch::nn::Module& m, std::vector<std::function<void()>>& restore) {
+  auto* bn = m.as<Impl>();
+  if (!bn || !bn->options.track_running_stats())
+    return false;
+  bn->reset_running_stats();
+  auto momentum = bn->options.momentum();
+  bn->options.momentum(c10::nullopt); // cumulative average over num_batches_tracked
+  restore.push_back([bn, momentum] { bn->options.momentum(momentum); });
+  return true;
+}
+
+} // namespace
+
+int64_t recompute_batchnorm_statistics(models::Network& model, const dataset& data,
+                                       const std::vector<int64_t>& indices,
+                                       const transform_options& transform, int64_t batch_size) {
+  std::vector<std::function<void()>> restore;
+  int64_t layers = 0;
+  for (const auto& m : model.modules(/*include_self=*/false))
+    layers += reset_for_average<torch::nn::BatchNorm1dImpl>(*m, restore)
+              || reset_for_average<torch::nn::BatchNorm2dImpl>(*m, restore)
+              || reset_for_average<torch::nn::BatchNorm3dImpl>(*m, restore);
+  if (layers == 0)
+    return 0;
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.train();
+  for (size_t begin = 0; begin < indices.size(); begin += static_cast<size_t>(batch_size)) {
+    size_t end = std::min(indices.size(), begin + static_cast<size_t>(batch_size));
+    if (end - begin < 2 && begin > 0)
+      break; // one sample has no variance
+    model.forward(make_batch(data.images, indices, begin, end, transform, nullptr));
+  }
+  for (auto& r : restore)
+    r();
+  model.train(was_training);
+  return layers;
 }
 
 nlohmann::json to_json(const evaluation& e, const std::vector<std::string>& classes) {

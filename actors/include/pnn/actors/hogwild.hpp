@@ -128,5 +128,13 @@ struct loss_point {
   double smoothed = 0;
 };
 std::vector<loss_point> merged_loss_curve(const hogwild_report& report, int64_t window = 50);
+/// The same for any workers' traces (distributed SGD's too).
+std::vector<loss_point> merged_loss_curve(const std::vector<const hogwild_worker_report*>& workers,
+                                          int64_t window = 50);
+
+/// Writes loss.csv (merged_loss_curve) and loss_worker<i>.csv (time, epoch, batch,
+/// step, loss, loss_smoothed) for `workers` into `out`.
+void write_loss_files(const std::filesystem::path& out,
+                      const std::vector<const hogwild_worker_report*>& workers, int64_t window);
 
 } // namespace pnn

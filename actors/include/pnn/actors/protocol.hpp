@@ -61,6 +61,16 @@ struct job_spec {
   /// it, in stored order, for 1) and has no validation set.
   int32_t shards = 0;
   int32_t shard = 0;
+  /// Distributed SGD through a parameter holder (a run message that names one):
+  /// pull the holder's parameters every `n_pull` steps (and before the first),
+  /// push the update accumulated since the last push every `n_push` steps, keep at
+  /// most `max_pushes` pushes unanswered (the next step waits for an answer), and
+  /// give up (the job fails) when the holder does not answer within
+  /// `holder_timeout` seconds.
+  int32_t n_pull = 5;
+  int32_t n_push = 5;
+  int32_t max_pushes = 2;
+  double holder_timeout = 30;
 };
 
 template <class Inspector>
@@ -68,7 +78,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
            x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.split_seed, x.seed, x.epochs,
            x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost,
-           x.shards, x.shard);
+           x.shards, x.shard, x.n_pull, x.n_push, x.max_pushes, x.holder_timeout);
 }
 
 /// Where a running job is.
@@ -118,6 +128,14 @@ struct job_result {
   /// coordinator to write into the job's folder.
   std::vector<std::string> file_names;
   std::vector<std::string> file_contents;
+  /// Distributed SGD: samples trained, pulls and pushes made, pushes the holder
+  /// rejected (each one's update is lost; the job goes on).
+  int64_t samples = 0;
+  int64_t pulls = 0;
+  int64_t pushes = 0;
+  int64_t rejected_pushes = 0;
+  /// Wall clock when the job's own clock (steps.csv's time) read 0.
+  double clock_zero = 0;
 };
 
 template <class Inspector>
@@ -126,7 +144,7 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
            x.slot, x.ok, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
            x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
            x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.file_names,
-           x.file_contents);
+           x.file_contents, x.samples, x.pulls, x.pushes, x.rejected_pushes, x.clock_zero);
 }
 
 /// Parameters or an update as raw float32 bytes with a layout header: what travels

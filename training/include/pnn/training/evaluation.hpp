@@ -36,6 +36,16 @@ evaluation evaluate(models::Network& model, const dataset& data,
 void accumulate(evaluation& e, const torch::Tensor& logits, const torch::Tensor& labels,
                 double loss_sum);
 
+/// Recomputes the running mean and variance of every BatchNorm layer of `model` from
+/// `indices` of `data` (forward passes in training mode without gradients, an exact
+/// average over the batches, the eval transform), for a model whose parameters came
+/// from elsewhere (a parameter holder keeps parameters, not these statistics).
+/// Returns the number of BatchNorm layers (0: nothing to do, the model is unchanged).
+int64_t recompute_batchnorm_statistics(models::Network& model, const dataset& data,
+                                       const std::vector<int64_t>& indices,
+                                       const transform_options& transform,
+                                       int64_t batch_size = 256);
+
 nlohmann::json to_json(const evaluation& e, const std::vector<std::string>& classes);
 
 } // namespace pnn::training

@@ -1,0 +1,114 @@
+#pragma once
+
+#include <pnn/actors/node.hpp>
+#include <pnn/actors/parameter_holder.hpp>
+#include <pnn/actors/protocol.hpp>
+#include <pnn/actors/training_worker.hpp>
+
+#include <caf/actor_system.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pnn::models {
+class Network;
+}
+
+namespace pnn {
+
+/// A host reached by a Cluster: its address, its node actor and what it offers.
+struct remote_node {
+  std::string address; ///< "host:port" as given
+  node_actor handle;
+  node_info info;
+};
+
+/// The hosts of a run, seen from the coordinator: connects to `pnn-node serve`
+/// processes through CAF's middleman and starts training workers on them (and on
+/// this host). Every worker it started is ended when the Cluster is destroyed (or
+/// on shutdown()), so the actor system can stop.
+///
+///   caf::actor_system_config cfg;
+///   pnn::configure_actor_system(cfg, 2);
+///   cfg.load<caf::io::middleman>();
+///   caf::actor_system sys{cfg};
+///   pnn::Cluster cluster{sys};
+///   auto& a = cluster.connect("127.0.0.1:7001");   // a node: a.info.slots, a.info.host
+///   auto workers = cluster.spawn_workers(a, sink); // one per slot of that host
+class Cluster {
+public:
+  /// `sys` must have loaded caf::io::middleman to connect to other hosts.
+  /// `timeout`: seconds to wait for a node's answers.
+  explicit Cluster(caf::actor_system& sys, double timeout = 10);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  /// Connects to the node published at `host_port` and asks what it offers.
+  /// Throws pnn::error(invalid_argument) naming the address when it cannot be
+  /// reached or does not answer.
+  const remote_node& connect(const std::string& host_port);
+
+  /// Starts one worker per slot on `node` for this coordinator; their progress
+  /// events go to `sink`. Throws pnn::error naming the node when it refuses.
+  std::vector<worker_actor> spawn_workers(const remote_node& node, caf::actor sink);
+
+  /// Starts `n` workers on this host (slots numbered from `base.slot`).
+  std::vector<worker_actor> spawn_local_workers(int32_t n, caf::actor sink, worker_options base = {});
+
+  const std::vector<remote_node>& nodes() const {
+    return nodes_;
+  }
+  caf::actor_system& system() {
+    return sys_;
+  }
+
+  /// Ends every worker started through this Cluster.
+  void shutdown();
+
+private:
+  caf::actor_system& sys_;
+  double timeout_;
+  std::vector<remote_node> nodes_; // reserved: references stay valid
+  std::vector<worker_actor> workers_;
+};
+
+/// A parameter holder (holder_actor) for one model, seen from code: spawn it from
+/// a model's parameters, hand its handle to SGD workers, read its counters, copy its
+/// parameters back into a model, or publish it for workers that connect by port.
+class ParameterHolder {
+public:
+  /// Holds `model`'s current parameters (version 0). Throws pnn::error when a
+  /// parameter is not finite.
+  ParameterHolder(caf::actor_system& sys, const models::Network& model);
+  ~ParameterHolder();
+  ParameterHolder(const ParameterHolder&) = delete;
+  ParameterHolder& operator=(const ParameterHolder&) = delete;
+
+  holder_actor handle() const {
+    return holder_;
+  }
+  /// The layout fingerprint (training::layout_hash) updates must carry.
+  uint64_t layout() const {
+    return layout_;
+  }
+  /// The holder's counters (version, applied, rejected, pulls).
+  holder_status status();
+  /// Copies the holder's current parameters into `model` (same layout); returns
+  /// their version. Throws pnn::error when the layout differs.
+  uint64_t load_into(models::Network& model);
+  /// Publishes the holder on `bind`:`port` (0: the OS picks) and returns the port.
+  /// Requires the middleman. Throws pnn::error when the port cannot be opened.
+  uint16_t publish(uint16_t port = 0, const std::string& bind = "127.0.0.1");
+  /// Ends the holder actor (also done by the destructor).
+  void stop();
+
+private:
+  caf::actor_system& sys_;
+  holder_actor holder_;
+  uint64_t layout_ = 0;
+  double timeout_ = 60;
+};
+
+} // namespace pnn

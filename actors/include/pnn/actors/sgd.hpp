@@ -1,0 +1,118 @@
+#pragma once
+
+#include <pnn/actors/hogwild.hpp>
+#include <pnn/actors/protocol.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pnn {
+
+class ParameterHolder;
+
+/// Distributed SGD through a parameter holder (Downpour-style; the reference's
+/// `Hogwild` optimizer done right), on this host and/or on `pnn-node serve` hosts.
+///
+/// The holder lives on the coordinator and keeps the master parameters and a
+/// version. Every worker (one per slot of every host) trains its own replica on
+/// its own fixed shard of the training set (shard i of N, every epoch in its own
+/// order), with its own optimizer and schedule:
+/// - it pulls the holder's parameters before its first step and every `n_pull`
+///   steps (the next step waits for them);
+/// - it pushes the update it made since its last push or pull (a parameter delta)
+///   every `n_push` steps, before every pull and at the end; the holder adds it;
+/// - at most `max_pushes` pushes are unanswered at a time (backpressure: the next
+///   step waits), and a holder that does not answer within `holder_timeout`
+///   seconds fails that worker.
+/// Parameters travel as raw float32 bytes with a layout fingerprint, checked on
+/// arrival: an update of the wrong layout or with NaN/Inf is rejected and counted
+/// (summary.json: rejected_updates), never applied. BatchNorm running statistics
+/// are not parameters: each worker keeps its own, and the final model's are
+/// recomputed from (up to 10,240 samples of) the coordinator's training data.
+struct sgd_options {
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t subset = 0;
+  std::string model = "lenet5";
+  /// `pnn-node serve` hosts ("host:port"): one worker per slot of each.
+  std::vector<std::string> hosts;
+  bool use_local = true; ///< also workers on this host (false: --no-local)
+  int32_t slots = 0;     ///< workers on this host; 0: one per core
+  int32_t n_push = 5;
+  int32_t n_pull = 5;
+  int32_t max_pushes = 2;
+  double holder_timeout = 30; ///< seconds
+  double connect_timeout = 10; ///< seconds to wait for a host's node to answer
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  std::string scheduler = "cosine";
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  uint64_t seed = 1;       ///< holder's initial parameters; worker i's order from derive_seed(seed, i)
+  uint64_t shard_seed = 1; ///< seed of the shard split
+  int32_t threads_per_worker = 1;
+  int32_t cores = 0; ///< CAF scheduler threads here; 0: the cores this process may use
+  std::filesystem::path out; ///< required
+  std::string progress = "auto";
+  int64_t test_batch_size = 256;
+  bool test = true;
+  int64_t loss_window = 50;
+
+  // In-process only (the C++ API).
+  /// Adjusts the job options of this host's workers (functions do not travel).
+  std::function<void(const job_spec&, training::job_options&)> customize;
+  /// Start from this model (built by make_model) instead of a fresh `model`; it
+  /// receives the trained parameters.
+  std::shared_ptr<models::Network> initial_model;
+  /// This host's data instead of loading `dataset` (other hosts load `dataset`).
+  std::shared_ptr<const training::dataset> train_data;
+  std::shared_ptr<const training::dataset> test_data;
+  /// Called once the holder exists, before any worker starts (e.g. to publish it).
+  std::function<void(ParameterHolder&)> on_holder;
+};
+
+/// One worker's share of an SGD run.
+struct sgd_worker_report : hogwild_worker_report {
+  std::string host; ///< "local" or the node's hostname:port
+};
+
+struct sgd_report {
+  std::shared_ptr<models::Network> model; ///< carries the holder's final parameters
+  std::vector<sgd_worker_report> workers;
+  holder_status holder;
+  uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
+  double wall_seconds = 0;
+  double train_seconds = 0;
+  double samples_per_second = 0;
+  double cpu_utilization_mean = 0;
+  double user_cpu_seconds = 0;
+  double system_cpu_seconds = 0;
+  long long peak_rss_bytes = 0;
+  double final_train_loss = 0;
+  double test_accuracy = 0; ///< NaN when not tested
+  double test_loss = 0;
+  std::vector<std::vector<int64_t>> confusion;
+  nlohmann::json summary;
+};
+
+/// Checks the options without loading data or connecting; throws pnn::error.
+void validate(const sgd_options& options);
+
+/// Runs distributed SGD: connects to `hosts`, starts the holder and the workers,
+/// trains, copies the holder's parameters into the model and tests it. Writes
+/// under `out`: summary.json (command, wall_seconds, cpu_utilization_mean,
+/// test_accuracy, samples_per_second, rejected_updates, holder counters, every
+/// worker's host, samples, pulls and pushes), summary.md, cpu.csv, loss.csv,
+/// loss_worker<i>.csv, workers/worker<i>/ (steps.csv, epochs.csv, metrics.json),
+/// model.pt, confusion.csv, test.json. Throws pnn::error(invalid_argument) for bad
+/// options or an unreachable host, pnn::error(run_failed) when a worker failed
+/// (after writing what there is).
+sgd_report run_sgd(const sgd_options& options);
+
+} // namespace pnn

@@ -1,0 +1,440 @@
+#include <pnn/actors/sgd.hpp>
+
+#include <pnn/actors/cluster.hpp>
+#include <pnn/actors/distributed.hpp>
+#include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/error.hpp>
+#include <pnn/models/network.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/evaluation.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/random.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/schedules.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn {
+
+using namespace pnn::training;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw pnn::error(error_code::invalid_argument, msg);
+}
+
+std::string worker_name(size_t i) {
+  return "worker" + std::to_string(i);
+}
+
+nlohmann::json finite_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+} // namespace
+
+void validate(const sgd_options& o) {
+  if (!o.initial_model && !models::has_model(o.model))
+    models::make_model(o.model, 1, 10); // throws the error listing valid names
+  if (o.initial_model && o.initial_model->registry_name().empty())
+    bad("sgd: the model was not built by make_model; register it with register_model and "
+        "build it by name, so that workers can build replicas of it");
+  schedule_options::parse(o.scheduler);
+  optimizer_options::parse(o.optimizer, o.lr);
+  for (const auto& h : o.hosts)
+    parse_host_port(h, "--hosts");
+  if (!o.use_local && o.hosts.empty())
+    bad("--no-local: expected --hosts h:p,... to run the workers on");
+  if (o.slots < 0 || o.slots > 1024)
+    bad("--slots " + std::to_string(o.slots) + ": expected 1..1024 (0: one per core)");
+  if (o.n_push < 1)
+    bad("--n-push " + std::to_string(o.n_push) + ": expected at least 1 (steps between pushes)");
+  if (o.n_pull < 1)
+    bad("--n-pull " + std::to_string(o.n_pull) + ": expected at least 1 (steps between pulls)");
+  if (o.max_pushes < 1 || o.max_pushes > 1024)
+    bad("--max-pushes " + std::to_string(o.max_pushes) + ": expected 1..1024");
+  if (!(o.holder_timeout > 0))
+    bad("--holder-timeout " + std::to_string(o.holder_timeout) + ": expected seconds > 0");
+  if (!(o.connect_timeout > 0))
+    bad("--connect-timeout " + std::to_string(o.connect_timeout) + ": expected seconds > 0");
+  if (o.epochs < 1)
+    bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
+  if (o.batch_size < 1)
+    bad("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
+  if (o.threads_per_worker < 1 || o.threads_per_worker > 1024)
+    bad("--threads-per-worker " + std::to_string(o.threads_per_worker) + ": expected 1..1024");
+  if (o.test_batch_size < 1)
+    bad("--test-batch-size " + std::to_string(o.test_batch_size) + ": expected at least 1");
+  if (o.loss_window < 1)
+    bad("--loss-window " + std::to_string(o.loss_window) + ": expected at least 1");
+  if (o.out.empty())
+    bad("--out: expected the output folder");
+}
+
+sgd_report run_sgd(const sgd_options& o) {
+  validate(o);
+  const auto wall_start = std::chrono::steady_clock::now();
+  const auto cpu_start = process_cpu_times();
+  const int32_t cores = o.cores > 0 ? o.cores : available_cores();
+  const int32_t local = o.use_local ? (o.slots > 0 ? o.slots : cores) : 0;
+  ensure_directory(o.out);
+
+  // This host's copy of the data: the model's shape, local workers, the test.
+  dataset_pair data;
+  if (o.train_data) {
+    data.train = o.train_data;
+    data.test = o.test_data;
+  } else {
+    data = shared_dataset(o.dataset, o.data_dir, o.subset);
+    if (o.test_data)
+      data.test = o.test_data;
+  }
+  std::shared_ptr<models::Network> model = o.initial_model;
+  if (!model)
+    model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
+  const std::string model_name = model->registry_name();
+  const std::string dataset_name
+    = o.train_data && !o.train_data->name.empty() ? o.train_data->name : o.dataset;
+
+  sgd_report report;
+  report.model = model;
+  std::vector<job_spec> specs;
+  std::vector<job_result> results;
+  std::vector<std::string> hosts_of;
+  {
+    caf::actor_system_config cfg;
+    configure_actor_system(cfg, static_cast<size_t>(std::max(1, std::min(cores, std::max(1, local)))));
+    if (!o.hosts.empty())
+      cfg.load<caf::io::middleman>();
+    caf::actor_system sys{cfg};
+    Cluster cluster{sys, o.connect_timeout};
+    // Every host first: one that cannot be reached stops the run before any work.
+    for (const auto& h : o.hosts) {
+      try {
+        cluster.connect(h);
+      } catch (const pnn::error& e) {
+        bad("--hosts " + std::string(e.what()).substr(5)); // "host " -> "--hosts "
+      }
+    }
+    collector_options co;
+    co.out_dir = o.out;
+    co.progress = o.progress;
+    {
+      // Progress labels, in the order the workers are started below.
+      uint32_t id = 0;
+      for (const auto& node : cluster.nodes())
+        for (int32_t s = 0; s < node.info.slots; ++s, ++id)
+          co.labels[id] = worker_name(id) + "@" + node.info.host;
+      for (int32_t s = 0; s < local; ++s, ++id)
+        co.labels[id] = worker_name(id) + "@local";
+      co.total_jobs = id;
+      for (uint32_t i = 0; i < id; ++i)
+        co.costs[i] = 1;
+    }
+    auto collector = sys.spawn(metric_collector, co);
+    auto sink = caf::actor_cast<caf::actor>(collector);
+    std::vector<worker_actor> workers;
+    auto stop_all = [&] {
+      cluster.shutdown();
+      caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
+    };
+    try {
+      for (const auto& node : cluster.nodes())
+        for (auto& w : cluster.spawn_workers(node, sink)) {
+          workers.push_back(w);
+          hosts_of.push_back(node.info.host);
+        }
+    } catch (const pnn::error& e) {
+      stop_all();
+      bad("--hosts " + std::string(e.what()).substr(5));
+    }
+    worker_options wo;
+    // Every worker hands its record files back (this host's too), so the
+    // coordinator writes them all the same way.
+    wo.remote = true;
+    wo.customize = o.customize;
+    wo.train_data = o.train_data;
+    wo.host = "local";
+    for (auto& w : cluster.spawn_local_workers(local, sink, wo)) {
+      workers.push_back(w);
+      hosts_of.push_back("local");
+    }
+    const size_t n = workers.size();
+    if (static_cast<int64_t>(n) > data.train->size()) {
+      stop_all();
+      bad("sgd: " + std::to_string(n) + " workers but only " + std::to_string(data.train->size())
+          + " training samples");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      job_spec s;
+      s.id = static_cast<uint32_t>(i);
+      s.model = model_name;
+      s.scheduler = o.scheduler;
+      s.optimizer = o.optimizer;
+      s.lr = o.lr;
+      s.dataset = dataset_name;
+      s.data_dir = o.data_dir;
+      s.subset = o.subset;
+      s.shards = static_cast<int32_t>(n);
+      s.shard = static_cast<int32_t>(i);
+      s.split_seed = o.shard_seed;
+      s.seed = i == 0 ? o.seed : derive_seed(o.seed, static_cast<uint64_t>(i));
+      s.epochs = o.epochs;
+      s.batch_size = o.batch_size;
+      s.threads = o.threads_per_worker;
+      s.n_pull = o.n_pull;
+      s.n_push = o.n_push;
+      s.max_pushes = o.max_pushes;
+      s.holder_timeout = o.holder_timeout;
+      specs.push_back(s);
+    }
+    ParameterHolder holder{sys, *model};
+    if (o.on_holder)
+      o.on_holder(holder);
+    auto holder_handle = caf::actor_cast<caf::actor>(holder.handle());
+    caf::scoped_actor self{sys};
+    std::vector<decltype(self->request(workers.front(), caf::infinite, run_atom::value,
+                                       specs.front(), holder_handle))>
+      pending;
+    for (size_t i = 0; i < n; ++i)
+      pending.push_back(
+        self->request(workers[i], caf::infinite, run_atom::value, specs[i], holder_handle));
+    results.resize(n);
+    for (size_t i = 0; i < n; ++i)
+      pending[i].receive(
+        [&](job_result& r) {
+          caf::anon_send(collector, result_atom::value, r);
+          results[i] = std::move(r);
+        },
+        [&](caf::error& e) {
+          job_result r;
+          r.id = static_cast<uint32_t>(i);
+          r.ok = false;
+          r.error = sys.render(e);
+          caf::anon_send(collector, result_atom::value, r);
+          results[i] = r;
+        });
+    report.holder = holder.status();
+    report.rejected_updates = report.holder.rejected;
+    holder.load_into(*model);
+    self->request(collector, caf::infinite, done_atom::value)
+      .receive([&](double mean) { report.cpu_utilization_mean = mean; }, [&](caf::error&) {});
+    holder.stop();
+    stop_all();
+  }
+
+  // The workers' records, into workers/worker<i>/, and their steps on one clock.
+  double t0 = std::numeric_limits<double>::infinity(), t_end = 0;
+  for (const auto& r : results)
+    if (r.clock_zero > 0)
+      t0 = std::min(t0, r.clock_zero);
+  if (!std::isfinite(t0))
+    t0 = 0;
+  int64_t samples = 0;
+  double loss_sum = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    auto& r = results[i];
+    sgd_worker_report w;
+    w.host = hosts_of[i];
+    const fs::path dir = o.out / "workers" / worker_name(i);
+    for (size_t f = 0; f < r.file_names.size() && f < r.file_contents.size(); ++f) {
+      const auto& name = r.file_names[f];
+      if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+        continue; // a file name that is not a plain name is never written
+      write_file_atomic(dir / name, r.file_contents[f]);
+      if (name == "metrics.json") {
+        auto j = nlohmann::json::parse(r.file_contents[f], nullptr, false);
+        if (j.is_object() && j.contains("steps") && j["steps"].is_array())
+          for (const auto& s : j["steps"]) {
+            auto step = step_from_json(s);
+            step.time += r.clock_zero - t0;
+            t_end = std::max(t_end, step.time);
+            w.steps.push_back(step);
+          }
+      }
+    }
+    r.file_contents.clear();
+    w.samples = r.samples;
+    w.result = r;
+    samples += r.samples;
+    loss_sum += r.train_loss * static_cast<double>(r.samples);
+    report.workers.push_back(std::move(w));
+  }
+  report.train_seconds = t_end;
+  report.samples_per_second = static_cast<double>(samples) / std::max(t_end, 1e-9);
+  report.final_train_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, samples));
+  {
+    std::vector<const hogwild_worker_report*> traces;
+    for (const auto& w : report.workers)
+      traces.push_back(&w);
+    write_loss_files(o.out, traces, o.loss_window);
+  }
+
+  report.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+  report.test_loss = std::numeric_limits<double>::quiet_NaN();
+  // The holder keeps parameters only: BatchNorm statistics of the trained
+  // parameters come from (up to 10,240 samples of) this host's training data.
+  int64_t bn_layers = 0, bn_samples = 0;
+  if (!specs.empty()) {
+    auto opts = job_options_from(specs.front());
+    if (o.customize)
+      o.customize(specs.front(), opts);
+    use_intra_op_threads(cores);
+    auto sample = all_indices(data.train->size());
+    sample.resize(static_cast<size_t>(std::min<int64_t>(data.train->size(), 10240)));
+    bn_layers = recompute_batchnorm_statistics(*model, *data.train, sample, opts.eval_transform);
+    if (bn_layers > 0)
+      bn_samples = static_cast<int64_t>(sample.size());
+  }
+  if (o.test && data.test && !specs.empty()) {
+    auto opts = job_options_from(specs.front());
+    if (o.customize)
+      o.customize(specs.front(), opts);
+    DistributedTester tester{data.test, o.out, o.test_batch_size};
+    tester.transform() = opts.eval_transform;
+    auto e = tester(*model);
+    report.test_accuracy = e.accuracy;
+    report.test_loss = e.loss;
+    report.confusion = e.confusion;
+  }
+  {
+    std::ostringstream bytes;
+    torch::serialize::OutputArchive archive;
+    model->save(archive);
+    archive.save_to(bytes);
+    write_file_atomic(o.out / "model.pt", bytes.str());
+  }
+
+  report.wall_seconds
+    = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  const auto cpu_end = process_cpu_times();
+  report.user_cpu_seconds = cpu_end.user_seconds - cpu_start.user_seconds;
+  report.system_cpu_seconds = cpu_end.system_seconds - cpu_start.system_seconds;
+  report.peak_rss_bytes = peak_rss_bytes();
+
+  nlohmann::json workers = nlohmann::json::array();
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < report.workers.size(); ++i) {
+    const auto& w = report.workers[i];
+    const auto& r = w.result;
+    if (!r.ok)
+      failures.push_back(worker_name(i) + "@" + w.host + ": " + r.error);
+    workers.push_back({{"worker", i},
+                       {"host", w.host},
+                       {"slot", r.slot},
+                       {"ok", r.ok},
+                       {"error", r.error},
+                       {"samples", r.samples},
+                       {"steps", w.steps.size()},
+                       {"pulls", r.pulls},
+                       {"pushes", r.pushes},
+                       {"rejected_pushes", r.rejected_pushes},
+                       {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
+                       {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
+                       {"train_loss", finite_or_null(r.train_loss)},
+                       {"files", (fs::path("workers") / worker_name(i)).string()}});
+  }
+  nlohmann::json per_class = nlohmann::json::array();
+  if (!report.confusion.empty()) {
+    training::evaluation e;
+    e.confusion = report.confusion;
+    for (auto a : e.per_class_accuracy())
+      per_class.push_back(finite_or_null(a));
+  }
+  std::vector<std::string> host_list;
+  for (const auto& h : hosts_of)
+    if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
+      host_list.push_back(h);
+  report.summary = {{"command", "sgd"},
+                    {"wall_seconds", report.wall_seconds},
+                    {"cpu_utilization_mean", report.cpu_utilization_mean},
+                    {"test_accuracy", finite_or_null(report.test_accuracy)},
+                    {"test_loss", finite_or_null(report.test_loss)},
+                    {"samples_per_second", report.samples_per_second},
+                    {"rejected_updates", report.rejected_updates},
+                    {"holder",
+                     {{"version", report.holder.version},
+                      {"applied", report.holder.applied},
+                      {"rejected", report.holder.rejected},
+                      {"pulls", report.holder.pulls}}},
+                    {"train_seconds", report.train_seconds},
+                    {"final_train_loss", finite_or_null(report.final_train_loss)},
+                    {"workers", report.workers.size()},
+                    {"local_workers", local},
+                    {"hosts", host_list},
+                    {"n_push", o.n_push},
+                    {"n_pull", o.n_pull},
+                    {"max_pushes", o.max_pushes},
+                    {"threads_per_worker", o.threads_per_worker},
+                    {"cores", cores},
+                    {"dataset", dataset_name},
+                    {"train_samples", data.train->size()},
+                    {"test_samples", data.test ? data.test->size() : 0},
+                    {"model", model_name},
+                    {"parameters", models::parameter_count(*model)},
+                    {"optimizer", o.optimizer},
+                    {"lr", o.lr},
+                    {"scheduler", o.scheduler},
+                    {"epochs", o.epochs},
+                    {"batch_size", o.batch_size},
+                    {"seed", o.seed},
+                    {"shard_seed", o.shard_seed},
+                    {"user_cpu_seconds", report.user_cpu_seconds},
+                    {"system_cpu_seconds", report.system_cpu_seconds},
+                    {"peak_rss_bytes", report.peak_rss_bytes},
+                    {"per_class_accuracy", per_class},
+                    {"confusion", report.confusion},
+                    {"batchnorm_layers", bn_layers},
+                    {"batchnorm_statistics_samples", bn_samples},
+                    {"failed_workers", failures},
+                    {"worker_list", workers}};
+  write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
+  std::ostringstream md;
+  char buf[320];
+  md << "# pnn sgd: " << model_name << " on " << dataset_name << ", " << report.workers.size()
+     << " worker(s) on " << host_list.size() << " host(s), n_push " << o.n_push << ", n_pull "
+     << o.n_pull << "\n\n"
+     << "| workers | epochs | test accuracy | final train loss | samples/s | updates applied | rejected | training time | wall time |\n"
+     << "|---|---|---|---|---|---|---|---|---|\n";
+  std::snprintf(buf, sizeof buf, "| %zu | %lld | %.4f | %.4f | %.0f | %llu | %llu | %.1f s | %.1f s |\n",
+                report.workers.size(), static_cast<long long>(o.epochs), report.test_accuracy,
+                report.final_train_loss, report.samples_per_second,
+                static_cast<unsigned long long>(report.holder.applied),
+                static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
+                report.wall_seconds);
+  md << buf;
+  md << "\n| worker | host | samples | pulls | pushes | rejected pushes |\n|---|---|---|---|---|---|\n";
+  for (size_t i = 0; i < report.workers.size(); ++i) {
+    const auto& w = report.workers[i];
+    md << "| " << worker_name(i) << " | " << w.host << " | " << w.result.samples << " | "
+       << w.result.pulls << " | " << w.result.pushes << " | " << w.result.rejected_pushes
+       << " |\n";
+  }
+  write_file_atomic(o.out / "summary.md", md.str());
+  if (!failures.empty())
+    throw pnn::error(error_code::run_failed, "sgd: " + failures.front()
+                                               + (failures.size() > 1
+                                                    ? " (and " + std::to_string(failures.size() - 1)
+                                                        + " more; see summary.json)"
+                                                    : ""));
+  return report;
+}
+
+} // namespace pnn

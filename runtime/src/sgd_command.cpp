@@ -1,0 +1,46 @@
+#include <pnn/runtime/sgd_command.hpp>
+
+#include <pnn/actors/sgd.hpp>
+#include <pnn/training/system.hpp>
+
+#include <cstdio>
+
+namespace pnn::runtime {
+
+int run_sgd_command(const sgd_options& o) {
+  std::printf("pnn sgd: %s on %s through a parameter holder, %zu host(s)%s, n_push %d, "
+              "n_pull %d, %s lr %g, %s, %lld epoch(s), batch %lld\n",
+              o.model.c_str(), o.dataset.c_str(), o.hosts.size(),
+              o.use_local ? " + this one" : "", o.n_push, o.n_pull, o.optimizer.c_str(), o.lr,
+              o.scheduler.c_str(), static_cast<long long>(o.epochs),
+              static_cast<long long>(o.batch_size));
+  std::fflush(stdout);
+  auto r = run_sgd(o);
+  std::printf("\n%-8s %-28s %8s %7s %7s %9s %11s\n", "worker", "host", "samples", "pulls",
+              "pushes", "rejected", "train loss");
+  for (size_t i = 0; i < r.workers.size(); ++i) {
+    const auto& w = r.workers[i];
+    std::printf("%-8zu %-28s %8lld %7lld %7lld %9lld %11.4f\n", i, w.host.c_str(),
+                static_cast<long long>(w.samples), static_cast<long long>(w.result.pulls),
+                static_cast<long long>(w.result.pushes),
+                static_cast<long long>(w.result.rejected_pushes), w.result.train_loss);
+  }
+  std::printf("\nholder: version %llu, %llu updates applied, %llu rejected, %llu pulls\n",
+              static_cast<unsigned long long>(r.holder.version),
+              static_cast<unsigned long long>(r.holder.applied),
+              static_cast<unsigned long long>(r.holder.rejected),
+              static_cast<unsigned long long>(r.holder.pulls));
+  std::printf("test accuracy: %.4f (loss %.4f); final train loss %.4f\n", r.test_accuracy,
+              r.test_loss, r.final_train_loss);
+  std::printf("training %.1f s at %.0f samples/s; wall time %.1f s, mean CPU utilisation %.1f%%, "
+              "CPU user %.1f s, system %.1f s, peak RSS %.0f MiB\n",
+              r.train_seconds, r.samples_per_second, r.wall_seconds,
+              100 * r.cpu_utilization_mean, r.user_cpu_seconds, r.system_cpu_seconds,
+              static_cast<double>(r.peak_rss_bytes) / (1 << 20));
+  std::printf("results: %s (summary.json, summary.md, loss.csv, loss_worker<i>.csv, "
+              "confusion.csv, test.json, model.pt, cpu.csv, workers/)\n",
+              o.out.c_str());
+  return 0;
+}
+
+} // namespace pnn::runtime

@@ -1,0 +1,293 @@
+// A training worker as one worker of distributed SGD through a parameter holder,
+// under CAF's deterministic test coordinator: what it pulls and pushes and when,
+// the bound on unanswered pushes, timeouts, rejected updates and wrong layouts.
+#include <torch/torch.h>
+
+#define CAF_SUITE actors.sgd
+#include <caf/test/dsl.hpp>
+
+#include "test_util.hpp"
+
+#include <pnn/actors/errors.hpp>
+#include <pnn/actors/parameter_holder.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/models/network.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/parameters.hpp>
+
+#include <caf/all.hpp>
+
+#include <cstring>
+
+using namespace pnn;
+
+namespace {
+
+/// A stand-in holder whose answers the test controls.
+struct fake_holder {
+  param_blob params;             ///< what a pull answers
+  bool answer_pulls = true;
+  bool hold_pushes = false;      ///< keep push answers until release()
+  bool reject_pushes = false;    ///< answer pushes with a pnn error
+  int pulls = 0;
+  std::vector<param_blob> pushes;
+  std::vector<caf::response_promise> held;
+};
+
+using release_atom = caf::atom_constant<caf::atom("release")>;
+
+caf::behavior fake_holder_actor(caf::event_based_actor* self, std::shared_ptr<fake_holder> h) {
+  return {
+    // Answers held push `index` (promises are delivered from the holder's own context).
+    [=](release_atom, size_t index) { h->held.at(index).deliver(uint64_t{100 + index}); },
+    [=](pull_atom) -> caf::result<param_blob> {
+      ++h->pulls;
+      if (!h->answer_pulls)
+        return self->make_response_promise(); // never delivered
+      return h->params;
+    },
+    [=](push_atom, param_blob& update) -> caf::result<uint64_t> {
+      h->pushes.push_back(std::move(update));
+      if (h->reject_pushes)
+        return make_error(error_code::invalid_argument, "update rejected: test");
+      if (h->hold_pushes) {
+        auto rp = self->make_response_promise();
+        h->held.push_back(rp);
+        return rp;
+      }
+      return uint64_t{h->pushes.size()};
+    },
+  };
+}
+
+struct fixture : test_coordinator_fixture<> {
+  static job_spec sgd_job() {
+    job_spec j;
+    j.id = 3;
+    j.model = "lenet5";
+    j.scheduler = "none";
+    j.dataset = "synthetic:train=192,test=10";
+    j.shards = 1; // the whole set
+    j.shard = 0;
+    j.epochs = 2;
+    j.batch_size = 32;
+    j.n_push = 3;
+    j.n_pull = 4;
+    j.max_pushes = 2;
+    j.holder_timeout = 5;
+    return j;
+  }
+
+  /// The model a job of `spec` starts from, as a holder's blob.
+  static param_blob initial_blob(const job_spec& spec) {
+    auto data = training::shared_dataset(spec.dataset, "", 0).train;
+    auto m = training::make_seeded_model(spec.model, data->channels(), data->num_classes(), spec.seed);
+    param_blob b;
+    b.layout = training::layout_hash(*m);
+    b.bytes = training::parameter_bytes(*m);
+    b.count = b.bytes.size() / sizeof(float);
+    return b;
+  }
+
+  /// Sends (run, spec, holder) to a fresh worker; the result lands in *result.
+  std::shared_ptr<std::optional<job_result>> start(const job_spec& spec, caf::actor holder,
+                                                   worker_actor& w) {
+    worker_options o;
+    o.batches_per_slice = 2;
+    w = spawn_worker(sys, nullptr, o);
+    auto result = std::make_shared<std::optional<job_result>>();
+    auto worker = w;
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(worker, caf::infinite, run_atom::value, spec, holder)
+        .then([result](job_result& r) { *result = std::move(r); });
+    });
+    return result;
+  }
+
+  /// What `holder` answers to `msg` (an event-based requester; run() drives it).
+  template <class T, class Atom>
+  T ask(const holder_actor& holder, Atom msg) {
+    auto out = std::make_shared<T>();
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(holder, caf::infinite, msg).then([=](T& v) { *out = std::move(v); });
+    });
+    run();
+    return *out;
+  }
+};
+
+std::vector<float> floats_of(const std::vector<char>& bytes) {
+  std::vector<float> v(bytes.size() / sizeof(float));
+  std::memcpy(v.data(), bytes.data(), bytes.size());
+  return v;
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(sgd_tests, fixture)
+
+CAF_TEST(one worker through a holder ends where plain training ends) {
+  auto spec = sgd_job();
+  // Plain SGD: Adam turns the holder's float rounding (h + (c - h) is c only up to
+  // one ulp) into lr-sized steps wherever a gradient is ~0.
+  spec.optimizer = "sgd";
+  spec.lr = 0.05;
+  auto initial = initial_blob(spec);
+  auto holder = spawn_holder(sys, initial);
+  worker_actor w;
+  auto result = start(spec, caf::actor_cast<caf::actor>(holder), w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_CHECK(r.ok);
+  if (!r.ok)
+    CAF_MESSAGE("error: " << r.error);
+  // 2 epochs x 6 batches = 12 steps; pushes at steps 3, 4 (before the pull), 6, 8
+  // (before the pull), 9 and 12 (the end); pulls before step 1 and at steps 4 and 8.
+  CAF_CHECK_EQUAL(r.pushes, 6);
+  CAF_CHECK_EQUAL(r.pulls, 3);
+  CAF_CHECK_EQUAL(r.rejected_pushes, 0);
+  CAF_CHECK_EQUAL(r.samples, 384);
+  auto st = ask<holder_status>(holder, status_atom::value);
+  CAF_CHECK_EQUAL(st.applied, 6u);
+  CAF_CHECK_EQUAL(st.version, 6u);
+  CAF_CHECK_EQUAL(st.pulls, 3u);
+  // The reference: the same job without a holder.
+  auto data = training::shared_dataset(spec.dataset, "", 0).train;
+  training::training_job ref{job_options_from(spec), data, training::all_indices(data->size()), {}};
+  ref.run_to_end();
+  auto final_params = ask<param_blob>(holder, pull_atom::value);
+  auto got = floats_of(final_params.bytes);
+  auto want = floats_of(training::parameter_bytes(*ref.model()));
+  CAF_REQUIRE_EQUAL(got.size(), want.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(got[i] - want[i])));
+  CAF_MESSAGE("largest difference to plain training: " << max_diff);
+  CAF_CHECK_LESS(max_diff, 1e-5);
+  // And training moved the parameters.
+  auto start_values = floats_of(initial.bytes);
+  double moved = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    moved = std::max(moved, static_cast<double>(std::abs(got[i] - start_values[i])));
+  CAF_CHECK_GREATER(moved, 1e-3);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(a worker waits when max_pushes pushes are unanswered) {
+  auto spec = sgd_job();
+  spec.epochs = 1;   // 6 steps
+  spec.n_push = 1;   // a push after every step
+  spec.n_pull = 100; // no pull after the first
+  spec.max_pushes = 2;
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->params.version = 41;
+  h->hold_pushes = true;
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  sched.run(); // messages only: no request times out here
+  // Two steps, two pushes, then nothing until an answer comes.
+  CAF_CHECK_EQUAL(h->pulls, 1);
+  CAF_REQUIRE_EQUAL(h->pushes.size(), 2u);
+  CAF_CHECK(!result->has_value());
+  for (const auto& p : h->pushes) {
+    CAF_CHECK_EQUAL(p.layout, h->params.layout);
+    CAF_CHECK_EQUAL(p.count, h->params.count);
+    CAF_CHECK_EQUAL(p.version, 41u); // built on the pulled version
+    CAF_CHECK(training::check_floats(p.bytes, p.count).empty());
+  }
+  // One answer lets exactly one more step (and push) through.
+  anon_send(holder, release_atom::value, size_t{0});
+  sched.run(); // messages only: no request times out here
+  CAF_CHECK_EQUAL(h->pushes.size(), 3u);
+  CAF_CHECK(!result->has_value());
+  // Answer everything as it comes: the job ends after its 6 steps, 6 pushes.
+  for (size_t answered = 1; !result->has_value() && answered < 10; ++answered) {
+    anon_send(holder, release_atom::value, answered);
+    sched.run();
+  }
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->ok);
+  CAF_CHECK_EQUAL((*result)->pushes, 6);
+  CAF_CHECK_EQUAL(h->pushes.size(), 6u);
+  // The pushes add up to the distance travelled: their sum is the final model
+  // minus the pulled start (checked on the first value).
+  double sum = 0;
+  for (const auto& p : h->pushes)
+    sum += floats_of(p.bytes)[0];
+  CAF_CHECK_NOT_EQUAL(sum, 0.0);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(a rejected push is counted and the job goes on) {
+  auto spec = sgd_job();
+  spec.epochs = 1;
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->reject_pushes = true;
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->ok);
+  // 6 steps: pushes at 3, 4 (pull), 6 (end); every one refused.
+  CAF_CHECK_EQUAL((*result)->pushes, 3);
+  CAF_CHECK_EQUAL((*result)->rejected_pushes, 3);
+  CAF_CHECK_EQUAL((*result)->pulls, 2);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(a holder that does not answer fails the job after its timeout) {
+  auto spec = sgd_job();
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->answer_pulls = false;
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  sched.run(); // messages only (run() would also fire the timeout)
+  CAF_CHECK(!result->has_value()); // waiting: no step without parameters
+  CAF_CHECK_EQUAL(h->pushes.size(), 0u);
+  CAF_CHECK_EQUAL(sched.trigger_timeouts(), 1u);
+  sched.run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK(!(*result)->ok);
+  CAF_MESSAGE((*result)->error);
+  CAF_CHECK(test::contains((*result)->error, "did not answer a pull within"));
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(parameters of another layout fail the job before any step) {
+  auto spec = sgd_job();
+  param_blob other;
+  other.layout = 12345;
+  other.count = 10;
+  other.bytes.assign(40, 0);
+  auto holder = spawn_holder(sys, other);
+  worker_actor w;
+  auto result = start(spec, caf::actor_cast<caf::actor>(holder), w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK(!(*result)->ok);
+  CAF_MESSAGE((*result)->error);
+  CAF_CHECK(test::contains((*result)->error, "do not fit model lenet5"));
+  CAF_CHECK_EQUAL((*result)->pushes, 0);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
