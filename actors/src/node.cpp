@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
 
 namespace pnn {
@@ -20,6 +21,20 @@ node_state::node_state() : d(std::make_unique<impl>()) {
 node_state::~node_state() = default;
 
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self, node_options o) {
+  // Workers are linked to the node so that they end with it; one that ends (its
+  // coordinator went away) must not take the node, and the next coordinators, along.
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    bool was_worker = false;
+    for (auto& [sink, list] : self->state.d->workers) {
+      auto gone = std::remove_if(list.begin(), list.end(), [&](const caf::actor& w) {
+        return w.address() == msg.source;
+      });
+      was_worker = was_worker || gone != list.end();
+      list.erase(gone, list.end());
+    }
+    if (!was_worker)
+      self->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
+  });
   self->set_down_handler([self](const caf::down_msg& msg) {
     // A coordinator went away: its workers are of no use any more.
     auto& d = *self->state.d;

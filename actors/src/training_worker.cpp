@@ -42,7 +42,9 @@ struct worker_state::impl {
   std::vector<char> snapshot; // parameters at the last pull or push
   int64_t pushed_at = 0;      // steps_done at the last push (or pull)
   int32_t in_flight = 0;      // pushes not yet answered
-  bool pulling = false;       // the next slice waits for a pull's answer
+  bool pulling = false;       // the next slice waits for a pull's answer (the first)
+  bool pull_pending = false;  // a pull is on its way
+  std::vector<char> pull_base; // the snapshot when that pull was sent
   bool blocked = false;       // the next slice waits for a push slot
   bool finishing = false;     // done training; waits for the last pushes' answers
 };
@@ -199,10 +201,21 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
           proceed(true);
         });
   };
-  // Replaces the model's parameters by the holder's; the next slice follows the answer.
-  auto pull = [self, holder_timeout, holder_failure, finish, proceed] {
+  // Fetches the holder's parameters. The first pull (`wait`) replaces the model's
+  // parameters and the first slice follows the answer. Later pulls do not stop
+  // training: the answer is merged when it arrives (between slices), keeping the
+  // steps made meanwhile. With `base` the snapshot when the pull was sent (just
+  // after a push, so the holder's answer includes everything pushed up to then),
+  // both the parameters and the snapshot move by (pulled - base): the local
+  // progress since the request stays, and the next push still sends exactly what
+  // was not pushed yet.
+  auto pull = [self, holder_timeout, holder_failure, finish, proceed](bool wait) {
     auto& d = *self->state.d;
-    d.pulling = true;
+    if (d.pull_pending)
+      return; // one pull at a time; the next pull step asks again
+    d.pulling = wait;
+    d.pull_pending = true;
+    d.pull_base = wait ? std::vector<char>{} : d.snapshot;
     const auto gen = d.generation;
     self->request(d.holder, holder_timeout(), pull_atom::value)
       .then(
@@ -210,7 +223,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
           auto& st = *self->state.d;
           if (st.generation != gen)
             return;
-          st.pulling = false;
+          st.pull_pending = false;
           auto& model = *st.job->model();
           const auto floats = static_cast<uint64_t>(parameter_floats(model));
           if (blob.layout != st.layout || blob.count != floats) {
@@ -226,16 +239,34 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
             return;
           }
           try {
-            load_parameter_bytes(model, blob.bytes);
+            if (st.pulling) {
+              load_parameter_bytes(model, blob.bytes);
+              st.snapshot = std::move(blob.bytes);
+              st.pushed_at = st.job->steps_done();
+            } else {
+              auto current = parameter_bytes(model);
+              auto* cur = reinterpret_cast<float*>(current.data());
+              auto* snap = reinterpret_cast<float*>(st.snapshot.data());
+              const auto* pulled = reinterpret_cast<const float*>(blob.bytes.data());
+              const auto* base = reinterpret_cast<const float*>(st.pull_base.data());
+              for (uint64_t i = 0; i < blob.count; ++i) {
+                const float offset = pulled[i] - base[i];
+                cur[i] += offset;
+                snap[i] += offset;
+              }
+              load_parameter_bytes(model, current);
+              st.pull_base.clear();
+            }
           } catch (const std::exception& e) {
             finish(false, e.what());
             return;
           }
-          st.snapshot = std::move(blob.bytes);
           st.version = blob.version;
-          st.pushed_at = st.job->steps_done();
           ++st.result.pulls;
-          proceed(false);
+          if (st.pulling) {
+            st.pulling = false;
+            proceed(false);
+          }
         },
         [=](caf::error& e) {
           auto& st = *self->state.d;
@@ -282,7 +313,8 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
     d.last_progress = 0;
     d.holder = holder;
     d.in_flight = 0;
-    d.pulling = d.blocked = d.finishing = false;
+    d.pulling = d.blocked = d.finishing = d.pull_pending = false;
+    d.pull_base.clear();
     d.pushed_at = 0;
     d.version = 0;
     d.snapshot.clear();
@@ -338,7 +370,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       return promise;
     }
     if (holder)
-      pull(); // the first slice follows the holder's parameters
+      pull(true); // the first slice follows the holder's parameters
     else
       self->send(self, slice_atom::value);
     return promise;
@@ -405,8 +437,8 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       }
       const int64_t steps = d.job->steps_done();
       const bool pull_due = !done && steps % d.spec.n_pull == 0;
-      // A pull replaces the parameters: what was learnt since the last push goes first
-      // (the holder handles one sender's messages in order, so the pull sees it).
+      // Before a pull, what was learnt since the last push goes out (the holder
+      // handles one sender's messages in order, so the pull's answer includes it).
       if (done || pull_due || steps % d.spec.n_push == 0)
         push();
       if (!d.job)
@@ -414,7 +446,7 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       if (done)
         d.finishing = true;
       else if (pull_due)
-        pull();
+        pull(false);
       proceed(false);
     },
     [=](threads_atom, int32_t n) {

@@ -34,19 +34,53 @@ struct fake_holder {
   int pulls = 0;
   std::vector<param_blob> pushes;
   std::vector<caf::response_promise> held;
+  /// Hold the second pull until release_pull; it is then answered with what a
+  /// holder had when it was asked (params + the pushes until then) plus an offset
+  /// on every value (another worker's progress).
+  bool hold_second_pull = false;
+  caf::response_promise held_pull;
+  size_t pushes_at_pull = 0;
 };
 
+/// What a holder has after the first `pushes` pushes, plus `offset` on the last 10
+/// values (LeNet5's output bias: the same shift on every logit changes no
+/// prediction and no gradient, so it shows up only where it is copied).
+param_blob holder_view(const fake_holder& h, size_t pushes, float offset, uint64_t version) {
+  param_blob b = h.params;
+  auto* v = reinterpret_cast<float*>(b.bytes.data());
+  for (size_t p = 0; p < pushes; ++p) {
+    const auto* d = reinterpret_cast<const float*>(h.pushes[p].bytes.data());
+    for (uint64_t i = 0; i < b.count; ++i)
+      v[i] += d[i];
+  }
+  for (uint64_t i = b.count - 10; i < b.count; ++i)
+    v[i] += offset;
+  b.version = version;
+  return b;
+}
+
 using release_atom = caf::atom_constant<caf::atom("release")>;
+using release_pull_atom = caf::atom_constant<caf::atom("relpull")>;
 
 caf::behavior fake_holder_actor(caf::event_based_actor* self, std::shared_ptr<fake_holder> h) {
   return {
     // Answers held push `index` (promises are delivered from the holder's own context).
     [=](release_atom, size_t index) { h->held.at(index).deliver(uint64_t{100 + index}); },
+    [=](release_pull_atom, float offset) {
+      h->held_pull.deliver(holder_view(*h, h->pushes_at_pull, offset, 1000));
+    },
     [=](pull_atom) -> caf::result<param_blob> {
       ++h->pulls;
       if (!h->answer_pulls)
         return self->make_response_promise(); // never delivered
-      return h->params;
+      if (h->hold_second_pull && h->pulls == 2) {
+        h->held_pull = self->make_response_promise();
+        h->pushes_at_pull = h->pushes.size();
+        return h->held_pull;
+      }
+      // The start plus every accepted push, as a holder answers.
+      return holder_view(*h, h->reject_pushes ? 0 : h->pushes.size(), 0,
+                         h->params.version + (h->reject_pushes ? 0 : h->pushes.size()));
     },
     [=](push_atom, param_blob& update) -> caf::result<uint64_t> {
       h->pushes.push_back(std::move(update));
@@ -222,6 +256,63 @@ CAF_TEST(a worker waits when max_pushes pushes are unanswered) {
   for (const auto& p : h->pushes)
     sum += floats_of(p.bytes)[0];
   CAF_CHECK_NOT_EQUAL(sum, 0.0);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(training goes on while a pull is under way and its answer is merged) {
+  auto spec = sgd_job();
+  spec.optimizer = "sgd";
+  spec.lr = 0.05;
+  spec.epochs = 1; // 6 steps
+  spec.n_push = 1;
+  spec.n_pull = 2;
+  spec.max_pushes = 2; // push answers are held: the worker runs only as far as they allow
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->hold_pushes = true;
+  h->hold_second_pull = true;
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  sched.run(); // messages only: no request times out here
+  // Steps 1 and 2, then the pull (sent after push 2); 2 pushes unanswered: wait.
+  CAF_REQUIRE_EQUAL(h->pushes.size(), 2u);
+  CAF_CHECK_EQUAL(h->pulls, 2);
+  CAF_CHECK_EQUAL(h->pushes_at_pull, 2u);
+  // A push answer lets step 3 run although the pull is still unanswered.
+  anon_send(holder, release_atom::value, size_t{0});
+  sched.run();
+  CAF_REQUIRE_EQUAL(h->pushes.size(), 3u);
+  CAF_CHECK(h->held_pull.pending());
+  // The pull's answer: the other workers moved the output bias by +1.
+  anon_send(holder, release_pull_atom::value, 1.0f);
+  sched.run();
+  CAF_CHECK_EQUAL(h->pushes.size(), 3u); // merging is no step
+  for (size_t answered = 1; !result->has_value() && answered < 10; ++answered) {
+    anon_send(holder, release_atom::value, answered);
+    sched.run();
+  }
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->ok);
+  CAF_REQUIRE_EQUAL(h->pushes.size(), 6u);
+  // Pulls: the first, the merged one, and the one at step 4 (answered at once).
+  CAF_CHECK_EQUAL((*result)->pulls, 3);
+  CAF_CHECK_EQUAL(h->pulls, 3);
+  // Push 4 builds on the merged version ...
+  CAF_CHECK_EQUAL(h->pushes[2].version, 0u);
+  CAF_CHECK_EQUAL(h->pushes[3].version, 1000u);
+  // ... and no push echoes the +1 back: each carries only this worker's own steps.
+  for (size_t p = 0; p < h->pushes.size(); ++p) {
+    float largest = 0;
+    for (auto v : floats_of(h->pushes[p].bytes))
+      largest = std::max(largest, std::abs(v));
+    CAF_MESSAGE("push " << p + 1 << ": largest value " << largest << ", version "
+                        << h->pushes[p].version);
+    CAF_CHECK_GREATER(largest, 0.0f);
+    CAF_CHECK_LESS(largest, 0.5f);
+  }
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();

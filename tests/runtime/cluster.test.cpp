@@ -181,6 +181,13 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
   // loss.csv: every step of both workers.
   auto loss = test::read_text(dir / "multi" / "loss.csv");
   CAF_CHECK_EQUAL(std::count(loss.begin(), loss.end(), '\n'), 1 + 2 * 2 * (600 / 32 + 1));
+  // The nodes outlive their first coordinator: a second run uses them again.
+  auto again = test::run_command(node + " " + sgd_run + " --no-local --hosts "
+                                 + a.address() + "," + b.address() + " --out "
+                                 + (dir / "again").string());
+  CAF_CHECK_EQUAL(again.exit_code, 0);
+  if (again.exit_code != 0)
+    CAF_MESSAGE(again.err);
 }
 
 CAF_TEST(a remote peer sending wrong updates is rejected while training goes on) {

@@ -62,7 +62,8 @@ struct job_spec {
   int32_t shards = 0;
   int32_t shard = 0;
   /// Distributed SGD through a parameter holder (a run message that names one):
-  /// pull the holder's parameters every `n_pull` steps (and before the first),
+  /// pull the holder's parameters every `n_pull` steps (and before the first;
+  /// later pulls are merged when they arrive, without stopping training),
   /// push the update accumulated since the last push every `n_push` steps, keep at
   /// most `max_pushes` pushes unanswered (the next step waits for an answer), and
   /// give up (the job fails) when the holder does not answer within

@@ -23,8 +23,10 @@ class ParameterHolder;
 /// version. Every worker (one per slot of every host) trains its own replica on
 /// its own fixed shard of the training set (shard i of N, every epoch in its own
 /// order), with its own optimizer and schedule:
-/// - it pulls the holder's parameters before its first step and every `n_pull`
-///   steps (the next step waits for them);
+/// - it pulls the holder's parameters before its first step (and waits for them)
+///   and every `n_pull` steps without waiting: when the answer arrives (between
+///   two slices) the worker moves to the holder's parameters plus the steps it made
+///   since it asked, so no work is lost and no step waits for the network;
 /// - it pushes the update it made since its last push or pull (a parameter delta)
 ///   every `n_push` steps, before every pull and at the end; the holder adds it;
 /// - at most `max_pushes` pushes are unanswered at a time (backpressure: the next

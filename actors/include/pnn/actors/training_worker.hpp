@@ -27,11 +27,12 @@ using worker_actor = caf::typed_actor<
   /// exception). A busy worker answers at once with a failed result "worker busy".
   caf::replies_to<run_atom, job_spec>::with<job_result>,
   /// Run `job` as one worker of distributed SGD through the parameter holder
-  /// `holder` (a holder_actor): pull before the first step and every
-  /// job_spec::n_pull steps, push the accumulated update every job_spec::n_push
-  /// steps and at the end, at most job_spec::max_pushes unanswered. The job's own
-  /// initialisation is replaced by the holder's parameters, which must have the
-  /// model's layout. The result counts samples, pulls, pushes and rejected pushes.
+  /// `holder` (a holder_actor): pull before the first step (which waits for it)
+  /// and every job_spec::n_pull steps (merged when the answer arrives, keeping the
+  /// steps made meanwhile), push the accumulated update every job_spec::n_push
+  /// steps, before each pull and at the end, at most job_spec::max_pushes
+  /// unanswered. The job's own initialisation is replaced by the holder's
+  /// parameters, which must have the model's layout. The result counts samples, pulls, pushes and rejected pushes.
   caf::replies_to<run_atom, job_spec, caf::actor>::with<job_result>,
   /// Train the next slice (sent by the worker to itself).
   caf::reacts_to<slice_atom>,
