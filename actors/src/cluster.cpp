@@ -24,7 +24,8 @@ std::chrono::milliseconds millis(double seconds) {
 
 } // namespace
 
-Cluster::Cluster(caf::actor_system& sys, double timeout) : sys_(sys), timeout_(timeout) {
+Cluster::Cluster(caf::actor_system& sys, double timeout, std::string label)
+  : sys_(sys), timeout_(timeout), label_(std::move(label)) {
   nodes_.reserve(64);
 }
 
@@ -34,13 +35,13 @@ Cluster::~Cluster() {
 
 const remote_node& Cluster::connect(const std::string& host_port) {
   if (nodes_.size() == nodes_.capacity())
-    bad("host " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
-  auto [host, port] = parse_host_port(host_port, "host");
+    bad(label_ + " " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
+  auto [host, port] = parse_host_port(host_port, label_);
   if (!sys_.has_middleman())
-    bad("host " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
+    bad(label_ + " " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
   auto node = sys_.middleman().remote_actor<node_actor>(host, port);
   if (!node)
-    bad("host " + host_port + ": cannot connect (" + sys_.render(node.error())
+    bad(label_ + " " + host_port + ": cannot connect (" + sys_.render(node.error())
         + "); is `pnn-node serve --port " + std::to_string(port) + "` running there?");
   remote_node r;
   r.address = host_port;
@@ -51,7 +52,7 @@ const remote_node& Cluster::connect(const std::string& host_port) {
     .receive([&](node_info& info) { r.info = std::move(info); },
              [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
-    bad("host " + host_port + ": no answer from its node (" + failure + ")");
+    bad(label_ + " " + host_port + ": no answer from its node (" + failure + ")");
   nodes_.push_back(std::move(r));
   return nodes_.back();
 }
@@ -68,7 +69,7 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, caf::a
       },
       [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
-    bad("host " + node.address + ": no workers from that node (" + failure + ")");
+    bad(label_ + " " + node.address + ": no workers from that node (" + failure + ")");
   workers_.insert(workers_.end(), result.begin(), result.end());
   return result;
 }

@@ -1,5 +1,6 @@
 #include <pnn/actors/kfold.hpp>
 
+#include <pnn/actors/cluster.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/fold_dispatcher.hpp>
 #include <pnn/actors/metric_collector.hpp>
@@ -243,15 +244,9 @@ kfold_report run_kfold(const kfold_options& in) {
     caf::actor_system sys{cfg};
     caf::scoped_actor self{sys};
     // Other hosts first: a host that cannot be reached stops the run before any work.
-    std::vector<node_actor> nodes;
-    for (const auto& h : o.hosts) {
-      auto [host, port] = parse_host_port(h, "--hosts");
-      auto node = sys.middleman().remote_actor<node_actor>(host, port);
-      if (!node)
-        bad("--hosts " + h + ": cannot connect (" + sys.render(node.error())
-            + "); is `pnn-node serve --port " + std::to_string(port) + "` running there?");
-      nodes.push_back(*node);
-    }
+    Cluster cluster{sys, o.connect_timeout, "--hosts"};
+    for (const auto& h : o.hosts)
+      cluster.connect(h);
     collector_options co;
     co.out_dir = o.out;
     co.progress = o.progress;
@@ -269,34 +264,25 @@ kfold_report run_kfold(const kfold_options& in) {
     auto dispatcher
       = sys.spawn(fold_dispatcher, caf::actor_cast<caf::actor>(collector), dopt);
     std::vector<worker_actor> workers;
-    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout * 1000));
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      std::string failure;
-      self->request(nodes[i], timeout, spawn_atom::value, caf::actor_cast<caf::actor>(collector))
-        .receive(
-          [&](std::vector<caf::actor>& remote) {
-            for (auto& w : remote) {
-              workers.push_back(caf::actor_cast<worker_actor>(w));
-              caf::anon_send(dispatcher, add_atom::value, workers.back());
-            }
-          },
-          [&](caf::error& e) { failure = sys.render(e); });
-      if (!failure.empty()) {
-        // Stop what was started (the actor system waits for every actor at exit).
-        for (auto& w : workers)
-          self->send_exit(w, caf::exit_reason::user_shutdown);
-        self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
-        self->send_exit(collector, caf::exit_reason::user_shutdown);
-        bad("--hosts " + o.hosts[i] + ": no workers from that node (" + failure + ")");
-      }
+    try {
+      for (const auto& node : cluster.nodes())
+        for (auto& w : cluster.spawn_workers(node, caf::actor_cast<caf::actor>(collector)))
+          workers.push_back(w);
+    } catch (const pnn::error&) {
+      // Stop what was started (the actor system waits for every actor at exit).
+      cluster.shutdown();
+      self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+      self->send_exit(collector, caf::exit_reason::user_shutdown);
+      throw;
     }
-    for (int32_t s = 0; o.use_local && s < slots; ++s) {
+    if (o.use_local) {
       worker_options wo;
-      wo.slot = s;
       wo.customize = o.customize;
-      workers.push_back(spawn_worker(sys, caf::actor_cast<caf::actor>(collector), wo));
-      caf::anon_send(dispatcher, add_atom::value, workers.back());
+      for (auto& w : cluster.spawn_local_workers(slots, caf::actor_cast<caf::actor>(collector), wo))
+        workers.push_back(w);
     }
+    for (auto& w : workers)
+      caf::anon_send(dispatcher, add_atom::value, w);
     slots_used = workers.size();
     caf::error failure;
     self->request(dispatcher, caf::infinite, run_atom::value, todo)
@@ -304,8 +290,7 @@ kfold_report run_kfold(const kfold_options& in) {
                [&](caf::error& e) { failure = std::move(e); });
     self->request(collector, caf::infinite, done_atom::value)
       .receive([&](double mean) { cpu_mean = mean; }, [&](caf::error&) {});
-    for (auto& w : workers)
-      self->send_exit(w, caf::exit_reason::user_shutdown);
+    cluster.shutdown();
     self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
     self->send_exit(collector, caf::exit_reason::user_shutdown);
     if (failure)

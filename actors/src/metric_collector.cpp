@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 namespace pnn {
 
@@ -22,6 +23,7 @@ struct collector_state::impl {
   size_t finished = 0;
   double finished_cost = 0;
   size_t failed = 0;
+  size_t refused_checkpoints = 0;
   bool done = false;
   std::unique_ptr<progress_line> line;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -93,6 +95,28 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
       auto& d = *self->state.d;
       d.running[p.id] = p;
       show(d, o, false);
+    },
+    [=](checkpoint_atom, const job_checkpoint& c) {
+      auto& d = *self->state.d;
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      const auto root = fs::weakly_canonical(o.out_dir, ec);
+      const auto dir = fs::weakly_canonical(c.out_dir, ec);
+      auto [r, rest] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
+      if (o.out_dir.empty() || c.out_dir.empty() || ec || r != root.end() || rest == dir.end()
+          || c.epoch < 0) {
+        if (d.refused_checkpoints++ == 0)
+          std::fprintf(stderr, "pnn: dropped a checkpoint for %s (outside %s)\n",
+                       c.out_dir.c_str(), o.out_dir.string().c_str());
+        return;
+      }
+      try {
+        const std::string bytes(c.bytes.begin(), c.bytes.end());
+        write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
+        write_file_atomic(dir / "latest.pt", bytes);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "pnn: %s\n", e.what());
+      }
     },
     [=](result_atom, const job_result& r) {
       auto& d = *self->state.d;

@@ -124,15 +124,10 @@ sgd_report run_sgd(const sgd_options& o) {
     if (!o.hosts.empty())
       cfg.load<caf::io::middleman>();
     caf::actor_system sys{cfg};
-    Cluster cluster{sys, o.connect_timeout};
+    Cluster cluster{sys, o.connect_timeout, "--hosts"};
     // Every host first: one that cannot be reached stops the run before any work.
-    for (const auto& h : o.hosts) {
-      try {
-        cluster.connect(h);
-      } catch (const pnn::error& e) {
-        bad("--hosts " + std::string(e.what()).substr(5)); // "host " -> "--hosts "
-      }
-    }
+    for (const auto& h : o.hosts)
+      cluster.connect(h);
     collector_options co;
     co.out_dir = o.out;
     co.progress = o.progress;
@@ -161,9 +156,9 @@ sgd_report run_sgd(const sgd_options& o) {
           workers.push_back(w);
           hosts_of.push_back(node.info.host);
         }
-    } catch (const pnn::error& e) {
+    } catch (const pnn::error&) {
       stop_all();
-      bad("--hosts " + std::string(e.what()).substr(5));
+      throw;
     }
     worker_options wo;
     // Every worker hands its record files back (this host's too), so the

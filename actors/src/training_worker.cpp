@@ -14,9 +14,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -35,6 +38,10 @@ struct worker_state::impl {
   int64_t loss_count = 0;
   double last_progress = 0;
   uint64_t generation = 0; // of the running job: replies for an older one are dropped
+  // A remote job with checkpoints: written to a local scratch folder, then sent to
+  // the sink for the coordinator's folder.
+  std::string remote_out_dir;
+  fs::path scratch;
   // Distributed SGD (holder set):
   caf::actor holder;
   uint64_t layout = 0;
@@ -94,6 +101,11 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
     }
     if (d.promise.pending())
       d.promise.deliver(r);
+    if (!d.scratch.empty()) {
+      std::error_code ec;
+      fs::remove_all(d.scratch, ec);
+      d.scratch.clear();
+    }
     d.job.reset();
     d.data = {};
     d.holder = nullptr;
@@ -276,8 +288,8 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
         });
   };
   // Starts a job; `holder` set: as a distributed SGD worker.
-  auto start = [self, options, finish, pull](const job_spec& spec,
-                                             caf::actor holder) -> caf::result<job_result> {
+  auto start = [self, sink, options, finish, pull](const job_spec& spec,
+                                                   caf::actor holder) -> caf::result<job_result> {
     auto& d = *self->state.d;
     if (d.job) {
       // Busy: refuse at once so the dispatcher can place the job elsewhere.
@@ -288,11 +300,23 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       return busy;
     }
     d.spec = spec;
+    d.remote_out_dir.clear();
+    d.scratch.clear();
     if (options.remote) {
-      // The coordinator's folder is not ours: nothing is written on this host.
+      // The coordinator's folder is not ours: records come back in the result, and
+      // checkpoints (when asked for) go to a scratch folder here and then to the
+      // sink, which writes them into the coordinator's folder.
       d.spec.out_dir.clear();
-      d.spec.checkpoint_every = 0;
       d.spec.resume = false;
+      if (spec.checkpoint_every > 0 && !spec.out_dir.empty() && sink) {
+        static std::atomic<uint64_t> next{0};
+        d.remote_out_dir = spec.out_dir;
+        d.scratch = fs::temp_directory_path()
+                    / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
+        d.spec.out_dir = d.scratch.string();
+      } else {
+        d.spec.checkpoint_every = 0;
+      }
     }
     if (!options.data_dir.empty())
       d.spec.data_dir = options.data_dir;
@@ -410,6 +434,24 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       }
       double elapsed = d.job->elapsed_seconds();
       bool epoch_ended = d.job->epochs_done() != epoch_before;
+      if (epoch_ended && !d.remote_out_dir.empty()
+          && d.job->epochs_done() % d.spec.checkpoint_every == 0) {
+        // The job wrote its checkpoint into the scratch folder: send it home.
+        job_checkpoint c;
+        c.id = d.spec.id;
+        c.out_dir = d.remote_out_dir;
+        c.epoch = d.job->epochs_done();
+        try {
+          const auto text = read_text_file(d.scratch / "latest.pt");
+          c.bytes.assign(text.begin(), text.end());
+          std::error_code ec;
+          fs::remove(d.scratch / ("epoch_" + std::to_string(c.epoch) + ".pt"), ec);
+        } catch (const std::exception& e) {
+          finish(false, e.what());
+          return;
+        }
+        caf::anon_send(sink, checkpoint_atom::value, std::move(c));
+      }
       if (sink && d.loss_count > 0
           && (epoch_ended || done || elapsed - d.last_progress >= options.progress_interval)) {
         job_progress p;

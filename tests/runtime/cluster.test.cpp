@@ -10,6 +10,10 @@
 
 #include <pnn/actors/cluster.hpp>
 #include <pnn/actors/sgd.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -81,6 +85,39 @@ CAF_TEST(a K-fold runs every job once on two serve processes) {
   // A served node stops cleanly on SIGTERM.
   int status = a.process.stop(SIGTERM);
   CAF_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+CAF_TEST(checkpoints of remote jobs come back to the coordinator) {
+  test::temp_dir dir;
+  server a{2};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  auto r = test::run_command(node + " kfold --dataset synthetic:train=160,test=10 --models lenet5 "
+                             "--schedulers cosine --folds 2 --epochs 2 --progress plain "
+                             "--checkpoint-every 1 --no-local --hosts " + a.address()
+                             + " --out " + (dir / "run").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  for (int fold = 0; fold < 2; ++fold) {
+    auto job_dir = dir / "run" / "lenet5" / "cosine" / ("fold" + std::to_string(fold));
+    for (const char* f : {"epoch_1.pt", "epoch_2.pt", "latest.pt"})
+      CAF_CHECK(std::filesystem::exists(job_dir / f));
+    // A real checkpoint of that job: it loads, at epoch 2.
+    job_spec spec;
+    spec.model = "lenet5";
+    spec.scheduler = "cosine";
+    spec.dataset = "synthetic:train=160,test=10";
+    spec.folds = 2;
+    spec.fold = fold;
+    spec.epochs = 2;
+    auto data = training::shared_dataset(spec.dataset, "", 0).train;
+    auto split = training::make_fold(data->size(), 2, fold, 1);
+    training::training_job job{job_options_from(spec), data, split.train, split.validation};
+    job.load_checkpoint(job_dir / "latest.pt");
+    CAF_CHECK_EQUAL(job.epochs_done(), 2);
+  }
+  // Nothing was left behind on the serving host.
+  auto leftovers = test::run_command("ls -d /tmp/pnn-node-" + std::to_string(a.process.pid())
+                                     + "-* 2>/dev/null | wc -l");
+  CAF_CHECK_EQUAL(leftovers.out, "0\n");
 }
 
 CAF_TEST(local slots and a remote host share one queue) {

@@ -39,8 +39,9 @@ struct remote_node {
 class Cluster {
 public:
   /// `sys` must have loaded caf::io::middleman to connect to other hosts.
-  /// `timeout`: seconds to wait for a node's answers.
-  explicit Cluster(caf::actor_system& sys, double timeout = 10);
+  /// `timeout`: seconds to wait for a node's answers; `label` starts every error
+  /// message about a host ("host", or the flag that named it, "--hosts").
+  explicit Cluster(caf::actor_system& sys, double timeout = 10, std::string label = "host");
   ~Cluster();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -70,6 +71,7 @@ public:
 private:
   caf::actor_system& sys_;
   double timeout_;
+  std::string label_;
   std::vector<remote_node> nodes_; // reserved: references stay valid
   std::vector<worker_actor> workers_;
 };

@@ -18,6 +18,10 @@ using collector_actor = caf::typed_actor<
   caf::reacts_to<progress_atom, job_progress>,
   /// A job ended.
   caf::reacts_to<result_atom, job_result>,
+  /// A checkpoint of a job on another host: written as <out_dir>/epoch_<epoch>.pt and
+  /// latest.pt, when out_dir lies inside the collector's out_dir (else dropped and
+  /// counted: a peer does not choose where the coordinator writes).
+  caf::reacts_to<checkpoint_atom, job_checkpoint>,
   /// Take a CPU sample (the collector's own timer).
   caf::reacts_to<cpu_atom>,
   /// The run ended: stop sampling, write cpu.csv, reply the mean utilisation (0..1).

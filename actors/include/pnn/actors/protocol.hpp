@@ -33,6 +33,7 @@ using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experi
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;       ///< ask a node for its workers
 using pull_atom = caf::atom_constant<caf::atom("pull")>;         ///< fetch the holder's parameters
 using push_atom = caf::atom_constant<caf::atom("push")>;         ///< send an update to the holder
+using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a remote job's checkpoint
 
 /// One job of a K-fold experiment: what to train on which fold. Data never travels
 /// with a job: the host that runs it loads `dataset` once and shares it.
@@ -146,6 +147,21 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
            x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
            x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.file_names,
            x.file_contents, x.samples, x.pulls, x.pushes, x.rejected_pushes, x.clock_zero);
+}
+
+/// A checkpoint of a job run on another host, for the coordinator's metric
+/// collector to write into the job's folder (epoch_<epoch>.pt and latest.pt), so
+/// that it outlives the host.
+struct job_checkpoint {
+  uint32_t id = 0;
+  std::string out_dir; ///< the job's folder on the coordinator (job_spec::out_dir)
+  int64_t epoch = 0;   ///< epochs done when it was taken
+  std::vector<char> bytes; ///< the checkpoint file (training_job::save_checkpoint)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_checkpoint& x) {
+  return f(caf::meta::type_name("job_checkpoint"), x.id, x.out_dir, x.epoch, x.bytes);
 }
 
 /// Parameters or an update as raw float32 bytes with a layout header: what travels
