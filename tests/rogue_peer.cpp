@@ -11,10 +11,13 @@
 #include <caf/io/all.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <thread>
+
+#include <sys/types.h>
 
 namespace pnn::test {
 
@@ -69,6 +72,40 @@ int rogue_peer_main(const std::string& address) {
       .receive([&](uint64_t v) { std::printf("applied: version %llu\n", static_cast<unsigned long long>(v)); },
                [&](caf::error& e) { std::printf("rejected: %s\n", sys.render(e).c_str()); });
   std::printf("done (holder version %llu when the updates were sent)\n",
+              static_cast<unsigned long long>(st.version));
+  std::fflush(stdout);
+  return 0;
+}
+
+int kill_at_version_main(const std::string& address, uint64_t version, pid_t victim) {
+  auto [host, port] = parse_host_port(address, "--kill-at-version");
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, 1);
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto holder = sys.middleman().remote_actor<holder_actor>(host, port);
+  if (!holder) {
+    std::printf("error: cannot connect: %s\n", sys.render(holder.error()).c_str());
+    return 1;
+  }
+  std::printf("connected\n");
+  std::fflush(stdout);
+  caf::scoped_actor self{sys};
+  holder_status st;
+  bool gone = false;
+  for (int i = 0; i < 60000 && st.version < version && !gone; ++i) {
+    self->request(*holder, std::chrono::seconds(30), status_atom::value)
+      .receive([&](holder_status& s) { st = s; }, [&](caf::error&) { gone = true; });
+    if (st.version < version)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (gone || st.version < version) {
+    std::printf("error: the holder ended at version %llu\n",
+                static_cast<unsigned long long>(st.version));
+    return 1;
+  }
+  ::kill(victim, SIGKILL);
+  std::printf("killed %d at version %llu\n", static_cast<int>(victim),
               static_cast<unsigned long long>(st.version));
   std::fflush(stdout);
   return 0;

@@ -153,6 +153,22 @@ public:
     return status;
   }
 
+  /// Waits up to `timeout_ms` for the process to end by itself; returns its exit
+  /// status, or -1 if it still runs.
+  int wait_exit(int timeout_ms) {
+    if (pid_ <= 0)
+      return -1;
+    int status = 0;
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      ::usleep(20000);
+    }
+    return -1;
+  }
+
   pid_t pid() const {
     return pid_;
   }

@@ -1,6 +1,7 @@
 #include <pnn/actors/cluster.hpp>
 
 #include <pnn/actors/errors.hpp>
+#include <pnn/actors/network.hpp>
 #include <pnn/error.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/parameters.hpp>
@@ -39,10 +40,14 @@ const remote_node& Cluster::connect(const std::string& host_port) {
   auto [host, port] = parse_host_port(host_port, label_);
   if (!sys_.has_middleman())
     bad(label_ + " " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
-  auto node = sys_.middleman().remote_actor<node_actor>(host, port);
-  if (!node)
-    bad(label_ + " " + host_port + ": cannot connect (" + sys_.render(node.error())
-        + "); is `pnn-node serve --port " + std::to_string(port) + "` running there?");
+  auto node = connect_actor<node_actor>(sys_, host, port);
+  if (!node) {
+    const bool handshake = node.error() == caf::sec::disconnect_during_handshake;
+    bad(label_ + " " + host_port + ": cannot connect (" + sys_.render(node.error()) + "); "
+        + (handshake ? "the node ended the handshake: with TLS, both sides need certificates "
+                       "signed by the CA the other trusts (--tls-cert, --tls-key, --tls-ca)"
+                     : "is `pnn-node serve --port " + std::to_string(port) + "` running there?"));
+  }
   remote_node r;
   r.address = host_port;
   r.handle = *node;
@@ -93,13 +98,19 @@ void Cluster::shutdown() {
   workers_.clear();
 }
 
-ParameterHolder::ParameterHolder(caf::actor_system& sys, const models::Network& model)
+ParameterHolder::ParameterHolder(caf::actor_system& sys, const models::Network& model,
+                                 holder_options options)
   : sys_(sys) {
   param_blob initial;
   initial.layout = layout_ = training::layout_hash(model);
   initial.bytes = training::parameter_bytes(model);
   initial.count = initial.bytes.size() / sizeof(float);
-  holder_ = spawn_holder(sys_, std::move(initial));
+  holder_ = spawn_holder(sys_, std::move(initial), std::move(options));
+}
+
+ParameterHolder::ParameterHolder(caf::actor_system& sys, param_blob initial, holder_options options)
+  : sys_(sys), layout_(initial.layout) {
+  holder_ = spawn_holder(sys_, std::move(initial), std::move(options));
 }
 
 ParameterHolder::~ParameterHolder() {
@@ -141,7 +152,7 @@ uint64_t ParameterHolder::load_into(models::Network& model) {
 uint16_t ParameterHolder::publish(uint16_t port, const std::string& bind) {
   if (!sys_.has_middleman())
     bad("parameter holder: the actor system has no network layer (load caf::io::middleman)");
-  auto p = sys_.middleman().publish(holder_, port, bind.c_str(), true);
+  auto p = publish_actor(sys_, holder_, port, bind);
   if (!p)
     bad("parameter holder: cannot publish on " + bind + ":" + std::to_string(port) + " ("
         + sys_.render(p.error()) + ")");

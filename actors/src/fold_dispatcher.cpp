@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 namespace pnn {
@@ -28,6 +31,21 @@ std::vector<int32_t> thread_shares(int32_t running, int32_t cores, int32_t base,
   }
   return shares;
 }
+
+namespace {
+
+/// Puts out_dir/latest.pt (if any) into the job, for a worker on another host.
+void attach_checkpoint(job_spec& job) {
+  job.checkpoint.clear();
+  if (job.out_dir.empty())
+    return;
+  std::ifstream in(std::filesystem::path(job.out_dir) / "latest.pt", std::ios::binary);
+  if (!in)
+    return;
+  job.checkpoint.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+} // namespace
 
 struct dispatcher_state::impl {
   struct slot {
@@ -71,6 +89,8 @@ fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::
       auto job = d.queue.front();
       d.queue.pop_front();
       job.threads = options.threads_per_job;
+      if (job.resume && s.worker.node() != self->node())
+        attach_checkpoint(job); // another host cannot read our folder
       s.busy = true;
       s.job = job.id;
       s.threads = job.threads;

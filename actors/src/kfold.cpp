@@ -78,6 +78,22 @@ std::string fold_name(int32_t fold) {
   return "fold" + std::to_string(fold);
 }
 
+/// Writes a finished job's files into its folder: the record files a job on another
+/// host sent along, and result.json (what --resume keeps).
+void store_result(const fs::path& out, const job_result& r, double t0) {
+  auto dir = job_dir(out, r.model, r.scheduler, fold_name(r.fold));
+  for (size_t f = 0; f < r.file_names.size() && f < r.file_contents.size(); ++f) {
+    const auto& name = r.file_names[f];
+    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+      continue; // only plain file names, inside the job's folder
+    write_file_atomic(dir / name, r.file_contents[f]);
+  }
+  auto stored = to_json(r, t0);
+  stored["started_at_wall"] = r.started_at;
+  stored["finished_at_wall"] = r.finished_at;
+  write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
+}
+
 } // namespace
 
 void validate(const kfold_options& o) {
@@ -107,6 +123,11 @@ void validate(const kfold_options& o) {
     parse_host_port(h, "--hosts");
   if (!o.use_local && o.hosts.empty())
     bad("--no-local: expected --hosts h:p,... to run the jobs on");
+  if (!(o.connect_timeout > 0))
+    bad("--connect-timeout " + std::to_string(o.connect_timeout) + ": expected seconds > 0");
+  if (!(o.peer_timeout >= 1))
+    bad("--peer-timeout " + std::to_string(o.peer_timeout) + ": expected seconds >= 1");
+  check_tls(o.tls);
   if (o.serial && !o.hosts.empty())
     bad("--serial: compares against one job at a time on this host; drop --hosts");
   if (o.out.empty())
@@ -240,7 +261,7 @@ kfold_report run_kfold(const kfold_options& in) {
     caf::actor_system_config cfg;
     configure_actor_system(cfg, static_cast<size_t>(cores));
     if (!o.hosts.empty())
-      cfg.load<caf::io::middleman>();
+      configure_network(cfg, o.peer_timeout, o.tls);
     caf::actor_system sys{cfg};
     caf::scoped_actor self{sys};
     // Other hosts first: a host that cannot be reached stops the run before any work.
@@ -255,6 +276,11 @@ kfold_report run_kfold(const kfold_options& in) {
       co.labels[j.id] = j.model + "/" + j.scheduler + "/" + fold_name(j.fold);
       co.costs[j.id] = j.cost;
     }
+    // Each job is stored the moment it ends, not at the end of the run.
+    co.on_result = [out = o.out, t0](const job_result& r) {
+      if (r.ok)
+        store_result(out, r, t0);
+    };
     auto collector = sys.spawn(metric_collector, co);
     dispatcher_options dopt;
     dopt.cores = cores;
@@ -316,15 +342,9 @@ kfold_report run_kfold(const kfold_options& in) {
   nlohmann::json job_list = nlohmann::json::array();
   for (const auto& r : results) {
     auto j = to_json(r, t0);
-    auto dir = job_dir(o.out, r.model, r.scheduler, fold_name(r.fold));
-    // A job run on another host sent its record files along.
-    for (size_t f = 0; f < r.file_names.size() && f < r.file_contents.size(); ++f)
-      write_file_atomic(dir / r.file_names[f], r.file_contents[f]);
     if (!kept.count(r.id)) {
-      auto stored = j;
-      stored["started_at_wall"] = r.started_at;
-      stored["finished_at_wall"] = r.finished_at;
-      write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
+      if (!r.ok) // a finished job was stored when it ended; a failed one is recorded here
+        store_result(o.out, r, t0);
     } else {
       j["kept_from_earlier_run"] = true;
     }

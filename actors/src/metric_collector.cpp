@@ -120,6 +120,13 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
     },
     [=](result_atom, const job_result& r) {
       auto& d = *self->state.d;
+      if (o.on_result) {
+        try {
+          o.on_result(r);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "pnn: %s\n", e.what());
+        }
+      }
       d.running.erase(r.id);
       ++d.finished;
       d.finished_cost += cost_of(o, r.id);

@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace pnn {
 
 struct node_state::impl {
   /// The workers spawned for each coordinator (by its metric sink).
   std::map<caf::actor_addr, std::vector<caf::actor>> workers;
+  /// Every worker started and not yet ended.
+  std::set<caf::actor_addr> spawned;
 };
 
 node_state::node_state() : d(std::make_unique<impl>()) {
@@ -23,17 +26,17 @@ node_state::~node_state() = default;
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self, node_options o) {
   // Workers are linked to the node so that they end with it; one that ends (its
   // coordinator went away) must not take the node, and the next coordinators, along.
+  // (Its exit may arrive before or after the coordinator's down message.)
   self->set_exit_handler([self](const caf::exit_msg& msg) {
-    bool was_worker = false;
-    for (auto& [sink, list] : self->state.d->workers) {
-      auto gone = std::remove_if(list.begin(), list.end(), [&](const caf::actor& w) {
-        return w.address() == msg.source;
-      });
-      was_worker = was_worker || gone != list.end();
-      list.erase(gone, list.end());
+    auto& d = *self->state.d;
+    if (d.spawned.erase(msg.source) > 0) {
+      for (auto& [sink, list] : d.workers)
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [&](const caf::actor& w) { return w.address() == msg.source; }),
+                   list.end());
+      return;
     }
-    if (!was_worker)
-      self->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
+    self->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
   });
   self->set_down_handler([self](const caf::down_msg& msg) {
     // A coordinator went away: its workers are of no use any more.
@@ -66,6 +69,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self, no
         wo.data_dir = o.data_dir;
         auto w = caf::actor_cast<caf::actor>(spawn_worker(self->system(), sink, wo));
         self->link_to(w);
+        self->state.d->spawned.insert(w.address());
         result.push_back(w);
       }
       if (sink) {

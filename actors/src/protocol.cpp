@@ -3,9 +3,14 @@
 #include <pnn/actors/errors.hpp>
 
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
 
 #include <chrono>
+#include <fstream>
+#include <string>
+#include <utility>
 
 namespace pnn {
 
@@ -35,6 +40,41 @@ void configure_actor_system(caf::actor_system_config& cfg, size_t threads) {
   cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds(1)});
   register_message_types(cfg);
   add_error_category(cfg);
+}
+
+void check_tls(const tls_files& tls) {
+  if (!tls.enabled())
+    return;
+  const std::pair<const char*, const std::string*> files[] = {
+    {"--tls-cert", &tls.cert}, {"--tls-key", &tls.key}, {"--tls-ca", &tls.ca}};
+  for (const auto& [flag, file] : files) {
+    if (file->empty())
+      throw pnn::error(error_code::invalid_argument,
+                       std::string(flag) + ": missing (TLS needs --tls-cert, --tls-key and --tls-ca)");
+    std::ifstream in(*file);
+    if (!in)
+      throw pnn::error(error_code::invalid_argument,
+                       std::string(flag) + " " + *file + ": cannot read the file");
+    std::string first;
+    std::getline(in, first);
+    if (first.rfind("-----BEGIN ", 0) != 0)
+      throw pnn::error(error_code::invalid_argument,
+                       std::string(flag) + " " + *file + ": expected a PEM file (-----BEGIN ...)");
+  }
+}
+
+void configure_network(caf::actor_system_config& cfg, double peer_timeout, const tls_files& tls) {
+  cfg.load<caf::io::middleman>();
+  if (tls.enabled()) {
+    cfg.openssl_certificate = tls.cert;
+    cfg.openssl_key = tls.key;
+    cfg.openssl_cafile = tls.ca;
+    cfg.load<caf::openssl::manager>();
+  }
+  const auto timeout = std::chrono::duration_cast<caf::timespan>(
+    std::chrono::duration<double>(peer_timeout > 0 ? peer_timeout : 30.0));
+  cfg.set("middleman.heartbeat-interval", caf::timespan{timeout / 4});
+  cfg.set("middleman.connection-timeout", timeout);
 }
 
 } // namespace pnn

@@ -12,6 +12,7 @@
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
 #include <pnn/training/optimizers.hpp>
+#include <pnn/training/parameters.hpp>
 #include <pnn/training/random.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
@@ -26,6 +27,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -46,6 +48,63 @@ std::string worker_name(size_t i) {
 
 nlohmann::json finite_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+/// Sends every spec to its worker (with the holder) and answers (run_atom) with
+/// all results in worker order once each worker answered or went down; a worker
+/// that went down gets a failed result "worker lost: <reason>". Every result is
+/// also sent to `sink` as it comes.
+caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_actor> workers,
+                             std::vector<job_spec> specs, caf::actor holder, caf::actor sink) {
+  struct state {
+    std::vector<job_result> results;
+    std::vector<char> done;
+    size_t remaining = 0;
+    caf::response_promise promise;
+  };
+  auto st = std::make_shared<state>();
+  st->results.resize(workers.size());
+  st->done.assign(workers.size(), 0);
+  st->remaining = workers.size();
+  auto settle = [self, st, sink](size_t i, job_result r) {
+    if (st->done[i])
+      return;
+    st->done[i] = 1;
+    caf::anon_send(sink, result_atom::value, r);
+    st->results[i] = std::move(r);
+    if (--st->remaining == 0) {
+      st->promise.deliver(st->results);
+      self->quit();
+    }
+  };
+  auto lost = [specs](size_t i, const std::string& why) {
+    job_result r;
+    r.id = specs[i].id;
+    r.ok = false;
+    r.error = "worker lost: " + why;
+    return r;
+  };
+  self->set_down_handler([self, st, workers, settle, lost](const caf::down_msg& msg) {
+    for (size_t i = 0; i < workers.size(); ++i)
+      if (workers[i].address() == msg.source)
+        settle(i, lost(i, self->system().render(msg.reason)));
+  });
+  return {
+    [=](run_atom) {
+      st->promise = self->make_response_promise();
+      if (workers.empty()) {
+        st->promise.deliver(st->results);
+        self->quit();
+        return;
+      }
+      for (size_t i = 0; i < workers.size(); ++i) {
+        self->monitor(workers[i]);
+        self->request(workers[i], caf::infinite, run_atom::value, specs[i], holder)
+          .then([=](job_result& r) { settle(i, std::move(r)); },
+                [=](caf::error& e) { settle(i, lost(i, self->system().render(e))); });
+      }
+    },
+  };
 }
 
 } // namespace
@@ -74,6 +133,12 @@ void validate(const sgd_options& o) {
     bad("--holder-timeout " + std::to_string(o.holder_timeout) + ": expected seconds > 0");
   if (!(o.connect_timeout > 0))
     bad("--connect-timeout " + std::to_string(o.connect_timeout) + ": expected seconds > 0");
+  if (!(o.peer_timeout >= 1))
+    bad("--peer-timeout " + std::to_string(o.peer_timeout) + ": expected seconds >= 1");
+  check_tls(o.tls);
+  if (o.holder_checkpoint_every < 0)
+    bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
+        + ": expected 0 (never) or more updates");
   if (o.epochs < 1)
     bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
   if (o.batch_size < 1)
@@ -110,6 +175,13 @@ sgd_report run_sgd(const sgd_options& o) {
   if (!model)
     model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = model->registry_name();
+  // --resume: the holder's last checkpoint, for this very model.
+  std::optional<param_blob> restart;
+  if (o.resume && fs::exists(o.out / "holder.pt")) {
+    restart = read_holder_file(o.out / "holder.pt");
+    if (restart->layout != layout_hash(*model) || restart->count != static_cast<uint64_t>(parameter_floats(*model)))
+      bad((o.out / "holder.pt").string() + ": parameters of another model than " + model_name);
+  }
   const std::string dataset_name
     = o.train_data && !o.train_data->name.empty() ? o.train_data->name : o.dataset;
 
@@ -118,11 +190,12 @@ sgd_report run_sgd(const sgd_options& o) {
   std::vector<job_spec> specs;
   std::vector<job_result> results;
   std::vector<std::string> hosts_of;
+  std::vector<char> lost; // a worker whose host (or actor) went away mid-run
   {
     caf::actor_system_config cfg;
     configure_actor_system(cfg, static_cast<size_t>(std::max(1, std::min(cores, std::max(1, local)))));
     if (!o.hosts.empty())
-      cfg.load<caf::io::middleman>();
+      configure_network(cfg, o.peer_timeout, o.tls);
     caf::actor_system sys{cfg};
     Cluster cluster{sys, o.connect_timeout, "--hosts"};
     // Every host first: one that cannot be reached stops the run before any work.
@@ -200,35 +273,48 @@ sgd_report run_sgd(const sgd_options& o) {
       s.holder_timeout = o.holder_timeout;
       specs.push_back(s);
     }
-    ParameterHolder holder{sys, *model};
+    holder_options ho;
+    ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
+    ho.checkpoint_file = o.out / "holder.pt";
+    std::unique_ptr<ParameterHolder> holder_ptr;
+    if (restart) {
+      load_parameter_bytes(*model, restart->bytes);
+      holder_ptr = std::make_unique<ParameterHolder>(sys, *restart, ho);
+    } else {
+      holder_ptr = std::make_unique<ParameterHolder>(sys, *model, ho);
+    }
+    ParameterHolder& holder = *holder_ptr;
     if (o.on_holder)
       o.on_holder(holder);
     auto holder_handle = caf::actor_cast<caf::actor>(holder.handle());
     caf::scoped_actor self{sys};
-    std::vector<decltype(self->request(workers.front(), caf::infinite, run_atom::value,
-                                       specs.front(), holder_handle))>
-      pending;
+    // A request to a worker on a host that dies is never answered (the message
+    // already left): the gatherer monitors every worker and turns its down message
+    // into a "worker lost" result.
+    auto gatherer = sys.spawn(gather_results, workers, specs, holder_handle,
+                              caf::actor_cast<caf::actor>(collector));
+    self->request(gatherer, caf::infinite, run_atom::value)
+      .receive([&](std::vector<job_result>& r) { results = std::move(r); },
+               [&](caf::error& e) {
+                 results.assign(n, job_result{});
+                 for (auto& r : results)
+                   r.error = "worker lost: " + sys.render(e);
+               });
+    lost.assign(n, 0);
     for (size_t i = 0; i < n; ++i)
-      pending.push_back(
-        self->request(workers[i], caf::infinite, run_atom::value, specs[i], holder_handle));
-    results.resize(n);
-    for (size_t i = 0; i < n; ++i)
-      pending[i].receive(
-        [&](job_result& r) {
-          caf::anon_send(collector, result_atom::value, r);
-          results[i] = std::move(r);
-        },
-        [&](caf::error& e) {
-          job_result r;
-          r.id = static_cast<uint32_t>(i);
-          r.ok = false;
-          r.error = sys.render(e);
-          caf::anon_send(collector, result_atom::value, r);
-          results[i] = r;
-        });
+      lost[i] = !results[i].ok && results[i].error.rfind("worker lost", 0) == 0;
     report.holder = holder.status();
     report.rejected_updates = report.holder.rejected;
-    holder.load_into(*model);
+    const auto final_version = holder.load_into(*model);
+    if (o.holder_checkpoint_every > 0) {
+      // The end state, whatever the last multiple of holder_checkpoint_every was.
+      param_blob last;
+      last.version = final_version;
+      last.layout = layout_hash(*model);
+      last.bytes = parameter_bytes(*model);
+      last.count = last.bytes.size() / sizeof(float);
+      write_holder_file(o.out / "holder.pt", last);
+    }
     self->request(collector, caf::infinite, done_atom::value)
       .receive([&](double mean) { report.cpu_utilization_mean = mean; }, [&](caf::error&) {});
     holder.stop();
@@ -325,11 +411,16 @@ sgd_report run_sgd(const sgd_options& o) {
   report.peak_rss_bytes = peak_rss_bytes();
 
   nlohmann::json workers = nlohmann::json::array();
-  std::vector<std::string> failures;
+  std::vector<std::string> failures, lost_workers;
+  size_t finished = 0;
   for (size_t i = 0; i < report.workers.size(); ++i) {
     const auto& w = report.workers[i];
     const auto& r = w.result;
-    if (!r.ok)
+    if (r.ok)
+      ++finished;
+    else if (lost[i])
+      lost_workers.push_back(worker_name(i) + "@" + w.host);
+    else
       failures.push_back(worker_name(i) + "@" + w.host + ": " + r.error);
     workers.push_back({{"worker", i},
                        {"host", w.host},
@@ -396,9 +487,11 @@ sgd_report run_sgd(const sgd_options& o) {
                     {"peak_rss_bytes", report.peak_rss_bytes},
                     {"per_class_accuracy", per_class},
                     {"confusion", report.confusion},
+                    {"resumed_from_version", restart ? restart->version : 0},
                     {"batchnorm_layers", bn_layers},
                     {"batchnorm_statistics_samples", bn_samples},
                     {"failed_workers", failures},
+                    {"lost_workers", lost_workers},
                     {"worker_list", workers}};
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   std::ostringstream md;
@@ -423,6 +516,12 @@ sgd_report run_sgd(const sgd_options& o) {
        << " |\n";
   }
   write_file_atomic(o.out / "summary.md", md.str());
+  if (!lost_workers.empty())
+    std::fprintf(stderr, "pnn sgd: %zu worker(s) lost during the run (%s%s); the others finished\n",
+                 lost_workers.size(), lost_workers.front().c_str(),
+                 lost_workers.size() > 1 ? ", ..." : "");
+  if (finished == 0 && failures.empty())
+    throw pnn::error(error_code::run_failed, "sgd: every worker was lost");
   if (!failures.empty())
     throw pnn::error(error_code::run_failed, "sgd: " + failures.front()
                                                + (failures.size() > 1

@@ -308,15 +308,28 @@ worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worke
       // sink, which writes them into the coordinator's folder.
       d.spec.out_dir.clear();
       d.spec.resume = false;
-      if (spec.checkpoint_every > 0 && !spec.out_dir.empty() && sink) {
+      const bool checkpoints = spec.checkpoint_every > 0 && !spec.out_dir.empty() && sink;
+      const bool resume = spec.resume && !spec.checkpoint.empty();
+      if (checkpoints || resume) {
         static std::atomic<uint64_t> next{0};
-        d.remote_out_dir = spec.out_dir;
+        d.remote_out_dir = checkpoints ? spec.out_dir : "";
         d.scratch = fs::temp_directory_path()
                     / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
         d.spec.out_dir = d.scratch.string();
-      } else {
-        d.spec.checkpoint_every = 0;
       }
+      if (!checkpoints)
+        d.spec.checkpoint_every = 0;
+      if (resume) {
+        // The coordinator sent the job's latest checkpoint: continue from it.
+        try {
+          write_file_atomic(d.scratch / "latest.pt",
+                            std::string(spec.checkpoint.begin(), spec.checkpoint.end()));
+          d.spec.resume = true;
+        } catch (const std::exception&) {
+          // No scratch space: the job starts afresh (result.resumed_from_epoch says so).
+        }
+      }
+      d.spec.checkpoint.clear();
     }
     if (!options.data_dir.empty())
       d.spec.data_dir = options.data_dir;

@@ -155,6 +155,16 @@ std::vector<std::string> split_list(const std::string& text, const std::string& 
   return out;
 }
 
+/// --tls-cert, --tls-key, --tls-ca: on every command that connects or serves.
+void add_tls_flags(po::options_description& desc, tls_files& tls) {
+  desc.add_options()
+    ("tls-cert", po::value(&tls.cert),
+     "this node's certificate (PEM); with --tls-key and --tls-ca: TLS with mutual authentication")
+    ("tls-key", po::value(&tls.key), "this node's private key (PEM)")
+    ("tls-ca", po::value(&tls.ca),
+     "the cluster's CA certificate (PEM): only peers with a certificate it signed get in");
+}
+
 int kfold_command(int argc, const char* const* argv) {
   kfold_options o;
   std::string models = "lenet5", schedulers = "cosine", out, hosts;
@@ -188,7 +198,10 @@ int kfold_command(int argc, const char* const* argv) {
     ("no-local", po::bool_switch(&no_local), "jobs only on --hosts")
     ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
      "seconds to wait for a host's workers")
+    ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
+     "seconds of silence after which a host counts as lost (its jobs go elsewhere)")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  add_tls_flags(desc, o.tls);
   po::variables_map vm;
   parse("kfold", desc, argc, argv, vm);
   if (vm.count("help")) {
@@ -278,6 +291,8 @@ int sgd_command(int argc, const char* const* argv) {
      "seconds a worker waits for the holder's answer before it fails")
     ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
      "seconds to wait for a host's node to answer")
+    ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
+     "seconds of silence after which a host counts as lost")
     ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
      "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
     ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
@@ -295,7 +310,11 @@ int sgd_command(int argc, const char* const* argv) {
      "batch size of the final test")
     ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
      "steps in the moving average of loss.csv")
+    ("holder-checkpoint-every", po::value(&o.holder_checkpoint_every)->default_value(0),
+     "save the holder's parameters to <out>/holder.pt every N updates and at the end (0: never)")
+    ("resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  add_tls_flags(desc, o.tls);
   po::variables_map vm;
   parse("sgd", desc, argc, argv, vm);
   if (vm.count("help")) {
@@ -324,11 +343,15 @@ int serve_command(int argc, const char* const* argv) {
     ("bind", po::value(&r.bind)->default_value(r.bind),
      "address to listen on (127.0.0.1 unless you say otherwise)")
     ("slots", po::value(&r.slots)->default_value(0), "jobs at once on this host (0: one per core)")
-    ("data-dir", po::value(&r.data_dir), "this host's folder of dataset files");
+    ("data-dir", po::value(&r.data_dir), "this host's folder of dataset files")
+    ("peer-timeout", po::value(&r.peer_timeout)->default_value(r.peer_timeout),
+     "seconds of silence after which a coordinator counts as gone (its workers end)");
+  add_tls_flags(desc, r.tls);
   po::variables_map vm;
   parse("serve", desc, argc, argv, vm);
   if (vm.count("help")) {
-    print_help("serve", "--port P [--bind ADDR] [--slots N]", desc);
+    print_help("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
+               desc);
     return 0;
   }
   if (port < 0 || port > 65535)

@@ -1,5 +1,6 @@
 #include <pnn/runtime/serve_command.hpp>
 
+#include <pnn/actors/network.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
@@ -30,6 +31,10 @@ int run_serve(const serve_request& r) {
   if (r.slots < 0 || r.slots > 1024)
     throw pnn::error(error_code::invalid_argument,
                      "--slots " + std::to_string(r.slots) + ": expected 1..1024 (0: one per core)");
+  check_tls(r.tls);
+  if (!(r.peer_timeout >= 1))
+    throw pnn::error(error_code::invalid_argument,
+                     "--peer-timeout " + std::to_string(r.peer_timeout) + ": expected seconds >= 1");
   if (r.bind.empty())
     throw pnn::error(error_code::invalid_argument, "--bind: expected an address");
   // SIGINT/SIGTERM are taken by sigwait below: block them before CAF starts its
@@ -46,12 +51,12 @@ int run_serve(const serve_request& r) {
   // No more scheduler threads than slots: an idle one only steals a worker's next
   // slice onto another core, cache-cold (measured with HOGWILD).
   configure_actor_system(cfg, static_cast<size_t>(std::min(cores, o.slots)));
-  cfg.load<caf::io::middleman>();
+  configure_network(cfg, r.peer_timeout, r.tls);
   caf::actor_system sys{cfg};
   o.cores = cores;
   o.data_dir = r.data_dir;
   auto node = spawn_node(sys, o);
-  auto port = sys.middleman().publish(node, r.port, r.bind.c_str(), true);
+  auto port = publish_actor(sys, node, r.port, r.bind);
   if (!port) {
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     throw pnn::error(error_code::invalid_argument,
@@ -62,13 +67,14 @@ int run_serve(const serve_request& r) {
   if (gethostname(name, sizeof name - 1) != 0)
     std::snprintf(name, sizeof name, "%s", "localhost");
   o.host->set(std::string{name} + ":" + std::to_string(*port));
-  if (!is_loopback(r.bind))
+  if (!is_loopback(r.bind) && !r.tls.enabled())
     std::fprintf(stderr,
                  "pnn serve: warning: listening on %s without TLS: any host that reaches it can "
                  "run jobs here (unauthenticated)\n",
                  r.bind.c_str());
-  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s)\n", r.bind.c_str(),
-              static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str());
+  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n",
+              r.bind.c_str(), static_cast<unsigned>(*port), o.slots, cores,
+              o.host->get().c_str(), r.tls.enabled() ? ", TLS with client certificates" : "");
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

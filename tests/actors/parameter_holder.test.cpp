@@ -9,6 +9,7 @@
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/parameters.hpp>
+#include <pnn/training/records.hpp>
 
 #include <caf/all.hpp>
 
@@ -129,7 +130,64 @@ CAF_TEST(wrong layouts and non finite updates are rejected and never applied) {
   CAF_CHECK_EQUAL(push(blob_of({1, 1, 1, 1}, 42)).first, 8u);
 }
 
+CAF_TEST(a holder saves its parameters every N updates to a file that restores them) {
+  test::temp_dir dir;
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  holder_options o;
+  o.checkpoint_every = 2;
+  o.checkpoint_file = dir / "holder.pt";
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
+  run();
+  push(blob_of({1, 1, 1, 1}, 42));
+  CAF_CHECK(!std::filesystem::exists(o.checkpoint_file));
+  push(blob_of({0, 0, 0, 0.5f}, 42));
+  CAF_REQUIRE(std::filesystem::exists(o.checkpoint_file));
+  push(blob_of({5, 5, 5, 5}, 42)); // the 3rd: not saved (every 2)
+  auto saved = read_holder_file(o.checkpoint_file);
+  CAF_CHECK_EQUAL(saved.version, 9u);
+  CAF_CHECK_EQUAL(saved.layout, 42u);
+  CAF_CHECK_EQUAL(saved.count, 4u);
+  CAF_CHECK(floats_of(saved) == (std::vector<float>{2, 3, 4, 5.5f}));
+  // A holder started from the file goes on from there.
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  holder = spawn_holder(sys, saved);
+  run();
+  auto now = pull();
+  CAF_CHECK_EQUAL(now.version, 9u);
+  CAF_CHECK(floats_of(now) == (std::vector<float>{2, 3, 4, 5.5f}));
+  CAF_CHECK_EQUAL(push(blob_of({1, 1, 1, 1}, 42)).first, 10u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST(damaged holder files are one clear error) {
+  test::temp_dir dir;
+  const auto good = holder_file_bytes(blob_of({1, 2, 3}, 5, 2));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto with_nan = holder_file_bytes(blob_of({1, nan, 3}, 5, 2));
+  const std::vector<std::pair<std::string, std::string>> cases{
+    {"empty", ""},
+    {"garbage", "hello, this is not a holder file at all, no no no"},
+    {"truncated", good.substr(0, good.size() - 2)},
+    {"padded", good + "xxxx"},
+    {"header only", good.substr(0, 32)},
+    {"nan", with_nan}};
+  for (const auto& [name, content] : cases) {
+    auto file = dir / (name + ".pt");
+    training::write_file_atomic(file, content);
+    auto [code, msg] = test::error_of([&] { read_holder_file(file); });
+    CAF_MESSAGE(name << ": " << msg);
+    CAF_CHECK(code == error_code::invalid_argument);
+    CAF_CHECK(test::contains(msg, file.string()));
+    CAF_CHECK(msg.find('\n') == std::string::npos);
+  }
+  auto [code, msg] = test::error_of([&] { read_holder_file(dir / "missing.pt"); });
+  CAF_CHECK(code == error_code::file_not_found);
+  training::write_file_atomic(dir / "ok.pt", good);
+  CAF_CHECK(floats_of(read_holder_file(dir / "ok.pt")) == (std::vector<float>{1, 2, 3}));
+}
 
 CAF_TEST(model parameters round trip through bytes with their layout) {
   auto a = models::make_model("lenet5", 1, 10);

@@ -10,6 +10,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
+#include <pnn/actors/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
@@ -382,3 +383,31 @@ CAF_TEST(parameters of another layout fail the job before any step) {
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
+  test::temp_dir dir;
+  sgd_options o;
+  o.dataset = "synthetic:train=640,test=100";
+  o.model = "lenet5";
+  o.slots = 2;
+  o.cores = 2;
+  o.epochs = 1;
+  o.holder_checkpoint_every = 3;
+  o.out = dir / "run";
+  o.progress = "none";
+  auto first = run_sgd(o);
+  auto saved = read_holder_file(dir / "run" / "holder.pt");
+  // The end state (2 workers x 2 pushes = 4 updates), not the last multiple of 3.
+  CAF_CHECK_EQUAL(first.holder.version, 4u);
+  CAF_CHECK_EQUAL(saved.version, first.holder.version);
+  o.resume = true;
+  auto second = run_sgd(o);
+  CAF_CHECK_EQUAL(second.summary["resumed_from_version"].get<uint64_t>(), saved.version);
+  CAF_CHECK_EQUAL(second.holder.version, saved.version + second.holder.applied);
+  CAF_CHECK_GREATER_OR_EQUAL(second.test_accuracy, 0.9);
+  // Another model cannot resume from these parameters.
+  o.model = "lenet";
+  auto [code, msg] = test::error_of([&] { run_sgd(o); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "holder.pt"));
+}

@@ -32,8 +32,8 @@ struct server {
   std::string line;
   int port = 0;
 
-  explicit server(int slots)
-    : process(node + " serve --port 0 --slots " + std::to_string(slots)) {
+  explicit server(int slots, const std::string& flags = "")
+    : process(node + " serve --port 0 --slots " + std::to_string(slots) + " " + flags) {
     line = process.read_line();
     auto at = line.find("127.0.0.1:");
     if (at != std::string::npos)
@@ -118,6 +118,134 @@ CAF_TEST(checkpoints of remote jobs come back to the coordinator) {
   auto leftovers = test::run_command("ls -d /tmp/pnn-node-" + std::to_string(a.process.pid())
                                      + "-* 2>/dev/null | wc -l");
   CAF_CHECK_EQUAL(leftovers.out, "0\n");
+}
+
+namespace {
+
+/// A 2-job K-fold on two serve processes with checkpoints every epoch; once both
+/// jobs have sent a checkpoint home, `sig` hits host a. Checks that every job ends
+/// once, on host b, and that the one from a resumed from a checkpoint of it.
+void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
+  test::temp_dir dir;
+  server a{1}, b{1};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_REQUIRE_GREATER(b.port, 0);
+  const auto out = dir / "run";
+  test::background_process coordinator(
+    node + " kfold --dataset synthetic:train=3000,test=10 --models lenet5 --schedulers cosine "
+           "--folds 2 --epochs 6 --checkpoint-every 1 --progress plain --no-local --hosts "
+    + a.address() + "," + b.address() + " " + extra_flags + " --out " + out.string());
+  const auto fold_dir = [&](int f) { return out / "lenet5" / "cosine" / ("fold" + std::to_string(f)); };
+  for (int i = 0; i < 3000; ++i) {
+    if (std::filesystem::exists(fold_dir(0) / "epoch_1.pt")
+        && std::filesystem::exists(fold_dir(1) / "epoch_1.pt"))
+      break;
+    ::usleep(10000);
+  }
+  CAF_REQUIRE(std::filesystem::exists(fold_dir(0) / "epoch_1.pt"));
+  CAF_REQUIRE(std::filesystem::exists(fold_dir(1) / "epoch_1.pt"));
+  ::kill(a.process.pid(), sig);
+  int status = coordinator.wait_exit(300000);
+  ::kill(a.process.pid(), SIGKILL); // a stopped host too
+  CAF_REQUIRE(WIFEXITED(status));
+  CAF_REQUIRE_EQUAL(WEXITSTATUS(status), 0);
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_REQUIRE_EQUAL(s["jobs"].size(), 2u);
+  std::set<int> folds;
+  int resumed = 0;
+  for (const auto& j : s["jobs"]) {
+    CAF_CHECK(j["ok"].get<bool>());
+    folds.insert(j["fold"].get<int>());
+    CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 6);
+    // Every job finished on the surviving host.
+    CAF_CHECK(test::contains(j["host"].get<std::string>(), ":" + std::to_string(b.port)));
+    const int from = j["resumed_from_epoch"].get<int>();
+    if (from > 0) {
+      ++resumed;
+      CAF_MESSAGE("fold " << j["fold"].get<int>() << " resumed from epoch " << from);
+      CAF_CHECK_LESS(from, 6);
+      CAF_CHECK(std::filesystem::exists(fold_dir(j["fold"].get<int>())
+                                        / ("epoch_" + std::to_string(from) + ".pt")));
+    }
+  }
+  CAF_CHECK_EQUAL(folds.size(), 2u); // each job once
+  CAF_CHECK_EQUAL(resumed, 1);       // the one that ran on the lost host
+}
+
+} // namespace
+
+CAF_TEST(a host killed mid K-fold loses no job and its job resumes from its checkpoint) {
+  lose_a_host_mid_kfold(SIGKILL, "");
+}
+
+CAF_TEST(a host that goes silent mid K-fold is dropped after the peer timeout) {
+  // SIGSTOP: the connection stays open but nothing comes back (a cut cable).
+  lose_a_host_mid_kfold(SIGSTOP, "--peer-timeout 2");
+}
+
+CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs) {
+  test::temp_dir dir;
+  server a{2};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  const auto out = dir / "run";
+  const std::string run = node + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
+                                 "--schedulers cosine,warm --folds 2 --epochs 4 --checkpoint-every 1 "
+                                 "--progress plain --no-local --hosts " + a.address()
+                          + " --out " + out.string();
+  std::vector<std::filesystem::path> dirs;
+  for (const char* sched : {"cosine", "warm"})
+    for (int f = 0; f < 2; ++f)
+      dirs.push_back(out / "lenet5" / sched / ("fold" + std::to_string(f)));
+  // Kill the coordinator once a job has finished and another has a checkpoint but
+  // no result yet.
+  std::map<std::filesystem::path, std::string> finished;
+  {
+    test::background_process coordinator(run);
+    bool ready = false;
+    for (int i = 0; i < 6000 && !ready; ++i) {
+      bool done_one = false, started_one = false;
+      for (const auto& d : dirs) {
+        done_one = done_one || std::filesystem::exists(d / "result.json");
+        started_one = started_one
+                      || (std::filesystem::exists(d / "epoch_1.pt")
+                          && !std::filesystem::exists(d / "result.json"));
+      }
+      ready = done_one && started_one;
+      if (!ready)
+        ::usleep(10000);
+    }
+    CAF_REQUIRE(ready);
+    ::kill(coordinator.pid(), SIGKILL);
+    coordinator.wait_exit(10000);
+  }
+  for (const auto& d : dirs)
+    if (std::filesystem::exists(d / "result.json"))
+      finished[d] = test::read_text(d / "result.json");
+  CAF_MESSAGE(finished.size() << " job(s) finished before the kill");
+  CAF_REQUIRE_LESS(finished.size(), 4u);
+  // The same command with --resume finishes the experiment.
+  auto r = test::run_command(run + " --resume");
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_REQUIRE_EQUAL(s["jobs"].size(), 4u);
+  int kept = 0, resumed = 0;
+  for (const auto& j : s["jobs"]) {
+    CAF_CHECK(j["ok"].get<bool>());
+    auto d = out / "lenet5" / j["scheduler"].get<std::string>()
+             / ("fold" + std::to_string(j["fold"].get<int>()));
+    if (finished.count(d)) {
+      // Not run again: its stored result is the one from before the kill.
+      CAF_CHECK(j.value("kept_from_earlier_run", false));
+      CAF_CHECK_EQUAL(test::read_text(d / "result.json"), finished[d]);
+      ++kept;
+    } else {
+      CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 4);
+      if (j["resumed_from_epoch"].get<int>() > 0)
+        ++resumed;
+    }
+  }
+  CAF_CHECK_EQUAL(kept, static_cast<int>(finished.size()));
+  CAF_CHECK_GREATER_OR_EQUAL(resumed, 1); // the job that had a checkpoint
 }
 
 CAF_TEST(local slots and a remote host share one queue) {
@@ -276,6 +404,110 @@ CAF_TEST(a remote peer sending wrong updates is rejected while training goes on)
   CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
   auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
   CAF_CHECK_EQUAL(s["rejected_updates"].get<int64_t>(), 3);
+}
+
+CAF_TEST(SGD goes on when a worker host is killed mid run) {
+  test::temp_dir dir;
+  server a{1}, b{1};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_REQUIRE_GREATER(b.port, 0);
+  const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::unique_ptr<test::background_process> killer;
+  sgd_options o;
+  o.dataset = "synthetic:train=4000,test=200";
+  o.model = "lenet5";
+  o.epochs = 3;
+  o.hosts = {a.address(), b.address()};
+  o.use_local = false;
+  o.out = dir / "run";
+  o.progress = "none";
+  o.on_holder = [&](ParameterHolder& holder) {
+    // Once the holder has applied 20 updates, host a dies.
+    auto port = holder.publish(0);
+    killer = std::make_unique<test::background_process>(
+      self_exe + " --kill-at-version 127.0.0.1:" + std::to_string(port) + " 20 "
+      + std::to_string(a.process.pid()));
+    CAF_CHECK_EQUAL(killer->read_line(), "connected");
+  };
+  auto report = run_sgd(o);
+  CAF_REQUIRE(killer != nullptr);
+  auto line = killer->read_line();
+  CAF_MESSAGE(line);
+  CAF_REQUIRE(test::contains(line, "killed"));
+  const auto version_then = std::stoull(line.substr(line.rfind(' ') + 1));
+  CAF_REQUIRE_EQUAL(report.workers.size(), 2u);
+  int lost = 0, finished = 0;
+  for (const auto& w : report.workers) {
+    if (test::contains(w.host, ":" + std::to_string(a.port))) {
+      CAF_CHECK(!w.result.ok);
+      CAF_CHECK(test::contains(w.result.error, "worker lost"));
+      ++lost;
+    } else {
+      CAF_CHECK(w.result.ok);
+      CAF_CHECK_EQUAL(w.result.samples, 3 * 2000); // its whole shard, every epoch
+      ++finished;
+    }
+  }
+  CAF_CHECK_EQUAL(lost, 1);
+  CAF_CHECK_EQUAL(finished, 1);
+  // Training went on after the loss, and the model is good.
+  CAF_CHECK_GREATER(report.holder.version, version_then);
+  CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
+  auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
+  CAF_CHECK_EQUAL(s["lost_workers"].size(), 1u);
+  CAF_CHECK_EQUAL(s["failed_workers"].size(), 0u);
+}
+
+CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
+  test::temp_dir dir;
+  const std::string certs = std::string(PNN_SOURCE_DIR) + "/scripts/make-certs.sh ";
+  const auto cluster = dir / "cluster";
+  const auto foreign = dir / "foreign";
+  CAF_REQUIRE_EQUAL(test::run_command(certs + cluster.string() + " host coordinator").exit_code, 0);
+  CAF_REQUIRE_EQUAL(test::run_command(certs + foreign.string() + " intruder").exit_code, 0);
+  auto tls = [](const std::filesystem::path& d, const std::string& name,
+                const std::filesystem::path& ca_dir) {
+    return " --tls-cert " + (d / (name + ".pem")).string() + " --tls-key "
+           + (d / (name + ".key")).string() + " --tls-ca " + (ca_dir / "ca.pem").string();
+  };
+  server a{1, tls(cluster, "host", cluster)};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_MESSAGE(a.line);
+  CAF_CHECK(test::contains(a.line, "TLS"));
+  const std::string run = node + " " + kfold_run + " --no-local --connect-timeout 5 --hosts "
+                          + a.address();
+  // The cluster's own coordinator gets in.
+  auto ok = test::run_command(run + tls(cluster, "coordinator", cluster) + " --out "
+                              + (dir / "ok").string());
+  CAF_CHECK_EQUAL(ok.exit_code, 0);
+  if (ok.exit_code != 0)
+    CAF_MESSAGE(ok.err);
+  CAF_CHECK(std::filesystem::exists(dir / "ok" / "summary.json"));
+  // A certificate of another CA, trusting either CA; and no TLS at all: refused.
+  for (const auto& flags : {tls(foreign, "intruder", foreign), tls(foreign, "intruder", cluster),
+                            std::string{}}) {
+    auto r = test::run_command(run + flags + " --out " + (dir / "refused").string());
+    CAF_CHECK_EQUAL(r.exit_code, 2);
+    CAF_CHECK(test::contains(r.err, "--hosts " + a.address()));
+    CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+    CAF_MESSAGE("refused: " << r.err);
+  }
+  CAF_CHECK(!std::filesystem::exists(dir / "refused" / "summary.json"));
+  // The host still serves its cluster after the intruders.
+  auto again = test::run_command(run + tls(cluster, "coordinator", cluster) + " --out "
+                                 + (dir / "again").string());
+  CAF_CHECK_EQUAL(again.exit_code, 0);
+  // Half a TLS setup is bad input.
+  for (const std::string& flags :
+       {" --tls-cert " + (cluster / "host.pem").string(),
+        " --tls-cert " + (cluster / "host.pem").string() + " --tls-key " + (cluster / "host.key").string()
+          + " --tls-ca " + (dir / "missing.pem").string(),
+        " --tls-cert " + cluster.string() + " --tls-key x --tls-ca y"}) { // a folder
+    auto e = test::run_command(node + " serve --port 0" + flags);
+    CAF_CHECK_EQUAL(e.exit_code, 2);
+    CAF_CHECK(test::contains(e.err, "--tls-"));
+    CAF_CHECK_EQUAL(std::count(e.err.begin(), e.err.end(), '\n'), 1);
+  }
 }
 
 CAF_TEST(bad sgd flags and unreachable hosts are one line with exit code 2) {

@@ -81,9 +81,13 @@ private:
 /// parameters back into a model, or publish it for workers that connect by port.
 class ParameterHolder {
 public:
-  /// Holds `model`'s current parameters (version 0). Throws pnn::error when a
-  /// parameter is not finite.
-  ParameterHolder(caf::actor_system& sys, const models::Network& model);
+  /// Holds `model`'s current parameters (version 0), saving them as `options`
+  /// says. Throws pnn::error when a parameter is not finite.
+  ParameterHolder(caf::actor_system& sys, const models::Network& model,
+                  holder_options options = {});
+  /// Holds `initial` (e.g. read_holder_file of an earlier run's checkpoint; its
+  /// version goes on counting).
+  ParameterHolder(caf::actor_system& sys, param_blob initial, holder_options options = {});
   ~ParameterHolder();
   ParameterHolder(const ParameterHolder&) = delete;
   ParameterHolder& operator=(const ParameterHolder&) = delete;

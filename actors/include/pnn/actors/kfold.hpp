@@ -48,6 +48,10 @@ struct kfold_options {
   bool use_local = true; ///< false (--no-local): jobs only on `hosts`
   /// Seconds to wait for a host to answer when connecting.
   double connect_timeout = 10;
+  /// Seconds of silence after which a host counts as lost (its jobs re-queued).
+  double peer_timeout = 30;
+  /// TLS with mutual authentication to the hosts (all three files, or none).
+  tls_files tls;
   /// In-process only: adjusts each job's options (criterion, optimizer factory).
   /// Applies to local jobs only: functions do not travel to other hosts.
   std::function<void(const job_spec&, training::job_options&)> customize;

@@ -5,6 +5,7 @@
 #include <caf/typed_actor.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,9 @@ struct collector_options {
   std::map<uint32_t, std::string> labels; ///< job id -> "lenet5/cosine/fold0"
   std::map<uint32_t, double> costs;       ///< job id -> estimated cost, for the ETA
   double sample_interval = 0.5;       ///< seconds between CPU samples
+  /// In-process only: called with every job result as it arrives (K-fold stores
+  /// each finished job at once, so that a coordinator killed later keeps it).
+  std::function<void(const job_result&)> on_result;
 };
 
 /// The collector's state; opaque to callers.

@@ -5,7 +5,9 @@
 #include <caf/actor_system.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <filesystem>
 #include <memory>
+#include <string>
 
 namespace pnn {
 
@@ -30,11 +32,28 @@ struct holder_state {
   static inline const char* name = "pnn.parameter_holder";
 };
 
+/// Where and how often a holder saves its parameters (a checkpoint to restart from).
+struct holder_options {
+  uint64_t checkpoint_every = 0;  ///< applied updates between saves; 0: never
+  std::filesystem::path checkpoint_file; ///< written atomically (read_holder_file reads it)
+};
+
 /// A holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes; throws pnn::error otherwise.
 holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<holder_state> self,
-                                             param_blob initial);
+                                             param_blob initial, holder_options options);
 
-holder_actor spawn_holder(caf::actor_system& sys, param_blob initial);
+holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {});
+
+/// The file form of a holder's parameters: "PNNHOLD1", version, layout, count
+/// (little-endian uint64) and count float32 values.
+std::string holder_file_bytes(const param_blob& params);
+
+/// Writes holder_file_bytes(params) to `file` atomically; throws pnn::error(io_error).
+void write_holder_file(const std::filesystem::path& file, const param_blob& params);
+
+/// Reads a holder file; throws pnn::error naming the file when it is missing,
+/// truncated, not a holder file, or holds a non-finite value.
+param_blob read_holder_file(const std::filesystem::path& file);
 
 } // namespace pnn

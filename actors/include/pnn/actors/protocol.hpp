@@ -57,6 +57,9 @@ struct job_spec {
   std::string out_dir;     ///< the job's folder ("" writes nothing)
   bool resume = false;     ///< continue from out_dir/latest.pt when it exists
   double cost = 0;         ///< estimated seconds at one thread (longest first)
+  /// A job resumed on another host: the bytes of its latest checkpoint (the
+  /// coordinator's out_dir/latest.pt), which that host cannot read itself.
+  std::vector<char> checkpoint;
   /// SGD share instead of a K-fold fold: when > 0 the job trains on shard `shard`
   /// of `shards` of the whole training set (shard_indices with split_seed; all of
   /// it, in stored order, for 1) and has no validation set.
@@ -80,7 +83,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
            x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.split_seed, x.seed, x.epochs,
            x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost,
-           x.shards, x.shard, x.n_pull, x.n_push, x.max_pushes, x.holder_timeout);
+           x.checkpoint, x.shards, x.shard, x.n_pull, x.n_push, x.max_pushes, x.holder_timeout);
 }
 
 /// Where a running job is.
@@ -214,5 +217,31 @@ void register_message_types(caf::actor_system_config& cfg);
 /// worker's next slice queues behind the others' events), pnn's message types and
 /// error category registered.
 void configure_actor_system(caf::actor_system_config& cfg, size_t threads);
+
+/// TLS with mutual authentication between the nodes of a cluster: this node's
+/// certificate and private key (PEM) and the cluster's CA certificate. A peer must
+/// present a certificate signed by that CA, or the connection is refused.
+struct tls_files {
+  std::string cert;
+  std::string key;
+  std::string ca;
+  bool enabled() const {
+    return !cert.empty() || !key.empty() || !ca.empty();
+  }
+};
+
+/// Throws pnn::error(invalid_argument) naming the flag (--tls-cert, --tls-key,
+/// --tls-ca) unless none or all three are given and each is a readable file.
+void check_tls(const tls_files& tls);
+
+/// Loads CAF's network layer (the middleman) for a process that talks to other
+/// hosts: heartbeats every peer_timeout / 4 seconds, and a peer that sends nothing
+/// for `peer_timeout` seconds (a cut cable, a stopped host: no clean close) is
+/// disconnected, which monitors of its actors see as down. With `tls` enabled
+/// (check_tls first) it also loads CAF's OpenSSL module: every connection this
+/// system makes or accepts through pnn::publish_actor / pnn::connect_actor is TLS
+/// with mutual authentication.
+void configure_network(caf::actor_system_config& cfg, double peer_timeout,
+                       const tls_files& tls = {});
 
 } // namespace pnn

@@ -51,6 +51,8 @@ struct sgd_options {
   int32_t max_pushes = 2;
   double holder_timeout = 30; ///< seconds
   double connect_timeout = 10; ///< seconds to wait for a host's node to answer
+  double peer_timeout = 30;    ///< seconds of silence after which a host counts as lost
+  tls_files tls;               ///< TLS with mutual authentication to the hosts (all or none)
   std::string optimizer = "adam";
   double lr = 1e-3;
   std::string scheduler = "cosine";
@@ -65,6 +67,12 @@ struct sgd_options {
   int64_t test_batch_size = 256;
   bool test = true;
   int64_t loss_window = 50;
+  /// Save the holder's parameters to out/holder.pt every this many applied updates
+  /// (and at the end); 0: never.
+  int64_t holder_checkpoint_every = 0;
+  /// Start from out/holder.pt when it exists (its version goes on counting); the
+  /// workers' data order and schedules start afresh.
+  bool resume = false;
 
   // In-process only (the C++ API).
   /// Adjusts the job options of this host's workers (functions do not travel).
@@ -112,9 +120,11 @@ void validate(const sgd_options& options);
 /// test_accuracy, samples_per_second, rejected_updates, holder counters, every
 /// worker's host, samples, pulls and pushes), summary.md, cpu.csv, loss.csv,
 /// loss_worker<i>.csv, workers/worker<i>/ (steps.csv, epochs.csv, metrics.json),
-/// model.pt, confusion.csv, test.json. Throws pnn::error(invalid_argument) for bad
-/// options or an unreachable host, pnn::error(run_failed) when a worker failed
-/// (after writing what there is).
+/// model.pt, confusion.csv, test.json. A worker whose host dies or goes silent
+/// (peer_timeout) mid-run is lost: the others go on (its pushes so far count), and
+/// summary.json lists it under lost_workers. Throws pnn::error(invalid_argument) for
+/// bad options or an unreachable host, pnn::error(run_failed) when a worker's job
+/// failed or every worker was lost (after writing what there is).
 sgd_report run_sgd(const sgd_options& options);
 
 } // namespace pnn

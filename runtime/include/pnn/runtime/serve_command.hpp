@@ -1,5 +1,7 @@
 #pragma once
 
+#include <pnn/actors/protocol.hpp>
+
 #include <cstdint>
 #include <string>
 
@@ -11,6 +13,8 @@ struct serve_request {
   std::string bind = "127.0.0.1"; ///< address to listen on
   int32_t slots = 0;              ///< 0: one per core
   std::string data_dir;           ///< this host's dataset folder
+  double peer_timeout = 30;       ///< seconds of silence after which a coordinator counts as gone
+  tls_files tls;                  ///< all three set: TLS with mutual authentication
 };
 
 /// Publishes this host's node actor and serves until SIGINT or SIGTERM. Prints one
