@@ -9,6 +9,7 @@
 #include <pnn/runtime/serve_command.hpp>
 #include <pnn/runtime/sgd_command.hpp>
 #include <pnn/runtime/train.hpp>
+#include <pnn/training/records.hpp>
 
 #include <boost/program_options.hpp>
 
@@ -56,6 +57,7 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
            const char* const* argv, po::variables_map& vm) {
   po::options_description all{desc};
   all.add_options()("config", po::value<std::string>(), "read flags from FILE (key = value)")(
+    "dry-run", "check every flag and the --config file, then exit without running")(
     "help,h", "show this help");
   try {
     po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
@@ -83,6 +85,12 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
   (void) verb;
 }
 
+/// --dry-run: the flags passed every check; say so and run nothing.
+int dry_run_ok(const std::string& verb) {
+  std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb.c_str());
+  return 0;
+}
+
 void progress_line_check(const std::string& mode) {
   if (mode != "auto" && mode != "plain" && mode != "none")
     bad("--progress " + mode + ": expected auto, plain or none");
@@ -92,6 +100,7 @@ void print_help(const std::string& verb, const std::string& synopsis,
                 const po::options_description& desc) {
   std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n" << desc
             << "  --config FILE         read flags from FILE (key = value lines)\n"
+            << "  --dry-run             check every flag and the --config file, then exit\n"
             << "  -h [ --help ]         show this help\n";
 }
 
@@ -130,6 +139,7 @@ int train_command(int argc, const char* const* argv) {
     bad("--out: required, the folder where results go");
   r.out = out;
   r.data_dir = data_dir;
+  r.dry_run = vm.count("dry-run") > 0;
   return run_train(r);
 }
 
@@ -219,6 +229,11 @@ int kfold_command(int argc, const char* const* argv) {
   o.schedulers = split_list(schedulers, "--schedulers");
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
   progress_line_check(o.progress);
+  if (vm.count("dry-run")) {
+    validate(o);
+    return dry_run_ok("kfold");
+  }
+  training::ensure_output_folder(out, "--out");
   return run_kfold_command(o);
 }
 
@@ -264,6 +279,11 @@ int hogwild_command(int argc, const char* const* argv) {
     bad("--out: required, the folder where results go");
   o.out = out;
   progress_line_check(o.progress);
+  if (vm.count("dry-run")) {
+    validate(o);
+    return dry_run_ok("hogwild");
+  }
+  training::ensure_output_folder(out, "--out");
   return run_hogwild_command(o);
 }
 
@@ -331,6 +351,11 @@ int sgd_command(int argc, const char* const* argv) {
     bad("--out: required, the folder where results go");
   o.out = out;
   progress_line_check(o.progress);
+  if (vm.count("dry-run")) {
+    validate(o);
+    return dry_run_ok("sgd");
+  }
+  training::ensure_output_folder(out, "--out");
   return run_sgd_command(o);
 }
 
@@ -357,6 +382,7 @@ int serve_command(int argc, const char* const* argv) {
   if (port < 0 || port > 65535)
     bad("--port " + std::to_string(port) + ": expected 0..65535");
   r.port = static_cast<uint16_t>(port);
+  r.dry_run = vm.count("dry-run") > 0;
   return run_serve(r);
 }
 

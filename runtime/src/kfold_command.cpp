@@ -22,8 +22,16 @@ int run_kfold_command(const kfold_options& o) {
               "peak RSS %.0f MiB\n",
               report.wall_seconds, 100 * report.cpu_utilization_mean, report.user_cpu_seconds,
               report.system_cpu_seconds, static_cast<double>(report.peak_rss_bytes) / (1 << 20));
-  if (failed > 0)
+  if (failed > 0) {
     std::printf("%zu job(s) FAILED (see summary.json)\n", failed);
+    // The first failure's reason on stderr too: one line a script or a person can act on.
+    for (const auto& j : report.jobs)
+      if (!j.ok) {
+        std::fprintf(stderr, "pnn-node kfold: %zu job(s) failed; %s/%s fold %d: %s\n", failed,
+                     j.model.c_str(), j.scheduler.c_str(), j.fold, j.error.c_str());
+        break;
+      }
+  }
   std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in "
               "<model>/<scheduler>/fold<i>/)\n",
               o.out.c_str());

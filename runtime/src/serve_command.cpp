@@ -37,6 +37,10 @@ int run_serve(const serve_request& r) {
                      "--peer-timeout " + std::to_string(r.peer_timeout) + ": expected seconds >= 1");
   if (r.bind.empty())
     throw pnn::error(error_code::invalid_argument, "--bind: expected an address");
+  if (r.dry_run) {
+    std::printf("pnn-node serve: flags ok (--dry-run: nothing run)\n");
+    return 0;
+  }
   // SIGINT/SIGTERM are taken by sigwait below: block them before CAF starts its
   // threads, which inherit the mask.
   sigset_t signals;

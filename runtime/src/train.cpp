@@ -82,6 +82,11 @@ int run_train(const train_request& r) {
   spec.checkpoint_every = r.checkpoint_every;
   spec.out_dir = dir.string();
   const job_options o = job_options_from(spec);
+  if (r.dry_run) {
+    std::printf("pnn-node train: flags ok (--dry-run: nothing run)\n");
+    return 0;
+  }
+  ensure_output_folder(r.out, "--out");
   ensure_directory(dir);
 
   const auto load_start = std::chrono::steady_clock::now();

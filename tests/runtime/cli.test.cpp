@@ -193,3 +193,72 @@ CAF_TEST(hogwild rejects bad flags with one line and exit code 2) {
                   "--workers 5");
   check_bad_input(pnn_node("hogwild --dataset synthetic"), "--out");
 }
+
+CAF_TEST(dry run checks every flag and the config file and touches nothing) {
+  test::temp_dir dir;
+  const auto out = dir / "never";
+  std::ofstream(dir / "kfold.cfg") << "dataset = synthetic\nmodels = lenet5,alexnet\nfolds = 3\n";
+  std::ofstream(dir / "bad.cfg") << "dataset = synthetic\nfolds = 1\n";
+  const std::string o = " --dry-run --out " + out.string();
+  for (const std::string& cmd :
+       {"kfold --config " + (dir / "kfold.cfg").string(), std::string{"train --dataset synthetic"},
+        std::string{"hogwild --dataset synthetic --workers 2"},
+        std::string{"sgd --dataset synthetic --hosts 127.0.0.1:7"}}) {
+    auto r = pnn_node(cmd + o);
+    CAF_CHECK_EQUAL(r.exit_code, 0);
+    CAF_CHECK(test::contains(r.out, "flags ok"));
+    if (r.exit_code != 0)
+      CAF_MESSAGE(cmd << ": " << r.err);
+  }
+  auto serve = pnn_node("serve --port 0 --dry-run");
+  CAF_CHECK_EQUAL(serve.exit_code, 0);
+  CAF_CHECK(test::contains(serve.out, "flags ok"));
+  CAF_CHECK(!std::filesystem::exists(out));
+  // The same checks as a real run: a bad value in the file, a bad flag, a bad model.
+  check_bad_input(pnn_node("kfold --config " + (dir / "bad.cfg").string() + o), "--folds 1");
+  check_bad_input(pnn_node("train --dataset synthetic --optimizer rmsprop" + o), "--optimizer");
+  check_bad_input(pnn_node("sgd --dataset synthetic --hosts nohost" + o), "--hosts nohost");
+  check_bad_input(pnn_node("serve --port 70000 --dry-run"), "--port 70000");
+  CAF_CHECK(!std::filesystem::exists(out));
+}
+
+CAF_TEST(an output folder that cannot be created is refused before any work) {
+  test::temp_dir dir;
+  test::write_bytes(dir / "file", {1, 2, 3});
+  const auto out = " --out " + (dir / "file" / "run").string();
+  check_bad_input(pnn_node("train --dataset synthetic --subset 64" + out), "--out");
+  check_bad_input(pnn_node("kfold --dataset synthetic --subset 64" + out), "--out");
+  check_bad_input(pnn_node("hogwild --dataset synthetic --subset 64" + out), "--out");
+  check_bad_input(pnn_node("sgd --dataset synthetic --subset 64" + out), "cannot create folder");
+}
+
+namespace {
+
+/// Runs `args` with --out inside a 300 KiB tmpfs of a private mount namespace (needs
+/// root, as on CI): the disk fills up in the middle of the run.
+test::process_result on_full_disk(const test::temp_dir& dir, const std::string& args) {
+  auto mnt = dir / "small";
+  std::filesystem::create_directory(mnt);
+  auto script = "mount -t tmpfs -o size=300k tmpfs " + mnt.string() + " && " + node + " " + args
+                + " --out " + (mnt / "run").string() + "; rc=\\$?; find " + mnt.string()
+                + " -name '*.tmp.*' >&2; exit \\$rc";
+  return test::run_command("unshare -m sh -c \"" + script + "\"");
+}
+
+} // namespace
+
+CAF_TEST(a disk that fills up mid-run is one clear error and leaves no torn files) {
+  test::temp_dir dir;
+  CAF_REQUIRE_EQUAL(std::system("unshare -m true"), 0); // root with mount namespaces
+  auto train = on_full_disk(dir, "train --dataset synthetic --subset 64 --progress none");
+  CAF_CHECK_EQUAL(train.exit_code, 1);
+  CAF_CHECK(test::contains(train.err, "epoch_1.pt: write failed: No space left on device"));
+  CAF_CHECK_EQUAL(std::count(train.err.begin(), train.err.end(), '\n'), 1); // no *.tmp.* found
+  auto kfold = on_full_disk(dir, "kfold --dataset synthetic --subset 256 --folds 2 --epochs 1 "
+                                 "--checkpoint-every 1 --progress none");
+  CAF_CHECK_EQUAL(kfold.exit_code, 1);
+  CAF_CHECK(test::contains(kfold.err, "2 job(s) failed"));
+  CAF_CHECK(test::contains(kfold.err, "No space left on device"));
+  CAF_CHECK_EQUAL(std::count(kfold.err.begin(), kfold.err.end(), '\n'), 1);
+  CAF_MESSAGE("train: " << train.err << "kfold: " << kfold.err);
+}

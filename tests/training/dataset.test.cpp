@@ -195,6 +195,26 @@ CAF_TEST(a truncated gzip file is an error naming it) {
   CAF_CHECK(test::contains(msg, "truncated"));
 }
 
+CAF_TEST(a gzip header promising more than its file can inflate to is refused before reading) {
+  // 60000 x 1000 x 1000 bytes (6e10, above the 4 GiB cap) would be refused anyway;
+  // 1000 x 1000 x 1000 (1e9) is under the cap but a 40-byte gzip file inflates to at
+  // most ~42 KB, so the loader must not allocate a gigabyte for it.
+  auto header = idx_images(1, 1, 1);
+  header.resize(16);
+  for (int i : {4, 8, 12}) { // each dimension = 1000 = 0x03e8
+    header[i] = 0;
+    header[i + 1] = 0;
+    header[i + 2] = 0x03;
+    header[i + 3] = 0xe8;
+  }
+  write_gz(images, header);
+  write_gz(labels, idx_labels({1}));
+  auto [code, msg] = load_error();
+  CAF_CHECK(code == error_code::malformed_file);
+  CAF_CHECK(test::contains(msg, images.string()));
+  CAF_CHECK(test::contains(msg, "header promises 1000000000 data bytes, gzip data of this size"));
+}
+
 CAF_TEST(a folder where a file is expected is an error) {
   std::filesystem::create_directory(images);
   test::write_bytes(labels, idx_labels({1}));

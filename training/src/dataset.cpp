@@ -45,6 +45,10 @@ public:
     if (in_ == nullptr)
       fail(error_code::io_error, file, std::string{"cannot open: "} + std::strerror(errno));
     gzbuffer(in_, 1 << 18);
+    disk_bytes_ = static_cast<size_t>(fs::file_size(file, ec));
+    if (ec)
+      disk_bytes_ = max_file_bytes;
+    direct_ = gzdirect(in_) == 1;
   }
   ~gz_file() {
     if (in_ != nullptr)
@@ -102,6 +106,17 @@ public:
     return file_;
   }
 
+  /// The most data bytes this file can hold: its size when it is not compressed,
+  /// deflate's largest ratio (1032:1) times its size when it is gzip. Headers that
+  /// promise more are refused before anything is allocated for them.
+  bool compressed() const {
+    return !direct_;
+  }
+
+  size_t max_data_bytes() const {
+    return direct_ ? disk_bytes_ : disk_bytes_ * 1032 + 1024;
+  }
+
 private:
   [[noreturn]] void corrupt() {
     int err = 0;
@@ -112,6 +127,8 @@ private:
 
   fs::path file_;
   gzFile in_ = nullptr;
+  size_t disk_bytes_ = 0;
+  bool direct_ = true;
 };
 
 /// Whole file content, gunzipped when it is gzip.
@@ -170,6 +187,12 @@ std::vector<int64_t> read_idx_header(gz_file& in, uint8_t ndims) {
       fail(error_code::malformed_file, file, "dimensions describe more than 4 GiB of data");
     dims.push_back(d);
   }
+  const size_t room = in.max_data_bytes() - std::min(header, in.max_data_bytes());
+  if (payload > room)
+    fail(error_code::malformed_file, file,
+         "truncated: header promises " + std::to_string(payload) + " data bytes, "
+           + (in.compressed() ? "gzip data of this size cannot hold more than " : "file has ")
+           + std::to_string(room));
   return dims;
 }
 

@@ -124,6 +124,22 @@ void ensure_directory(const fs::path& dir) {
     io_fail(dir, "cannot create folder (" + (ec ? ec.message() : std::string{"not a folder"}) + ")");
 }
 
+void ensure_output_folder(const fs::path& dir, const std::string& flag) {
+  auto refuse = [&](const std::string& why) {
+    throw pnn::error(error_code::invalid_argument, flag + " " + dir.string() + ": " + why);
+  };
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    refuse("cannot create folder (" + (ec ? ec.message() : std::string{"not a folder"}) + ")");
+  const auto probe = dir / (".pnn-write-check." + std::to_string(::getpid()));
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    refuse(std::string{"cannot write in folder ("} + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 void write_file_atomic(const fs::path& file, const std::string& content) {
   ensure_directory(file.parent_path());
   auto tmp = file;

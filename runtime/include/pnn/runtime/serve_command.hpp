@@ -15,6 +15,7 @@ struct serve_request {
   std::string data_dir;           ///< this host's dataset folder
   double peer_timeout = 30;       ///< seconds of silence after which a coordinator counts as gone
   tls_files tls;                  ///< all three set: TLS with mutual authentication
+  bool dry_run = false;           ///< check the flags, then return 0 without listening
 };
 
 /// Publishes this host's node actor and serves until SIGINT or SIGTERM. Prints one

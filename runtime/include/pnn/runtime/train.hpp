@@ -25,6 +25,8 @@ struct train_request {
   bool resume = false;
   /// Progress: "auto" (in place on a TTY, plain lines otherwise), "plain", "none".
   std::string progress = "auto";
+  /// Check every flag, then return 0 without loading data or writing anything.
+  bool dry_run = false;
 };
 
 /// Runs one training job end to end: loads the data, trains, tests on the test set,

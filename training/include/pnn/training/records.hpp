@@ -51,6 +51,11 @@ void write_file_atomic(const std::filesystem::path& file, const std::string& con
 /// Creates `dir` (and parents); throws pnn::error(io_error) naming it on failure.
 void ensure_directory(const std::filesystem::path& dir);
 
+/// The output folder named by `flag` (e.g. "--out"): created when missing and checked
+/// writable (a probe file is created and removed), so a bad folder is refused before
+/// any work starts. Throws pnn::error(invalid_argument) naming the flag and the folder.
+void ensure_output_folder(const std::filesystem::path& dir, const std::string& flag);
+
 /// Reads a whole text file; throws pnn::error naming it.
 std::string read_text_file(const std::filesystem::path& file);
 
