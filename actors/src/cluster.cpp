@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace pnn {
@@ -35,7 +36,9 @@ Cluster::~Cluster() {
 }
 
 const remote_node& Cluster::connect(const std::string& host_port) {
-  if (nodes_.size() == nodes_.capacity())
+  const bool known = std::any_of(nodes_.begin(), nodes_.end(),
+                                 [&](const remote_node& n) { return n.address == host_port; });
+  if (!known && nodes_.size() == nodes_.capacity())
     bad(label_ + " " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
   auto [host, port] = parse_host_port(host_port, label_);
   if (!sys_.has_middleman())
@@ -58,6 +61,12 @@ const remote_node& Cluster::connect(const std::string& host_port) {
              [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
     bad(label_ + " " + host_port + ": no answer from its node (" + failure + ")");
+  // A host that comes back (a new node at the same address) takes its old entry.
+  for (auto& n : nodes_)
+    if (n.address == r.address) {
+      n = std::move(r);
+      return n;
+    }
   nodes_.push_back(std::move(r));
   return nodes_.back();
 }

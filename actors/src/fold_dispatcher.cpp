@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,7 @@ struct dispatcher_state::impl {
   std::vector<job_result> results;
   size_t expected = 0;
   bool active = false;
+  uint64_t orphan_waits = 0; // counts the waits for a worker; a stale reminder is ignored
   caf::typed_response_promise<std::vector<job_result>> promise;
   std::shared_ptr<std::function<void(const caf::actor_addr&, job_result)>> on_result;
 };
@@ -144,7 +146,19 @@ fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::
     (*maybe_finish)();
   };
   self->state.d->on_result = on_result;
-  self->set_down_handler([self, assign, maybe_finish, options,
+  // No worker left while jobs remain: fail now, or give hosts time to (re)join.
+  auto orphaned = std::make_shared<std::function<void()>>();
+  *orphaned = [self, options] {
+    auto& d = *self->state.d;
+    if (options.wait_for_workers <= 0) {
+      d.active = false;
+      d.promise.deliver(caf::make_error(caf::sec::runtime_error, "every worker was lost"));
+      return;
+    }
+    auto wait = std::chrono::milliseconds(static_cast<int64_t>(options.wait_for_workers * 1000));
+    self->delayed_send(self, wait, orphan_atom::value, ++d.orphan_waits);
+  };
+  self->set_down_handler([self, assign, maybe_finish, orphaned, options,
                           sink](const caf::down_msg& msg) {
     auto& d = *self->state.d;
     auto i = d.slots.find(msg.source);
@@ -173,8 +187,7 @@ fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::
       }
     }
     if (d.active && d.slots.empty() && d.results.size() < d.expected) {
-      d.active = false;
-      d.promise.deliver(caf::make_error(caf::sec::runtime_error, "every worker was lost"));
+      (*orphaned)();
       return;
     }
     (*assign)();
@@ -187,9 +200,19 @@ fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::
       if (d.slots.count(addr))
         return;
       self->monitor(w);
+      ++d.orphan_waits; // a worker came: any pending wait is over
       d.slots.emplace(addr, impl::slot{w});
       d.slot_order.push_back(addr);
       (*assign)();
+    },
+    [=](orphan_atom, uint64_t wait) {
+      auto& d = *self->state.d;
+      if (wait != d.orphan_waits || !d.active || !d.slots.empty())
+        return; // a worker joined meanwhile
+      d.active = false;
+      d.promise.deliver(caf::make_error(
+        caf::sec::runtime_error, "every worker was lost and none joined within "
+                                   + std::to_string(options.wait_for_workers) + " s"));
     },
     [=](run_atom, std::vector<job_spec> jobs) -> caf::result<std::vector<job_result>> {
       auto& d = *self->state.d;
@@ -205,6 +228,8 @@ fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::
       auto promise = d.promise;
       (*assign)();
       (*maybe_finish)();
+      if (d.active && d.slots.empty() && d.expected > 0 && options.wait_for_workers > 0)
+        (*orphaned)(); // no worker yet: start the clock on their joining
       return promise;
     },
   };

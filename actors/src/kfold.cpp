@@ -20,7 +20,13 @@
 #include <caf/io/middleman.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -121,8 +127,19 @@ void validate(const kfold_options& o) {
     bad("--checkpoint-every " + std::to_string(o.checkpoint_every) + ": expected 0 or more");
   for (const auto& h : o.hosts)
     parse_host_port(h, "--hosts");
-  if (!o.use_local && o.hosts.empty())
-    bad("--no-local: expected --hosts h:p,... to run the jobs on");
+  if (!o.use_local && o.hosts.empty() && o.hosts_file.empty())
+    bad("--no-local: expected --hosts h:p,... or --hosts-file FILE to run the jobs on");
+  if (!o.hosts_file.empty()) {
+    std::ifstream in(o.hosts_file);
+    if (!in)
+      bad("--hosts-file " + o.hosts_file.string() + ": cannot read file (one host:port per line)");
+    if (o.serial)
+      bad("--serial: compares against one job at a time on this host; drop --hosts-file");
+  }
+  if (!(o.rejoin_interval >= 0.1 && o.rejoin_interval <= 3600))
+    bad("--rejoin-interval " + std::to_string(o.rejoin_interval) + ": expected 0.1..3600 seconds");
+  if (!(o.wait_for_hosts >= 0))
+    bad("--wait-for-hosts " + std::to_string(o.wait_for_hosts) + ": expected seconds >= 0");
   if (!(o.connect_timeout > 0))
     bad("--connect-timeout " + std::to_string(o.connect_timeout) + ": expected seconds > 0");
   if (!(o.peer_timeout >= 1))
@@ -181,6 +198,164 @@ std::string format_table(const kfold_report& report) {
   }
   return out.str();
 }
+
+namespace {
+
+/// The host:port lines of a --hosts-file ('#' comments, blank lines skipped). A bad
+/// line is reported once (in `reported`) and skipped: the file may be edited while
+/// the run goes on.
+std::vector<std::string> read_hosts_file(const fs::path& file, std::set<std::string>& reported) {
+  std::vector<std::string> hosts;
+  std::ifstream in(file);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos)
+      line.resize(hash);
+    auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos)
+      continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+    try {
+      parse_host_port(line, "--hosts-file");
+      hosts.push_back(line);
+    } catch (const pnn::error& e) {
+      if (reported.insert(line).second)
+        std::fprintf(stderr, "pnn kfold: --hosts-file %s line %d: %s (skipped)\n", file.c_str(),
+                     n, e.what());
+    }
+  }
+  return hosts;
+}
+
+/// While a run goes on, brings hosts (back) into it: every `interval` it looks at
+/// --hosts and the --hosts-file, and each listed host without a live worker is
+/// connected (again) and its workers are added to the dispatcher. Runs on its own
+/// thread; the Cluster is only touched here while it runs.
+class host_watcher {
+public:
+  host_watcher(caf::actor_system& sys, Cluster& cluster, dispatcher_actor dispatcher,
+               caf::actor sink, const kfold_options& o, double t0)
+    : sys_(sys), cluster_(cluster), dispatcher_(std::move(dispatcher)), sink_(std::move(sink)),
+      o_(o), t0_(t0) {
+  }
+  ~host_watcher() {
+    stop();
+  }
+
+  /// Workers already started on `address` (they are watched from now on).
+  void add_initial(const std::string& address, const std::vector<worker_actor>& workers) {
+    for (const auto& w : workers)
+      initial_.emplace_back(address, w);
+  }
+
+  void start() {
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  /// Ends the thread (waits for a connection attempt in progress).
+  void stop() {
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  /// Hosts that joined after the start.
+  struct join {
+    std::string address;
+    double at = 0; ///< seconds since the run started
+    size_t slots = 0;
+  };
+  std::vector<join> joined() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return joined_;
+  }
+
+private:
+  void loop() {
+    caf::scoped_actor self{sys_};
+    std::map<caf::actor_addr, std::string> owner;
+    std::map<std::string, int> live;
+    auto watch = [&](const std::string& address, const worker_actor& w) {
+      self->monitor(w);
+      owner[w.address()] = address;
+      ++live[address];
+    };
+    for (auto& [address, w] : initial_)
+      watch(address, w);
+    std::set<std::string> unreachable, reported;
+    const auto interval = std::chrono::milliseconds(static_cast<int64_t>(o_.rejoin_interval * 1000));
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock{mutex_};
+        if (wake_.wait_for(lock, interval, [this] { return stopping_; }))
+          return;
+      }
+      for (bool more = true; more;)
+        self->receive(
+          [&](caf::down_msg& down) {
+            auto i = owner.find(down.source);
+            if (i == owner.end())
+              return;
+            if (--live[i->second] == 0)
+              std::fprintf(stderr, "pnn kfold: host %s lost; will take it back when it answers\n",
+                           i->second.c_str());
+            owner.erase(i);
+          },
+          caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+      auto wanted = o_.hosts;
+      if (!o_.hosts_file.empty())
+        for (auto& h : read_hosts_file(o_.hosts_file, reported))
+          if (std::find(wanted.begin(), wanted.end(), h) == wanted.end())
+            wanted.push_back(h);
+      for (const auto& address : wanted) {
+        if (live[address] > 0)
+          continue;
+        {
+          std::lock_guard<std::mutex> guard{mutex_};
+          if (stopping_)
+            return;
+        }
+        try {
+          const auto& node = cluster_.connect(address);
+          auto workers = cluster_.spawn_workers(node, sink_);
+          for (const auto& w : workers) {
+            watch(address, w);
+            caf::anon_send(dispatcher_, add_atom::value, w);
+          }
+          unreachable.erase(address);
+          std::fprintf(stderr, "pnn kfold: host %s joined with %zu slot(s)\n", address.c_str(),
+                       workers.size());
+          std::lock_guard<std::mutex> guard{mutex_};
+          joined_.push_back({address, wall_clock_seconds() - t0_, workers.size()});
+        } catch (const pnn::error& e) {
+          if (unreachable.insert(address).second)
+            std::fprintf(stderr, "pnn kfold: %s (retrying every %g s)\n", e.what(),
+                         o_.rejoin_interval);
+        }
+      }
+    }
+  }
+
+  caf::actor_system& sys_;
+  Cluster& cluster_;
+  dispatcher_actor dispatcher_;
+  caf::actor sink_;
+  const kfold_options& o_;
+  double t0_;
+  std::vector<std::pair<std::string, worker_actor>> initial_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::vector<join> joined_;
+  std::thread thread_;
+};
+
+} // namespace
 
 kfold_report run_kfold(const kfold_options& in) {
   validate(in);
@@ -255,12 +430,15 @@ kfold_report run_kfold(const kfold_options& in) {
   }
 
   std::vector<job_result> results;
+  std::vector<host_watcher::join> joined;
   double cpu_mean = 0;
   size_t slots_used = static_cast<size_t>(o.use_local ? slots : 0);
   if (!todo.empty()) {
     caf::actor_system_config cfg;
     configure_actor_system(cfg, static_cast<size_t>(cores));
-    if (!o.hosts.empty())
+    // Hosts can (re)join a running experiment when there are any to look for.
+    const bool elastic = !o.hosts.empty() || !o.hosts_file.empty();
+    if (elastic)
       configure_network(cfg, o.peer_timeout, o.tls);
     caf::actor_system sys{cfg};
     caf::scoped_actor self{sys};
@@ -286,14 +464,19 @@ kfold_report run_kfold(const kfold_options& in) {
     dopt.cores = cores;
     dopt.threads_per_job = threads;
     // Thread shares are per host; with other hosts the tail keeps one thread per job.
-    dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial && o.hosts.empty();
+    dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial && !elastic;
+    if (elastic)
+      dopt.wait_for_workers = o.wait_for_hosts;
     auto dispatcher
       = sys.spawn(fold_dispatcher, caf::actor_cast<caf::actor>(collector), dopt);
+    host_watcher watcher{sys, cluster, dispatcher, caf::actor_cast<caf::actor>(collector), o, t0};
     std::vector<worker_actor> workers;
     try {
-      for (const auto& node : cluster.nodes())
-        for (auto& w : cluster.spawn_workers(node, caf::actor_cast<caf::actor>(collector)))
-          workers.push_back(w);
+      for (const auto& node : cluster.nodes()) {
+        auto started = cluster.spawn_workers(node, caf::actor_cast<caf::actor>(collector));
+        watcher.add_initial(node.address, started);
+        workers.insert(workers.end(), started.begin(), started.end());
+      }
     } catch (const pnn::error&) {
       // Stop what was started (the actor system waits for every actor at exit).
       cluster.shutdown();
@@ -310,10 +493,14 @@ kfold_report run_kfold(const kfold_options& in) {
     for (auto& w : workers)
       caf::anon_send(dispatcher, add_atom::value, w);
     slots_used = workers.size();
+    if (elastic)
+      watcher.start();
     caf::error failure;
     self->request(dispatcher, caf::infinite, run_atom::value, todo)
       .receive([&](std::vector<job_result>& r) { results = std::move(r); },
                [&](caf::error& e) { failure = std::move(e); });
+    watcher.stop();
+    joined = watcher.joined();
     self->request(collector, caf::infinite, done_atom::value)
       .receive([&](double mean) { cpu_mean = mean; }, [&](caf::error&) {});
     cluster.shutdown();
@@ -381,6 +568,9 @@ kfold_report run_kfold(const kfold_options& in) {
   size_t failed = 0;
   for (const auto& r : results)
     failed += r.ok ? 0 : 1;
+  auto hosts_joined = nlohmann::json::array();
+  for (const auto& j : joined)
+    hosts_joined.push_back({{"address", j.address}, {"joined_at", j.at}, {"slots", j.slots}});
   report.summary = {{"command", "kfold"},
                     {"mode", o.serial ? "serial" : "parallel"},
                     {"wall_seconds", report.wall_seconds},
@@ -391,6 +581,7 @@ kfold_report run_kfold(const kfold_options& in) {
                     {"cores", cores},
                     {"slots", slots_used},
                     {"hosts", o.hosts},
+                    {"hosts_joined", hosts_joined},
                     {"local_slots", o.use_local ? slots : 0},
                     {"threads_per_job", threads},
                     {"dataset", o.dataset},

@@ -177,7 +177,7 @@ void add_tls_flags(po::options_description& desc, tls_files& tls) {
 
 int kfold_command(int argc, const char* const* argv) {
   kfold_options o;
-  std::string models = "lenet5", schedulers = "cosine", out, hosts;
+  std::string models = "lenet5", schedulers = "cosine", out, hosts, hosts_file;
   bool no_local = false;
   po::options_description desc{"kfold flags"};
   desc.add_options()
@@ -205,7 +205,13 @@ int kfold_command(int argc, const char* const* argv) {
      "checkpoint every N epochs (0: never)")
     ("resume", po::bool_switch(&o.resume), "keep finished jobs in --out, continue the others")
     ("hosts", po::value(&hosts), "also run jobs on these hosts (pnn-node serve): h:p,...")
-    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts")
+    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts (and --hosts-file)")
+    ("hosts-file", po::value(&hosts_file),
+     "hosts that may join while the run goes on: one host:port per line, re-read as it runs")
+    ("rejoin-interval", po::value(&o.rejoin_interval)->default_value(o.rejoin_interval),
+     "seconds between looks for hosts to (re)join (lost ones, new lines in --hosts-file)")
+    ("wait-for-hosts", po::value(&o.wait_for_hosts)->default_value(o.wait_for_hosts),
+     "with every worker lost, seconds to wait for a host to (re)join before failing")
     ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
      "seconds to wait for a host's workers")
     ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
@@ -221,6 +227,7 @@ int kfold_command(int argc, const char* const* argv) {
   }
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
+  o.hosts_file = hosts_file;
   o.use_local = !no_local;
   if (out.empty())
     bad("--out: required, the folder where results go");

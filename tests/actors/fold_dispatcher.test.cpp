@@ -110,7 +110,7 @@ struct fixture : test_coordinator_fixture<> {
         .then([results](std::vector<job_result>& r) { *results = std::move(r); },
               [f](caf::error&) { *f = true; });
     });
-    run();
+    sched.run(); // messages only: a dispatcher's wait for workers stays pending
     return results;
   }
 };
@@ -253,6 +253,51 @@ CAF_TEST(losing every worker fails the experiment instead of hanging) {
   CAF_CHECK(!*failed);
   anon_send_exit(a, caf::exit_reason::kill);
   run();
+  CAF_CHECK(*failed);
+  CAF_CHECK(results->empty());
+}
+
+CAF_TEST(with a wait for workers the job of a lost slot waits for a host that joins) {
+  dispatcher_options o;
+  o.cores = 2;
+  o.wait_for_workers = 30;
+  dispatcher = sys.spawn(fold_dispatcher, sink, o);
+  run();
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1, 1}));
+  anon_send_exit(a, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(!*failed); // the wait is armed, not over
+  // 20 s later a host comes back: its slot takes the lost job (resumed) and the next.
+  sched.advance_time(std::chrono::seconds(20));
+  sched.run();
+  CAF_CHECK(!*failed);
+  auto b = add_worker();
+  CAF_REQUIRE_EQUAL(state(b).jobs.size(), 1u);
+  CAF_CHECK(state(b).jobs[0].resume);
+  // The first wait's reminder comes after b joined: it is stale and changes nothing.
+  sched.advance_time(std::chrono::seconds(20));
+  run();
+  CAF_CHECK(!*failed);
+  finish(b);
+  finish(b);
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK((*results)[0].ok && (*results)[1].ok);
+}
+
+CAF_TEST(with a wait for workers and none joining the experiment fails after the wait) {
+  dispatcher_options o;
+  o.cores = 2;
+  o.wait_for_workers = 30;
+  dispatcher = sys.spawn(fold_dispatcher, sink, o);
+  run();
+  // No worker at the start either (hosts that are still coming).
+  auto results = start(jobs_with_costs({1}));
+  sched.advance_time(std::chrono::seconds(29));
+  sched.run();
+  CAF_CHECK(!*failed);
+  sched.advance_time(std::chrono::seconds(2));
+  sched.run();
   CAF_CHECK(*failed);
   CAF_CHECK(results->empty());
 }

@@ -248,6 +248,73 @@ CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs
   CAF_CHECK_GREATER_OR_EQUAL(resumed, 1); // the job that had a checkpoint
 }
 
+CAF_TEST(a new host and a host that comes back join a running K-fold) {
+  test::temp_dir dir;
+  server a{1};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  const auto hosts = dir / "hosts.txt";
+  std::ofstream(hosts) << "# the cluster\n" << a.address() << "\n";
+  const auto out = dir / "run";
+  test::background_process coordinator(
+    node + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
+           "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
+           "--progress none --no-local --hosts-file " + hosts.string()
+    + " --rejoin-interval 0.5 --peer-timeout 3 --out " + out.string());
+  // Host a has started a job: a new host b is added to the file.
+  auto any_checkpoint = [&] {
+    for (const char* sched : {"cosine", "warm", "step"})
+      for (int f = 0; f < 2; ++f)
+        if (std::filesystem::exists(out / "lenet5" / sched / ("fold" + std::to_string(f))
+                                    / "epoch_1.pt"))
+          return true;
+    return false;
+  };
+  for (int i = 0; i < 3000 && !any_checkpoint(); ++i)
+    ::usleep(10000);
+  CAF_REQUIRE(any_checkpoint());
+  server b{1};
+  CAF_REQUIRE_GREATER(b.port, 0);
+  std::ofstream(hosts, std::ios::app) << "not-a-host\n" << b.address() << "\n";
+  // Host a goes silent long enough to be dropped, then comes back.
+  ::usleep(1500000);
+  ::kill(a.process.pid(), SIGSTOP);
+  ::usleep(5000000);
+  ::kill(a.process.pid(), SIGCONT);
+  int status = coordinator.wait_exit(300000);
+  CAF_REQUIRE(WIFEXITED(status));
+  CAF_REQUIRE_EQUAL(WEXITSTATUS(status), 0);
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_REQUIRE_EQUAL(s["jobs"].size(), 6u);
+  std::set<std::string> jobs;
+  std::map<std::string, double> joined; // the last time each host joined
+  std::map<std::string, int> joins;
+  for (const auto& h : s["hosts_joined"]) {
+    joined[h["address"].get<std::string>()] = h["joined_at"].get<double>();
+    ++joins[h["address"].get<std::string>()];
+  }
+  CAF_MESSAGE("hosts joined: " << s["hosts_joined"].dump());
+  // b joined (a loaded machine may drop and retake it, which is no harm); a joined at
+  // the start (from the file) and again after it came back.
+  CAF_CHECK_GREATER_OR_EQUAL(joins[b.address()], 1);
+  CAF_CHECK_GREATER_OR_EQUAL(joins[a.address()], 2);
+  int on_b = 0, on_a_after_return = 0;
+  for (const auto& j : s["jobs"]) {
+    CAF_CHECK(j["ok"].get<bool>());
+    CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 30);
+    jobs.insert(j["scheduler"].get<std::string>() + std::to_string(j["fold"].get<int>()));
+    const auto host = j["host"].get<std::string>();
+    if (test::contains(host, ":" + std::to_string(b.port)))
+      ++on_b;
+    if (test::contains(host, ":" + std::to_string(a.port))
+        && j["started_at"].get<double>() >= joined[a.address()] - 0.5)
+      ++on_a_after_return;
+  }
+  CAF_CHECK_EQUAL(jobs.size(), 6u); // each job once
+  CAF_CHECK_GREATER(on_b, 0);
+  CAF_CHECK_GREATER(on_a_after_return, 0);
+  a.process.stop(SIGTERM);
+}
+
 CAF_TEST(local slots and a remote host share one queue) {
   test::temp_dir dir;
   server a{1};

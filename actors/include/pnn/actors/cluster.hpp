@@ -48,7 +48,8 @@ public:
 
   /// Connects to the node published at `host_port` and asks what it offers.
   /// Throws pnn::error(invalid_argument) naming the address when it cannot be
-  /// reached or does not answer.
+  /// reached or does not answer. Connecting again to a known address (a host that
+  /// came back) replaces its entry. Not thread-safe: one thread uses a Cluster.
   const remote_node& connect(const std::string& host_port);
 
   /// Starts one worker per slot on `node` for this coordinator; their progress

@@ -11,6 +11,9 @@
 
 namespace pnn {
 
+/// The dispatcher's own reminder: "you have had no worker since wait number N".
+using orphan_atom = caf::atom_constant<caf::atom("orphan")>;
+
 /// Runs one K-fold experiment: one queue of jobs, longest first, handed to free
 /// worker slots; watches workers (monitor) and re-queues the job of one that dies;
 /// when the queue is empty, gives the idle slots' cores to the jobs still running.
@@ -18,7 +21,9 @@ using dispatcher_actor = caf::typed_actor<
   /// Adds a worker slot (monitored; a slot can join a running experiment).
   caf::reacts_to<add_atom, worker_actor>,
   /// Runs the jobs; replies with every job's result once all have ended.
-  caf::replies_to<run_atom, std::vector<job_spec>>::with<std::vector<job_result>>>;
+  caf::replies_to<run_atom, std::vector<job_spec>>::with<std::vector<job_result>>,
+  /// (Internal) the wait for a new worker ran out.
+  caf::reacts_to<orphan_atom, uint64_t>>;
 
 /// How a dispatcher places jobs and threads.
 struct dispatcher_options {
@@ -31,6 +36,10 @@ struct dispatcher_options {
   bool raise_threads_in_tail = true;
   /// A job that fails this many times is reported failed (worker deaths count).
   int32_t max_attempts = 3;
+  /// With no worker left (or none yet) while jobs remain: seconds to wait for one
+  /// to join (add_atom) before the run fails with "every worker was lost". 0: fail
+  /// at once. Used when hosts can (re)join a running experiment.
+  double wait_for_workers = 0;
 };
 
 /// The dispatcher's state; opaque to callers.

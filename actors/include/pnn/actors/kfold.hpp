@@ -46,6 +46,15 @@ struct kfold_options {
   /// queue like local ones; results and record files come back here.
   std::vector<std::string> hosts;
   bool use_local = true; ///< false (--no-local): jobs only on `hosts`
+  /// A file of hosts that may join while the run goes on (--hosts-file): one
+  /// host:port per line, '#' comments. Re-read every `rejoin_interval` seconds;
+  /// a listed host (or one of `hosts`) with no live workers is connected (again)
+  /// and its slots join the queue. Hosts in it need not be up at the start.
+  std::filesystem::path hosts_file;
+  double rejoin_interval = 2; ///< seconds between looks for hosts to (re)join
+  /// With every worker lost (or none yet), seconds to wait for a host to join
+  /// before the run fails. Only when hosts can join (`hosts` or `hosts_file`).
+  double wait_for_hosts = 60;
   /// Seconds to wait for a host to answer when connecting.
   double connect_timeout = 10;
   /// Seconds of silence after which a host counts as lost (its jobs re-queued).
