@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs pnn's build and run dependencies from Debian 12 packages; idempotent.
+# Extra package names given as arguments are installed too (check scripts use this).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libcaf-dev libtorch-dev libboost-program-options-dev libopenblas0-openmp
-      zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist libssl-dev openssl)
+      zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist libssl-dev openssl "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -51,6 +51,29 @@ Exit codes: 0 success, 2 bad input, 1 failed run.
   throw pnn::error(error_code::invalid_argument, msg);
 }
 
+/// Boost.ProgramOptions builds an error's text by replacing placeholders such as
+/// %canonical_option% with what the user typed, in a loop that never ends when the
+/// typed text holds the placeholder itself (`--%canonical_option%`, found by
+/// fuzz/config_parser.cpp). Every '%' the user typed becomes a full-width percent
+/// sign before the text is built.
+struct safe_option_error : po::error_with_option_name {
+  static std::string what_of(po::error_with_option_name& e) {
+    auto substitutions = &safe_option_error::m_substitutions;
+    for (auto& entry : e.*substitutions) {
+      std::string& text = entry.second;
+      for (size_t at = text.find('%'); at != std::string::npos; at = text.find('%', at + 3))
+        text.replace(at, 1, "\xef\xbc\x85"); // U+FF05
+    }
+    return e.what();
+  }
+};
+
+std::string error_text(const po::error& e) {
+  if (auto* named = dynamic_cast<const po::error_with_option_name*>(&e))
+    return safe_option_error::what_of(const_cast<po::error_with_option_name&>(*named));
+  return e.what();
+}
+
 /// Parses argv (after the verb) and the optional --config file into `vm`.
 /// Command-line values win over the file.
 void parse(const std::string& verb, const po::options_description& desc, int argc,
@@ -62,7 +85,7 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
   try {
     po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
   } catch (const po::error& e) {
-    bad(e.what());
+    bad(error_text(e));
   }
   if (vm.count("help"))
     return;
@@ -74,13 +97,13 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
     try {
       po::store(po::parse_config_file(in, desc, false), vm);
     } catch (const po::error& e) {
-      throw pnn::error(error_code::malformed_file, "--config " + file + ": " + e.what());
+      throw pnn::error(error_code::malformed_file, "--config " + file + ": " + error_text(e));
     }
   }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    bad(e.what());
+    bad(error_text(e));
   }
   (void) verb;
 }

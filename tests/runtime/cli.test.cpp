@@ -222,6 +222,21 @@ CAF_TEST(dry run checks every flag and the config file and touches nothing) {
   CAF_CHECK(!std::filesystem::exists(out));
 }
 
+CAF_TEST(flags and config keys that look like message placeholders do not hang the parser) {
+  // Found by fuzz/config_parser.cpp: Boost.ProgramOptions looped forever building
+  // the error for an option named %canonical_option%.
+  test::temp_dir dir;
+  std::ofstream(dir / "evil.cfg") << "%canonical_option% = 1\n";
+  const std::string o = " --dry-run --out " + (dir / "x").string();
+  auto guarded = [](const std::string& args) {
+    return test::run_command("timeout 60 " + node + " " + args);
+  };
+  check_bad_input(guarded("train --config " + (dir / "evil.cfg").string() + o), "evil.cfg");
+  check_bad_input(guarded("train --%canonical_option%" + o), "canonical_option");
+  check_bad_input(guarded("train --lr=%value%%option%" + o), "--lr");
+  check_bad_input(guarded("kfold --folds %original_token%" + o), "--folds");
+}
+
 CAF_TEST(an output folder that cannot be created is refused before any work) {
   test::temp_dir dir;
   test::write_bytes(dir / "file", {1, 2, 3});
