@@ -315,6 +315,34 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   a.process.stop(SIGTERM);
 }
 
+CAF_TEST(a silent peer and peers flooding garbage do not stop a serve node) {
+  test::temp_dir dir;
+  server a{1};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  const std::string tcp = "/dev/tcp/127.0.0.1/" + std::to_string(a.port);
+  // Connects and says nothing for the whole test.
+  test::background_process silent("bash -c 'exec 3<>" + tcp + "; echo connected; sleep 120'");
+  CAF_REQUIRE_EQUAL(silent.read_line(), "connected");
+  // Three connections, each pushing 20 MB of random bytes as fast as it can.
+  test::background_process flood(
+    "bash -c 'for i in 1 2 3; do head -c 20000000 /dev/urandom >" + tcp
+    + " 2>/dev/null; done; echo flooded'");
+  // A K-fold through the node while (and after) that goes on.
+  auto r = test::run_command(node + " " + kfold_run + " --no-local --hosts " + a.address()
+                             + " --out " + (dir / "run").string());
+  CAF_CHECK_EQUAL(r.exit_code, 0);
+  CAF_CHECK_EQUAL(flood.read_line(120000), "flooded");
+  auto again = test::run_command(node + " " + kfold_run + " --no-local --hosts " + a.address()
+                                 + " --out " + (dir / "again").string());
+  CAF_CHECK_EQUAL(again.exit_code, 0);
+  auto s = nlohmann::json::parse(test::read_text(dir / "again" / "summary.json"));
+  CAF_CHECK_EQUAL(s["jobs"].size(), 4u);
+  // Still serving, and it stops cleanly.
+  CAF_CHECK_EQUAL(::kill(a.process.pid(), 0), 0);
+  int status = a.process.stop(SIGTERM);
+  CAF_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 CAF_TEST(local slots and a remote host share one queue) {
   test::temp_dir dir;
   server a{1};
