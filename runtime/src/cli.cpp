@@ -6,6 +6,7 @@
 #include <pnn/error.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
+#include <pnn/runtime/report.hpp>
 #include <pnn/runtime/serve_command.hpp>
 #include <pnn/runtime/sgd_command.hpp>
 #include <pnn/runtime/train.hpp>
@@ -40,6 +41,7 @@ commands:
   sgd        one model trained by workers on many hosts through a parameter holder
   serve      offer this host's cores to coordinators (kfold --hosts, sgd --hosts)
   train      train one model on one dataset and test it
+  report     draw a run's plots (gnuplot) and write report.md / report.html
   models     list the models pnn can build
   datasets   list the datasets pnn knows and whether their files are found
 
@@ -112,6 +114,26 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
 int dry_run_ok(const std::string& verb) {
   std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb.c_str());
   return 0;
+}
+
+/// The report at the end of a successful run (unless --no-report). The run's
+/// results are already on disk: a report that cannot be drawn is a warning.
+int with_report(int code, const std::string& verb, const std::string& out, bool wanted) {
+  if (code != 0 || !wanted)
+    return code;
+  try {
+    report_request r;
+    r.dir = out;
+    run_report(r);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn-node %s: results kept, but no report: %s\n", verb.c_str(), e.what());
+  }
+  return code;
+}
+
+void add_report_flag(po::options_description& desc, bool& no_report) {
+  desc.add_options()("no-report", po::bool_switch(&no_report),
+                     "do not draw the report (plots, report.md, report.html) at the end");
 }
 
 void progress_line_check(const std::string& mode) {
@@ -241,6 +263,8 @@ int kfold_command(int argc, const char* const* argv) {
      "seconds of silence after which a host counts as lost (its jobs go elsewhere)")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
+  bool no_report = false;
+  add_report_flag(desc, no_report);
   po::variables_map vm;
   parse("kfold", desc, argc, argv, vm);
   if (vm.count("help")) {
@@ -264,7 +288,7 @@ int kfold_command(int argc, const char* const* argv) {
     return dry_run_ok("kfold");
   }
   training::ensure_output_folder(out, "--out");
-  return run_kfold_command(o);
+  return with_report(run_kfold_command(o), "kfold", out, !no_report);
 }
 
 int hogwild_command(int argc, const char* const* argv) {
@@ -299,6 +323,8 @@ int hogwild_command(int argc, const char* const* argv) {
     ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
      "steps in the moving average of loss.csv")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  bool no_report = false;
+  add_report_flag(desc, no_report);
   po::variables_map vm;
   parse("hogwild", desc, argc, argv, vm);
   if (vm.count("help")) {
@@ -314,7 +340,7 @@ int hogwild_command(int argc, const char* const* argv) {
     return dry_run_ok("hogwild");
   }
   training::ensure_output_folder(out, "--out");
-  return run_hogwild_command(o);
+  return with_report(run_hogwild_command(o), "hogwild", out, !no_report);
 }
 
 int sgd_command(int argc, const char* const* argv) {
@@ -365,6 +391,8 @@ int sgd_command(int argc, const char* const* argv) {
     ("resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
+  bool no_report = false;
+  add_report_flag(desc, no_report);
   po::variables_map vm;
   parse("sgd", desc, argc, argv, vm);
   if (vm.count("help")) {
@@ -386,7 +414,7 @@ int sgd_command(int argc, const char* const* argv) {
     return dry_run_ok("sgd");
   }
   training::ensure_output_folder(out, "--out");
-  return run_sgd_command(o);
+  return with_report(run_sgd_command(o), "sgd", out, !no_report);
 }
 
 int serve_command(int argc, const char* const* argv) {
@@ -414,6 +442,41 @@ int serve_command(int argc, const char* const* argv) {
   r.port = static_cast<uint16_t>(port);
   r.dry_run = vm.count("dry-run") > 0;
   return run_serve(r);
+}
+
+int report_command(int argc, const char* const* argv) {
+  report_request r;
+  std::string dir;
+  std::vector<std::string> compare;
+  po::options_description desc{"report flags"};
+  desc.add_options()
+    ("dir", po::value(&dir), "the run's output folder (also the first argument)")
+    ("compare", po::value(&compare)->composing(),
+     "another run to compare with: for kfold a --serial run (speedup per model and "
+     "scheduler), for hogwild/sgd other runs (loss, accuracy, samples/s); repeatable")
+    ("gnuplot", po::value(&r.gnuplot)->default_value(r.gnuplot), "the gnuplot program");
+  po::positional_options_description positional;
+  positional.add("dir", 1);
+  po::options_description all{desc};
+  all.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    bad(error_text(e));
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: pnn-node report DIR [--compare DIR2 ...]\n\n" << desc;
+    return 0;
+  }
+  if (dir.empty())
+    bad("report: expected the run's folder: pnn-node report DIR");
+  r.dir = dir;
+  for (const auto& c : compare)
+    for (const auto& item : split_list(c, "--compare"))
+      r.compare.emplace_back(item);
+  return run_report(r);
 }
 
 int models_command(int argc, const char* const* argv) {
@@ -454,12 +517,12 @@ int run_cli(int argc, const char* const* argv) {
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
     {"kfold", kfold_command},   {"train", train_command}, {"hogwild", hogwild_command},
-    {"serve", serve_command},   {"sgd", sgd_command},
+    {"serve", serve_command},   {"sgd", sgd_command},       {"report", report_command},
     {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected kfold, train, hogwild, sgd, serve, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb + "': expected kfold, train, hogwild, sgd, serve, report, models or datasets (pnn-node --help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

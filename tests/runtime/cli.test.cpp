@@ -277,3 +277,89 @@ CAF_TEST(a disk that fills up mid-run is one clear error and leaves no torn file
   CAF_CHECK_EQUAL(std::count(kfold.err.begin(), kfold.err.end(), '\n'), 1);
   CAF_MESSAGE("train: " << train.err << "kfold: " << kfold.err);
 }
+
+namespace {
+
+/// Width and height of a PNG file, {0, 0} when it is not one (signature, IHDR).
+std::pair<uint32_t, uint32_t> png_size(const std::filesystem::path& file) {
+  auto bytes = test::read_text(file);
+  static const std::string signature = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 33 || bytes.compare(0, 8, signature) != 0 || bytes.compare(12, 4, "IHDR") != 0)
+    return {0, 0};
+  auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i)
+      v = (v << 8) | static_cast<uint8_t>(bytes[at + i]);
+    return v;
+  };
+  return {be32(16), be32(20)};
+}
+
+/// Every plot is a real PNG and both report files show it.
+void check_report(const std::filesystem::path& run, const std::vector<std::string>& plots) {
+  const auto md = test::read_text(run / "report.md");
+  const auto html = test::read_text(run / "report.html");
+  for (const auto& p : plots) {
+    auto file = run / "report" / (p + ".png");
+    auto [w, h] = png_size(file);
+    CAF_CHECK_GREATER(w, 100u);
+    CAF_CHECK_GREATER(h, 100u);
+    CAF_CHECK_GREATER(std::filesystem::file_size(file), 2000u); // more than an empty frame
+    CAF_CHECK(test::contains(md, "](report/" + p + ".png)"));
+    CAF_CHECK(test::contains(html, "<img src=\"report/" + p + ".png\""));
+    if (w == 0)
+      CAF_MESSAGE(file << " is not a PNG");
+  }
+}
+
+} // namespace
+
+CAF_TEST(a kfold run ends with a report and report compares it with a serial run) {
+  test::temp_dir dir;
+  const std::string run = "kfold --dataset synthetic:train=240,test=20 --models lenet5,alexnet "
+                          "--schedulers cosine --folds 2 --epochs 1 --progress none";
+  auto serial = pnn_node(run + " --serial --no-report --out " + (dir / "serial").string());
+  CAF_REQUIRE_EQUAL(serial.exit_code, 0);
+  CAF_CHECK(!std::filesystem::exists(dir / "serial" / "report.md"));
+  auto parallel = pnn_node(run + " --out " + (dir / "parallel").string());
+  CAF_REQUIRE_EQUAL(parallel.exit_code, 0);
+  CAF_CHECK(test::contains(parallel.out, "report.md"));
+  check_report(dir / "parallel", {"accuracy", "per_class", "timeline", "cpu"});
+  auto r = pnn_node("report " + (dir / "parallel").string() + " --compare "
+                    + (dir / "serial").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  check_report(dir / "parallel", {"accuracy", "per_class", "timeline", "cpu", "speedup"});
+  const auto md = test::read_text(dir / "parallel" / "report.md");
+  // The tables: accuracy per model x scheduler, and the speedup per model.
+  CAF_CHECK(test::contains(md, "| lenet5 | cosine |"));
+  CAF_CHECK(test::contains(md, "| alexnet | cosine |"));
+  CAF_CHECK(test::contains(md, "speedup"));
+  // Bad input: one line, exit code 2; no gnuplot: one line, exit code 1.
+  check_bad_input(pnn_node("report " + (dir / "nothing").string()), "nothing");
+  check_bad_input(pnn_node("report " + dir.path().string()), "summary.json");
+  check_bad_input(pnn_node("report"), "report");
+  auto no_gnuplot = pnn_node("report " + (dir / "parallel").string() + " --gnuplot /nonexistent/gp");
+  CAF_CHECK_EQUAL(no_gnuplot.exit_code, 1);
+  CAF_CHECK(test::contains(no_gnuplot.err, "gnuplot"));
+  CAF_CHECK_EQUAL(std::count(no_gnuplot.err.begin(), no_gnuplot.err.end(), '\n'), 1);
+}
+
+CAF_TEST(a hogwild report draws loss against time for each compared run) {
+  test::temp_dir dir;
+  const std::string run = "hogwild --dataset synthetic:train=256,test=64 --model lenet5 "
+                          "--epochs 1 --progress none --no-report";
+  CAF_REQUIRE_EQUAL(pnn_node(run + " --workers 2 --out " + (dir / "two").string()).exit_code, 0);
+  CAF_REQUIRE_EQUAL(pnn_node(run + " --workers 1 --out " + (dir / "one").string()).exit_code, 0);
+  auto r = pnn_node("report " + (dir / "two").string() + " --compare " + (dir / "one").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  check_report(dir / "two", {"loss", "accuracy", "throughput", "per_class", "cpu"});
+  const auto gp = test::read_text(dir / "two" / "report" / "report.gp");
+  CAF_CHECK(test::contains(gp, "hogwild 2 worker(s)"));
+  CAF_CHECK(test::contains(gp, "hogwild 1 worker(s)"));
+  // A kfold run is no hogwild comparison.
+  auto k = pnn_node("kfold --dataset synthetic:train=64,test=8 --folds 2 --epochs 1 --progress none "
+                    "--no-report --out " + (dir / "k").string());
+  CAF_REQUIRE_EQUAL(k.exit_code, 0);
+  check_bad_input(pnn_node("report " + (dir / "two").string() + " --compare " + (dir / "k").string()),
+                  "--compare");
+}

@@ -1,0 +1,665 @@
+#include <pnn/runtime/report.hpp>
+
+#include <pnn/error.hpp>
+#include <pnn/training/records.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace pnn::runtime {
+
+namespace {
+
+[[noreturn]] void fail(error_code code, const std::string& msg) {
+  throw pnn::error(code, msg);
+}
+
+json read_summary(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(error_code::file_not_found, dir.string() + ": not a folder (expected a run's --out)");
+  const auto file = dir / "summary.json";
+  if (!fs::exists(file, ec))
+    fail(error_code::file_not_found,
+         file.string() + ": not found (expected the output folder of a kfold, hogwild or sgd run)");
+  try {
+    auto s = json::parse(training::read_text_file(file));
+    if (!s.is_object() || !s.contains("command") || !s["command"].is_string())
+      fail(error_code::malformed_file, file.string() + ": no \"command\" key, not a pnn summary");
+    return s;
+  } catch (const json::exception& e) {
+    fail(error_code::malformed_file, file.string() + ": " + e.what());
+  }
+}
+
+/// A CSV file with a header line: columns by name. Quoted fields ("a,b") are kept
+/// whole, quotes removed.
+struct csv {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+
+  int column(const std::string& name) const {
+    auto i = std::find(header.begin(), header.end(), name);
+    return i == header.end() ? -1 : static_cast<int>(i - header.begin());
+  }
+};
+
+std::vector<std::string> split_csv_line(const std::string& line) {
+  std::vector<std::string> out;
+  std::string field;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"')
+      quoted = !quoted;
+    else if (c == ',' && !quoted) {
+      out.push_back(field);
+      field.clear();
+    } else if (c != '\r')
+      field += c;
+  }
+  out.push_back(field);
+  return out;
+}
+
+csv read_csv(const fs::path& file) {
+  csv c;
+  std::ifstream in(file);
+  if (!in)
+    return c;
+  std::string line;
+  if (std::getline(in, line))
+    c.header = split_csv_line(line);
+  while (std::getline(in, line))
+    if (!line.empty())
+      c.rows.push_back(split_csv_line(line));
+  return c;
+}
+
+/// A string as a gnuplot string literal (double quotes, escaped).
+std::string gp_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string fixed(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+/// A table for both report.md and report.html.
+struct table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+
+  std::string markdown() const {
+    std::ostringstream out;
+    auto line = [&](const std::vector<std::string>& cells) {
+      out << '|';
+      for (const auto& c : cells)
+        out << ' ' << c << " |";
+      out << '\n';
+    };
+    line(header);
+    out << '|';
+    for (size_t i = 0; i < header.size(); ++i)
+      out << (i == 0 ? " --- |" : " ---: |");
+    out << '\n';
+    for (const auto& r : rows)
+      line(r);
+    return out.str();
+  }
+
+  std::string html() const {
+    std::ostringstream out;
+    out << "<table>\n<tr>";
+    for (const auto& h : header)
+      out << "<th>" << html_escape(h) << "</th>";
+    out << "</tr>\n";
+    for (const auto& r : rows) {
+      out << "<tr>";
+      for (size_t i = 0; i < r.size(); ++i)
+        out << (i == 0 ? "<td>" : "<td class=\"n\">") << html_escape(r[i]) << "</td>";
+      out << "</tr>\n";
+    }
+    out << "</table>\n";
+    return out.str();
+  }
+};
+
+/// The report being assembled: sections of text, tables and plots; the gnuplot
+/// script that draws the plots.
+class report_builder {
+public:
+  explicit report_builder(fs::path dir) : dir_(std::move(dir)), data_(dir_ / "report") {
+    training::ensure_directory(data_);
+    script_ << "# Written by pnn-node report; run from this folder: gnuplot report.gp\n"
+            << "set terminal pngcairo size 900,540 noenhanced font \"sans,10\"\n"
+            << "set datafile separator \",\"\n"
+            << "set grid ytics lc rgb \"#dddddd\"\n"
+            << "set key outside right top\n";
+  }
+
+  /// Writes `content` to report/<name> (a data file for the script).
+  void data(const std::string& name, const std::string& content) {
+    training::write_file_atomic(data_ / name, content);
+  }
+
+  /// Adds a plot: `commands` draw it (the output file is set here).
+  void plot(const std::string& name, const std::string& caption, const std::string& commands) {
+    script_ << "\n# " << caption << "\nreset session\n"
+            << "set terminal pngcairo size 900,540 noenhanced font \"sans,10\"\n"
+            << "set datafile separator \",\"\n"
+            << "set grid ytics lc rgb \"#dddddd\"\n"
+            << "set key outside right top\n"
+            << "set output " << gp_string(name + ".png") << "\n"
+            << commands << "\nunset output\n";
+    plots_.push_back(data_ / (name + ".png"));
+    md_ << "![" << caption << "](report/" << name << ".png)\n\n*" << caption << "*\n\n";
+    html_ << "<figure><img src=\"report/" << html_escape(name) << ".png\" alt=\""
+          << html_escape(caption) << "\"><figcaption>" << html_escape(caption)
+          << "</figcaption></figure>\n";
+  }
+
+  void heading(const std::string& text) {
+    md_ << "## " << text << "\n\n";
+    html_ << "<h2>" << html_escape(text) << "</h2>\n";
+  }
+
+  void paragraph(const std::string& text) {
+    md_ << text << "\n\n";
+    html_ << "<p>" << html_escape(text) << "</p>\n";
+  }
+
+  void add(const table& t) {
+    md_ << t.markdown() << "\n";
+    html_ << t.html();
+  }
+
+  /// Runs gnuplot on the script, checks every plot was drawn, writes report.md
+  /// and report.html.
+  report_files finish(const std::string& title, const std::string& gnuplot) {
+    training::write_file_atomic(data_ / "report.gp", script_.str());
+    run_gnuplot(gnuplot);
+    for (const auto& p : plots_) {
+      std::error_code ec;
+      if (!fs::exists(p, ec) || fs::file_size(p, ec) == 0)
+        fail(error_code::io_error, p.string() + ": gnuplot wrote no image (see report/report.gp)");
+    }
+    report_files files;
+    files.markdown = dir_ / "report.md";
+    files.html = dir_ / "report.html";
+    files.plots = plots_;
+    training::write_file_atomic(files.markdown, "# " + title + "\n\n" + md_.str());
+    training::write_file_atomic(
+      files.html,
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title)
+        + "</title>\n<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+          "padding:3px 8px}td.n{text-align:right}img{max-width:100%}figure{margin:1em 0}"
+          "figcaption{color:#555}</style></head><body>\n<h1>"
+        + html_escape(title) + "</h1>\n" + html_.str() + "</body></html>\n");
+    return files;
+  }
+
+private:
+  void run_gnuplot(const std::string& gnuplot) {
+    // gnuplot runs in report/ (the script names its files relative to it); its
+    // stderr goes to report/gnuplot.log.
+    const auto log = data_ / "gnuplot.log";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // No posix_spawn_file_actions_addchdir_np on every libc: the script cds itself.
+    const std::string script = "cd " + gp_string(data_.string()) + "; load \"report.gp\"";
+    const char* argv[] = {gnuplot.c_str(), "-e", script.c_str(), nullptr};
+    pid_t pid = 0;
+    int rc = posix_spawnp(&pid, gnuplot.c_str(), &actions, nullptr,
+                          const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0)
+      fail(error_code::io_error,
+           "cannot run " + gnuplot + " (" + std::strerror(rc)
+             + "): the report's plots need gnuplot (apt-get install gnuplot-nox)");
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::string first;
+      std::ifstream in(log);
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty())
+          first = line; // gnuplot's last non-empty line says what went wrong
+      fail(error_code::io_error, gnuplot + " failed on " + (data_ / "report.gp").string() + ": "
+                                   + (first.empty() ? "no message" : first));
+    }
+  }
+
+  fs::path dir_, data_;
+  std::ostringstream script_, md_, html_;
+  std::vector<fs::path> plots_;
+};
+
+double num(const json& j, const char* key, double fallback = 0) {
+  auto i = j.find(key);
+  return i != j.end() && i->is_number() ? i->get<double>() : fallback;
+}
+
+std::string str(const json& j, const char* key, const std::string& fallback = "") {
+  auto i = j.find(key);
+  return i != j.end() && i->is_string() ? i->get<std::string>() : fallback;
+}
+
+std::string run_facts(const json& s) {
+  std::ostringstream out;
+  out << str(s, "command") << " on " << str(s, "dataset", "?") << ": wall time "
+      << fixed(num(s, "wall_seconds"), 1) << " s, mean CPU utilisation "
+      << fixed(100 * num(s, "cpu_utilization_mean"), 1) << "%";
+  if (s.contains("cores"))
+    out << ", " << s["cores"].dump() << " core(s)";
+  if (s.contains("mode"))
+    out << ", " << str(s, "mode");
+  if (s.contains("slots"))
+    out << ", " << s["slots"].dump() << " slot(s)";
+  if (s.contains("workers"))
+    out << ", " << s["workers"].dump() << " worker(s)";
+  out << ".";
+  return out.str();
+}
+
+/// CPU utilisation over the run, from cpu.csv.
+void cpu_plot(report_builder& r, const fs::path& dir, const json& s) {
+  auto cpu = read_csv(dir / "cpu.csv");
+  if (cpu.rows.empty())
+    return;
+  r.data("cpu.csv", training::read_text_file(dir / "cpu.csv"));
+  const double cores = num(s, "cores", 1);
+  r.plot("cpu", "CPU utilisation over the run",
+         "set xlabel \"seconds since the start\"\nset ylabel \"machine CPU %\"\n"
+         "set y2label \"cores busy with pnn\"\nset yrange [0:105]\nset y2range [0:"
+           + fixed(cores * 1.05, 2) + "]\nset ytics nomirror\nset y2tics\n"
+           "plot \"cpu.csv\" using 1:($2*100) skip 1 with lines lw 2 title \"machine CPU %\", "
+           "\"cpu.csv\" using 1:3 skip 1 axes x1y2 with lines lw 1 dt 2 title \"pnn (cores)\"");
+}
+
+struct cell_key {
+  std::string model, scheduler;
+  bool operator<(const cell_key& o) const {
+    return std::tie(model, scheduler) < std::tie(o.model, o.scheduler);
+  }
+  std::string label() const {
+    return model + "/" + scheduler;
+  }
+};
+
+/// Per (model, scheduler): first start to last end of its jobs, in seconds.
+std::map<cell_key, double> spans(const json& s) {
+  std::map<cell_key, std::pair<double, double>> range;
+  for (const auto& j : s.value("jobs", json::array())) {
+    if (!j.value("ok", false))
+      continue;
+    cell_key k{str(j, "model"), str(j, "scheduler")};
+    auto a = num(j, "started_at"), b = num(j, "finished_at");
+    auto it = range.find(k);
+    if (it == range.end())
+      range[k] = {a, b};
+    else
+      it->second = {std::min(it->second.first, a), std::max(it->second.second, b)};
+  }
+  std::map<cell_key, double> out;
+  for (auto& [k, r] : range)
+    out[k] = r.second - r.first;
+  return out;
+}
+
+void kfold_report(report_builder& r, const fs::path& dir, const json& s,
+                  const std::vector<fs::path>& compare) {
+  r.paragraph(run_facts(s));
+  // Accuracy table and bars.
+  r.heading("Validation accuracy (mean ± std over folds)");
+  std::vector<cell_key> cells;
+  table acc{{"model", "scheduler", "val accuracy mean", "std", "folds ok"}, {}};
+  std::ostringstream acc_dat;
+  int i = 0;
+  for (const auto& c : s.value("table", json::array())) {
+    cell_key k{str(c, "model"), str(c, "scheduler")};
+    cells.push_back(k);
+    acc.rows.push_back({k.model, k.scheduler, fixed(num(c, "val_accuracy_mean")),
+                        fixed(num(c, "val_accuracy_std")), c.value("folds_ok", json(0)).dump()});
+    acc_dat << i++ << "," << gp_string(k.label()) << "," << num(c, "val_accuracy_mean") << ","
+            << num(c, "val_accuracy_std") << "\n";
+  }
+  if (cells.empty())
+    fail(error_code::malformed_file, (dir / "summary.json").string() + ": no \"table\" of results");
+  r.add(acc);
+  r.data("accuracy.csv", acc_dat.str());
+  r.plot("accuracy", "Validation accuracy per model and scheduler (mean ± std over folds)",
+         "set ylabel \"validation accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
+         "set boxwidth 0.6\nset xtics rotate by -30\nunset key\n"
+         "plot \"accuracy.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\", "
+         "\"accuracy.csv\" using 1:3:4 with yerrorbars lc rgb \"black\" pt 0");
+
+  // Per-class accuracy: validation confusion matrices summed over folds.
+  std::vector<std::string> classes;
+  std::map<cell_key, std::vector<std::vector<double>>> confusion;
+  for (const auto& j : s.value("jobs", json::array())) {
+    if (!j.value("ok", false))
+      continue;
+    cell_key k{str(j, "model"), str(j, "scheduler")};
+    auto c = read_csv(dir / k.model / k.scheduler / ("fold" + std::to_string(j.value("fold", 0)))
+                      / "confusion.csv");
+    if (c.header.size() < 2 || c.rows.empty())
+      continue;
+    const size_t n = c.header.size() - 1;
+    if (classes.empty())
+      classes.assign(c.header.begin() + 1, c.header.end());
+    if (classes.size() != n)
+      continue;
+    auto& m = confusion[k];
+    m.resize(n, std::vector<double>(n, 0));
+    for (size_t row = 0; row < std::min(n, c.rows.size()); ++row)
+      for (size_t col = 0; col < n && col + 1 < c.rows[row].size(); ++col)
+        m[row][col] += std::atof(c.rows[row][col + 1].c_str());
+  }
+  if (!confusion.empty()) {
+    r.heading("Per-class accuracy (validation, all folds)");
+    std::ostringstream dat;
+    dat << "class";
+    table t{{"class"}, {}};
+    std::vector<cell_key> present;
+    for (const auto& k : cells)
+      if (confusion.count(k)) {
+        present.push_back(k);
+        dat << "," << gp_string(k.label());
+        t.header.push_back(k.label());
+      }
+    dat << "\n";
+    for (size_t c = 0; c < classes.size(); ++c) {
+      dat << gp_string(classes[c]);
+      std::vector<std::string> row{classes[c]};
+      for (const auto& k : present) {
+        const auto& m = confusion[k];
+        double total = 0;
+        for (double v : m[c])
+          total += v;
+        double a = total > 0 ? m[c][c] / total : 0;
+        dat << "," << a;
+        row.push_back(fixed(a, 3));
+      }
+      dat << "\n";
+      t.rows.push_back(row);
+    }
+    r.data("per_class.csv", dat.str());
+    r.add(t);
+    r.plot("per_class", "Per-class validation accuracy",
+           "set style data histograms\nset style histogram clustered gap 1\n"
+           "set style fill solid 0.7 border -1\nset yrange [0:1.05]\n"
+           "set ylabel \"accuracy\"\nset xtics rotate by -30\n"
+           "plot for [i=2:" + std::to_string(present.size() + 1)
+             + "] \"per_class.csv\" using i:xtic(1) title columnheader(i)");
+  }
+
+  // Job timeline: one lane per host and slot, one bar per job, coloured by model.
+  r.heading("Job timeline");
+  std::set<std::pair<std::string, int>> lanes;
+  std::vector<std::string> models;
+  for (const auto& j : s.value("jobs", json::array())) {
+    lanes.insert({str(j, "host", "local"), j.value("slot", 0)});
+    if (std::find(models.begin(), models.end(), str(j, "model")) == models.end())
+      models.push_back(str(j, "model"));
+  }
+  std::map<std::pair<std::string, int>, int> lane_of;
+  std::string ytics;
+  for (const auto& l : lanes) {
+    int n = static_cast<int>(lane_of.size());
+    lane_of[l] = n;
+    ytics += (ytics.empty() ? "" : ", ") + gp_string(l.first + " slot " + std::to_string(l.second))
+             + " " + std::to_string(n);
+  }
+  std::ostringstream tl;
+  table jobs_table{{"job", "host", "slot", "start (s)", "end (s)", "val accuracy"}, {}};
+  for (const auto& j : s.value("jobs", json::array())) {
+    if (!j.contains("started_at") || !j.contains("finished_at"))
+      continue;
+    double a = num(j, "started_at"), b = num(j, "finished_at");
+    auto lane = lane_of[{str(j, "host", "local"), j.value("slot", 0)}];
+    auto model = std::find(models.begin(), models.end(), str(j, "model")) - models.begin();
+    tl << (a + b) / 2 << "," << lane << "," << (b - a) / 2 << ",0.35," << model + 1 << "\n";
+    jobs_table.rows.push_back({str(j, "model") + "/" + str(j, "scheduler") + "/fold"
+                                 + std::to_string(j.value("fold", 0)),
+                               str(j, "host", "local"), std::to_string(j.value("slot", 0)),
+                               fixed(a, 2), fixed(b, 2),
+                               j.value("ok", false) ? fixed(num(j, "val_accuracy")) : "failed"});
+  }
+  r.data("timeline.csv", tl.str());
+  std::string legend;
+  for (size_t m = 0; m < models.size(); ++m)
+    legend += ", NaN with boxes fs solid 0.7 lc " + std::to_string(m + 1) + " title "
+              + gp_string(models[m]);
+  r.plot("timeline", "Job timeline: each job's start and end per host and slot",
+         "set xlabel \"seconds since the start\"\nset ytics (" + ytics + ")\nset yrange [-0.6:"
+           + std::to_string(lanes.size()) + "-0.4]\nset grid xtics\n"
+           "plot \"timeline.csv\" using 1:2:3:4:5 with boxxyerror fs solid 0.7 lc variable notitle"
+           + legend);
+  r.add(jobs_table);
+
+  r.heading("CPU utilisation");
+  cpu_plot(r, dir, s);
+
+  // Against a serial reference run: time and speedup per model and scheduler.
+  for (const auto& ref_dir : compare) {
+    auto ref = read_summary(ref_dir);
+    if (str(ref, "command") != "kfold")
+      fail(error_code::invalid_argument,
+           "--compare " + ref_dir.string() + ": a " + str(ref, "command")
+             + " run; a kfold report compares with another kfold run (e.g. --serial)");
+    auto mine = spans(s), theirs = spans(ref);
+    r.heading("Against " + ref_dir.string() + " (" + str(ref, "mode", "?") + ")");
+    const double wall_ref = num(ref, "wall_seconds"), wall = num(s, "wall_seconds");
+    r.paragraph("Whole run: " + fixed(wall_ref, 1) + " s there, " + fixed(wall, 1)
+                + " s here: speedup " + fixed(wall > 0 ? wall_ref / wall : 0, 2) + "x.");
+    table t{{"model", "scheduler", str(ref, "mode", "reference") + " (s)",
+             str(s, "mode", "this run") + " (s)", "speedup"},
+            {}};
+    std::ostringstream dat;
+    dat << "cell," << gp_string(str(ref, "mode", "reference")) << "," << gp_string(str(s, "mode", "this"))
+        << ",speedup\n";
+    for (const auto& k : cells) {
+      if (!mine.count(k) || !theirs.count(k))
+        continue;
+      double sp = mine[k] > 0 ? theirs[k] / mine[k] : 0;
+      t.rows.push_back({k.model, k.scheduler, fixed(theirs[k], 2), fixed(mine[k], 2), fixed(sp, 2)});
+      dat << gp_string(k.label()) << "," << theirs[k] << "," << mine[k] << "," << sp << "\n";
+    }
+    if (t.rows.empty())
+      fail(error_code::invalid_argument, "--compare " + ref_dir.string()
+                                           + ": no model and scheduler in common with this run");
+    r.add(t);
+    r.data("speedup.csv", dat.str());
+    r.plot("speedup",
+           "Time per model and scheduler (first start to last end of its folds) and speedup",
+           "set multiplot layout 1,2\nset style data histograms\n"
+           "set style histogram clustered gap 1\nset style fill solid 0.7 border -1\n"
+           "set xtics rotate by -30\nset ylabel \"seconds\"\nset key top left inside\n"
+           "plot \"speedup.csv\" using 2:xtic(1) title columnheader(2), \"\" using 3 title "
+           "columnheader(3)\nset ylabel \"speedup (x)\"\nset yrange [0:*]\nunset key\n"
+           "plot \"speedup.csv\" using 4:xtic(1) title columnheader(4) lc rgb \"#228833\"\n"
+           "unset multiplot");
+    break; // one reference
+  }
+}
+
+/// One run's line in a HOGWILD/SGD comparison.
+struct sgd_run {
+  fs::path dir;
+  json summary;
+  std::string label;
+};
+
+std::string sgd_label(const json& s) {
+  std::string mode = str(s, "command");
+  if (s.contains("worker_list"))
+    mode += " " + std::to_string(s["worker_list"].size()) + " worker(s)";
+  return mode;
+}
+
+void sgd_report(report_builder& r, const fs::path& dir, const json& s,
+                const std::vector<fs::path>& compare) {
+  r.paragraph(run_facts(s));
+  std::vector<sgd_run> runs{{dir, s, sgd_label(s)}};
+  for (const auto& c : compare) {
+    auto other = read_summary(c);
+    auto cmd = str(other, "command");
+    if (cmd != "hogwild" && cmd != "sgd")
+      fail(error_code::invalid_argument,
+           "--compare " + c.string() + ": a " + cmd + " run; expected hogwild or sgd");
+    runs.push_back({c, other, sgd_label(other)});
+  }
+  // Two runs with the same label get their folder names too.
+  std::map<std::string, int> seen;
+  for (auto& run : runs)
+    ++seen[run.label];
+  for (auto& run : runs)
+    if (seen[run.label] > 1)
+      run.label += " (" + run.dir.filename().string() + ")";
+
+  r.heading("Results");
+  table t{{"run", "test accuracy", "samples/s", "wall (s)", "final train loss"}, {}};
+  std::ostringstream bars;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& rs = runs[i].summary;
+    t.rows.push_back({runs[i].label, fixed(num(rs, "test_accuracy")),
+                      fixed(num(rs, "samples_per_second"), 0), fixed(num(rs, "wall_seconds"), 1),
+                      rs.contains("final_train_loss") ? fixed(num(rs, "final_train_loss")) : "-"});
+    bars << i << "," << gp_string(runs[i].label) << "," << num(rs, "test_accuracy") << ","
+         << num(rs, "samples_per_second") << "\n";
+  }
+  r.add(t);
+
+  r.heading("Training loss against wall time");
+  std::string plot_cmd;
+  int lines = 0;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    auto loss = read_csv(runs[i].dir / "loss.csv");
+    int tc = loss.column("time"), lc = loss.column("loss_smoothed");
+    if (lc < 0)
+      lc = loss.column("loss");
+    if (tc < 0 || lc < 0 || loss.rows.empty())
+      continue;
+    std::ostringstream dat;
+    // At most ~2000 points per line: enough for the eye, small files.
+    const size_t step = std::max<size_t>(1, loss.rows.size() / 2000);
+    for (size_t row = 0; row < loss.rows.size(); row += step)
+      if (loss.rows[row].size() > static_cast<size_t>(std::max(tc, lc)))
+        dat << loss.rows[row][static_cast<size_t>(tc)] << ","
+            << loss.rows[row][static_cast<size_t>(lc)] << "\n";
+    const auto name = "loss_" + std::to_string(i) + ".csv";
+    r.data(name, dat.str());
+    plot_cmd += (plot_cmd.empty() ? "plot " : ", ") + gp_string(name) + " using 1:2 with lines lw 2 title "
+                + gp_string(runs[i].label);
+    ++lines;
+  }
+  if (lines == 0)
+    fail(error_code::malformed_file, (dir / "loss.csv").string() + ": no loss samples to plot");
+  r.plot("loss", "Training loss (moving average) against wall time",
+         "set xlabel \"seconds since the start\"\nset ylabel \"training loss\"\n" + plot_cmd);
+
+  r.data("runs.csv", bars.str());
+  const std::string xrange = "set xrange [-0.6:" + std::to_string(runs.size()) + "-0.4]\n";
+  r.plot("accuracy", "Test accuracy per run",
+         xrange + "set ylabel \"test accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
+         "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
+         "plot \"runs.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\"");
+  r.plot("throughput", "Training samples per second per run",
+         xrange + "set ylabel \"samples/s\"\nset yrange [0:*]\nset style fill solid 0.6\n"
+         "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
+         "plot \"runs.csv\" using 1:4:xtic(2) with boxes lc rgb \"#228833\"");
+
+  if (s.contains("per_class_accuracy") && s["per_class_accuracy"].is_array()) {
+    r.heading("Per-class test accuracy");
+    std::ostringstream dat;
+    table pc{{"class", "test accuracy"}, {}};
+    const auto& pca = s["per_class_accuracy"];
+    for (size_t c = 0; c < pca.size(); ++c) {
+      std::string name = "class " + std::to_string(c);
+      if (s.contains("classes") && s["classes"].is_array() && c < s["classes"].size())
+        name = s["classes"][c].get<std::string>();
+      double a = pca[c].is_number() ? pca[c].get<double>() : 0;
+      dat << c << "," << gp_string(name) << "," << a << "\n";
+      pc.rows.push_back({name, fixed(a, 3)});
+    }
+    r.data("per_class.csv", dat.str());
+    r.add(pc);
+    r.plot("per_class", "Per-class test accuracy",
+           "set ylabel \"accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
+           "set boxwidth 0.6\nunset key\nset xtics rotate by -30\n"
+           "plot \"per_class.csv\" using 1:3:xtic(2) with boxes lc rgb \"#aa3377\"");
+  }
+  r.heading("CPU utilisation");
+  cpu_plot(r, dir, s);
+}
+
+} // namespace
+
+report_files write_report(const report_request& request) {
+  auto s = read_summary(request.dir);
+  const auto command = str(s, "command");
+  report_builder r{request.dir};
+  if (command == "kfold")
+    kfold_report(r, request.dir, s, request.compare);
+  else if (command == "hogwild" || command == "sgd")
+    sgd_report(r, request.dir, s, request.compare);
+  else
+    fail(error_code::invalid_argument, request.dir.string() + ": a " + command
+                                         + " run; reports cover kfold, hogwild and sgd runs");
+  return r.finish("pnn " + command + " report: " + request.dir.filename().string(),
+                  request.gnuplot);
+}
+
+int run_report(const report_request& request) {
+  auto files = write_report(request);
+  std::printf("report: %s and %s (%zu plot(s) in %s)\n", files.markdown.c_str(),
+              files.html.c_str(), files.plots.size(), (request.dir / "report").c_str());
+  return 0;
+}
+
+} // namespace pnn::runtime
