@@ -11,6 +11,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <set>
+#include <string>
 
 namespace pnn {
 
@@ -20,6 +23,13 @@ struct collector_state::impl {
   cpu_sampler sampler;
   std::vector<cpu_sample> samples;
   std::map<uint32_t, job_progress> running;
+  /// Jobs whose result came: a late progress event (it may travel another path,
+  /// e.g. through a user's actor) does not bring them back to the display.
+  std::set<uint32_t> ended;
+  /// Per job folder, the newest checkpoint epoch written: an older one (from a host
+  /// that was dropped and wakes up later) must not replace latest.pt.
+  std::map<std::string, int64_t> newest_checkpoint;
+  size_t stale_checkpoints = 0;
   size_t finished = 0;
   double finished_cost = 0;
   size_t failed = 0;
@@ -93,6 +103,8 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
   return {
     [=](progress_atom, const job_progress& p) {
       auto& d = *self->state.d;
+      if (d.ended.count(p.id))
+        return;
       d.running[p.id] = p;
       show(d, o, false);
     },
@@ -110,6 +122,15 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
                        c.out_dir.c_str(), o.out_dir.string().c_str());
         return;
       }
+      auto& newest = d.newest_checkpoint[dir.string()];
+      if (c.epoch < newest) {
+        if (d.stale_checkpoints++ == 0)
+          std::fprintf(stderr, "pnn: dropped a stale checkpoint for %s (epoch %lld after %lld)\n",
+                       c.out_dir.c_str(), static_cast<long long>(c.epoch),
+                       static_cast<long long>(newest));
+        return;
+      }
+      newest = c.epoch;
       try {
         const std::string bytes(c.bytes.begin(), c.bytes.end());
         write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
@@ -128,6 +149,7 @@ metric_collector(collector_actor::stateful_pointer<collector_state> self, collec
         }
       }
       d.running.erase(r.id);
+      d.ended.insert(r.id);
       ++d.finished;
       d.finished_cost += cost_of(o, r.id);
       d.line->finish();
