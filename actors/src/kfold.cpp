@@ -289,10 +289,12 @@ private:
       watch(address, w);
     std::set<std::string> unreachable, reported;
     const auto interval = std::chrono::milliseconds(static_cast<int64_t>(o_.rejoin_interval * 1000));
-    for (;;) {
+    for (bool first = true;; first = false) {
       {
+        // The first look is at once: hosts of the file need not wait an interval.
         std::unique_lock<std::mutex> lock{mutex_};
-        if (wake_.wait_for(lock, interval, [this] { return stopping_; }))
+        if (wake_.wait_for(lock, first ? std::chrono::milliseconds(0) : interval,
+                           [this] { return stopping_; }))
           return;
       }
       for (bool more = true; more;)

@@ -363,3 +363,31 @@ CAF_TEST(a hogwild report draws loss against time for each compared run) {
   check_bad_input(pnn_node("report " + (dir / "two").string() + " --compare " + (dir / "k").string()),
                   "--compare");
 }
+
+CAF_TEST(docs/cli.md names every flag of every command) {
+  const auto doc = test::read_text(std::filesystem::path(PNN_SOURCE_DIR) / "docs" / "cli.md");
+  for (const char* command : {"train", "kfold", "hogwild", "sgd", "serve", "report", "models",
+                              "datasets"}) {
+    auto help = pnn_node(std::string{command} + " --help");
+    CAF_REQUIRE_EQUAL(help.exit_code, 0);
+    CAF_CHECK(test::contains(doc, std::string{"## "} + command)
+              || test::contains(doc, std::string{", "} + command));
+    size_t flags = 0;
+    // Flags start a line of --help ("  --name arg ..."); wrapped text is indented more.
+    for (size_t at = help.out.find("\n  --"); at != std::string::npos;
+         at = help.out.find("\n  --", at + 5)) {
+      auto end = help.out.find_first_of(" \n", at + 3);
+      auto flag = help.out.substr(at + 3, end - at - 3);
+      ++flags;
+      // The whole flag: not followed by more of a flag's characters.
+      bool found = false;
+      for (size_t p = doc.find(flag); p != std::string::npos && !found; p = doc.find(flag, p + 1)) {
+        char next = p + flag.size() < doc.size() ? doc[p + flag.size()] : ' ';
+        found = !(std::isalnum(static_cast<unsigned char>(next)) || next == '-');
+      }
+      if (!found)
+        CAF_FAIL(command << " " << flag << " is not in docs/cli.md");
+    }
+    CAF_CHECK_GREATER(flags, 0u);
+  }
+}
