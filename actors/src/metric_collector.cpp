@@ -77,11 +77,10 @@ void show(collector_state::impl& d, const collector_options& o, bool force) {
                         / static_cast<double>(p.epochs)
                     : 0.0;
     work += frac * cost_of(o, id);
-    std::snprintf(buf, sizeof buf, " | s%d %s e%lld/%lld %3.0f%% loss %.3f t%d", p.slot,
+    std::snprintf(buf, sizeof buf, " | s%d %s e%lld/%lld b%lld/%lld loss %.3f t%d", p.slot,
                   label_of(o, id).c_str(), static_cast<long long>(p.epoch),
-                  static_cast<long long>(p.epochs),
-                  100.0 * static_cast<double>(p.batch) / static_cast<double>(std::max<int64_t>(1, p.batches)),
-                  p.loss, p.threads);
+                  static_cast<long long>(p.epochs), static_cast<long long>(p.batch),
+                  static_cast<long long>(p.batches), p.loss, p.threads);
     text += buf;
   }
   double cpu = d.samples.empty() ? 0.0 : d.samples.back().utilization;
