@@ -15,6 +15,8 @@ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DPNN_SANITIZE=ON \
   -DPNN_BUILD_BENCH=OFF -DPNN_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-sanitize -j "${JOBS:-2}"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
+# Instrumented code runs ~5x slower: the tests scale their peer timeouts and waits.
+export PNN_TEST_TIME_SCALE=${PNN_TEST_TIME_SCALE:-5}
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/scripts/ubsan.supp
 cd build-sanitize
 # install.find_package builds an outside project against an install tree without

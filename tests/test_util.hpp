@@ -16,6 +16,7 @@
 #include <cstdio>
 
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,6 +93,22 @@ inline process_result run_command(const std::string& command) {
 
 /// A child process running `command` (through /bin/sh, exec'd) with its stdout on a
 /// pipe; SIGTERM then SIGKILL at scope exit if it still runs.
+/// How much slower than a normal build this test binary runs: the environment's
+/// PNN_TEST_TIME_SCALE (1..50, default 1; scripts/check-sanitizers.sh sets 5).
+/// Tests that depend on time (peer timeouts, waits) multiply their constants by it.
+inline double time_scale() {
+  const char* text = std::getenv("PNN_TEST_TIME_SCALE");
+  double v = text != nullptr ? std::atof(text) : 1.0;
+  return v >= 1 && v <= 50 ? v : 1.0;
+}
+
+/// `seconds` x time_scale(), as text for a flag.
+inline std::string scaled(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", seconds * time_scale());
+  return buf;
+}
+
 class background_process {
 public:
   explicit background_process(const std::string& command) {
@@ -100,6 +117,9 @@ public:
       std::abort();
     pid_ = ::fork();
     if (pid_ == 0) {
+      // Dies with the test process: a test that aborts must not leave servers
+      // behind that hold ctest's output pipe open (ctest would wait for them).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(fds[1], 1);
       ::close(fds[0]);
       ::close(fds[1]);

@@ -145,7 +145,7 @@ void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
   CAF_REQUIRE(std::filesystem::exists(fold_dir(0) / "epoch_1.pt"));
   CAF_REQUIRE(std::filesystem::exists(fold_dir(1) / "epoch_1.pt"));
   ::kill(a.process.pid(), sig);
-  int status = coordinator.wait_exit(300000);
+  int status = coordinator.wait_exit(static_cast<int>(300000 * test::time_scale()));
   ::kill(a.process.pid(), SIGKILL); // a stopped host too
   CAF_REQUIRE(WIFEXITED(status));
   CAF_REQUIRE_EQUAL(WEXITSTATUS(status), 0);
@@ -180,7 +180,7 @@ CAF_TEST(a host killed mid K-fold loses no job and its job resumes from its chec
 
 CAF_TEST(a host that goes silent mid K-fold is dropped after the peer timeout) {
   // SIGSTOP: the connection stays open but nothing comes back (a cut cable).
-  lose_a_host_mid_kfold(SIGSTOP, "--peer-timeout 2");
+  lose_a_host_mid_kfold(SIGSTOP, "--peer-timeout " + test::scaled(2));
 }
 
 CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs) {
@@ -259,7 +259,8 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
     node + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
            "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
            "--progress none --no-local --hosts-file " + hosts.string()
-    + " --rejoin-interval 0.5 --peer-timeout 3 --out " + out.string());
+    + " --rejoin-interval " + test::scaled(0.5) + " --peer-timeout " + test::scaled(3)
+    + " --out " + out.string());
   // Host a has started a job: a new host b is added to the file.
   auto any_checkpoint = [&] {
     for (const char* sched : {"cosine", "warm", "step"})
@@ -276,11 +277,11 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   CAF_REQUIRE_GREATER(b.port, 0);
   std::ofstream(hosts, std::ios::app) << "not-a-host\n" << b.address() << "\n";
   // Host a goes silent long enough to be dropped, then comes back.
-  ::usleep(1500000);
+  ::usleep(static_cast<useconds_t>(1500000 * test::time_scale()));
   ::kill(a.process.pid(), SIGSTOP);
-  ::usleep(5000000);
+  ::usleep(static_cast<useconds_t>(5000000 * test::time_scale()));
   ::kill(a.process.pid(), SIGCONT);
-  int status = coordinator.wait_exit(300000);
+  int status = coordinator.wait_exit(static_cast<int>(300000 * test::time_scale()));
   CAF_REQUIRE(WIFEXITED(status));
   CAF_REQUIRE_EQUAL(WEXITSTATUS(status), 0);
   auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
