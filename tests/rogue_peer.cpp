@@ -15,37 +15,62 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <thread>
 
 #include <sys/types.h>
 
 namespace pnn::test {
 
-int rogue_peer_main(const std::string& address) {
-  auto [host, port] = parse_host_port(address, "--rogue-peer");
+namespace {
+
+/// An actor system with the network layer, for a helper process.
+struct peer_system {
   caf::actor_system_config cfg;
-  configure_actor_system(cfg, 1);
-  cfg.load<caf::io::middleman>();
-  caf::actor_system sys{cfg};
+  std::unique_ptr<caf::actor_system> sys;
+  peer_system() {
+    configure_actor_system(cfg, 1);
+    cfg.load<caf::io::middleman>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+};
+
+/// Connects to the holder published at `address` and prints "connected" (the test
+/// waits for that line), or prints the error and returns an invalid handle.
+holder_actor connect_holder(caf::actor_system& sys, const std::string& address,
+                            const std::string& flag) {
+  auto [host, port] = parse_host_port(address, flag);
   auto holder = sys.middleman().remote_actor<holder_actor>(host, port);
   if (!holder) {
     std::printf("error: cannot connect: %s\n", sys.render(holder.error()).c_str());
-    return 1;
+    return {};
   }
   std::printf("connected\n");
   std::fflush(stdout);
+  return *holder;
+}
+
+} // namespace
+
+
+int rogue_peer_main(const std::string& address) {
+  peer_system peer;
+  auto& sys = *peer.sys;
+  auto holder = connect_holder(sys, address, "--rogue-peer");
+  if (!holder)
+    return 1;
   caf::scoped_actor self{sys};
   const auto timeout = std::chrono::seconds(30);
   // Wait for the first applied update: the workers are training.
   holder_status st;
   for (int i = 0; i < 6000 && st.version == 0; ++i) {
-    self->request(*holder, timeout, status_atom::value)
+    self->request(holder, timeout, status_atom::value)
       .receive([&](holder_status& s) { st = s; }, [&](caf::error&) {});
     if (st.version == 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   param_blob current;
-  self->request(*holder, timeout, pull_atom::value)
+  self->request(holder, timeout, pull_atom::value)
     .receive([&](param_blob& b) { current = std::move(b); }, [&](caf::error&) {});
   std::vector<param_blob> updates;
   {
@@ -68,7 +93,7 @@ int rogue_peer_main(const std::string& address) {
     updates.push_back(std::move(b));
   }
   for (auto& u : updates)
-    self->request(*holder, timeout, push_atom::value, u)
+    self->request(holder, timeout, push_atom::value, u)
       .receive([&](uint64_t v) { std::printf("applied: version %llu\n", static_cast<unsigned long long>(v)); },
                [&](caf::error& e) { std::printf("rejected: %s\n", sys.render(e).c_str()); });
   std::printf("done (holder version %llu when the updates were sent)\n",
@@ -78,23 +103,16 @@ int rogue_peer_main(const std::string& address) {
 }
 
 int kill_at_version_main(const std::string& address, uint64_t version, pid_t victim) {
-  auto [host, port] = parse_host_port(address, "--kill-at-version");
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg, 1);
-  cfg.load<caf::io::middleman>();
-  caf::actor_system sys{cfg};
-  auto holder = sys.middleman().remote_actor<holder_actor>(host, port);
-  if (!holder) {
-    std::printf("error: cannot connect: %s\n", sys.render(holder.error()).c_str());
+  peer_system peer;
+  auto& sys = *peer.sys;
+  auto holder = connect_holder(sys, address, "--kill-at-version");
+  if (!holder)
     return 1;
-  }
-  std::printf("connected\n");
-  std::fflush(stdout);
   caf::scoped_actor self{sys};
   holder_status st;
   bool gone = false;
   for (int i = 0; i < 60000 && st.version < version && !gone; ++i) {
-    self->request(*holder, std::chrono::seconds(30), status_atom::value)
+    self->request(holder, std::chrono::seconds(30), status_atom::value)
       .receive([&](holder_status& s) { st = s; }, [&](caf::error&) { gone = true; });
     if (st.version < version)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));

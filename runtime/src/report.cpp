@@ -171,11 +171,7 @@ class report_builder {
 public:
   explicit report_builder(fs::path dir) : dir_(std::move(dir)), data_(dir_ / "report") {
     training::ensure_directory(data_);
-    script_ << "# Written by pnn-node report; run from this folder: gnuplot report.gp\n"
-            << "set terminal pngcairo size 900,540 noenhanced font \"sans,10\"\n"
-            << "set datafile separator \",\"\n"
-            << "set grid ytics lc rgb \"#dddddd\"\n"
-            << "set key outside right top\n";
+    script_ << "# Written by pnn-node report; run from this folder: gnuplot report.gp\n";
   }
 
   /// Writes `content` to report/<name> (a data file for the script).
@@ -185,6 +181,7 @@ public:
 
   /// Adds a plot: `commands` draw it (the output file is set here).
   void plot(const std::string& name, const std::string& caption, const std::string& commands) {
+    // Each plot starts from gnuplot's defaults plus pnn's style.
     script_ << "\n# " << caption << "\nreset session\n"
             << "set terminal pngcairo size 900,540 noenhanced font \"sans,10\"\n"
             << "set datafile separator \",\"\n"
