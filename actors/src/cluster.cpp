@@ -35,24 +35,26 @@ Cluster::~Cluster() {
   shutdown();
 }
 
-const remote_node& Cluster::connect(const std::string& host_port) {
+const remote_node& Cluster::connect(const std::string& host_port, const std::string& label) {
+  const std::string& named = label.empty() ? label_ : label;
   const bool known = std::any_of(nodes_.begin(), nodes_.end(),
                                  [&](const remote_node& n) { return n.address == host_port; });
   if (!known && nodes_.size() == nodes_.capacity())
-    bad(label_ + " " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
-  auto [host, port] = parse_host_port(host_port, label_);
+    bad(named + " " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
+  auto [host, port] = parse_host_port(host_port, named);
   if (!sys_.has_middleman())
-    bad(label_ + " " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
+    bad(named + " " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
   auto node = connect_actor<node_actor>(sys_, host, port);
   if (!node) {
     const bool handshake = node.error() == caf::sec::disconnect_during_handshake;
-    bad(label_ + " " + host_port + ": cannot connect (" + sys_.render(node.error()) + "); "
+    bad(named + " " + host_port + ": cannot connect (" + sys_.render(node.error()) + "); "
         + (handshake ? "the node ended the handshake: with TLS, both sides need certificates "
                        "signed by the CA the other trusts (--tls-cert, --tls-key, --tls-ca)"
                      : "is `pnn-node serve --port " + std::to_string(port) + "` running there?"));
   }
   remote_node r;
   r.address = host_port;
+  r.label = named;
   r.handle = *node;
   std::string failure;
   caf::scoped_actor self{sys_};
@@ -60,7 +62,7 @@ const remote_node& Cluster::connect(const std::string& host_port) {
     .receive([&](node_info& info) { r.info = std::move(info); },
              [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
-    bad(label_ + " " + host_port + ": no answer from its node (" + failure + ")");
+    bad(named + " " + host_port + ": no answer from its node (" + failure + ")");
   // A host that comes back (a new node at the same address) takes its old entry.
   for (auto& n : nodes_)
     if (n.address == r.address) {
@@ -83,7 +85,7 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, caf::a
       },
       [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
-    bad(label_ + " " + node.address + ": no workers from that node (" + failure + ")");
+    bad((node.label.empty() ? label_ : node.label) + " " + node.address + ": no workers from that node (" + failure + ")");
   workers_.insert(workers_.end(), result.begin(), result.end());
   return result;
 }

@@ -217,12 +217,11 @@ std::vector<std::string> read_hosts_file(const fs::path& file, std::set<std::str
       continue;
     line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
     try {
-      parse_host_port(line, "--hosts-file");
+      parse_host_port(line, "--hosts-file " + file.string() + " line " + std::to_string(n) + ":");
       hosts.push_back(line);
     } catch (const pnn::error& e) {
       if (reported.insert(line).second)
-        std::fprintf(stderr, "pnn kfold: --hosts-file %s line %d: %s (skipped)\n", file.c_str(),
-                     n, e.what());
+        std::fprintf(stderr, "pnn kfold: %s (skipped)\n", e.what());
     }
   }
   return hosts;
@@ -323,7 +322,9 @@ private:
             return;
         }
         try {
-          const auto& node = cluster_.connect(address);
+          const bool listed = std::find(o_.hosts.begin(), o_.hosts.end(), address) != o_.hosts.end();
+          const auto& node =
+            cluster_.connect(address, listed ? "--hosts" : "--hosts-file " + o_.hosts_file.string());
           auto workers = cluster_.spawn_workers(node, sink_);
           for (const auto& w : workers) {
             watch(address, w);

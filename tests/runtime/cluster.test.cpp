@@ -260,7 +260,7 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
            "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
            "--progress none --no-local --hosts-file " + hosts.string()
     + " --rejoin-interval " + test::scaled(0.5) + " --peer-timeout " + test::scaled(3)
-    + " --out " + out.string());
+    + " --out " + out.string() + " 2>" + (dir / "coordinator.err").string());
   // Host a has started a job: a new host b is added to the file.
   auto any_checkpoint = [&] {
     for (const char* sched : {"cosine", "warm", "step"})
@@ -313,6 +313,13 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   CAF_CHECK_EQUAL(jobs.size(), 6u); // each job once
   CAF_CHECK_GREATER(on_b, 0);
   CAF_CHECK_GREATER(on_a_after_return, 0);
+  // The bad line of the file is named once, by file and line, and skipped.
+  const auto err = test::read_text(dir / "coordinator.err");
+  const std::string bad_line = "pnn kfold: --hosts-file " + hosts.string()
+                               + " line 3: not-a-host: expected host:port";
+  CAF_CHECK(test::contains(err, bad_line));
+  CAF_CHECK_EQUAL(err.find(bad_line), err.rfind(bad_line));
+  CAF_CHECK(test::contains(err, "host " + b.address() + " joined"));
   a.process.stop(SIGTERM);
 }
 

@@ -20,6 +20,7 @@ namespace pnn {
 /// A host reached by a Cluster: its address, its node actor and what it offers.
 struct remote_node {
   std::string address; ///< "host:port" as given
+  std::string label;   ///< what named it, starts error messages ("--hosts")
   node_actor handle;
   node_info info;
 };
@@ -50,7 +51,9 @@ public:
   /// Throws pnn::error(invalid_argument) naming the address when it cannot be
   /// reached or does not answer. Connecting again to a known address (a host that
   /// came back) replaces its entry. Not thread-safe: one thread uses a Cluster.
-  const remote_node& connect(const std::string& host_port);
+  /// `label` replaces the Cluster's label in messages about this host (for a host
+  /// named somewhere else, "--hosts-file hosts.txt").
+  const remote_node& connect(const std::string& host_port, const std::string& label = {});
 
   /// Starts one worker per slot on `node` for this coordinator; their progress
   /// events go to `sink`. Throws pnn::error naming the node when it refuses.
