@@ -78,8 +78,8 @@ std::string error_text(const po::error& e) {
 
 /// Parses argv (after the verb) and the optional --config file into `vm`.
 /// Command-line values win over the file.
-void parse(const std::string& verb, const po::options_description& desc, int argc,
-           const char* const* argv, po::variables_map& vm) {
+void parse(const po::options_description& desc, int argc, const char* const* argv,
+           po::variables_map& vm) {
   po::options_description all{desc};
   all.add_options()("config", po::value<std::string>(), "read flags from FILE (key = value)")(
     "dry-run", "check every flag and the --config file, then exit without running")(
@@ -107,26 +107,30 @@ void parse(const std::string& verb, const po::options_description& desc, int arg
   } catch (const po::error& e) {
     bad(error_text(e));
   }
-  (void) verb;
 }
 
-/// --dry-run: the flags passed every check; say so and run nothing.
-int dry_run_ok(const std::string& verb) {
-  std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb.c_str());
-  return 0;
-}
-
-/// The report at the end of a successful run (unless --no-report). The run's
-/// results are already on disk: a report that cannot be drawn is a warning.
-int with_report(int code, const std::string& verb, const std::string& out, bool wanted) {
-  if (code != 0 || !wanted)
+/// The end of kfold, hogwild and sgd once their flags are read: with --dry-run,
+/// checks the options (`validate(o)`) and runs nothing; else makes sure --out can
+/// be written, runs, and draws the report unless --no-report. The run's results are
+/// on disk by then: a report that cannot be drawn is a warning.
+template <class Options, class Run>
+int run_with_report(const char* verb, const po::variables_map& vm, const Options& o,
+                    Run run, bool no_report) {
+  if (vm.count("dry-run")) {
+    validate(o);
+    std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb);
+    return 0;
+  }
+  training::ensure_output_folder(o.out, "--out");
+  const int code = run(o);
+  if (code != 0 || no_report)
     return code;
   try {
     report_request r;
-    r.dir = out;
+    r.dir = o.out;
     run_report(r);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pnn-node %s: results kept, but no report: %s\n", verb.c_str(), e.what());
+    std::fprintf(stderr, "pnn-node %s: results kept, but no report: %s\n", verb, e.what());
   }
   return code;
 }
@@ -175,7 +179,7 @@ int train_command(int argc, const char* const* argv) {
     ("progress", po::value(&r.progress)->default_value(r.progress),
      "auto (in place on a terminal), plain or none");
   po::variables_map vm;
-  parse("train", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("train", "--dataset D --model M --out DIR [flags]", desc);
     return 0;
@@ -266,7 +270,7 @@ int kfold_command(int argc, const char* const* argv) {
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse("kfold", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]",
                desc);
@@ -283,28 +287,27 @@ int kfold_command(int argc, const char* const* argv) {
   o.schedulers = split_list(schedulers, "--schedulers");
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
   progress_line_check(o.progress);
-  if (vm.count("dry-run")) {
-    validate(o);
-    return dry_run_ok("kfold");
-  }
-  training::ensure_output_folder(out, "--out");
-  return with_report(run_kfold_command(o), "kfold", out, !no_report);
+  return run_with_report("kfold", vm, o, run_kfold_command, no_report);
 }
 
-int hogwild_command(int argc, const char* const* argv) {
-  hogwild_options o;
-  std::string out;
-  po::options_description desc{"hogwild flags"};
+/// The dataset and model flags of hogwild and sgd (`per_host`: each host loads its
+/// own copy of the dataset).
+template <class Options>
+void add_data_flags(po::options_description& desc, Options& o, bool per_host) {
+  const std::string copy = per_host ? " (each host loads its own copy)" : "";
+  const std::string where = per_host ? " on this host" : "";
   desc.add_options()
     ("dataset", po::value(&o.dataset)->default_value(o.dataset),
-     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
-    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files")
+     ("fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar" + copy).c_str())
+    ("data-dir", po::value(&o.data_dir), ("folder of the dataset's files" + where).c_str())
     ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
-    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)")
-    ("workers", po::value(&o.workers)->default_value(0),
-     "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")
-    ("balance", po::value(&o.balance)->default_value(o.balance),
-     "dynamic: workers take batches from one shared queue; static: fixed shards")
+    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)");
+}
+
+/// The optimisation and output flags of hogwild and sgd (--out goes to `out`).
+template <class Options>
+void add_step_flags(po::options_description& desc, Options& o, std::string& out) {
+  desc.add_options()
     ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
      "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
     ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
@@ -321,12 +324,26 @@ int hogwild_command(int argc, const char* const* argv) {
     ("test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
      "batch size of the final test")
     ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
-     "steps in the moving average of loss.csv")
+     "steps in the moving average of loss.csv");
+}
+
+int hogwild_command(int argc, const char* const* argv) {
+  hogwild_options o;
+  std::string out;
+  po::options_description desc{"hogwild flags"};
+  add_data_flags(desc, o, false);
+  desc.add_options()
+    ("workers", po::value(&o.workers)->default_value(0),
+     "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")
+    ("balance", po::value(&o.balance)->default_value(o.balance),
+     "dynamic: workers take batches from one shared queue; static: fixed shards");
+  add_step_flags(desc, o, out);
+  desc.add_options()
     ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse("hogwild", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("hogwild", "--dataset D --model M --workers N --epochs E --out DIR [flags]", desc);
     return 0;
@@ -335,12 +352,7 @@ int hogwild_command(int argc, const char* const* argv) {
     bad("--out: required, the folder where results go");
   o.out = out;
   progress_line_check(o.progress);
-  if (vm.count("dry-run")) {
-    validate(o);
-    return dry_run_ok("hogwild");
-  }
-  training::ensure_output_folder(out, "--out");
-  return with_report(run_hogwild_command(o), "hogwild", out, !no_report);
+  return run_with_report("hogwild", vm, o, run_hogwild_command, no_report);
 }
 
 int sgd_command(int argc, const char* const* argv) {
@@ -351,12 +363,9 @@ int sgd_command(int argc, const char* const* argv) {
   desc.add_options()
     ("hosts", po::value(&hosts), "workers on these hosts (pnn-node serve): h:p,...")
     ("no-local", po::bool_switch(&no_local), "workers only on --hosts")
-    ("slots", po::value(&o.slots)->default_value(0), "workers on this host (0: one per core)")
-    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
-     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar (each host loads its own copy)")
-    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files on this host")
-    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
-    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)")
+    ("slots", po::value(&o.slots)->default_value(0), "workers on this host (0: one per core)");
+  add_data_flags(desc, o, true);
+  desc.add_options()
     ("n-push", po::value(&o.n_push)->default_value(o.n_push),
      "steps between a worker's pushes of its accumulated update")
     ("n-pull", po::value(&o.n_pull)->default_value(o.n_pull),
@@ -368,24 +377,9 @@ int sgd_command(int argc, const char* const* argv) {
     ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
      "seconds to wait for a host's node to answer")
     ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
-     "seconds of silence after which a host counts as lost")
-    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
-     "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
-    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
-    ("scheduler", po::value(&o.scheduler)->default_value(o.scheduler),
-     "none, cosine, warm, multistep, step, plateau (one per worker)")
-    ("epochs", po::value(&o.epochs)->default_value(o.epochs),
-     "epochs (one epoch: every worker once over its shard)")
-    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size per worker")
-    ("out", po::value(&out), "output folder (required)")
-    ("threads-per-worker", po::value(&o.threads_per_worker)->default_value(o.threads_per_worker),
-     "LibTorch intra-op threads per worker")
-    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialisation and order")
-    ("shard-seed", po::value(&o.shard_seed)->default_value(o.shard_seed), "seed of the shard split")
-    ("test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
-     "batch size of the final test")
-    ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
-     "steps in the moving average of loss.csv")
+     "seconds of silence after which a host counts as lost");
+  add_step_flags(desc, o, out);
+  desc.add_options()
     ("holder-checkpoint-every", po::value(&o.holder_checkpoint_every)->default_value(0),
      "save the holder's parameters to <out>/holder.pt every N updates and at the end (0: never)")
     ("resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")
@@ -394,7 +388,7 @@ int sgd_command(int argc, const char* const* argv) {
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse("sgd", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("sgd",
                "--hosts h:p,... --dataset D --model M --n-push N --n-pull N --epochs E --out DIR "
@@ -409,12 +403,7 @@ int sgd_command(int argc, const char* const* argv) {
     bad("--out: required, the folder where results go");
   o.out = out;
   progress_line_check(o.progress);
-  if (vm.count("dry-run")) {
-    validate(o);
-    return dry_run_ok("sgd");
-  }
-  training::ensure_output_folder(out, "--out");
-  return with_report(run_sgd_command(o), "sgd", out, !no_report);
+  return run_with_report("sgd", vm, o, run_sgd_command, no_report);
 }
 
 int serve_command(int argc, const char* const* argv) {
@@ -431,7 +420,7 @@ int serve_command(int argc, const char* const* argv) {
      "seconds of silence after which a coordinator counts as gone (its workers end)");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
-  parse("serve", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
                desc);
@@ -482,7 +471,7 @@ int report_command(int argc, const char* const* argv) {
 int models_command(int argc, const char* const* argv) {
   po::options_description desc{"models flags"};
   po::variables_map vm;
-  parse("models", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("models", "", desc);
     return 0;
@@ -495,7 +484,7 @@ int datasets_command(int argc, const char* const* argv) {
   po::options_description desc{"datasets flags"};
   desc.add_options()("data-dir", po::value(&data_dir), "also look for dataset files here");
   po::variables_map vm;
-  parse("datasets", desc, argc, argv, vm);
+  parse(desc, argc, argv, vm);
   if (vm.count("help")) {
     print_help("datasets", "[--data-dir DIR]", desc);
     return 0;
