@@ -16,6 +16,7 @@
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
 #include <pnn/training/system.hpp>
+#include "run_summary.hpp"
 
 #include <caf/all.hpp>
 #include <torch/torch.h>
@@ -36,6 +37,8 @@ namespace pnn {
 using namespace pnn::training;
 
 namespace {
+
+using detail::finite_or_null;
 
 [[noreturn]] void bad(const std::string& msg) {
   throw pnn::error(error_code::invalid_argument, msg);
@@ -72,9 +75,6 @@ std::string num(double v, int digits = 6) {
   return buf;
 }
 
-nlohmann::json finite_or_null(double v) {
-  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-}
 
 } // namespace
 
@@ -375,43 +375,13 @@ hogwild_report run_hogwild(const hogwild_options& in) {
                        {"epoch_train_loss", losses},
                        {"files", fs::relative(specs[static_cast<size_t>(i)].out_dir, o.out).string()}});
   }
-  nlohmann::json per_class = nlohmann::json::array();
-  if (!report.confusion.empty()) {
-    training::evaluation e;
-    e.confusion = report.confusion;
-    for (auto a : e.per_class_accuracy())
-      per_class.push_back(finite_or_null(a));
-  }
-  report.summary = {{"command", "hogwild"},
-                    {"wall_seconds", report.wall_seconds},
-                    {"cpu_utilization_mean", report.cpu_utilization_mean},
-                    {"test_accuracy", finite_or_null(report.test_accuracy)},
-                    {"test_loss", finite_or_null(report.test_loss)},
-                    {"samples_per_second", report.samples_per_second},
-                    {"train_seconds", report.train_seconds},
-                    {"final_train_loss", finite_or_null(report.final_train_loss)},
-                    {"workers", n},
-                    {"balance", n > 1 ? o.balance : "none"},
-                    {"threads_per_worker", o.threads_per_worker},
-                    {"cores", cores},
-                    {"dataset", specs.front().dataset},
-                    {"train_samples", data.train->size()},
-                    {"test_samples", data.test ? data.test->size() : 0},
-                    {"model", model_name},
-                    {"parameters", models::parameter_count(*master)},
-                    {"optimizer", o.optimizer},
-                    {"lr", o.lr},
-                    {"scheduler", o.scheduler},
-                    {"epochs", o.epochs},
-                    {"batch_size", o.batch_size},
-                    {"seed", o.seed},
-                    {"shard_seed", o.shard_seed},
-                    {"user_cpu_seconds", report.user_cpu_seconds},
-                    {"system_cpu_seconds", report.system_cpu_seconds},
-                    {"peak_rss_bytes", report.peak_rss_bytes},
-                    {"per_class_accuracy", per_class},
-                    {"confusion", report.confusion},
-                    {"worker_list", workers}};
+  report.summary = detail::shared_summary("hogwild", report, o,
+                                          {specs.front().dataset, model_name,
+                                           models::parameter_count(*master), data.train->size(),
+                                           data.test ? data.test->size() : 0, cores});
+  report.summary.update({{"workers", n},
+                         {"balance", n > 1 ? o.balance : "none"},
+                         {"worker_list", workers}});
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   std::ostringstream md;
   char buf[256];

@@ -17,6 +17,7 @@
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
 #include <pnn/training/system.hpp>
+#include "run_summary.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -38,6 +39,8 @@ using namespace pnn::training;
 
 namespace {
 
+using detail::finite_or_null;
+
 [[noreturn]] void bad(const std::string& msg) {
   throw pnn::error(error_code::invalid_argument, msg);
 }
@@ -46,9 +49,6 @@ std::string worker_name(size_t i) {
   return "worker" + std::to_string(i);
 }
 
-nlohmann::json finite_or_null(double v) {
-  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-}
 
 /// Sends every spec to its worker (with the holder) and answers (run_atom) with
 /// all results in worker order once each worker answered or went down; a worker
@@ -437,62 +437,32 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"train_loss", finite_or_null(r.train_loss)},
                        {"files", (fs::path("workers") / worker_name(i)).string()}});
   }
-  nlohmann::json per_class = nlohmann::json::array();
-  if (!report.confusion.empty()) {
-    training::evaluation e;
-    e.confusion = report.confusion;
-    for (auto a : e.per_class_accuracy())
-      per_class.push_back(finite_or_null(a));
-  }
   std::vector<std::string> host_list;
   for (const auto& h : hosts_of)
     if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
       host_list.push_back(h);
-  report.summary = {{"command", "sgd"},
-                    {"wall_seconds", report.wall_seconds},
-                    {"cpu_utilization_mean", report.cpu_utilization_mean},
-                    {"test_accuracy", finite_or_null(report.test_accuracy)},
-                    {"test_loss", finite_or_null(report.test_loss)},
-                    {"samples_per_second", report.samples_per_second},
-                    {"rejected_updates", report.rejected_updates},
-                    {"holder",
-                     {{"version", report.holder.version},
-                      {"applied", report.holder.applied},
-                      {"rejected", report.holder.rejected},
-                      {"pulls", report.holder.pulls}}},
-                    {"train_seconds", report.train_seconds},
-                    {"final_train_loss", finite_or_null(report.final_train_loss)},
-                    {"workers", report.workers.size()},
-                    {"local_workers", local},
-                    {"hosts", host_list},
-                    {"n_push", o.n_push},
-                    {"n_pull", o.n_pull},
-                    {"max_pushes", o.max_pushes},
-                    {"threads_per_worker", o.threads_per_worker},
-                    {"cores", cores},
-                    {"dataset", dataset_name},
-                    {"train_samples", data.train->size()},
-                    {"test_samples", data.test ? data.test->size() : 0},
-                    {"model", model_name},
-                    {"parameters", models::parameter_count(*model)},
-                    {"optimizer", o.optimizer},
-                    {"lr", o.lr},
-                    {"scheduler", o.scheduler},
-                    {"epochs", o.epochs},
-                    {"batch_size", o.batch_size},
-                    {"seed", o.seed},
-                    {"shard_seed", o.shard_seed},
-                    {"user_cpu_seconds", report.user_cpu_seconds},
-                    {"system_cpu_seconds", report.system_cpu_seconds},
-                    {"peak_rss_bytes", report.peak_rss_bytes},
-                    {"per_class_accuracy", per_class},
-                    {"confusion", report.confusion},
-                    {"resumed_from_version", restart ? restart->version : 0},
-                    {"batchnorm_layers", bn_layers},
-                    {"batchnorm_statistics_samples", bn_samples},
-                    {"failed_workers", failures},
-                    {"lost_workers", lost_workers},
-                    {"worker_list", workers}};
+  report.summary = detail::shared_summary("sgd", report, o,
+                                          {dataset_name, model_name,
+                                           models::parameter_count(*model), data.train->size(),
+                                           data.test ? data.test->size() : 0, cores});
+  report.summary.update({{"rejected_updates", report.rejected_updates},
+                         {"holder",
+                          {{"version", report.holder.version},
+                           {"applied", report.holder.applied},
+                           {"rejected", report.holder.rejected},
+                           {"pulls", report.holder.pulls}}},
+                         {"workers", report.workers.size()},
+                         {"local_workers", local},
+                         {"hosts", host_list},
+                         {"n_push", o.n_push},
+                         {"n_pull", o.n_pull},
+                         {"max_pushes", o.max_pushes},
+                         {"resumed_from_version", restart ? restart->version : 0},
+                         {"batchnorm_layers", bn_layers},
+                         {"batchnorm_statistics_samples", bn_samples},
+                         {"failed_workers", failures},
+                         {"lost_workers", lost_workers},
+                         {"worker_list", workers}});
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   std::ostringstream md;
   char buf[320];
