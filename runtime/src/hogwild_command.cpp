@@ -3,6 +3,8 @@
 #include <pnn/actors/hogwild.hpp>
 #include <pnn/training/system.hpp>
 
+#include "run_footer.hpp"
+
 #include <cstdio>
 
 namespace pnn::runtime {
@@ -22,16 +24,8 @@ int run_hogwild_command(const hogwild_options& o) {
     std::printf("%-8zu %8lld %10zu %12.4f\n", i, static_cast<long long>(w.samples),
                 w.steps.size(), w.result.train_loss);
   }
-  std::printf("\ntest accuracy: %.4f (loss %.4f); final train loss %.4f\n", r.test_accuracy,
-              r.test_loss, r.final_train_loss);
-  std::printf("training %.1f s at %.0f samples/s; wall time %.1f s, mean CPU utilisation %.1f%%, "
-              "CPU user %.1f s, system %.1f s, peak RSS %.0f MiB\n",
-              r.train_seconds, r.samples_per_second, r.wall_seconds,
-              100 * r.cpu_utilization_mean, r.user_cpu_seconds, r.system_cpu_seconds,
-              static_cast<double>(r.peak_rss_bytes) / (1 << 20));
-  std::printf("results: %s (summary.json, summary.md, loss.csv, loss_worker<i>.csv, "
-              "confusion.csv, test.json, model.pt, cpu.csv, workers/)\n",
-              o.out.c_str());
+  std::printf("\n");
+  detail::print_run_footer(r, o.out);
   return 0;
 }
 
