@@ -16,7 +16,7 @@
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
 #include <pnn/training/system.hpp>
-#include "run_summary.hpp"
+#include "shared_run.hpp"
 
 #include <caf/all.hpp>
 #include <torch/torch.h>
@@ -79,29 +79,11 @@ std::string num(double v, int digits = 6) {
 } // namespace
 
 void validate(const hogwild_options& o) {
-  if (!o.initial_model && !models::has_model(o.model))
-    models::make_model(o.model, 1, 10); // throws the error listing valid names
-  if (o.initial_model && o.initial_model->registry_name().empty())
-    bad("hogwild: the model was not built by make_model; register it with register_model "
-        "and build it by name, so that workers can build replicas of it");
-  schedule_options::parse(o.scheduler);
-  optimizer_options::parse(o.optimizer, o.lr);
+  detail::validate_shared("hogwild", o);
   if (o.workers < 0 || o.workers > 1024)
     bad("--workers " + std::to_string(o.workers) + ": expected 1..1024 (0: one per core)");
-  if (o.epochs < 1)
-    bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
-  if (o.batch_size < 1)
-    bad("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
-  if (o.threads_per_worker < 1 || o.threads_per_worker > 1024)
-    bad("--threads-per-worker " + std::to_string(o.threads_per_worker) + ": expected 1..1024");
-  if (o.test_batch_size < 1)
-    bad("--test-batch-size " + std::to_string(o.test_batch_size) + ": expected at least 1");
-  if (o.loss_window < 1)
-    bad("--loss-window " + std::to_string(o.loss_window) + ": expected at least 1");
   if (o.balance != "dynamic" && o.balance != "static")
     bad("--balance " + o.balance + ": expected dynamic or static");
-  if (o.out.empty())
-    bad("--out: expected the output folder");
 }
 
 std::vector<loss_point> merged_loss_curve(const std::vector<const hogwild_worker_report*>& workers,

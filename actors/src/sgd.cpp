@@ -17,7 +17,7 @@
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
 #include <pnn/training/system.hpp>
-#include "run_summary.hpp"
+#include "shared_run.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -110,13 +110,7 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
 } // namespace
 
 void validate(const sgd_options& o) {
-  if (!o.initial_model && !models::has_model(o.model))
-    models::make_model(o.model, 1, 10); // throws the error listing valid names
-  if (o.initial_model && o.initial_model->registry_name().empty())
-    bad("sgd: the model was not built by make_model; register it with register_model and "
-        "build it by name, so that workers can build replicas of it");
-  schedule_options::parse(o.scheduler);
-  optimizer_options::parse(o.optimizer, o.lr);
+  detail::validate_shared("sgd", o);
   for (const auto& h : o.hosts)
     parse_host_port(h, "--hosts");
   if (!o.use_local && o.hosts.empty())
@@ -139,18 +133,6 @@ void validate(const sgd_options& o) {
   if (o.holder_checkpoint_every < 0)
     bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
         + ": expected 0 (never) or more updates");
-  if (o.epochs < 1)
-    bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
-  if (o.batch_size < 1)
-    bad("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
-  if (o.threads_per_worker < 1 || o.threads_per_worker > 1024)
-    bad("--threads-per-worker " + std::to_string(o.threads_per_worker) + ": expected 1..1024");
-  if (o.test_batch_size < 1)
-    bad("--test-batch-size " + std::to_string(o.test_batch_size) + ": expected at least 1");
-  if (o.loss_window < 1)
-    bad("--loss-window " + std::to_string(o.loss_window) + ": expected at least 1");
-  if (o.out.empty())
-    bad("--out: expected the output folder");
 }
 
 sgd_report run_sgd(const sgd_options& o) {

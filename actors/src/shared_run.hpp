@@ -1,8 +1,13 @@
 #pragma once
 
-// summary.json keys that `hogwild` and `sgd` write alike (private to pnn_actors).
+// What `hogwild` and `sgd` share: the checks of their common options and the
+// summary.json keys they write alike (private to pnn_actors).
 
+#include <pnn/error.hpp>
+#include <pnn/models/registry.hpp>
 #include <pnn/training/evaluation.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/schedules.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +16,34 @@
 #include <string>
 
 namespace pnn::detail {
+
+/// Throws pnn::error(invalid_argument) on the first bad option both commands have:
+/// the model (by name, or an initial model built by make_model), the scheduler and
+/// optimizer, epochs, batch sizes, threads, the loss window and --out.
+template <class Options>
+void validate_shared(const char* command, const Options& o) {
+  auto bad = [](const std::string& msg) { throw pnn::error(error_code::invalid_argument, msg); };
+  if (!o.initial_model && !models::has_model(o.model))
+    models::make_model(o.model, 1, 10); // throws the error listing valid names
+  if (o.initial_model && o.initial_model->registry_name().empty())
+    bad(std::string(command)
+        + ": the model was not built by make_model; register it with register_model and "
+          "build it by name, so that workers can build replicas of it");
+  training::schedule_options::parse(o.scheduler);
+  training::optimizer_options::parse(o.optimizer, o.lr);
+  if (o.epochs < 1)
+    bad("--epochs " + std::to_string(o.epochs) + ": expected at least 1");
+  if (o.batch_size < 1)
+    bad("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
+  if (o.threads_per_worker < 1 || o.threads_per_worker > 1024)
+    bad("--threads-per-worker " + std::to_string(o.threads_per_worker) + ": expected 1..1024");
+  if (o.test_batch_size < 1)
+    bad("--test-batch-size " + std::to_string(o.test_batch_size) + ": expected at least 1");
+  if (o.loss_window < 1)
+    bad("--loss-window " + std::to_string(o.loss_window) + ": expected at least 1");
+  if (o.out.empty())
+    bad("--out: expected the output folder");
+}
 
 /// A number for JSON, or null when it is NaN or infinite (JSON has neither).
 inline nlohmann::json finite_or_null(double v) {
