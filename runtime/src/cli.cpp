@@ -76,9 +76,26 @@ std::string error_text(const po::error& e) {
   return e.what();
 }
 
+/// The value of --out, which every command that writes results requires.
+std::string required_out(const std::string& out) {
+  if (out.empty())
+    bad("--out: required, the folder where results go");
+  return out;
+}
+
+void print_help(const std::string& verb, const std::string& synopsis,
+                const po::options_description& desc) {
+  std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n" << desc
+            << "  --config FILE         read flags from FILE (key = value lines)\n"
+            << "  --dry-run             check every flag and the --config file, then exit\n"
+            << "  -h [ --help ]         show this help\n";
+}
+
 /// Parses argv (after the verb) and the optional --config file into `vm`.
-/// Command-line values win over the file.
-void parse(const po::options_description& desc, int argc, const char* const* argv,
+/// Command-line values win over the file. Returns false when --help was asked
+/// for: the help is printed and the command has nothing more to do.
+bool parse(const std::string& verb, const std::string& synopsis,
+           const po::options_description& desc, int argc, const char* const* argv,
            po::variables_map& vm) {
   po::options_description all{desc};
   all.add_options()("config", po::value<std::string>(), "read flags from FILE (key = value)")(
@@ -89,8 +106,10 @@ void parse(const po::options_description& desc, int argc, const char* const* arg
   } catch (const po::error& e) {
     bad(error_text(e));
   }
-  if (vm.count("help"))
-    return;
+  if (vm.count("help")) {
+    print_help(verb, synopsis, desc);
+    return false;
+  }
   if (vm.count("config")) {
     const auto file = vm["config"].as<std::string>();
     std::ifstream in(file);
@@ -107,6 +126,7 @@ void parse(const po::options_description& desc, int argc, const char* const* arg
   } catch (const po::error& e) {
     bad(error_text(e));
   }
+  return true;
 }
 
 /// The end of kfold, hogwild and sgd once their flags are read: with --dry-run,
@@ -145,14 +165,6 @@ void progress_line_check(const std::string& mode) {
     bad("--progress " + mode + ": expected auto, plain or none");
 }
 
-void print_help(const std::string& verb, const std::string& synopsis,
-                const po::options_description& desc) {
-  std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n" << desc
-            << "  --config FILE         read flags from FILE (key = value lines)\n"
-            << "  --dry-run             check every flag and the --config file, then exit\n"
-            << "  -h [ --help ]         show this help\n";
-}
-
 int train_command(int argc, const char* const* argv) {
   train_request r;
   std::string out, data_dir;
@@ -179,14 +191,9 @@ int train_command(int argc, const char* const* argv) {
     ("progress", po::value(&r.progress)->default_value(r.progress),
      "auto (in place on a terminal), plain or none");
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("train", "--dataset D --model M --out DIR [flags]", desc);
+  if (!parse("train", "--dataset D --model M --out DIR [flags]", desc, argc, argv, vm))
     return 0;
-  }
-  if (out.empty())
-    bad("--out: required, the folder where results go");
-  r.out = out;
+  r.out = required_out(out);
   r.data_dir = data_dir;
   r.dry_run = vm.count("dry-run") > 0;
   return run_train(r);
@@ -270,19 +277,14 @@ int kfold_command(int argc, const char* const* argv) {
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]",
-               desc);
+  if (!parse("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]",
+             desc, argc, argv, vm))
     return 0;
-  }
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
   o.hosts_file = hosts_file;
   o.use_local = !no_local;
-  if (out.empty())
-    bad("--out: required, the folder where results go");
-  o.out = out;
+  o.out = required_out(out);
   o.models = split_list(models, "--models");
   o.schedulers = split_list(schedulers, "--schedulers");
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
@@ -343,14 +345,10 @@ int hogwild_command(int argc, const char* const* argv) {
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("hogwild", "--dataset D --model M --workers N --epochs E --out DIR [flags]", desc);
+  if (!parse("hogwild", "--dataset D --model M --workers N --epochs E --out DIR [flags]", desc,
+             argc, argv, vm))
     return 0;
-  }
-  if (out.empty())
-    bad("--out: required, the folder where results go");
-  o.out = out;
+  o.out = required_out(out);
   progress_line_check(o.progress);
   return run_with_report("hogwild", vm, o, run_hogwild_command, no_report);
 }
@@ -388,20 +386,15 @@ int sgd_command(int argc, const char* const* argv) {
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("sgd",
-               "--hosts h:p,... --dataset D --model M --n-push N --n-pull N --epochs E --out DIR "
-               "[flags]",
-               desc);
+  if (!parse("sgd",
+             "--hosts h:p,... --dataset D --model M --n-push N --n-pull N --epochs E --out DIR "
+             "[flags]",
+             desc, argc, argv, vm))
     return 0;
-  }
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
   o.use_local = !no_local;
-  if (out.empty())
-    bad("--out: required, the folder where results go");
-  o.out = out;
+  o.out = required_out(out);
   progress_line_check(o.progress);
   return run_with_report("sgd", vm, o, run_sgd_command, no_report);
 }
@@ -420,12 +413,9 @@ int serve_command(int argc, const char* const* argv) {
      "seconds of silence after which a coordinator counts as gone (its workers end)");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
-               desc);
+  if (!parse("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
+             desc, argc, argv, vm))
     return 0;
-  }
   if (port < 0 || port > 65535)
     bad("--port " + std::to_string(port) + ": expected 0..65535");
   r.port = static_cast<uint16_t>(port);
@@ -471,11 +461,8 @@ int report_command(int argc, const char* const* argv) {
 int models_command(int argc, const char* const* argv) {
   po::options_description desc{"models flags"};
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("models", "", desc);
+  if (!parse("models", "", desc, argc, argv, vm))
     return 0;
-  }
   return run_models();
 }
 
@@ -484,11 +471,8 @@ int datasets_command(int argc, const char* const* argv) {
   po::options_description desc{"datasets flags"};
   desc.add_options()("data-dir", po::value(&data_dir), "also look for dataset files here");
   po::variables_map vm;
-  parse(desc, argc, argv, vm);
-  if (vm.count("help")) {
-    print_help("datasets", "[--data-dir DIR]", desc);
+  if (!parse("datasets", "[--data-dir DIR]", desc, argc, argv, vm))
     return 0;
-  }
   return run_datasets(data_dir);
 }
 
