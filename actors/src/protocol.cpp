@@ -7,6 +7,7 @@
 #include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -73,7 +74,14 @@ void configure_network(caf::actor_system_config& cfg, double peer_timeout, const
   }
   const auto timeout = std::chrono::duration_cast<caf::timespan>(
     std::chrono::duration<double>(peer_timeout > 0 ? peer_timeout : 30.0));
-  cfg.set("middleman.heartbeat-interval", caf::timespan{timeout / 4});
+  // The heartbeat keeps the *other* side's timeout at bay, and that side may have a
+  // shorter one (serve and coordinator each have their own --peer-timeout): beat at
+  // a fixed short interval, not at a fraction of our own timeout. With the interval
+  // at timeout / 4, an idle serve (default 30 s: a beat every 7.5 s) was dropped by
+  // a coordinator with --peer-timeout 3, and a serve with --peer-timeout 3 dropped a
+  // default coordinator in the middle of every job.
+  const caf::timespan beat = std::min<caf::timespan>(timeout / 4, std::chrono::milliseconds(250));
+  cfg.set("middleman.heartbeat-interval", beat);
   cfg.set("middleman.connection-timeout", timeout);
 }
 

@@ -235,9 +235,9 @@ struct tls_files {
 void check_tls(const tls_files& tls);
 
 /// Loads CAF's network layer (the middleman) for a process that talks to other
-/// hosts: heartbeats every peer_timeout / 4 seconds, and a peer that sends nothing
-/// for `peer_timeout` seconds (a cut cable, a stopped host: no clean close) is
-/// disconnected, which monitors of its actors see as down. With `tls` enabled
+/// hosts: heartbeats every 250 ms (whatever `peer_timeout`: the peers' timeouts may
+/// be shorter than ours), and a peer that sends nothing for `peer_timeout` seconds
+/// (a cut cable, a stopped host: no clean close) is disconnected, which monitors of its actors see as down. With `tls` enabled
 /// (check_tls first) it also loads CAF's OpenSSL module: every connection this
 /// system makes or accepts through pnn::publish_actor / pnn::connect_actor is TLS
 /// with mutual authentication.
