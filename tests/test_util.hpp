@@ -91,8 +91,6 @@ inline process_result run_command(const std::string& command) {
   return r;
 }
 
-/// A child process running `command` (through /bin/sh, exec'd) with its stdout on a
-/// pipe; SIGTERM then SIGKILL at scope exit if it still runs.
 /// How much slower than a normal build this test binary runs: the environment's
 /// PNN_TEST_TIME_SCALE (1..50, default 1; scripts/check-sanitizers.sh sets 5).
 /// Tests that depend on time (peer timeouts, waits) multiply their constants by it.
@@ -109,6 +107,8 @@ inline std::string scaled(double seconds) {
   return buf;
 }
 
+/// A child process running `command` (through /bin/sh, exec'd) with its stdout on a
+/// pipe; SIGTERM then SIGKILL at scope exit if it still runs.
 class background_process {
 public:
   explicit background_process(const std::string& command) {

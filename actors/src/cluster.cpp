@@ -85,7 +85,8 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, caf::a
       },
       [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
-    bad((node.label.empty() ? label_ : node.label) + " " + node.address + ": no workers from that node (" + failure + ")");
+    bad((node.label.empty() ? label_ : node.label) + " " + node.address
+        + ": no workers from that node (" + failure + ")");
   workers_.insert(workers_.end(), result.begin(), result.end());
   return result;
 }

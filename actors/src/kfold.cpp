@@ -322,9 +322,10 @@ private:
             return;
         }
         try {
-          const bool listed = std::find(o_.hosts.begin(), o_.hosts.end(), address) != o_.hosts.end();
-          const auto& node =
-            cluster_.connect(address, listed ? "--hosts" : "--hosts-file " + o_.hosts_file.string());
+          const bool listed
+            = std::find(o_.hosts.begin(), o_.hosts.end(), address) != o_.hosts.end();
+          const auto& node = cluster_.connect(
+            address, listed ? "--hosts" : "--hosts-file " + o_.hosts_file.string());
           auto workers = cluster_.spawn_workers(node, sink_);
           for (const auto& w : workers) {
             watch(address, w);
