@@ -8,7 +8,7 @@
 //
 // usage: bench_hogwild [--subset N] [--epochs E] [--rounds R] [--target-loss X]
 //                      [--dataset D] [--out DIR]
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/training/system.hpp>
 
 #include <nlohmann/json.hpp>

@@ -12,7 +12,7 @@
 //
 // usage: bench_sgd [--subset N] [--epochs E] [--rounds R] [--n-push N] [--n-pull N]
 //                  [--dataset D] [--out DIR]
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/training/system.hpp>
 
 #include <nlohmann/json.hpp>

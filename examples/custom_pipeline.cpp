@@ -1,11 +1,16 @@
 // A pipeline composed by hand from pnn's actors, with an actor of our own in it:
 // an early stopper that sits between the training workers and the metric collector,
-// watches every job's loss, and cancels a job whose epoch loss has stopped falling.
+// watches every job's loss, and has the dispatcher cancel a job whose epoch loss has
+// stopped falling.
 //
 //   training_worker x N --progress--> early_stopper --forward--> metric_collector
-//          ^                               |
-//          +----------- cancel ------------+
 //   fold_dispatcher --run--> workers, results --> metric_collector
+//          ^                               |
+//          +------- cancel job id ---------+
+//
+// The stopper implements pnn's event-sink interface (pnn::event_sink_actor), so the
+// workers take its handle where they would take the collector's; every handle is
+// typed, and a message the receiver does not understand does not compile.
 //
 // The experiment: LeNet5 on a synthetic dataset, 2 folds, trained twice: once with a
 // sensible optimizer (Adam 1e-3) and once with plain SGD at a learning rate far too
@@ -16,8 +21,9 @@
 //   ./build/examples/custom_pipeline [--epochs N] [--patience P]
 // Exit code 0 when every job ended and each too-low-lr job was stopped early.
 
+#include <pnn/actors/actor_group.hpp>
 #include <pnn/actors/fold_dispatcher.hpp>
-#include <pnn/actors/kfold.hpp>
+#include <pnn/experiments/kfold.hpp>
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/protocol.hpp>
 #include <pnn/actors/training_worker.hpp>
@@ -36,8 +42,10 @@
 
 namespace {
 
-/// The early stopper's own message: "this worker runs in slot N".
-using slot_atom = caf::atom_constant<caf::atom("slot")>;
+/// The early stopper: an event sink (progress, results, checkpoints) that also
+/// answers, at the end, the jobs it stopped (ids and epochs).
+using stopper_actor = pnn::event_sink_actor::extend<
+  caf::replies_to<pnn::done_atom>::with<std::vector<uint32_t>, std::vector<int64_t>>>;
 
 struct stopper_state {
   struct job {
@@ -48,56 +56,59 @@ struct stopper_state {
     bool stopped = false;
   };
   std::map<uint32_t, job> jobs;
-  std::map<int32_t, pnn::worker_actor> workers; ///< by slot
-  std::vector<std::pair<uint32_t, int64_t>> stopped; ///< job id, epoch
+  std::vector<uint32_t> stopped_ids;
+  std::vector<int64_t> stopped_epochs;
+  static inline const char* name = "early_stopper";
+
+  /// True when job p.id's epoch loss has not fallen by a relative `min_gain` for
+  /// `patience` epochs (checked at each epoch's last progress event).
+  bool should_stop(const pnn::job_progress& p, int patience, double min_gain) {
+    auto& j = jobs[p.id];
+    if (j.stopped)
+      return false;
+    j.epoch_sum += p.loss;
+    ++j.epoch_events;
+    if (p.batch < p.batches)
+      return false; // the epoch is not over
+    const double loss = j.epoch_sum / j.epoch_events;
+    j.epoch_sum = 0;
+    j.epoch_events = 0;
+    if (std::isfinite(loss) && loss < j.best * (1 - min_gain)) {
+      j.best = loss;
+      j.stale_epochs = 0;
+      return false;
+    }
+    if (++j.stale_epochs < patience || p.epoch >= p.epochs)
+      return false;
+    j.stopped = true;
+    stopped_ids.push_back(p.id);
+    stopped_epochs.push_back(p.epoch);
+    std::printf("early stopper: job %u stopped (epoch loss %.4f, best %.4f)\n", p.id, loss,
+                j.best);
+    return true;
+  }
 };
 
-/// Forwards every event to `next`; ends a job whose epoch loss has not fallen by a
-/// relative `min_gain` for `patience` epochs. Asked with done_atom, replies the jobs
-/// it stopped (id, epoch) as two vectors.
-caf::behavior early_stopper(caf::stateful_actor<stopper_state>* self, caf::actor next,
-                            int patience, double min_gain) {
+/// Forwards every event to `next`; asks `dispatcher` to cancel a job that stopped
+/// learning.
+stopper_actor::behavior_type early_stopper(stopper_actor::stateful_pointer<stopper_state> self,
+                                           pnn::event_sink_actor next,
+                                           pnn::dispatcher_actor dispatcher, int patience,
+                                           double min_gain) {
   return {
-    [=](slot_atom, int32_t slot, pnn::worker_actor w) { self->state.workers[slot] = w; },
     [=](pnn::progress_atom, const pnn::job_progress& p) {
       self->send(next, pnn::progress_atom::value, p);
-      auto& j = self->state.jobs[p.id];
-      if (j.stopped)
-        return;
-      j.epoch_sum += p.loss;
-      ++j.epoch_events;
-      if (p.batch < p.batches)
-        return; // the epoch is not over
-      const double loss = j.epoch_sum / j.epoch_events;
-      j.epoch_sum = 0;
-      j.epoch_events = 0;
-      if (std::isfinite(loss) && loss < j.best * (1 - min_gain)) {
-        j.best = loss;
-        j.stale_epochs = 0;
-        return;
-      }
-      if (++j.stale_epochs < patience || p.epoch >= p.epochs)
-        return;
-      auto w = self->state.workers.find(p.slot);
-      if (w == self->state.workers.end())
-        return;
-      j.stopped = true;
-      self->state.stopped.emplace_back(p.id, p.epoch);
-      std::printf("early stopper: job %u stopped (epoch loss %.4f, best %.4f)\n", p.id, loss,
-                  j.best);
-      self->send(w->second, pnn::cancel_atom::value);
+      if (self->state.should_stop(p, patience, min_gain))
+        self->send(dispatcher, pnn::cancel_atom::value, p.id);
     },
-    [=](pnn::checkpoint_atom, pnn::job_checkpoint& c) {
-      self->send(next, pnn::checkpoint_atom::value, std::move(c));
+    [=](pnn::result_atom, const pnn::job_result& r) {
+      self->send(next, pnn::result_atom::value, r);
+    },
+    [=](pnn::checkpoint_atom, const pnn::job_checkpoint& c) {
+      self->send(next, pnn::checkpoint_atom::value, c);
     },
     [=](pnn::done_atom) {
-      std::vector<uint32_t> ids;
-      std::vector<int64_t> epochs;
-      for (auto& [id, epoch] : self->state.stopped) {
-        ids.push_back(id);
-        epochs.push_back(epoch);
-      }
-      return caf::make_message(ids, epochs);
+      return std::make_tuple(self->state.stopped_ids, self->state.stopped_epochs);
     },
   };
 }
@@ -142,26 +153,23 @@ int main(int argc, char** argv) {
   pnn::configure_actor_system(cfg, static_cast<size_t>(cores));
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
+  pnn::actor_group actors; // ends every actor below when main returns
 
   pnn::collector_options co;
   co.progress = "plain";
   co.total_jobs = jobs.size();
   for (const auto& j : jobs)
     co.labels[j.id] = "lenet5 " + j.optimizer + " fold" + std::to_string(j.fold);
-  auto collector = sys.spawn(pnn::metric_collector, co);
-  auto stopper = sys.spawn(early_stopper, caf::actor_cast<caf::actor>(collector), patience, 0.01);
-
+  auto collector = actors.add(pnn::spawn_collector(sys, co));
   pnn::dispatcher_options dopt;
   dopt.cores = cores;
-  auto dispatcher = sys.spawn(pnn::fold_dispatcher, caf::actor_cast<caf::actor>(collector), dopt);
-  std::vector<pnn::worker_actor> workers;
+  auto dispatcher = actors.add(pnn::spawn_dispatcher(sys, collector, dopt));
+  auto stopper = actors.add(sys.spawn(early_stopper, collector, dispatcher, patience, 0.01));
   for (int32_t slot = 0; slot < cores; ++slot) {
     pnn::worker_options wo;
     wo.slot = slot;
-    auto w = pnn::spawn_worker(sys, stopper, wo); // progress goes through the stopper
-    self->send(stopper, slot_atom::value, slot, w);
-    self->send(dispatcher, pnn::add_atom::value, w);
-    workers.push_back(w);
+    // Progress goes through the stopper; results come through the dispatcher.
+    self->send(dispatcher, pnn::add_atom::value, actors.add(pnn::spawn_worker(sys, stopper, wo)));
   }
 
   std::vector<pnn::job_result> results;
@@ -171,16 +179,14 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> stopped_ids;
   std::vector<int64_t> stopped_epochs;
   self->request(stopper, caf::infinite, pnn::done_atom::value)
-    .receive([&](std::vector<uint32_t>& ids, std::vector<int64_t>& at) {
-               stopped_ids = ids;
-               stopped_epochs = at;
-             },
-             [&](caf::error&) {});
-  self->request(collector, caf::infinite, pnn::done_atom::value).receive([](double) {}, [](caf::error&) {});
-  for (auto& w : workers)
-    self->send_exit(w, caf::exit_reason::user_shutdown);
-  for (auto a : {caf::actor_cast<caf::actor>(dispatcher), caf::actor_cast<caf::actor>(collector), stopper})
-    self->send_exit(a, caf::exit_reason::user_shutdown);
+    .receive(
+      [&](std::vector<uint32_t>& ids, std::vector<int64_t>& at) {
+        stopped_ids = ids;
+        stopped_epochs = at;
+      },
+      [&](caf::error&) {});
+  self->request(collector, caf::infinite, pnn::done_atom::value)
+    .receive([](double) {}, [](caf::error&) {});
 
   std::printf("\n%-4s %-13s %-5s %-10s %s\n", "job", "optimizer", "fold", "epochs", "outcome");
   bool ok = results.size() == jobs.size();
@@ -190,12 +196,12 @@ int main(int argc, char** argv) {
     std::printf("%-4u %-13s %-5d %lld/%-8lld %s\n", r.id,
                 (spec.optimizer + " " + std::to_string(spec.lr).substr(0, 7)).c_str(), r.fold,
                 static_cast<long long>(r.epochs_done), static_cast<long long>(spec.epochs),
-                r.ok ? ("val accuracy " + std::to_string(r.val_accuracy).substr(0, 5)).c_str()
+                r.ok() ? ("val accuracy " + std::to_string(r.val_accuracy).substr(0, 5)).c_str()
                      : (stopped ? "stopped early" : ("failed: " + r.error).c_str()));
     // Every too-low-lr job must have been stopped before its last epoch.
     if (spec.optimizer == "sgd" && (!stopped || r.epochs_done >= spec.epochs))
       ok = false;
-    if (!r.ok && !stopped)
+    if (!r.ok() && !stopped)
       ok = false;
   }
   std::printf("%zu job(s), %zu stopped early by the pipeline's own actor: %s\n", results.size(),

@@ -9,8 +9,8 @@
 //
 //   ./build/examples/distributed_cifar --data-dir DIR | --synthetic [--model vgg11]
 //        [--workers N] [--epochs N] [--subset N] [--out DIR] [--hosts h:p,... [--n-push N] [--n-pull N]]
-#include <pnn/actors/hogwild.hpp>
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/hogwild.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
 

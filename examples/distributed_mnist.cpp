@@ -10,8 +10,8 @@
 //
 //   ./build/examples/distributed_mnist [--workers N] [--epochs N] [--subset N] [--data-dir DIR]
 //                                      [--out DIR] [--hosts h:p,... [--n-push N] [--n-pull N]]
-#include <pnn/actors/distributed.hpp>
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/distributed.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>

@@ -5,7 +5,7 @@
 //
 //   ./build/examples/hogwild_cifar --data-dir DIR | --synthetic [--model vgg11] [--workers N]
 //                                  [--epochs N] [--subset N] [--out DIR]
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
 

@@ -3,7 +3,7 @@
 // plain SGD through the same code path and compare the two summaries.
 //
 //   ./build/examples/hogwild_mnist [--workers N] [--epochs N] [--subset N] [--data-dir DIR] [--out DIR]
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
 

@@ -3,7 +3,7 @@
 // of its binary batches with --data-dir, or --synthetic for generated CIFAR-shaped data.
 //
 //   ./build/examples/kfold_cifar --data-dir DIR | --synthetic [--epochs N] [--subset N] [--out DIR]
-#include <pnn/actors/async_kfold.hpp>
+#include <pnn/experiments/async_kfold.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/system.hpp>

@@ -3,7 +3,7 @@
 // default, real MNIST from --data-dir.
 //
 //   ./build/examples/kfold_mnist [--epochs N] [--subset N] [--data-dir DIR] [--out DIR] [--serial]
-#include <pnn/actors/async_kfold.hpp>
+#include <pnn/experiments/async_kfold.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/system.hpp>
 

@@ -73,16 +73,13 @@ const remote_node& Cluster::connect(const std::string& host_port, const std::str
   return nodes_.back();
 }
 
-std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, caf::actor sink) {
+std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, event_sink_actor sink) {
   std::vector<worker_actor> result;
   std::string failure;
   caf::scoped_actor self{sys_};
   self->request(node.handle, millis(timeout_), spawn_atom::value, std::move(sink))
     .receive(
-      [&](std::vector<caf::actor>& remote) {
-        for (auto& w : remote)
-          result.push_back(caf::actor_cast<worker_actor>(w));
-      },
+      [&](std::vector<worker_actor>& remote) { result = std::move(remote); },
       [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
     bad((node.label.empty() ? label_ : node.label) + " " + node.address
@@ -91,7 +88,7 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, caf::a
   return result;
 }
 
-std::vector<worker_actor> Cluster::spawn_local_workers(int32_t n, caf::actor sink,
+std::vector<worker_actor> Cluster::spawn_local_workers(int32_t n, event_sink_actor sink,
                                                        worker_options base) {
   std::vector<worker_actor> result;
   const int32_t first = base.slot;

@@ -5,9 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 
 namespace pnn {
@@ -35,204 +32,268 @@ std::vector<int32_t> thread_shares(int32_t running, int32_t cores, int32_t base,
 
 namespace {
 
-/// Puts out_dir/latest.pt (if any) into the job, for a worker on another host.
-void attach_checkpoint(job_spec& job) {
-  job.checkpoint.clear();
-  if (job.out_dir.empty())
-    return;
-  std::ifstream in(std::filesystem::path(job.out_dir) / "latest.pt", std::ios::binary);
-  if (!in)
-    return;
-  job.checkpoint.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+/// The dispatcher's own reminder: "you have had no worker since wait number N".
+using orphan_atom = caf::atom_constant<caf::atom("orphan")>;
 
-} // namespace
+/// The dispatcher as it sees itself: its public interface plus its own reminders.
+using dispatcher_impl = dispatcher_actor::extend<caf::reacts_to<orphan_atom, uint64_t>>;
 
-struct dispatcher_state::impl {
+class dispatcher_state {
+public:
+  static inline const char* name = "pnn.fold_dispatcher";
+  using pointer = dispatcher_impl::stateful_pointer<dispatcher_state>;
+
+  void init(pointer self, event_sink_actor sink, dispatcher_options options) {
+    self_ = self;
+    sink_ = std::move(sink);
+    options_ = std::move(options);
+  }
+
+  caf::result<std::vector<job_result>> run(std::vector<job_spec> jobs);
+  void add(worker_actor w);
+  void worker_down(const caf::down_msg& msg);
+  void wait_over(uint64_t wait);
+  void cancel(uint32_t id);
+
+private:
   struct slot {
     worker_actor worker;
     bool busy = false;
     uint32_t job = 0;
     int32_t threads = 0;
   };
-  std::map<caf::actor_addr, slot> slots;
-  std::vector<caf::actor_addr> slot_order; // in joining order
-  std::deque<job_spec> queue;
-  std::map<uint32_t, job_spec> running;
-  std::map<uint32_t, int32_t> attempts;
-  std::vector<job_result> results;
-  size_t expected = 0;
-  bool active = false;
-  uint64_t orphan_waits = 0; // counts the waits for a worker; a stale reminder is ignored
-  caf::typed_response_promise<std::vector<job_result>> promise;
-  std::shared_ptr<std::function<void(const caf::actor_addr&, job_result)>> on_result;
+
+  void assign();
+  void send_job(const caf::actor_addr& addr, slot& s, job_spec job);
+  void balance_threads();
+  void on_result(const caf::actor_addr& addr, job_result r);
+  void record(job_result r);
+  void orphaned();
+  void maybe_finish();
+  void fail(std::string why);
+
+  pointer self_ = nullptr;
+  event_sink_actor sink_;
+  dispatcher_options options_;
+  std::map<caf::actor_addr, slot> slots_;
+  std::vector<caf::actor_addr> slot_order_; ///< in joining order
+  std::deque<job_spec> queue_;
+  std::map<uint32_t, job_spec> running_;
+  std::map<uint32_t, int32_t> attempts_;
+  std::vector<job_result> results_;
+  size_t expected_ = 0;
+  bool active_ = false;
+  uint64_t orphan_waits_ = 0; ///< counts the waits for a worker; a stale reminder is ignored
+  caf::typed_response_promise<std::vector<job_result>> promise_;
 };
 
-dispatcher_state::dispatcher_state() : d(std::make_unique<impl>()) {
+caf::result<std::vector<job_result>> dispatcher_state::run(std::vector<job_spec> jobs) {
+  if (active_)
+    return caf::make_error(caf::sec::runtime_error, "an experiment is already running");
+  results_.clear();
+  attempts_.clear();
+  expected_ = jobs.size();
+  for (auto& j : longest_first(std::move(jobs)))
+    queue_.push_back(std::move(j));
+  active_ = true;
+  promise_ = self_->make_response_promise<std::vector<job_result>>();
+  auto promise = promise_;
+  assign();
+  maybe_finish();
+  if (active_ && slots_.empty() && expected_ > 0 && options_.wait_for_workers > 0)
+    orphaned(); // no worker yet: start the clock on their joining
+  return promise;
 }
-dispatcher_state::~dispatcher_state() = default;
 
-dispatcher_actor::behavior_type
-fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::actor sink,
-                dispatcher_options options) {
-  using impl = dispatcher_state::impl;
-  // Hands queued jobs to idle slots (in joining order), then balances threads.
-  auto assign = std::make_shared<std::function<void()>>();
-  *assign = [self, options] {
-    auto& d = *self->state.d;
-    if (!d.active)
-      return;
-    for (auto& addr : d.slot_order) {
-      if (d.queue.empty())
-        break;
-      auto& s = d.slots.at(addr);
-      if (s.busy)
-        continue;
-      auto job = d.queue.front();
-      d.queue.pop_front();
-      job.threads = options.threads_per_job;
-      if (job.resume && s.worker.node() != self->node())
-        attach_checkpoint(job); // another host cannot read our folder
-      s.busy = true;
-      s.job = job.id;
-      s.threads = job.threads;
-      d.running[job.id] = job;
-      ++d.attempts[job.id];
-      self->request(s.worker, caf::infinite, run_atom::value, job)
-        .then([self, addr](job_result& r) { (*self->state.d->on_result)(addr, std::move(r)); },
-              [](caf::error&) {
-                // The worker is gone: its down message re-queues the job.
-              });
-    }
-    // Thread policy: base threads while jobs wait; in the tail, spread the cores.
-    std::vector<impl::slot*> busy;
-    for (auto& addr : d.slot_order)
-      if (d.slots.at(addr).busy)
-        busy.push_back(&d.slots.at(addr));
-    bool tail = options.raise_threads_in_tail && d.queue.empty() && busy.size() < d.slots.size();
-    auto shares = thread_shares(static_cast<int32_t>(busy.size()), options.cores,
-                                options.threads_per_job, tail);
-    for (size_t i = 0; i < busy.size(); ++i)
-      if (busy[i]->threads != shares[i]) {
-        busy[i]->threads = shares[i];
-        self->send(busy[i]->worker, threads_atom::value, shares[i]);
-      }
+void dispatcher_state::add(worker_actor w) {
+  auto addr = w.address();
+  if (slots_.count(addr))
+    return;
+  self_->monitor(w);
+  ++orphan_waits_; // a worker came: any pending wait is over
+  slots_.emplace(addr, slot{w});
+  slot_order_.push_back(addr);
+  assign();
+}
+
+/// Hands queued jobs to idle slots (in joining order), then balances threads.
+void dispatcher_state::assign() {
+  if (!active_)
+    return;
+  for (auto& addr : slot_order_) {
+    if (queue_.empty())
+      break;
+    auto& s = slots_.at(addr);
+    if (s.busy)
+      continue;
+    auto job = queue_.front();
+    queue_.pop_front();
+    send_job(addr, s, std::move(job));
+  }
+  balance_threads();
+}
+
+void dispatcher_state::send_job(const caf::actor_addr& addr, slot& s, job_spec job) {
+  job.threads = options_.threads_per_job;
+  s.busy = true;
+  s.job = job.id;
+  s.threads = job.threads;
+  running_[job.id] = job;
+  ++attempts_[job.id];
+  auto answer = [this, addr](job_result& r) { on_result(addr, std::move(r)); };
+  auto lost = [](caf::error&) {
+    // The worker is gone: its down message re-queues the job.
   };
-  auto maybe_finish = std::make_shared<std::function<void()>>();
-  *maybe_finish = [self] {
-    auto& d = *self->state.d;
-    if (d.active && d.results.size() == d.expected) {
-      d.active = false;
-      auto results = d.results;
-      std::sort(results.begin(), results.end(),
-                [](const job_result& a, const job_result& b) { return a.id < b.id; });
-      d.promise.deliver(std::move(results));
+  // Another host cannot read our folder: a job resumed there takes its checkpoint.
+  std::optional<job_checkpoint> checkpoint;
+  if (job.resume && s.worker.node() != self_->node() && options_.checkpoint_of)
+    checkpoint = options_.checkpoint_of(job);
+  if (checkpoint)
+    self_->request(s.worker, caf::infinite, run_atom::value, job, std::move(*checkpoint))
+      .then(answer, lost);
+  else
+    self_->request(s.worker, caf::infinite, run_atom::value, job).then(answer, lost);
+}
+
+/// Thread policy: base threads while jobs wait; in the tail, spread the cores.
+void dispatcher_state::balance_threads() {
+  std::vector<slot*> busy;
+  for (auto& addr : slot_order_)
+    if (slots_.at(addr).busy)
+      busy.push_back(&slots_.at(addr));
+  const bool tail
+    = options_.raise_threads_in_tail && queue_.empty() && busy.size() < slots_.size();
+  auto shares = thread_shares(static_cast<int32_t>(busy.size()), options_.cores,
+                              options_.threads_per_job, tail);
+  for (size_t i = 0; i < busy.size(); ++i)
+    if (busy[i]->threads != shares[i]) {
+      busy[i]->threads = shares[i];
+      self_->send(busy[i]->worker, threads_atom::value, shares[i]);
     }
-  };
-  // A worker's job ended: free its slot, record, hand out the next job.
-  auto on_result = std::make_shared<std::function<void(const caf::actor_addr&, job_result)>>();
-  *on_result = [self, assign, maybe_finish, sink](const caf::actor_addr& addr, job_result r) {
-    auto& d = *self->state.d;
-    auto i = d.slots.find(addr);
-    if (i == d.slots.end() || !i->second.busy || i->second.job != r.id)
-      return; // stale: the slot was lost and its job re-queued meanwhile
-    i->second.busy = false;
-    i->second.threads = 0;
-    d.running.erase(r.id);
-    d.results.push_back(r);
-    if (sink)
-      caf::anon_send(sink, result_atom::value, r);
-    (*assign)();
-    (*maybe_finish)();
-  };
-  self->state.d->on_result = on_result;
-  // No worker left while jobs remain: fail now, or give hosts time to (re)join.
-  auto orphaned = std::make_shared<std::function<void()>>();
-  *orphaned = [self, options] {
-    auto& d = *self->state.d;
-    if (options.wait_for_workers <= 0) {
-      d.active = false;
-      d.promise.deliver(caf::make_error(caf::sec::runtime_error, "every worker was lost"));
+}
+
+/// A worker's job ended: free its slot, record, hand out the next job.
+void dispatcher_state::on_result(const caf::actor_addr& addr, job_result r) {
+  auto i = slots_.find(addr);
+  if (i == slots_.end() || !i->second.busy || i->second.job != r.id)
+    return; // stale: the slot was lost and its job re-queued meanwhile
+  i->second.busy = false;
+  i->second.threads = 0;
+  running_.erase(r.id);
+  record(std::move(r));
+  assign();
+  maybe_finish();
+}
+
+void dispatcher_state::record(job_result r) {
+  if (sink_)
+    self_->send(sink_, result_atom::value, r);
+  results_.push_back(std::move(r));
+}
+
+void dispatcher_state::worker_down(const caf::down_msg& msg) {
+  auto i = slots_.find(msg.source);
+  if (i == slots_.end())
+    return;
+  auto s = i->second;
+  slots_.erase(i);
+  slot_order_.erase(std::remove(slot_order_.begin(), slot_order_.end(), msg.source),
+                    slot_order_.end());
+  if (s.busy) {
+    auto job = running_.at(s.job);
+    running_.erase(s.job);
+    if (attempts_[job.id] >= options_.max_attempts) {
+      auto r = failed_job(job.id, error_code::worker_lost,
+                          "worker lost " + std::to_string(attempts_[job.id]) + " times");
+      r.model = job.model;
+      r.scheduler = job.scheduler;
+      r.fold = job.fold;
+      record(std::move(r));
+    } else {
+      job.resume = true; // continue from its latest checkpoint, if any
+      queue_.push_front(job);
+    }
+  }
+  if (active_ && slots_.empty() && results_.size() < expected_) {
+    orphaned();
+    return;
+  }
+  assign();
+  maybe_finish();
+}
+
+/// No worker left while jobs remain: fail now, or give hosts time to (re)join.
+void dispatcher_state::orphaned() {
+  if (options_.wait_for_workers <= 0) {
+    fail("every worker was lost");
+    return;
+  }
+  auto wait = std::chrono::milliseconds(static_cast<int64_t>(options_.wait_for_workers * 1000));
+  self_->delayed_send(self_, wait, orphan_atom::value, ++orphan_waits_);
+}
+
+void dispatcher_state::wait_over(uint64_t wait) {
+  if (wait != orphan_waits_ || !active_ || !slots_.empty())
+    return; // a worker joined meanwhile
+  fail("every worker was lost and none joined within "
+       + std::to_string(options_.wait_for_workers) + " s");
+}
+
+void dispatcher_state::cancel(uint32_t id) {
+  for (auto& addr : slot_order_) {
+    auto& s = slots_.at(addr);
+    if (s.busy && s.job == id) {
+      self_->send(s.worker, cancel_atom::value); // its result comes back as usual
       return;
     }
-    auto wait = std::chrono::milliseconds(static_cast<int64_t>(options.wait_for_workers * 1000));
-    self->delayed_send(self, wait, orphan_atom::value, ++d.orphan_waits);
-  };
-  self->set_down_handler([self, assign, maybe_finish, orphaned, options,
-                          sink](const caf::down_msg& msg) {
-    auto& d = *self->state.d;
-    auto i = d.slots.find(msg.source);
-    if (i == d.slots.end())
-      return;
-    auto s = i->second;
-    d.slots.erase(i);
-    d.slot_order.erase(std::remove(d.slot_order.begin(), d.slot_order.end(), msg.source),
-                       d.slot_order.end());
-    if (s.busy) {
-      auto job = d.running.at(s.job);
-      d.running.erase(s.job);
-      if (d.attempts[job.id] >= options.max_attempts) {
-        job_result r;
-        r.id = job.id;
-        r.model = job.model;
-        r.scheduler = job.scheduler;
-        r.fold = job.fold;
-        r.error = "worker lost " + std::to_string(d.attempts[job.id]) + " times";
-        d.results.push_back(r);
-        if (sink)
-          caf::anon_send(sink, result_atom::value, r);
-      } else {
-        job.resume = true; // continue from its latest checkpoint, if any
-        d.queue.push_front(job);
-      }
-    }
-    if (d.active && d.slots.empty() && d.results.size() < d.expected) {
-      (*orphaned)();
-      return;
-    }
-    (*assign)();
-    (*maybe_finish)();
-  });
+  }
+  auto queued = std::find_if(queue_.begin(), queue_.end(),
+                             [id](const job_spec& j) { return j.id == id; });
+  if (queued == queue_.end())
+    return;
+  auto r = failed_job(id, error_code::cancelled, "cancelled");
+  r.model = queued->model;
+  r.scheduler = queued->scheduler;
+  r.fold = queued->fold;
+  queue_.erase(queued);
+  record(std::move(r));
+  maybe_finish();
+}
+
+void dispatcher_state::fail(std::string why) {
+  active_ = false;
+  promise_.deliver(caf::make_error(caf::sec::runtime_error, std::move(why)));
+}
+
+void dispatcher_state::maybe_finish() {
+  if (!active_ || results_.size() != expected_)
+    return;
+  active_ = false;
+  auto results = results_;
+  std::sort(results.begin(), results.end(),
+            [](const job_result& a, const job_result& b) { return a.id < b.id; });
+  promise_.deliver(std::move(results));
+}
+
+dispatcher_impl::behavior_type fold_dispatcher(dispatcher_state::pointer self,
+                                               event_sink_actor sink, dispatcher_options options) {
+  self->state.init(self, std::move(sink), std::move(options));
+  self->set_down_handler([self](const caf::down_msg& msg) { self->state.worker_down(msg); });
   return {
-    [=](add_atom, worker_actor w) {
-      auto& d = *self->state.d;
-      auto addr = w.address();
-      if (d.slots.count(addr))
-        return;
-      self->monitor(w);
-      ++d.orphan_waits; // a worker came: any pending wait is over
-      d.slots.emplace(addr, impl::slot{w});
-      d.slot_order.push_back(addr);
-      (*assign)();
+    [self](add_atom, worker_actor w) { self->state.add(std::move(w)); },
+    [self](run_atom, std::vector<job_spec> jobs) -> caf::result<std::vector<job_result>> {
+      return self->state.run(std::move(jobs));
     },
-    [=](orphan_atom, uint64_t wait) {
-      auto& d = *self->state.d;
-      if (wait != d.orphan_waits || !d.active || !d.slots.empty())
-        return; // a worker joined meanwhile
-      d.active = false;
-      d.promise.deliver(caf::make_error(
-        caf::sec::runtime_error, "every worker was lost and none joined within "
-                                   + std::to_string(options.wait_for_workers) + " s"));
-    },
-    [=](run_atom, std::vector<job_spec> jobs) -> caf::result<std::vector<job_result>> {
-      auto& d = *self->state.d;
-      if (d.active)
-        return caf::make_error(caf::sec::runtime_error, "an experiment is already running");
-      d.results.clear();
-      d.attempts.clear();
-      d.expected = jobs.size();
-      for (auto& j : longest_first(std::move(jobs)))
-        d.queue.push_back(std::move(j));
-      d.active = true;
-      d.promise = self->make_response_promise<std::vector<job_result>>();
-      auto promise = d.promise;
-      (*assign)();
-      (*maybe_finish)();
-      if (d.active && d.slots.empty() && d.expected > 0 && options.wait_for_workers > 0)
-        (*orphaned)(); // no worker yet: start the clock on their joining
-      return promise;
-    },
+    [self](cancel_atom, uint32_t id) { self->state.cancel(id); },
+    [self](orphan_atom, uint64_t wait) { self->state.wait_over(wait); },
   };
+}
+
+} // namespace
+
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys, event_sink_actor sink,
+                                  dispatcher_options options) {
+  return sys.spawn(fold_dispatcher, std::move(sink), std::move(options));
 }
 
 } // namespace pnn

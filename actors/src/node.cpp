@@ -12,75 +12,100 @@
 
 namespace pnn {
 
-struct node_state::impl {
-  /// The workers spawned for each coordinator (by its metric sink).
-  std::map<caf::actor_addr, std::vector<caf::actor>> workers;
+namespace {
+
+class node_state {
+public:
+  static inline const char* name = "pnn.node";
+  using pointer = node_actor::stateful_pointer<node_state>;
+
+  void init(pointer self, node_options options) {
+    self_ = self;
+    o_ = std::move(options);
+  }
+  node_info status() const;
+  std::vector<worker_actor> spawn_workers(const event_sink_actor& sink);
+  void worker_or_node_exit(const caf::exit_msg& msg);
+  void coordinator_down(const caf::down_msg& msg);
+
+private:
+  pointer self_ = nullptr;
+  node_options o_;
+  /// The workers spawned for each coordinator (by its event sink).
+  std::map<caf::actor_addr, std::vector<worker_actor>> workers_;
   /// Every worker started and not yet ended.
-  std::set<caf::actor_addr> spawned;
+  std::set<caf::actor_addr> spawned_;
 };
 
-node_state::node_state() : d(std::make_unique<impl>()) {
+node_info node_state::status() const {
+  node_info info;
+  info.host = o_.host->get();
+  info.slots = o_.slots;
+  info.cores = o_.cores;
+  for (const auto& ds : training::list_datasets(o_.data_dir))
+    if (ds.found)
+      info.datasets.push_back(ds.name);
+  return info;
 }
-node_state::~node_state() = default;
 
-node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self, node_options o) {
-  // Workers are linked to the node so that they end with it; one that ends (its
-  // coordinator went away) must not take the node, and the next coordinators, along.
-  // (Its exit may arrive before or after the coordinator's down message.)
-  self->set_exit_handler([self](const caf::exit_msg& msg) {
-    auto& d = *self->state.d;
-    if (d.spawned.erase(msg.source) > 0) {
-      for (auto& [sink, list] : d.workers)
-        list.erase(std::remove_if(list.begin(), list.end(),
-                                  [&](const caf::actor& w) { return w.address() == msg.source; }),
-                   list.end());
-      return;
-    }
-    self->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
-  });
-  self->set_down_handler([self](const caf::down_msg& msg) {
-    // A coordinator went away: its workers are of no use any more.
-    auto& d = *self->state.d;
-    auto i = d.workers.find(msg.source);
-    if (i == d.workers.end())
-      return;
-    for (auto& w : i->second)
-      self->send_exit(w, caf::exit_reason::user_shutdown);
-    d.workers.erase(i);
-  });
+std::vector<worker_actor> node_state::spawn_workers(const event_sink_actor& sink) {
+  std::vector<worker_actor> result;
+  for (int32_t s = 0; s < o_.slots; ++s) {
+    worker_options wo;
+    wo.slot = s;
+    wo.host = o_.host->get();
+    wo.remote = true;
+    wo.data_dir = o_.data_dir;
+    auto w = spawn_worker(self_->system(), sink, wo);
+    self_->link_to(w);
+    spawned_.insert(w.address());
+    result.push_back(w);
+  }
+  if (sink) {
+    self_->monitor(sink);
+    auto& list = workers_[sink.address()];
+    list.insert(list.end(), result.begin(), result.end());
+  }
+  return result;
+}
+
+/// Workers are linked to the node so that they end with it; one that ends (its
+/// coordinator went away) must not take the node, and the next coordinators, along.
+/// (Its exit may arrive before or after the coordinator's down message.)
+void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
+  if (spawned_.erase(msg.source) > 0) {
+    for (auto& [sink, list] : workers_)
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const worker_actor& w) { return w.address() == msg.source; }),
+                 list.end());
+    return;
+  }
+  self_->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
+}
+
+/// A coordinator went away: its workers are of no use any more.
+void node_state::coordinator_down(const caf::down_msg& msg) {
+  auto i = workers_.find(msg.source);
+  if (i == workers_.end())
+    return;
+  for (auto& w : i->second)
+    self_->send_exit(w, caf::exit_reason::user_shutdown);
+  workers_.erase(i);
+}
+
+node_actor::behavior_type node(node_state::pointer self, node_options options) {
+  self->state.init(self, std::move(options));
+  self->set_exit_handler([self](const caf::exit_msg& msg) { self->state.worker_or_node_exit(msg); });
+  self->set_down_handler([self](const caf::down_msg& msg) { self->state.coordinator_down(msg); });
   return {
-    [=](status_atom) -> node_info {
-      node_info info;
-      info.host = o.host->get();
-      info.slots = o.slots;
-      info.cores = o.cores;
-      for (const auto& ds : training::list_datasets(o.data_dir))
-        if (ds.found)
-          info.datasets.push_back(ds.name);
-      return info;
-    },
-    [=](spawn_atom, caf::actor sink) -> std::vector<caf::actor> {
-      std::vector<caf::actor> result;
-      for (int32_t s = 0; s < o.slots; ++s) {
-        worker_options wo;
-        wo.slot = s;
-        wo.host = o.host->get();
-        wo.remote = true;
-        wo.data_dir = o.data_dir;
-        auto w = caf::actor_cast<caf::actor>(spawn_worker(self->system(), sink, wo));
-        self->link_to(w);
-        self->state.d->spawned.insert(w.address());
-        result.push_back(w);
-      }
-      if (sink) {
-        self->monitor(sink);
-        auto& list = self->state.d->workers[sink.address()];
-        list.insert(list.end(), result.begin(), result.end());
-      }
-      return result;
+    [self](status_atom) -> node_info { return self->state.status(); },
+    [self](spawn_atom, const event_sink_actor& sink) -> std::vector<worker_actor> {
+      return self->state.spawn_workers(sink);
     },
   };
 }
+
+} // namespace
 
 node_actor spawn_node(caf::actor_system& sys, node_options options) {
   return sys.spawn(node, std::move(options));

@@ -12,13 +12,6 @@
 
 namespace pnn {
 
-struct holder_state::impl {
-  param_blob params;
-  holder_status status;
-  holder_options options;
-  uint64_t save_failures = 0;
-};
-
 namespace {
 
 constexpr char magic[8] = {'P', 'N', 'N', 'H', 'O', 'L', 'D', '1'};
@@ -71,60 +64,87 @@ param_blob read_holder_file(const std::filesystem::path& file) {
   return b;
 }
 
-holder_state::holder_state() : d(std::make_unique<impl>()) {
+namespace {
+
+class holder_state {
+public:
+  static inline const char* name = "pnn.parameter_holder";
+
+  void init(param_blob initial, holder_options options) {
+    options_ = std::move(options);
+    params_ = std::move(initial);
+    status_.version = params_.version;
+  }
+
+  param_blob pull() {
+    ++status_.pulls;
+    return params_;
+  }
+
+  caf::result<uint64_t> push(const param_blob& update);
+
+  holder_status status() const {
+    return status_;
+  }
+
+private:
+  void save();
+
+  param_blob params_;
+  holder_status status_;
+  holder_options options_;
+  uint64_t save_failures_ = 0;
+};
+
+caf::result<uint64_t> holder_state::push(const param_blob& update) {
+  std::string why;
+  if (update.layout != params_.layout || update.count != params_.count)
+    why = "layout " + std::to_string(update.layout) + " with " + std::to_string(update.count)
+          + " values, expected " + std::to_string(params_.layout) + " with "
+          + std::to_string(params_.count);
+  else
+    why = training::check_floats(update.bytes, update.count);
+  if (!why.empty()) {
+    ++status_.rejected;
+    return make_error(error_code::invalid_argument, "update rejected: " + why);
+  }
+  // Adds the delta in place (both buffers hold count float32 values).
+  auto* p = reinterpret_cast<float*>(params_.bytes.data());
+  for (uint64_t i = 0; i < update.count; ++i) {
+    float v;
+    std::memcpy(&v, update.bytes.data() + i * sizeof(float), sizeof v);
+    p[i] += v;
+  }
+  ++status_.applied;
+  params_.version = ++status_.version;
+  if (options_.checkpoint_every > 0 && status_.applied % options_.checkpoint_every == 0)
+    save();
+  return params_.version;
 }
-holder_state::~holder_state() = default;
+
+void holder_state::save() {
+  try {
+    write_holder_file(options_.checkpoint_file, params_);
+  } catch (const std::exception& e) {
+    // Training goes on; the failure is said once (the disk may fill up).
+    if (save_failures_++ == 0)
+      std::fprintf(stderr, "pnn: parameter holder: %s\n", e.what());
+  }
+}
 
 holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<holder_state> self,
                                              param_blob initial, holder_options options) {
-  self->state.d->options = std::move(options);
-  auto why = training::check_floats(initial.bytes, initial.count);
-  if (!why.empty()) // spawn_holder checks first; a direct spawn ends here
-    self->quit(make_error(error_code::invalid_argument, "parameter holder: " + why));
-  self->state.d->params = std::move(initial);
-  self->state.d->status.version = self->state.d->params.version;
+  self->state.init(std::move(initial), std::move(options));
   return {
-    [=](pull_atom) -> param_blob {
-      auto& d = *self->state.d;
-      ++d.status.pulls;
-      return d.params;
+    [self](pull_atom) -> param_blob { return self->state.pull(); },
+    [self](push_atom, const param_blob& update) -> caf::result<uint64_t> {
+      return self->state.push(update);
     },
-    [=](push_atom, const param_blob& update) -> caf::result<uint64_t> {
-      auto& d = *self->state.d;
-      std::string why;
-      if (update.layout != d.params.layout || update.count != d.params.count)
-        why = "layout " + std::to_string(update.layout) + " with " + std::to_string(update.count)
-              + " values, expected " + std::to_string(d.params.layout) + " with "
-              + std::to_string(d.params.count);
-      else
-        why = training::check_floats(update.bytes, update.count);
-      if (!why.empty()) {
-        ++d.status.rejected;
-        return make_error(error_code::invalid_argument, "update rejected: " + why);
-      }
-      // Adds the delta in place (both buffers hold count float32 values).
-      auto* p = reinterpret_cast<float*>(d.params.bytes.data());
-      for (uint64_t i = 0; i < update.count; ++i) {
-        float v;
-        std::memcpy(&v, update.bytes.data() + i * sizeof(float), sizeof v);
-        p[i] += v;
-      }
-      ++d.status.applied;
-      d.params.version = ++d.status.version;
-      if (d.options.checkpoint_every > 0 && d.status.applied % d.options.checkpoint_every == 0) {
-        try {
-          write_holder_file(d.options.checkpoint_file, d.params);
-        } catch (const std::exception& e) {
-          // Training goes on; the failure is said once (the disk may fill up).
-          if (d.save_failures++ == 0)
-            std::fprintf(stderr, "pnn: parameter holder: %s\n", e.what());
-        }
-      }
-      return d.params.version;
-    },
-    [=](status_atom) -> holder_status { return self->state.d->status; },
+    [self](status_atom) -> holder_status { return self->state.status(); },
   };
 }
+
+} // namespace
 
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options) {
   auto why = training::check_floats(initial.bytes, initial.count);

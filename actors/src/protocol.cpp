@@ -1,6 +1,7 @@
 #include <pnn/actors/protocol.hpp>
 
 #include <pnn/actors/errors.hpp>
+#include <pnn/actors/host_watcher.hpp>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
@@ -23,6 +24,12 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<param_blob>("pnn::param_blob");
   cfg.add_message_type<holder_status>("pnn::holder_status");
   cfg.add_message_type<job_checkpoint>("pnn::job_checkpoint");
+  cfg.add_message_type<sgd_link>("pnn::sgd_link");
+  cfg.add_message_type<holder_actor>("pnn::holder_actor");
+  cfg.add_message_type<worker_actor>("pnn::worker_actor");
+  cfg.add_message_type<event_sink_actor>("pnn::event_sink_actor");
+  cfg.add_message_type<std::vector<worker_actor>>("std::vector<pnn::worker_actor>");
+  cfg.add_message_type<std::vector<host_join>>("std::vector<pnn::host_join>");
 }
 
 void configure_actor_system(caf::actor_system_config& cfg, size_t threads) {

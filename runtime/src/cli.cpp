@@ -1,8 +1,8 @@
 #include <pnn/runtime/cli.hpp>
 
-#include <pnn/actors/hogwild.hpp>
-#include <pnn/actors/kfold.hpp>
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/hogwild.hpp>
+#include <pnn/experiments/kfold.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>

@@ -1,6 +1,6 @@
 #include <pnn/runtime/hogwild_command.hpp>
 
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/training/system.hpp>
 
 #include "run_footer.hpp"

@@ -1,6 +1,6 @@
 #include <pnn/runtime/kfold_command.hpp>
 
-#include <pnn/actors/kfold.hpp>
+#include <pnn/experiments/kfold.hpp>
 
 #include <cstdio>
 
@@ -16,7 +16,7 @@ int run_kfold_command(const kfold_options& o) {
   auto report = run_kfold(o);
   size_t failed = 0;
   for (const auto& j : report.jobs)
-    failed += j.ok ? 0 : 1;
+    failed += j.ok() ? 0 : 1;
   std::printf("\n%s\n", format_table(report).c_str());
   std::printf("wall time %.1f s, mean CPU utilisation %.1f%%, CPU user %.1f s, system %.1f s, "
               "peak RSS %.0f MiB\n",
@@ -26,7 +26,7 @@ int run_kfold_command(const kfold_options& o) {
     std::printf("%zu job(s) FAILED (see summary.json)\n", failed);
     // The first failure's reason on stderr too: one line a script or a person can act on.
     for (const auto& j : report.jobs)
-      if (!j.ok) {
+      if (!j.ok()) {
         std::fprintf(stderr, "pnn-node kfold: %zu job(s) failed; %s/%s fold %d: %s\n", failed,
                      j.model.c_str(), j.scheduler.c_str(), j.fold, j.error.c_str());
         break;

@@ -1,6 +1,6 @@
 #include <pnn/runtime/sgd_command.hpp>
 
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/training/system.hpp>
 
 #include "run_footer.hpp"
@@ -23,9 +23,9 @@ int run_sgd_command(const sgd_options& o) {
   for (size_t i = 0; i < r.workers.size(); ++i) {
     const auto& w = r.workers[i];
     std::printf("%-8zu %-28s %8lld %7lld %7lld %9lld %11.4f\n", i, w.host.c_str(),
-                static_cast<long long>(w.samples), static_cast<long long>(w.result.pulls),
-                static_cast<long long>(w.result.pushes),
-                static_cast<long long>(w.result.rejected_pushes), w.result.train_loss);
+                static_cast<long long>(w.samples), static_cast<long long>(w.result.sgd.pulls),
+                static_cast<long long>(w.result.sgd.pushes),
+                static_cast<long long>(w.result.sgd.rejected_pushes), w.result.train_loss);
   }
   std::printf("\nholder: version %llu, %llu updates applied, %llu rejected, %llu pulls\n",
               static_cast<unsigned long long>(r.holder.version),

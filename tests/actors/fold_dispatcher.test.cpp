@@ -3,8 +3,10 @@
 #define CAF_SUITE actors.fold_dispatcher
 #include <caf/test/dsl.hpp>
 
+#include "actor_util.hpp"
+
 #include <pnn/actors/fold_dispatcher.hpp>
-#include <pnn/actors/kfold.hpp>
+#include <pnn/experiments/kfold.hpp>
 
 #include <caf/all.hpp>
 
@@ -31,16 +33,20 @@ worker_actor::behavior_type fake_worker(fake_pointer self) {
       self->state.promise = self->make_response_promise<job_result>();
       return self->state.promise;
     },
-    [=](run_atom, const job_spec&, caf::actor) -> caf::result<job_result> {
+    [=](run_atom, const job_spec& j, const job_checkpoint&) -> caf::result<job_result> {
+      self->state.jobs.push_back(j); // a remote resume; not used by these tests
+      self->state.promise = self->make_response_promise<job_result>();
+      return self->state.promise;
+    },
+    [=](run_atom, const job_spec&, const sgd_link&) -> caf::result<job_result> {
       return job_result{}; // SGD shares are not the dispatcher's business
     },
-    [=](slice_atom) {},
     [=](threads_atom, int32_t n) { self->state.threads.push_back(n); },
     [=](cancel_atom) {
       auto& s = self->state;
       job_result r;
       r.id = s.jobs.back().id;
-      r.ok = s.next_ok;
+      r.code = s.next_ok ? error_code::none : error_code::run_failed;
       r.error = s.next_ok ? "" : "boom";
       s.promise.deliver(r);
     },
@@ -48,18 +54,17 @@ worker_actor::behavior_type fake_worker(fake_pointer self) {
 }
 
 struct fixture : test_coordinator_fixture<> {
-  caf::actor sink;
-  std::vector<job_result> sunk;
+  std::shared_ptr<test::sink_record> events = std::make_shared<test::sink_record>();
+  std::vector<job_result>& sunk = events->results;
+  event_sink_actor sink;
   dispatcher_actor dispatcher;
 
   fixture() {
-    sink = sys.spawn([this](caf::event_based_actor*) -> caf::behavior {
-      return {[this](result_atom, const job_result& r) { sunk.push_back(r); }};
-    });
+    sink = test::spawn_recording_sink(sys, events);
     dispatcher_options o;
     o.cores = 2;
     o.threads_per_job = 1;
-    dispatcher = sys.spawn(fold_dispatcher, sink, o);
+    dispatcher = spawn_dispatcher(sys, sink, o);
     run();
   }
 
@@ -201,7 +206,7 @@ CAF_TEST(the job of a worker that dies is queued again and resumed elsewhere) {
   CAF_CHECK(state(b).jobs[1].resume);
   finish(b);
   CAF_REQUIRE_EQUAL(results->size(), 2u);
-  CAF_CHECK((*results)[0].ok && (*results)[1].ok);
+  CAF_CHECK((*results)[0].ok() && (*results)[1].ok());
 }
 
 CAF_TEST(a worker joining a running experiment receives queued jobs) {
@@ -240,11 +245,35 @@ CAF_TEST(a failed job is reported with its error and the rest go on) {
   CAF_REQUIRE_EQUAL(results->size(), 2u);
   int failed = 0;
   for (const auto& r : *results)
-    if (!r.ok) {
+    if (!r.ok()) {
       ++failed;
       CAF_CHECK_EQUAL(r.error, "boom");
     }
   CAF_CHECK_EQUAL(failed, 1);
+}
+
+CAF_TEST(a job cancelled by id ends where it runs and a queued one never starts) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({2, 1}));
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
+  CAF_CHECK_EQUAL(state(a).jobs[0].id, 0u);
+  // Job 1 waits in the queue: cancelling it records it at once, without a worker.
+  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{1});
+  run();
+  CAF_REQUIRE_EQUAL(sunk.size(), 1u);
+  CAF_CHECK_EQUAL(sunk[0].id, 1u);
+  CAF_CHECK_EQUAL(sunk[0].code, error_code::cancelled);
+  // Job 0 runs on a: the dispatcher tells that worker (the fake answers a cancel by
+  // ending its job).
+  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{0});
+  run();
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 1u); // job 1 never reached a worker
+  CAF_CHECK_EQUAL((*results)[1].code, error_code::cancelled);
+  // A job that already ended is not cancelled again.
+  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{0});
+  run();
+  CAF_CHECK_EQUAL(sunk.size(), 2u);
 }
 
 CAF_TEST(losing every worker fails the experiment instead of hanging) {
@@ -261,7 +290,7 @@ CAF_TEST(with a wait for workers the job of a lost slot waits for a host that jo
   dispatcher_options o;
   o.cores = 2;
   o.wait_for_workers = 30;
-  dispatcher = sys.spawn(fold_dispatcher, sink, o);
+  dispatcher = spawn_dispatcher(sys, sink, o);
   run();
   auto a = add_worker();
   auto results = start(jobs_with_costs({1, 1}));
@@ -282,14 +311,14 @@ CAF_TEST(with a wait for workers the job of a lost slot waits for a host that jo
   finish(b);
   finish(b);
   CAF_REQUIRE_EQUAL(results->size(), 2u);
-  CAF_CHECK((*results)[0].ok && (*results)[1].ok);
+  CAF_CHECK((*results)[0].ok() && (*results)[1].ok());
 }
 
 CAF_TEST(with a wait for workers and none joining the experiment fails after the wait) {
   dispatcher_options o;
   o.cores = 2;
   o.wait_for_workers = 30;
-  dispatcher = sys.spawn(fold_dispatcher, sink, o);
+  dispatcher = spawn_dispatcher(sys, sink, o);
   run();
   // No worker at the start either (hosts that are still coming).
   auto results = start(jobs_with_costs({1}));

@@ -20,7 +20,7 @@ struct fixture : test_coordinator_fixture<> {
     o.out_dir = dir.path();
     o.progress = "none";
     o.total_jobs = 1;
-    collector = sys.spawn(metric_collector, o);
+    collector = spawn_collector(sys, o);
     sched.run();
   }
 

@@ -10,7 +10,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
@@ -34,12 +34,12 @@ struct fake_holder {
   bool reject_pushes = false;    ///< answer pushes with a pnn error
   int pulls = 0;
   std::vector<param_blob> pushes;
-  std::vector<caf::response_promise> held;
+  std::vector<caf::typed_response_promise<uint64_t>> held;
   /// Hold the second pull until release_pull; it is then answered with what a
   /// holder had when it was asked (params + the pushes until then) plus an offset
   /// on every value (another worker's progress).
   bool hold_second_pull = false;
-  caf::response_promise held_pull;
+  caf::typed_response_promise<param_blob> held_pull;
   size_t pushes_at_pull = 0;
 };
 
@@ -63,7 +63,12 @@ param_blob holder_view(const fake_holder& h, size_t pushes, float offset, uint64
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using release_pull_atom = caf::atom_constant<caf::atom("relpull")>;
 
-caf::behavior fake_holder_actor(caf::event_based_actor* self, std::shared_ptr<fake_holder> h) {
+/// The holder's interface plus the test's own controls.
+using fake_holder_handle = holder_actor::extend<caf::reacts_to<release_atom, size_t>,
+                                                caf::reacts_to<release_pull_atom, float>>;
+
+fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer self,
+                                                    std::shared_ptr<fake_holder> h) {
   return {
     // Answers held push `index` (promises are delivered from the holder's own context).
     [=](release_atom, size_t index) { h->held.at(index).deliver(uint64_t{100 + index}); },
@@ -73,9 +78,9 @@ caf::behavior fake_holder_actor(caf::event_based_actor* self, std::shared_ptr<fa
     [=](pull_atom) -> caf::result<param_blob> {
       ++h->pulls;
       if (!h->answer_pulls)
-        return self->make_response_promise(); // never delivered
+        return self->make_response_promise<param_blob>(); // never delivered
       if (h->hold_second_pull && h->pulls == 2) {
-        h->held_pull = self->make_response_promise();
+        h->held_pull = self->make_response_promise<param_blob>();
         h->pushes_at_pull = h->pushes.size();
         return h->held_pull;
       }
@@ -83,12 +88,13 @@ caf::behavior fake_holder_actor(caf::event_based_actor* self, std::shared_ptr<fa
       return holder_view(*h, h->reject_pushes ? 0 : h->pushes.size(), 0,
                          h->params.version + (h->reject_pushes ? 0 : h->pushes.size()));
     },
+    [=](status_atom) -> holder_status { return {}; },
     [=](push_atom, param_blob& update) -> caf::result<uint64_t> {
       h->pushes.push_back(std::move(update));
       if (h->reject_pushes)
         return make_error(error_code::invalid_argument, "update rejected: test");
       if (h->hold_pushes) {
-        auto rp = self->make_response_promise();
+        auto rp = self->make_response_promise<uint64_t>();
         h->held.push_back(rp);
         return rp;
       }
@@ -108,12 +114,18 @@ struct fixture : test_coordinator_fixture<> {
     j.shard = 0;
     j.epochs = 2;
     j.batch_size = 32;
-    j.n_push = 3;
-    j.n_pull = 4;
-    j.max_pushes = 2;
-    j.holder_timeout = 5;
     return j;
   }
+
+  /// How the worker of sgd_job() talks to its holder (start() sets the holder).
+  sgd_link link = [] {
+    sgd_link l;
+    l.n_push = 3;
+    l.n_pull = 4;
+    l.max_pushes = 2;
+    l.holder_timeout = 5;
+    return l;
+  }();
 
   /// The model a job of `spec` starts from, as a holder's blob.
   static param_blob initial_blob(const job_spec& spec) {
@@ -126,16 +138,18 @@ struct fixture : test_coordinator_fixture<> {
     return b;
   }
 
-  /// Sends (run, spec, holder) to a fresh worker; the result lands in *result.
-  std::shared_ptr<std::optional<job_result>> start(const job_spec& spec, caf::actor holder,
+  /// Sends (run, spec, link to holder) to a fresh worker; the result lands in *result.
+  std::shared_ptr<std::optional<job_result>> start(const job_spec& spec, holder_actor holder,
                                                    worker_actor& w) {
     worker_options o;
     o.batches_per_slice = 2;
-    w = spawn_worker(sys, nullptr, o);
+    w = spawn_worker(sys, event_sink_actor{}, o);
+    auto l = link;
+    l.holder = std::move(holder);
     auto result = std::make_shared<std::optional<job_result>>();
     auto worker = w;
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(worker, caf::infinite, run_atom::value, spec, holder)
+      self->request(worker, caf::infinite, run_atom::value, spec, l)
         .then([result](job_result& r) { *result = std::move(r); });
     });
     return result;
@@ -172,18 +186,18 @@ CAF_TEST(one worker through a holder ends where plain training ends) {
   auto initial = initial_blob(spec);
   auto holder = spawn_holder(sys, initial);
   worker_actor w;
-  auto result = start(spec, caf::actor_cast<caf::actor>(holder), w);
+  auto result = start(spec, holder, w);
   run();
   CAF_REQUIRE(result->has_value());
   const auto& r = **result;
-  CAF_CHECK(r.ok);
-  if (!r.ok)
+  CAF_CHECK(r.ok());
+  if (!r.ok())
     CAF_MESSAGE("error: " << r.error);
   // 2 epochs x 6 batches = 12 steps; pushes at steps 3, 4 (before the pull), 6, 8
   // (before the pull), 9 and 12 (the end); pulls before step 1 and at steps 4 and 8.
-  CAF_CHECK_EQUAL(r.pushes, 6);
-  CAF_CHECK_EQUAL(r.pulls, 3);
-  CAF_CHECK_EQUAL(r.rejected_pushes, 0);
+  CAF_CHECK_EQUAL(r.sgd.pushes, 6);
+  CAF_CHECK_EQUAL(r.sgd.pulls, 3);
+  CAF_CHECK_EQUAL(r.sgd.rejected_pushes, 0);
   CAF_CHECK_EQUAL(r.samples, 384);
   auto st = ask<holder_status>(holder, status_atom::value);
   CAF_CHECK_EQUAL(st.applied, 6u);
@@ -216,9 +230,9 @@ CAF_TEST(one worker through a holder ends where plain training ends) {
 CAF_TEST(a worker waits when max_pushes pushes are unanswered) {
   auto spec = sgd_job();
   spec.epochs = 1;   // 6 steps
-  spec.n_push = 1;   // a push after every step
-  spec.n_pull = 100; // no pull after the first
-  spec.max_pushes = 2;
+  link.n_push = 1;   // a push after every step
+  link.n_pull = 100; // no pull after the first
+  link.max_pushes = 2;
   auto h = std::make_shared<fake_holder>();
   h->params = initial_blob(spec);
   h->params.version = 41;
@@ -248,8 +262,8 @@ CAF_TEST(a worker waits when max_pushes pushes are unanswered) {
     sched.run();
   }
   CAF_REQUIRE(result->has_value());
-  CAF_CHECK((*result)->ok);
-  CAF_CHECK_EQUAL((*result)->pushes, 6);
+  CAF_CHECK((*result)->ok());
+  CAF_CHECK_EQUAL((*result)->sgd.pushes, 6);
   CAF_CHECK_EQUAL(h->pushes.size(), 6u);
   // The pushes add up to the distance travelled: their sum is the final model
   // minus the pulled start (checked on the first value).
@@ -267,9 +281,9 @@ CAF_TEST(training goes on while a pull is under way and its answer is merged) {
   spec.optimizer = "sgd";
   spec.lr = 0.05;
   spec.epochs = 1; // 6 steps
-  spec.n_push = 1;
-  spec.n_pull = 2;
-  spec.max_pushes = 2; // push answers are held: the worker runs only as far as they allow
+  link.n_push = 1;
+  link.n_pull = 2;
+  link.max_pushes = 2; // push answers are held: the worker runs only as far as they allow
   auto h = std::make_shared<fake_holder>();
   h->params = initial_blob(spec);
   h->hold_pushes = true;
@@ -296,10 +310,10 @@ CAF_TEST(training goes on while a pull is under way and its answer is merged) {
     sched.run();
   }
   CAF_REQUIRE(result->has_value());
-  CAF_CHECK((*result)->ok);
+  CAF_CHECK((*result)->ok());
   CAF_REQUIRE_EQUAL(h->pushes.size(), 6u);
   // Pulls: the first, the merged one, and the one at step 4 (answered at once).
-  CAF_CHECK_EQUAL((*result)->pulls, 3);
+  CAF_CHECK_EQUAL((*result)->sgd.pulls, 3);
   CAF_CHECK_EQUAL(h->pulls, 3);
   // Push 4 builds on the merged version ...
   CAF_CHECK_EQUAL(h->pushes[2].version, 0u);
@@ -330,11 +344,11 @@ CAF_TEST(a rejected push is counted and the job goes on) {
   auto result = start(spec, holder, w);
   run();
   CAF_REQUIRE(result->has_value());
-  CAF_CHECK((*result)->ok);
+  CAF_CHECK((*result)->ok());
   // 6 steps: pushes at 3, 4 (pull), 6 (end); every one refused.
-  CAF_CHECK_EQUAL((*result)->pushes, 3);
-  CAF_CHECK_EQUAL((*result)->rejected_pushes, 3);
-  CAF_CHECK_EQUAL((*result)->pulls, 2);
+  CAF_CHECK_EQUAL((*result)->sgd.pushes, 3);
+  CAF_CHECK_EQUAL((*result)->sgd.rejected_pushes, 3);
+  CAF_CHECK_EQUAL((*result)->sgd.pulls, 2);
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();
@@ -354,7 +368,8 @@ CAF_TEST(a holder that does not answer fails the job after its timeout) {
   CAF_CHECK_EQUAL(sched.trigger_timeouts(), 1u);
   sched.run();
   CAF_REQUIRE(result->has_value());
-  CAF_CHECK(!(*result)->ok);
+  CAF_CHECK(!(*result)->ok());
+  CAF_CHECK_EQUAL((*result)->code, error_code::holder_failed);
   CAF_MESSAGE((*result)->error);
   CAF_CHECK(test::contains((*result)->error, "did not answer a pull within"));
   anon_send_exit(w, caf::exit_reason::user_shutdown);
@@ -370,13 +385,14 @@ CAF_TEST(parameters of another layout fail the job before any step) {
   other.bytes.assign(40, 0);
   auto holder = spawn_holder(sys, other);
   worker_actor w;
-  auto result = start(spec, caf::actor_cast<caf::actor>(holder), w);
+  auto result = start(spec, holder, w);
   run();
   CAF_REQUIRE(result->has_value());
-  CAF_CHECK(!(*result)->ok);
+  CAF_CHECK(!(*result)->ok());
+  CAF_CHECK_EQUAL((*result)->code, error_code::holder_failed);
   CAF_MESSAGE((*result)->error);
   CAF_CHECK(test::contains((*result)->error, "do not fit model lenet5"));
-  CAF_CHECK_EQUAL((*result)->pushes, 0);
+  CAF_CHECK_EQUAL((*result)->sgd.pushes, 0);
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();

@@ -3,6 +3,7 @@
 #define CAF_SUITE actors.training_worker
 #include <caf/test/dsl.hpp>
 
+#include "actor_util.hpp"
 #include "test_util.hpp"
 
 #include <pnn/actors/training_worker.hpp>
@@ -18,13 +19,12 @@ using namespace pnn;
 namespace {
 
 struct fixture : test_coordinator_fixture<> {
-  std::vector<job_progress> progress;
-  caf::actor sink;
+  std::shared_ptr<test::sink_record> events = std::make_shared<test::sink_record>();
+  std::vector<job_progress>& progress = events->progress;
+  event_sink_actor sink;
 
   fixture() {
-    sink = sys.spawn([this](caf::event_based_actor*) -> caf::behavior {
-      return {[this](progress_atom, const job_progress& p) { progress.push_back(p); }};
-    });
+    sink = test::spawn_recording_sink(sys, events);
     run();
   }
 
@@ -74,7 +74,8 @@ CAF_TEST(a worker trains its fold in slices and reports progress and the result)
   o.slot = 3;
   o.batches_per_slice = 2;
   auto r = run_job(job, o);
-  CAF_CHECK(r.ok);
+  CAF_CHECK(r.ok());
+  CAF_CHECK_EQUAL(r.code, error_code::none);
   CAF_CHECK_EQUAL(r.id, 7u);
   CAF_CHECK_EQUAL(r.slot, 3);
   CAF_CHECK_EQUAL(r.fold, 1);
@@ -112,7 +113,8 @@ CAF_TEST(bad input and LibTorch errors become failed results and the worker live
   auto job = tiny_job();
   job.dataset = "no-such-dataset";
   auto r = run_job(job);
-  CAF_CHECK(!r.ok);
+  CAF_CHECK(!r.ok());
+  CAF_CHECK_EQUAL(r.code, error_code::invalid_argument);
   CAF_CHECK(test::contains(r.error, "no-such-dataset"));
   job = tiny_job();
   worker_options bad_shape;
@@ -123,7 +125,8 @@ CAF_TEST(bad input and LibTorch errors become failed results and the worker live
     };
   };
   r = run_job(job, bad_shape);
-  CAF_CHECK(!r.ok);
+  CAF_CHECK(!r.ok());
+  CAF_CHECK_EQUAL(r.code, error_code::run_failed);
   CAF_CHECK(!r.error.empty());
   CAF_CHECK(r.error.find('\n') == std::string::npos);
   job = tiny_job();
@@ -134,7 +137,7 @@ CAF_TEST(bad input and LibTorch errors become failed results and the worker live
     };
   };
   r = run_job(job, o);
-  CAF_CHECK(!r.ok);
+  CAF_CHECK(!r.ok());
   CAF_CHECK(test::contains(r.error, "diverged"));
 }
 
@@ -151,7 +154,7 @@ CAF_TEST(a thread change is applied and recorded) {
   sched.run_once();
   caf::anon_send(w, threads_atom::value, int32_t{2});
   run();
-  CAF_CHECK(result->ok);
+  CAF_CHECK(result->ok());
   CAF_REQUIRE_EQUAL(result->thread_counts.size(), 2u);
   CAF_CHECK_EQUAL(result->thread_counts[0], 1);
   CAF_CHECK_EQUAL(result->thread_counts[1], 2);

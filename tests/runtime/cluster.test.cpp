@@ -9,7 +9,7 @@
 #include "test_util.hpp"
 
 #include <pnn/actors/cluster.hpp>
-#include <pnn/actors/sgd.hpp>
+#include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
@@ -545,9 +545,9 @@ CAF_TEST(a remote peer sending wrong updates is rejected while training goes on)
   // kept applying after the rogue's updates.
   int64_t pushes = 0;
   for (const auto& w : report.workers) {
-    CAF_CHECK(w.result.ok);
-    CAF_CHECK_EQUAL(w.result.rejected_pushes, 0);
-    pushes += w.result.pushes;
+    CAF_CHECK(w.result.ok());
+    CAF_CHECK_EQUAL(w.result.sgd.rejected_pushes, 0);
+    pushes += w.result.sgd.pushes;
   }
   CAF_CHECK_EQUAL(report.holder.applied, static_cast<uint64_t>(pushes));
   auto at = lines[3].find("version ");
@@ -593,11 +593,11 @@ CAF_TEST(SGD goes on when a worker host is killed mid run) {
   int lost = 0, finished = 0;
   for (const auto& w : report.workers) {
     if (test::contains(w.host, ":" + std::to_string(a.port))) {
-      CAF_CHECK(!w.result.ok);
+      CAF_CHECK(!w.result.ok());
       CAF_CHECK(test::contains(w.result.error, "worker lost"));
       ++lost;
     } else {
-      CAF_CHECK(w.result.ok);
+      CAF_CHECK(w.result.ok());
       CAF_CHECK_EQUAL(w.result.samples, 3 * 2000); // its whole shard, every epoch
       ++finished;
     }

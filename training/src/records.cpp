@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -184,6 +185,29 @@ std::string read_text_file(const fs::path& file) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+scratch_folder::scratch_folder() {
+  static std::atomic<uint64_t> next{0};
+  path_ = fs::temp_directory_path()
+          / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
+  ensure_directory(path_);
+}
+
+scratch_folder::~scratch_folder() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void scratch_folder::put_latest(const std::vector<char>& bytes) {
+  write_file_atomic(path_ / "latest.pt", std::string(bytes.begin(), bytes.end()));
+}
+
+std::vector<char> scratch_folder::take_checkpoint(int64_t epoch) {
+  const auto text = read_text_file(path_ / "latest.pt");
+  std::error_code ec;
+  fs::remove(path_ / ("epoch_" + std::to_string(epoch) + ".pt"), ec);
+  return {text.begin(), text.end()};
 }
 
 } // namespace pnn::training

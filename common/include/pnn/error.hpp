@@ -14,6 +14,11 @@ enum class error_code : std::uint8_t {
   malformed_file,    ///< a file exists but its content is not what was expected (exit 2)
   io_error,          ///< reading or writing failed (disk full, permissions) (exit 1)
   run_failed,        ///< training itself failed (NaN loss, LibTorch error) (exit 1)
+  // How a job ended without finishing (job_result::code), each a failed run (exit 1):
+  worker_lost,       ///< the worker (or its host) went away while it ran the job
+  worker_busy,       ///< the worker was running another job
+  cancelled,         ///< someone cancelled the job
+  holder_failed,     ///< the parameter holder did not answer in time, or is gone
 };
 
 /// Short name of an error code, for messages and the CAF error category.
@@ -25,6 +30,10 @@ inline const char* to_string(error_code code) {
     case error_code::malformed_file: return "malformed_file";
     case error_code::io_error: return "io_error";
     case error_code::run_failed: return "run_failed";
+    case error_code::worker_lost: return "worker_lost";
+    case error_code::worker_busy: return "worker_busy";
+    case error_code::cancelled: return "cancelled";
+    case error_code::holder_failed: return "holder_failed";
   }
   return "unknown";
 }

@@ -57,10 +57,11 @@ public:
 
   /// Starts one worker per slot on `node` for this coordinator; their progress
   /// events go to `sink`. Throws pnn::error naming the node when it refuses.
-  std::vector<worker_actor> spawn_workers(const remote_node& node, caf::actor sink);
+  std::vector<worker_actor> spawn_workers(const remote_node& node, event_sink_actor sink);
 
   /// Starts `n` workers on this host (slots numbered from `base.slot`).
-  std::vector<worker_actor> spawn_local_workers(int32_t n, caf::actor sink, worker_options base = {});
+  std::vector<worker_actor> spawn_local_workers(int32_t n, event_sink_actor sink,
+                                                worker_options base = {});
 
   const std::vector<remote_node>& nodes() const {
     return nodes_;

@@ -1,29 +1,19 @@
 #pragma once
 
+// The fold dispatcher: runs one K-fold experiment. One queue of jobs, longest first,
+// handed to free worker slots; watches workers (monitor) and re-queues the job of
+// one that dies; when the queue is empty, gives the idle slots' cores to the jobs
+// still running. Its interface is dispatcher_actor (protocol.hpp).
+
 #include <pnn/actors/protocol.hpp>
-#include <pnn/actors/training_worker.hpp>
 
-#include <caf/actor.hpp>
-#include <caf/typed_actor.hpp>
+#include <caf/actor_system.hpp>
 
-#include <memory>
+#include <functional>
+#include <optional>
 #include <vector>
 
 namespace pnn {
-
-/// The dispatcher's own reminder: "you have had no worker since wait number N".
-using orphan_atom = caf::atom_constant<caf::atom("orphan")>;
-
-/// Runs one K-fold experiment: one queue of jobs, longest first, handed to free
-/// worker slots; watches workers (monitor) and re-queues the job of one that dies;
-/// when the queue is empty, gives the idle slots' cores to the jobs still running.
-using dispatcher_actor = caf::typed_actor<
-  /// Adds a worker slot (monitored; a slot can join a running experiment).
-  caf::reacts_to<add_atom, worker_actor>,
-  /// Runs the jobs; replies with every job's result once all have ended.
-  caf::replies_to<run_atom, std::vector<job_spec>>::with<std::vector<job_result>>,
-  /// (Internal) the wait for a new worker ran out.
-  caf::reacts_to<orphan_atom, uint64_t>>;
 
 /// How a dispatcher places jobs and threads.
 struct dispatcher_options {
@@ -40,21 +30,15 @@ struct dispatcher_options {
   /// to join (add_atom) before the run fails with "every worker was lost". 0: fail
   /// at once. Used when hosts can (re)join a running experiment.
   double wait_for_workers = 0;
+  /// In-process only: the latest checkpoint of a job that is to resume on a worker
+  /// of another host (which cannot read this host's folders), or nothing. The
+  /// dispatcher reads no files itself.
+  std::function<std::optional<job_checkpoint>(const job_spec&)> checkpoint_of;
 };
 
-/// The dispatcher's state; opaque to callers.
-struct dispatcher_state {
-  struct impl;
-  std::unique_ptr<impl> d;
-  dispatcher_state();
-  ~dispatcher_state();
-  static inline const char* name = "pnn.fold_dispatcher";
-};
-
-/// Behaviour of a dispatcher: `sink` (may be invalid) also receives each result.
-dispatcher_actor::behavior_type
-fold_dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self, caf::actor sink,
-                dispatcher_options options);
+/// Spawns a dispatcher; `sink` (may be invalid) also receives each result.
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys, event_sink_actor sink,
+                                  dispatcher_options options);
 
 /// Jobs sorted longest first (by cost, then id): the order the dispatcher hands out.
 std::vector<job_spec> longest_first(std::vector<job_spec> jobs);

@@ -2,7 +2,7 @@
 
 #include <pnn/actors/protocol.hpp>
 
-#include <caf/typed_actor.hpp>
+#include <caf/actor_system.hpp>
 
 #include <filesystem>
 #include <functional>
@@ -12,21 +12,13 @@
 
 namespace pnn {
 
-/// Receives a run's metric events, samples CPU utilisation from /proc/stat, drives
-/// the terminal progress output and writes cpu.csv.
-using collector_actor = caf::typed_actor<
-  /// A running job's progress.
-  caf::reacts_to<progress_atom, job_progress>,
-  /// A job ended.
-  caf::reacts_to<result_atom, job_result>,
-  /// A checkpoint of a job on another host: written as <out_dir>/epoch_<epoch>.pt and
-  /// latest.pt, when out_dir lies inside the collector's out_dir (else dropped and
-  /// counted: a peer does not choose where the coordinator writes).
-  caf::reacts_to<checkpoint_atom, job_checkpoint>,
-  /// Take a CPU sample (the collector's own timer).
-  caf::reacts_to<cpu_atom>,
-  /// The run ended: stop sampling, write cpu.csv, reply the mean utilisation (0..1).
-  caf::replies_to<done_atom>::with<double>>;
+// The metric collector: a run's event sink (collector_actor in protocol.hpp). It
+// receives progress, results and remote checkpoints, samples CPU utilisation from
+// /proc/stat on its own timer, drives the terminal progress output and writes
+// cpu.csv; a remote checkpoint is written as <out_dir>/epoch_<epoch>.pt and
+// latest.pt when its out_dir lies inside the collector's out_dir (else dropped and
+// counted: a peer does not choose where the coordinator writes). (done_atom) stops
+// the sampling, writes cpu.csv and answers the mean utilisation (0..1).
 
 /// What the collector shows and where it writes.
 struct collector_options {
@@ -41,16 +33,7 @@ struct collector_options {
   std::function<void(const job_result&)> on_result;
 };
 
-/// The collector's state; opaque to callers.
-struct collector_state {
-  struct impl;
-  std::unique_ptr<impl> d;
-  collector_state();
-  ~collector_state();
-  static inline const char* name = "pnn.metric_collector";
-};
-
-collector_actor::behavior_type
-metric_collector(collector_actor::stateful_pointer<collector_state> self, collector_options options);
+/// Spawns a collector.
+collector_actor spawn_collector(caf::actor_system& sys, collector_options options);
 
 } // namespace pnn

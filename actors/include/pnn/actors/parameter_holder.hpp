@@ -3,34 +3,18 @@
 #include <pnn/actors/protocol.hpp>
 
 #include <caf/actor_system.hpp>
-#include <caf/typed_actor.hpp>
 
 #include <filesystem>
-#include <memory>
 #include <string>
 
 namespace pnn {
 
-/// Holds the master parameters of a model trained by asynchronous SGD
-/// (Downpour-style, the reference's `Hogwild` optimizer done right): workers pull
-/// the parameters and push accumulated updates (parameter deltas); the holder adds
-/// each accepted update and counts a version. An update of the wrong layout or size,
-/// or with a NaN/Inf, is rejected with an error and counted, never applied.
-using holder_actor = caf::typed_actor<
-  /// The current parameters and version.
-  caf::replies_to<pull_atom>::with<param_blob>,
-  /// Adds `update` (a delta with the holder's layout); answers the new version.
-  caf::replies_to<push_atom, param_blob>::with<uint64_t>,
-  /// Counters.
-  caf::replies_to<status_atom>::with<holder_status>>;
-
-struct holder_state {
-  struct impl;
-  std::unique_ptr<impl> d;
-  holder_state();
-  ~holder_state();
-  static inline const char* name = "pnn.parameter_holder";
-};
+// The parameter holder (holder_actor in protocol.hpp): the master parameters of a
+// model trained by asynchronous SGD (Downpour-style, the reference's `Hogwild`
+// optimizer done right). Workers pull the parameters and push accumulated updates
+// (parameter deltas); the holder adds each accepted update and counts a version. An
+// update of the wrong layout or size, or with a NaN/Inf, is rejected with an error
+// (error_code::invalid_argument) and counted, never applied.
 
 /// Where and how often a holder saves its parameters (a checkpoint to restart from).
 struct holder_options {
@@ -38,11 +22,8 @@ struct holder_options {
   std::filesystem::path checkpoint_file; ///< written atomically (read_holder_file reads it)
 };
 
-/// A holder starting from `initial` (its version is the starting version).
+/// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes; throws pnn::error otherwise.
-holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<holder_state> self,
-                                             param_blob initial, holder_options options);
-
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {});
 
 /// The file form of a holder's parameters: "PNNHOLD1", version, layout, count

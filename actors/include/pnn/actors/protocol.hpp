@@ -4,8 +4,12 @@
 // aggregates (ids, names, numbers, vectors of numbers) with inspect(), so they can
 // cross the network once registered (register_message_types); none holds a tensor.
 
+#include <pnn/error.hpp>
+
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <cstdint>
 #include <string>
@@ -17,26 +21,26 @@ class actor_system_config;
 
 namespace pnn {
 
-// Atoms (CAF 0.17: at most 10 characters).
+// Atoms (CAF 0.17: at most 10 characters). Atoms an actor sends only to itself
+// (a worker's next slice, a dispatcher's wait, a collector's CPU timer) are private
+// to that actor's source file.
 using run_atom = caf::atom_constant<caf::atom("run")>;           ///< start a job / an experiment
-using slice_atom = caf::atom_constant<caf::atom("slice")>;       ///< a worker's next slice (to itself)
 using threads_atom = caf::atom_constant<caf::atom("threads")>;   ///< set a job's intra-op threads
 using progress_atom = caf::atom_constant<caf::atom("progress")>; ///< a job's progress event
-using epoch_atom = caf::atom_constant<caf::atom("epoch")>;       ///< a job finished an epoch
 using result_atom = caf::atom_constant<caf::atom("result")>;     ///< a job ended (ok or failed)
 using add_atom = caf::atom_constant<caf::atom("add")>;           ///< add a worker to a dispatcher
-using cpu_atom = caf::atom_constant<caf::atom("cpu")>;           ///< a CPU utilisation sample
 using status_atom = caf::atom_constant<caf::atom("status")>;     ///< ask for a snapshot
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;     ///< cancel a job
-using sink_atom = caf::atom_constant<caf::atom("sink")>;         ///< attach a metric sink
 using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experiment ended
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;       ///< ask a node for its workers
 using pull_atom = caf::atom_constant<caf::atom("pull")>;         ///< fetch the holder's parameters
 using push_atom = caf::atom_constant<caf::atom("push")>;         ///< send an update to the holder
-using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a remote job's checkpoint
+using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a job's checkpoint travels
 
-/// One job of a K-fold experiment: what to train on which fold. Data never travels
-/// with a job: the host that runs it loads `dataset` once and shares it.
+/// What every job needs: what to train, on which part of which dataset, for how
+/// long, and where its files go. Data never travels with a job: the host that runs
+/// it loads `dataset` once and shares it. (A job of distributed SGD also gets an
+/// sgd_link; a job resumed on another host a job_checkpoint.)
 struct job_spec {
   uint32_t id = 0;
   std::string model;
@@ -46,9 +50,15 @@ struct job_spec {
   std::string dataset;
   std::string data_dir;
   int64_t subset = 0;
+  /// K-fold: train on every fold but `fold` of `folds`, validate on `fold`.
   int32_t folds = 2;
   int32_t fold = 0;
-  uint64_t split_seed = 1; ///< seed of the K-fold shuffle (same for every job)
+  /// A shard instead of a fold (HOGWILD, SGD): when `shards` > 0 the job trains on
+  /// shard `shard` of `shards` of the whole training set (shard_indices with
+  /// split_seed; all of it, in stored order, for 1) and has no validation set.
+  int32_t shards = 0;
+  int32_t shard = 0;
+  uint64_t split_seed = 1; ///< seed of the K-fold shuffle / shard split (same for every job)
   uint64_t seed = 1;       ///< seed of initialisation, order and augmentation
   int64_t epochs = 1;
   int64_t batch_size = 32;
@@ -57,33 +67,14 @@ struct job_spec {
   std::string out_dir;     ///< the job's folder ("" writes nothing)
   bool resume = false;     ///< continue from out_dir/latest.pt when it exists
   double cost = 0;         ///< estimated seconds at one thread (longest first)
-  /// A job resumed on another host: the bytes of its latest checkpoint (the
-  /// coordinator's out_dir/latest.pt), which that host cannot read itself.
-  std::vector<char> checkpoint;
-  /// SGD share instead of a K-fold fold: when > 0 the job trains on shard `shard`
-  /// of `shards` of the whole training set (shard_indices with split_seed; all of
-  /// it, in stored order, for 1) and has no validation set.
-  int32_t shards = 0;
-  int32_t shard = 0;
-  /// Distributed SGD through a parameter holder (a run message that names one):
-  /// pull the holder's parameters every `n_pull` steps (and before the first;
-  /// later pulls are merged when they arrive, without stopping training),
-  /// push the update accumulated since the last push every `n_push` steps, keep at
-  /// most `max_pushes` pushes unanswered (the next step waits for an answer), and
-  /// give up (the job fails) when the holder does not answer within
-  /// `holder_timeout` seconds.
-  int32_t n_pull = 5;
-  int32_t n_push = 5;
-  int32_t max_pushes = 2;
-  double holder_timeout = 30;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
-           x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.split_seed, x.seed, x.epochs,
-           x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume, x.cost,
-           x.checkpoint, x.shards, x.shard, x.n_pull, x.n_push, x.max_pushes, x.holder_timeout);
+           x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.shards, x.shard, x.split_seed,
+           x.seed, x.epochs, x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume,
+           x.cost);
 }
 
 /// Where a running job is.
@@ -106,7 +97,34 @@ typename Inspector::result_type inspect(Inspector& f, job_progress& x) {
            x.batches, x.loss, x.lr, x.elapsed, x.threads);
 }
 
-/// How a job ended.
+/// Distributed SGD: what a worker did with its parameter holder.
+struct sgd_counters {
+  int64_t pulls = 0;
+  int64_t pushes = 0;
+  int64_t rejected_pushes = 0; ///< pushes the holder refused (each one's update is lost)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
+  return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes);
+}
+
+/// Record files of a job run on another host (which writes nothing itself): names
+/// (steps.csv, epochs.csv, metrics.json, confusion.csv) and contents, for the
+/// coordinator to write into the job's folder.
+struct record_files {
+  std::vector<std::string> names;
+  std::vector<std::string> contents;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, record_files& x) {
+  return f(caf::meta::type_name("record_files"), x.names, x.contents);
+}
+
+/// How a job ended: `code` says whether and why it failed (error_code::none: it
+/// finished; worker_lost, worker_busy, cancelled, holder_failed, run_failed, ...),
+/// `error` says it in words.
 struct job_result {
   uint32_t id = 0;
   std::string model;
@@ -114,7 +132,7 @@ struct job_result {
   int32_t fold = 0;
   std::string host;
   int32_t slot = 0;
-  bool ok = false;
+  error_code code = error_code::run_failed;
   std::string error; ///< why it failed (empty when ok)
   double val_accuracy = 0;
   double val_loss = 0;
@@ -123,38 +141,44 @@ struct job_result {
   double finished_at = 0;
   int64_t epochs_done = 0;
   int64_t resumed_from_epoch = 0; ///< epochs restored from a checkpoint (0: fresh start)
+  int64_t samples = 0;            ///< samples trained (all epochs)
   std::vector<double> thread_times; ///< when the thread count changed (wall clock)
   std::vector<int32_t> thread_counts; ///< the count from that time on
   std::vector<double> epoch_val_accuracy;
   std::vector<double> epoch_train_loss;
   std::vector<double> epoch_val_loss;
-  /// Record files of a job run on another host (which writes nothing itself): names
-  /// (steps.csv, epochs.csv, metrics.json, confusion.csv) and contents, for the
-  /// coordinator to write into the job's folder.
-  std::vector<std::string> file_names;
-  std::vector<std::string> file_contents;
-  /// Distributed SGD: samples trained, pulls and pushes made, pushes the holder
-  /// rejected (each one's update is lost; the job goes on).
-  int64_t samples = 0;
-  int64_t pulls = 0;
-  int64_t pushes = 0;
-  int64_t rejected_pushes = 0;
   /// Wall clock when the job's own clock (steps.csv's time) read 0.
   double clock_zero = 0;
+  record_files files; ///< a remote job's record files (empty for a local one)
+  sgd_counters sgd;   ///< a distributed SGD job's pulls and pushes
+
+  bool ok() const {
+    return code == error_code::none;
+  }
 };
+
+/// A failed result of job `id`.
+inline job_result failed_job(uint32_t id, error_code code, std::string why) {
+  job_result r;
+  r.id = id;
+  r.code = code == error_code::none ? error_code::run_failed : code;
+  r.error = std::move(why);
+  return r;
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host,
-           x.slot, x.ok, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
-           x.finished_at, x.epochs_done, x.resumed_from_epoch, x.thread_times, x.thread_counts,
-           x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.file_names,
-           x.file_contents, x.samples, x.pulls, x.pushes, x.rejected_pushes, x.clock_zero);
+           x.slot, x.code, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
+           x.finished_at, x.epochs_done, x.resumed_from_epoch, x.samples, x.thread_times,
+           x.thread_counts, x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss,
+           x.clock_zero, x.files, x.sgd);
 }
 
-/// A checkpoint of a job run on another host, for the coordinator's metric
-/// collector to write into the job's folder (epoch_<epoch>.pt and latest.pt), so
-/// that it outlives the host.
+/// A checkpoint of a job run on another host, both ways: from the worker to the
+/// coordinator's event sink, to be written into the job's folder (epoch_<epoch>.pt
+/// and latest.pt) so that it outlives the host; and from the dispatcher to a worker
+/// on another host, with the run message, to resume a job from it there.
 struct job_checkpoint {
   uint32_t id = 0;
   std::string out_dir; ///< the job's folder on the coordinator (job_spec::out_dir)
@@ -208,6 +232,97 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.host, x.slots, x.cores, x.datasets);
 }
+
+// ---------------------------------------------------------------------------
+// The actors' interfaces: each signature is a message the actor understands, so a
+// wrong message to a typed handle does not compile. Every handle may cross the
+// network (CAF serialises typed handles as proxies).
+
+/// A parameter holder (parameter_holder.hpp): the master parameters of a model
+/// trained by asynchronous SGD. An update of the wrong layout or size, or with a
+/// NaN/Inf, is rejected with a pnn error and counted, never applied.
+using holder_actor = caf::typed_actor<
+  /// The current parameters and version.
+  caf::replies_to<pull_atom>::with<param_blob>,
+  /// Adds `update` (a delta with the holder's layout); answers the new version.
+  caf::replies_to<push_atom, param_blob>::with<uint64_t>,
+  /// Counters.
+  caf::replies_to<status_atom>::with<holder_status>>;
+
+/// The link of a distributed SGD job to its parameter holder: pull the holder's
+/// parameters before the first step (which waits for them) and every `n_pull` steps
+/// (merged when the answer arrives, keeping the steps made meanwhile), push the
+/// update accumulated since the last push every `n_push` steps, before each pull
+/// and at the end, keep at most `max_pushes` pushes unanswered (the next step
+/// waits), and fail the job (holder_failed) when the holder does not answer within
+/// `holder_timeout` seconds.
+struct sgd_link {
+  holder_actor holder;
+  int32_t n_pull = 5;
+  int32_t n_push = 5;
+  int32_t max_pushes = 2;
+  double holder_timeout = 30;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
+  return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
+           x.holder_timeout);
+}
+
+/// Where workers and dispatchers send what happens: progress, results and the
+/// checkpoints of jobs on other hosts. The metric collector implements it; a user's
+/// actor in front of it (examples/custom_pipeline.cpp) implements it too.
+using event_sink_actor = caf::typed_actor<
+  /// A running job's progress (every worker_options::progress_interval).
+  caf::reacts_to<progress_atom, job_progress>,
+  /// A job ended.
+  caf::reacts_to<result_atom, job_result>,
+  /// A checkpoint of a job on another host, for the job's folder here.
+  caf::reacts_to<checkpoint_atom, job_checkpoint>>;
+
+/// A run's metric collector (metric_collector.hpp): an event sink that also
+/// answers, when the run ended, the run's mean CPU utilisation (0..1).
+using collector_actor = event_sink_actor::extend<caf::replies_to<done_atom>::with<double>>;
+
+/// A training worker (training_worker.hpp): runs one job at a time, in slices of a
+/// few batches, so it stays responsive to thread changes, cancel and shutdown.
+using worker_actor = caf::typed_actor<
+  /// Run `job` to its end; the answer is its result (ok or failed, never an
+  /// exception). A busy worker answers at once with code worker_busy.
+  caf::replies_to<run_atom, job_spec>::with<job_result>,
+  /// The same, resumed from `checkpoint` (a job moved here from another host: the
+  /// coordinator's latest.pt of the job, which this host cannot read itself).
+  caf::replies_to<run_atom, job_spec, job_checkpoint>::with<job_result>,
+  /// Run `job` as one worker of distributed SGD through `link`'s holder; the job's
+  /// own initialisation is replaced by the holder's parameters, which must have the
+  /// model's layout. The result counts samples, pulls, pushes and rejected pushes.
+  caf::replies_to<run_atom, job_spec, sgd_link>::with<job_result>,
+  /// Use this many intra-op threads from the next slice on.
+  caf::reacts_to<threads_atom, int32_t>,
+  /// Drop the running job (its result: code cancelled).
+  caf::reacts_to<cancel_atom>>;
+
+/// A fold dispatcher (fold_dispatcher.hpp): one K-fold experiment's queue.
+using dispatcher_actor = caf::typed_actor<
+  /// Adds a worker slot (monitored; a slot can join a running experiment).
+  caf::reacts_to<add_atom, worker_actor>,
+  /// Runs the jobs; replies with every job's result, by id, once all have ended.
+  caf::replies_to<run_atom, std::vector<job_spec>>::with<std::vector<job_result>>,
+  /// Cancels job `id` wherever it runs, or drops it from the queue (its result:
+  /// code cancelled). Nothing happens for a job that already ended.
+  caf::reacts_to<cancel_atom, uint32_t>>;
+
+/// A host's node (node.hpp), published on a port by `pnn-node serve`: the entry
+/// point a coordinator reaches on a remote host.
+using node_actor = caf::typed_actor<
+  /// What this host offers: its name, slots, cores and datasets found.
+  caf::replies_to<status_atom>::with<node_info>,
+  /// Spawns one training worker per slot for the coordinator whose event sink is
+  /// given (progress, results and checkpoints go there) and answers their handles.
+  /// The workers run remote jobs: their record files come back in the results.
+  /// They end when the sink's node goes away or the node shuts down.
+  caf::replies_to<spawn_atom, event_sink_actor>::with<std::vector<worker_actor>>>;
 
 /// Registers every message type above (and vectors of them) with CAF, on every
 /// node that exchanges them.

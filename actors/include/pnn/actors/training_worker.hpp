@@ -1,10 +1,15 @@
 #pragma once
 
+// The training worker: runs one job at a time (a fold of K-fold, a HOGWILD share or
+// a distributed SGD share) in slices of a few batches, a message to itself after
+// each, so it stays responsive to thread changes, cancel and shutdown. Its interface
+// is worker_actor (protocol.hpp). At the end of a local job it has the job's records
+// (steps.csv, epochs.csv, confusion.csv, metrics.json) written into job_spec::out_dir;
+// a remote worker sends them back in the result instead.
+
 #include <pnn/actors/protocol.hpp>
 
-#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/typed_actor.hpp>
 
 #include <functional>
 #include <memory>
@@ -14,32 +19,9 @@ namespace pnn::training {
 struct job_options;
 struct dataset;
 class training_job;
-}
+} // namespace pnn::training
 
 namespace pnn {
-
-/// Runs one K-fold job at a time, in slices of a few batches (a message to itself
-/// after each), so it stays responsive to thread changes, cancel and shutdown. At
-/// the end it writes the job's records (steps.csv, epochs.csv, confusion.csv,
-/// metrics.json) into job_spec::out_dir.
-using worker_actor = caf::typed_actor<
-  /// Run `job` to its end; the response is its result (ok or failed, never an
-  /// exception). A busy worker answers at once with a failed result "worker busy".
-  caf::replies_to<run_atom, job_spec>::with<job_result>,
-  /// Run `job` as one worker of distributed SGD through the parameter holder
-  /// `holder` (a holder_actor): pull before the first step (which waits for it)
-  /// and every job_spec::n_pull steps (merged when the answer arrives, keeping the
-  /// steps made meanwhile), push the accumulated update every job_spec::n_push
-  /// steps, before each pull and at the end, at most job_spec::max_pushes
-  /// unanswered. The job's own initialisation is replaced by the holder's
-  /// parameters, which must have the model's layout. The result counts samples, pulls, pushes and rejected pushes.
-  caf::replies_to<run_atom, job_spec, caf::actor>::with<job_result>,
-  /// Train the next slice (sent by the worker to itself).
-  caf::reacts_to<slice_atom>,
-  /// Use this many intra-op threads from the next slice on.
-  caf::reacts_to<threads_atom, int32_t>,
-  /// Drop the running job (reported as failed with error "cancelled").
-  caf::reacts_to<cancel_atom>>;
 
 /// How a worker runs its jobs.
 struct worker_options {
@@ -48,8 +30,9 @@ struct worker_options {
   int64_t batches_per_slice = 4;
   double progress_interval = 0.5; ///< seconds between progress events
   /// A worker on another host than the coordinator: it writes nothing here (no
-  /// records, no checkpoints; job_spec::out_dir names the coordinator's folder) and
-  /// returns the record files in job_result::file_names / file_contents instead.
+  /// records; checkpoints go to a private scratch folder and then home to the sink;
+  /// job_spec::out_dir names the coordinator's folder) and returns the record files
+  /// in job_result::files instead.
   bool remote = false;
   /// When set, datasets load from this folder instead of job_spec::data_dir (a
   /// node's own copy).
@@ -71,21 +54,9 @@ struct worker_options {
 /// for a bad optimizer or scheduler spec.
 training::job_options job_options_from(const job_spec& spec);
 
-/// The worker's state (its training job); opaque to callers.
-struct worker_state {
-  struct impl;
-  std::unique_ptr<impl> d;
-  worker_state();
-  ~worker_state();
-  static inline const char* name = "pnn.training_worker";
-};
-
-/// Behaviour of a worker: `sink` (may be invalid) receives (progress_atom,
-/// job_progress) every progress_interval.
-worker_actor::behavior_type training_worker(worker_actor::stateful_pointer<worker_state> self,
-                                            caf::actor sink, worker_options options);
-
-/// Spawns a worker.
-worker_actor spawn_worker(caf::actor_system& sys, caf::actor sink, worker_options options);
+/// Spawns a worker. `sink` (may be invalid) receives (progress_atom, job_progress)
+/// every progress_interval and, from a remote worker, (checkpoint_atom,
+/// job_checkpoint) after each checkpoint.
+worker_actor spawn_worker(caf::actor_system& sys, event_sink_actor sink, worker_options options);
 
 } // namespace pnn

@@ -1,12 +1,12 @@
 #include <torch/torch.h>
 
-#define CAF_SUITE actors.kfold
+#define CAF_SUITE experiments.kfold
 #include <caf/test/unit_test.hpp>
 
 #include "test_util.hpp"
 
-#include <pnn/actors/async_kfold.hpp>
-#include <pnn/actors/kfold.hpp>
+#include <pnn/experiments/async_kfold.hpp>
+#include <pnn/experiments/kfold.hpp>
 #include <pnn/models/registry.hpp>
 
 #include <atomic>
@@ -48,7 +48,7 @@ CAF_TEST(parallel and one-at-a-time runs give identical accuracy per job) {
   CAF_REQUIRE_EQUAL(s.jobs.size(), 6u);
   std::set<double> distinct;
   for (size_t i = 0; i < 6; ++i) {
-    CAF_CHECK(p.jobs[i].ok);
+    CAF_CHECK(p.jobs[i].ok());
     CAF_CHECK_EQUAL(p.jobs[i].id, s.jobs[i].id);
     CAF_CHECK_EQUAL(p.jobs[i].val_accuracy, s.jobs[i].val_accuracy);
     CAF_CHECK_EQUAL(p.jobs[i].val_loss, s.jobs[i].val_loss);
@@ -141,7 +141,7 @@ CAF_TEST(AsyncKFold takes model factories an optimizer factory and a criterion) 
     {{"my-lenet5", [](int64_t in, int64_t k) { return models::make_model("lenet5", in, k); }}},
     {"none"}, get_optimizer, {1, 0, "none"});
   CAF_REQUIRE_EQUAL(report.jobs.size(), 2u);
-  CAF_CHECK(report.jobs[0].ok && report.jobs[1].ok);
+  CAF_CHECK(report.jobs[0].ok() && report.jobs[1].ok());
   CAF_CHECK_EQUAL(report.jobs[0].model, "my-lenet5");
   CAF_CHECK_EQUAL(optimizers->load(), 2);
   CAF_CHECK_EQUAL(losses->load(), 2 * 2); // 48 training samples per fold = 2 batches each

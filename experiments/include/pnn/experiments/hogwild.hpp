@@ -1,6 +1,7 @@
 #pragma once
 
 #include <pnn/actors/protocol.hpp>
+#include <pnn/experiments/options.hpp>
 #include <pnn/training/records.hpp>
 
 #include <nlohmann/json.hpp>
@@ -43,38 +44,13 @@ namespace pnn {
 ///   decides the wall time.
 /// With one worker the whole training set is its shard and the run is plain SGD,
 /// bit for bit what `pnn-node train` does with the same seed.
-struct hogwild_options {
-  std::string dataset = "fashion-mnist";
-  std::string data_dir;
-  int64_t subset = 0;
-  std::string model = "lenet5";
+struct hogwild_options : data_group,
+                         optimizer_group,
+                         schedule_group, ///< seed: initialisation; worker i > 0's order from derive_seed(seed, i)
+                         output_group,
+                         replica_group {
   int32_t workers = 0; ///< 0: one per core
   std::string balance = "dynamic"; ///< "dynamic" (shared batch queue) or "static" (fixed shards)
-  std::string optimizer = "adam";
-  double lr = 1e-3;
-  std::string scheduler = "cosine";
-  int64_t epochs = 1;
-  int64_t batch_size = 32;
-  uint64_t seed = 1;       ///< initialisation; worker i > 0 draws its order from derive_seed(seed, i)
-  uint64_t shard_seed = 1; ///< seed of the shard split
-  int32_t threads_per_worker = 1; ///< LibTorch intra-op threads per worker
-  int32_t cores = 0;              ///< CAF scheduler threads; 0: the cores this process may use
-  std::filesystem::path out;      ///< required: where the outputs go
-  std::string progress = "auto";
-  int64_t test_batch_size = 256;
-  bool test = true; ///< evaluate the trained model on the test set at the end
-  /// Steps (over all workers) in the moving average of loss_smoothed in loss.csv.
-  int64_t loss_window = 50;
-
-  // In-process only (the C++ API).
-  /// Adjusts each worker's job options (criterion, optimizer factory, transforms).
-  std::function<void(const job_spec&, training::job_options&)> customize;
-  /// Train this model in place (built by make_model, so replicas can be built by its
-  /// registry name); empty: a fresh `model` initialised from `seed`.
-  std::shared_ptr<models::Network> initial_model;
-  /// Use these instead of loading `dataset` (whose name still picks the transforms).
-  std::shared_ptr<const training::dataset> train_data;
-  std::shared_ptr<const training::dataset> test_data;
 };
 
 /// One worker's share of a HOGWILD run.
@@ -84,10 +60,9 @@ struct hogwild_worker_report {
   int64_t samples = 0;             ///< samples this worker trained (all epochs)
 };
 
-/// What a HOGWILD run produced (also written under `out`).
-struct hogwild_report {
-  std::shared_ptr<models::Network> model; ///< the trained master model
-  std::vector<hogwild_worker_report> workers;
+/// What a run of one model trained by many workers produced (hogwild, sgd).
+struct replica_report {
+  std::shared_ptr<models::Network> model; ///< the trained model (HOGWILD's master, the holder's)
   double wall_seconds = 0;  ///< the whole run: load, training, test
   double train_seconds = 0; ///< first worker's first batch to the last worker's end
   double samples_per_second = 0; ///< samples trained by all workers / train_seconds
@@ -100,6 +75,11 @@ struct hogwild_report {
   double test_loss = 0;
   std::vector<std::vector<int64_t>> confusion; ///< of the test set
   nlohmann::json summary;                      ///< the content of summary.json
+};
+
+/// What a HOGWILD run produced (also written under `out`).
+struct hogwild_report : replica_report {
+  std::vector<hogwild_worker_report> workers;
 };
 
 /// Checks the options (names, numbers) without loading data; throws pnn::error.

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/actors/protocol.hpp>
 
 #include <nlohmann/json.hpp>
@@ -37,53 +37,24 @@ class ParameterHolder;
 /// (summary.json: rejected_updates), never applied. BatchNorm running statistics
 /// are not parameters: each worker keeps its own, and the final model's are
 /// recomputed from (up to 10,240 samples of) the coordinator's training data.
-struct sgd_options {
-  std::string dataset = "fashion-mnist";
-  std::string data_dir;
-  int64_t subset = 0;
-  std::string model = "lenet5";
-  /// `pnn-node serve` hosts ("host:port"): one worker per slot of each.
-  std::vector<std::string> hosts;
-  bool use_local = true; ///< also workers on this host (false: --no-local)
-  int32_t slots = 0;     ///< workers on this host; 0: one per core
+struct sgd_options : data_group,
+                     optimizer_group,
+                     schedule_group, ///< seed: the holder's initial parameters; worker i's order from derive_seed(seed, i)
+                     cluster_group,  ///< hosts: one worker per slot of each
+                     output_group,
+                     replica_group {
   int32_t n_push = 5;
   int32_t n_pull = 5;
   int32_t max_pushes = 2;
   double holder_timeout = 30; ///< seconds
-  double connect_timeout = 10; ///< seconds to wait for a host's node to answer
-  double peer_timeout = 30;    ///< seconds of silence after which a host counts as lost
-  tls_files tls;               ///< TLS with mutual authentication to the hosts (all or none)
-  std::string optimizer = "adam";
-  double lr = 1e-3;
-  std::string scheduler = "cosine";
-  int64_t epochs = 1;
-  int64_t batch_size = 32;
-  uint64_t seed = 1;       ///< holder's initial parameters; worker i's order from derive_seed(seed, i)
-  uint64_t shard_seed = 1; ///< seed of the shard split
-  int32_t threads_per_worker = 1;
-  int32_t cores = 0; ///< CAF scheduler threads here; 0: the cores this process may use
-  std::filesystem::path out; ///< required
-  std::string progress = "auto";
-  int64_t test_batch_size = 256;
-  bool test = true;
-  int64_t loss_window = 50;
   /// Save the holder's parameters to out/holder.pt every this many applied updates
   /// (and at the end); 0: never.
   int64_t holder_checkpoint_every = 0;
   /// Start from out/holder.pt when it exists (its version goes on counting); the
   /// workers' data order and schedules start afresh.
   bool resume = false;
-
-  // In-process only (the C++ API).
-  /// Adjusts the job options of this host's workers (functions do not travel).
-  std::function<void(const job_spec&, training::job_options&)> customize;
-  /// Start from this model (built by make_model) instead of a fresh `model`; it
-  /// receives the trained parameters.
-  std::shared_ptr<models::Network> initial_model;
-  /// This host's data instead of loading `dataset` (other hosts load `dataset`).
-  std::shared_ptr<const training::dataset> train_data;
-  std::shared_ptr<const training::dataset> test_data;
-  /// Called once the holder exists, before any worker starts (e.g. to publish it).
+  /// In-process only: called once the holder exists, before any worker starts (e.g.
+  /// to publish it).
   std::function<void(ParameterHolder&)> on_holder;
 };
 
@@ -92,23 +63,12 @@ struct sgd_worker_report : hogwild_worker_report {
   std::string host; ///< "local" or the node's hostname:port
 };
 
-struct sgd_report {
-  std::shared_ptr<models::Network> model; ///< carries the holder's final parameters
+/// What an SGD run produced (also written under `out`); `model` carries the
+/// holder's final parameters.
+struct sgd_report : replica_report {
   std::vector<sgd_worker_report> workers;
   holder_status holder;
   uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
-  double wall_seconds = 0;
-  double train_seconds = 0;
-  double samples_per_second = 0;
-  double cpu_utilization_mean = 0;
-  double user_cpu_seconds = 0;
-  double system_cpu_seconds = 0;
-  long long peak_rss_bytes = 0;
-  double final_train_loss = 0;
-  double test_accuracy = 0; ///< NaN when not tested
-  double test_loss = 0;
-  std::vector<std::vector<int64_t>> confusion;
-  nlohmann::json summary;
 };
 
 /// Checks the options without loading data or connecting; throws pnn::error.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <pnn/actors/protocol.hpp>
+#include <pnn/experiments/options.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -18,34 +19,23 @@ namespace pnn {
 
 /// A K-fold experiment: models x schedulers x folds, each job trained on K-1 folds
 /// and validated on the remaining one. One source of defaults for CLI and C++ API.
-struct kfold_options {
-  std::string dataset = "fashion-mnist";
-  std::string data_dir;
-  int64_t subset = 0;
+struct kfold_options : data_group,
+                       optimizer_group,
+                       schedule_group, ///< seed: initialisation/order seed of every job
+                       cluster_group,  ///< hosts: their slots join the queue like local ones
+                       output_group {
   std::vector<std::string> models{"lenet5"};
   std::vector<std::string> schedulers{"cosine"};
-  std::string optimizer = "adam";
-  double lr = 1e-3;
   int32_t folds = 2;
-  int64_t epochs = 1;
-  int64_t batch_size = 32;
-  uint64_t seed = 1;       ///< initialisation/order seed of every job
   uint64_t split_seed = 1; ///< seed of the fold split
-  std::filesystem::path out;
   /// One job at a time with every core as intra-op threads (for comparison).
   bool serial = false;
-  int32_t slots = 0;           ///< parallel jobs; 0: one per core
   int32_t threads_per_job = 0; ///< 0: 1 (parallel) or all cores (serial)
   int32_t cores = 0;           ///< cores to use; 0: those this process may run on
   bool raise_threads_in_tail = true;
   int64_t checkpoint_every = 0; ///< epochs; 0: no checkpoints
   bool resume = false;          ///< skip finished jobs, continue the others from checkpoints
   bool estimate_costs = true;   ///< time a probe step per model to order jobs
-  std::string progress = "auto";
-  /// Other hosts running `pnn-node serve` ("host:port"): their slots join the
-  /// queue like local ones; results and record files come back here.
-  std::vector<std::string> hosts;
-  bool use_local = true; ///< false (--no-local): jobs only on `hosts`
   /// A file of hosts that may join while the run goes on (--hosts-file): one
   /// host:port per line, '#' comments. Re-read every `rejoin_interval` seconds;
   /// a listed host (or one of `hosts`) with no live workers is connected (again)
@@ -55,12 +45,6 @@ struct kfold_options {
   /// With every worker lost (or none yet), seconds to wait for a host to join
   /// before the run fails. Only when hosts can join (`hosts` or `hosts_file`).
   double wait_for_hosts = 60;
-  /// Seconds to wait for a host to answer when connecting.
-  double connect_timeout = 10;
-  /// Seconds of silence after which a host counts as lost (its jobs re-queued).
-  double peer_timeout = 30;
-  /// TLS with mutual authentication to the hosts (all three files, or none).
-  tls_files tls;
   /// In-process only: adjusts each job's options (criterion, optimizer factory).
   /// Applies to local jobs only: functions do not travel to other hosts.
   std::function<void(const job_spec&, training::job_options&)> customize;

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <pnn/actors/hogwild.hpp>
+#include <pnn/experiments/hogwild.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/evaluation.hpp>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <pnn/actors/kfold.hpp>
+#include <pnn/experiments/kfold.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/job.hpp>
 

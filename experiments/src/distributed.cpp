@@ -1,6 +1,6 @@
-#include <pnn/actors/distributed.hpp>
+#include <pnn/experiments/distributed.hpp>
 
-#include <pnn/actors/async_kfold.hpp>
+#include <pnn/experiments/async_kfold.hpp>
 
 #include <pnn/error.hpp>
 #include <pnn/training/folds.hpp>

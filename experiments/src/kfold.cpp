@@ -1,0 +1,613 @@
+#include <pnn/experiments/kfold.hpp>
+
+#include <pnn/actors/cluster.hpp>
+#include <pnn/actors/errors.hpp>
+#include <pnn/actors/fold_dispatcher.hpp>
+#include <pnn/actors/host_watcher.hpp>
+#include <pnn/experiments/session.hpp>
+#include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/node.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/error.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/layout.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/schedules.hpp>
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn {
+
+using namespace pnn::training;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw pnn::error(error_code::invalid_argument, msg);
+}
+
+nlohmann::json to_json(const job_result& r, double t0) {
+  nlohmann::json threads = nlohmann::json::array();
+  for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
+    threads.push_back({{"at", r.thread_times[i] - t0}, {"threads", r.thread_counts[i]}});
+  int32_t max_threads = 0;
+  for (auto t : r.thread_counts)
+    max_threads = std::max(max_threads, t);
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json epochs = nlohmann::json::array();
+  for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
+    epochs.push_back({{"epoch", i + 1},
+                      {"train_loss", num(r.epoch_train_loss[i])},
+                      {"val_loss", num(r.epoch_val_loss[i])},
+                      {"val_accuracy", num(r.epoch_val_accuracy[i])}});
+  return {{"id", r.id},
+          {"model", r.model},
+          {"scheduler", r.scheduler},
+          {"fold", r.fold},
+          {"host", r.host},
+          {"slot", r.slot},
+          {"threads", r.thread_counts.empty() ? 1 : r.thread_counts.front()},
+          {"max_threads", max_threads},
+          {"threads_over_time", threads},
+          {"ok", r.ok()},
+          {"error", r.error},
+          {"val_accuracy", num(r.val_accuracy)},
+          {"val_loss", num(r.val_loss)},
+          {"train_loss", num(r.train_loss)},
+          {"started_at", r.started_at - t0},
+          {"finished_at", r.finished_at - t0},
+          {"seconds", r.finished_at - r.started_at},
+          {"epochs_done", r.epochs_done},
+          {"resumed_from_epoch", r.resumed_from_epoch},
+          {"epochs", epochs}};
+}
+
+std::string fold_name(int32_t fold) {
+  return "fold" + std::to_string(fold);
+}
+
+/// Writes a finished job's files into its folder: the record files a job on another
+/// host sent along, and result.json (what --resume keeps).
+void store_result(const fs::path& out, const job_result& r, double t0) {
+  auto dir = job_dir(out, r.model, r.scheduler, fold_name(r.fold));
+  for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
+    const auto& name = r.files.names[f];
+    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+      continue; // only plain file names, inside the job's folder
+    write_file_atomic(dir / name, r.files.contents[f]);
+  }
+  auto stored = to_json(r, t0);
+  stored["started_at_wall"] = r.started_at;
+  stored["finished_at_wall"] = r.finished_at;
+  write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
+}
+
+} // namespace
+
+void validate(const kfold_options& o) {
+  if (o.models.empty())
+    bad("--models: expected at least one model");
+  if (o.schedulers.empty())
+    bad("--schedulers: expected at least one scheduler");
+  for (const auto& m : o.models)
+    if (!models::has_model(m))
+      models::make_model(m, 1, 10); // throws the error listing valid names
+  for (const auto& s : o.schedulers)
+    schedule_options::parse(s);
+  o.optimizer_group::validate();
+  if (o.folds < 2 || o.folds > 1000)
+    bad("--folds " + std::to_string(o.folds) + ": expected 2..1000");
+  o.schedule_group::validate();
+  o.cluster_group::validate();
+  if (o.threads_per_job < 0 || o.threads_per_job > 1024)
+    bad("--threads-per-job " + std::to_string(o.threads_per_job) + ": expected 1..1024");
+  if (o.checkpoint_every < 0)
+    bad("--checkpoint-every " + std::to_string(o.checkpoint_every) + ": expected 0 or more");
+  if (!o.use_local && o.hosts.empty() && o.hosts_file.empty())
+    bad("--no-local: expected --hosts h:p,... or --hosts-file FILE to run the jobs on");
+  if (!o.hosts_file.empty()) {
+    std::ifstream in(o.hosts_file);
+    if (!in)
+      bad("--hosts-file " + o.hosts_file.string() + ": cannot read file (one host:port per line)");
+    if (o.serial)
+      bad("--serial: compares against one job at a time on this host; drop --hosts-file");
+  }
+  if (!(o.rejoin_interval >= 0.1 && o.rejoin_interval <= 3600))
+    bad("--rejoin-interval " + std::to_string(o.rejoin_interval) + ": expected 0.1..3600 seconds");
+  if (!(o.wait_for_hosts >= 0))
+    bad("--wait-for-hosts " + std::to_string(o.wait_for_hosts) + ": expected seconds >= 0");
+  if (o.serial && !o.hosts.empty())
+    bad("--serial: compares against one job at a time on this host; drop --hosts");
+  o.output_group::validate();
+}
+
+std::vector<job_spec> expand_jobs(const kfold_options& o) {
+  std::vector<job_spec> jobs;
+  uint32_t id = 0;
+  for (const auto& model : o.models)
+    for (const auto& scheduler : o.schedulers)
+      for (int32_t fold = 0; fold < o.folds; ++fold) {
+        job_spec j;
+        j.id = id++;
+        j.model = model;
+        j.scheduler = scheduler;
+        j.optimizer = o.optimizer;
+        j.lr = o.lr;
+        j.dataset = o.dataset;
+        j.data_dir = o.data_dir;
+        j.subset = o.subset;
+        j.folds = o.folds;
+        j.fold = fold;
+        j.split_seed = o.split_seed;
+        j.seed = o.seed;
+        j.epochs = o.epochs;
+        j.batch_size = o.batch_size;
+        j.checkpoint_every = o.checkpoint_every;
+        j.resume = o.resume;
+        if (!o.out.empty())
+          j.out_dir = job_dir(o.out, model, scheduler, fold_name(fold)).string();
+        jobs.push_back(std::move(j));
+      }
+  return jobs;
+}
+
+std::string format_table(const kfold_report& report) {
+  std::ostringstream out;
+  size_t width = 17;
+  for (const auto& c : report.table)
+    width = std::max(width, c.model.size() + c.scheduler.size() + 3);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-*s  %-17s  %s\n", static_cast<int>(width), "model / scheduler",
+                "val accuracy", "folds");
+  out << buf;
+  for (const auto& c : report.table) {
+    auto name = c.model + " / " + c.scheduler;
+    std::snprintf(buf, sizeof buf, "%-*s  %.4f ± %.4f    %d\n", static_cast<int>(width),
+                  name.c_str(), c.mean, c.std, c.folds_ok);
+    out << buf;
+  }
+  return out.str();
+}
+
+namespace {
+
+/// The host:port lines of a --hosts-file ('#' comments, blank lines skipped). A bad
+/// line is reported once (in `reported`) and skipped: the file may be edited while
+/// the run goes on.
+std::vector<std::string> read_hosts_file(const fs::path& file, std::set<std::string>& reported) {
+  std::vector<std::string> hosts;
+  std::ifstream in(file);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos)
+      line.resize(hash);
+    auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos)
+      continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+    try {
+      parse_host_port(line, "--hosts-file " + file.string() + " line " + std::to_string(n) + ":");
+      hosts.push_back(line);
+    } catch (const pnn::error& e) {
+      if (reported.insert(line).second)
+        std::fprintf(stderr, "pnn kfold: %s (skipped)\n", e.what());
+    }
+  }
+  return hosts;
+}
+
+/// The hosts a K-fold wants now: --hosts, then the --hosts-file's lines.
+std::vector<wanted_host> wanted_hosts(const kfold_options& o, std::set<std::string>& reported) {
+  std::vector<wanted_host> wanted;
+  for (const auto& h : o.hosts)
+    wanted.push_back({h, "--hosts"});
+  if (!o.hosts_file.empty())
+    for (auto& h : read_hosts_file(o.hosts_file, reported))
+      if (std::find(o.hosts.begin(), o.hosts.end(), h) == o.hosts.end())
+        wanted.push_back({h, "--hosts-file " + o.hosts_file.string()});
+  return wanted;
+}
+
+} // namespace
+
+namespace {
+
+/// --resume: the finished jobs of an earlier run keep their stored result.
+std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
+  std::map<uint32_t, job_result> kept;
+  for (const auto& j : jobs) {
+    auto file = fs::path(j.out_dir) / "result.json";
+    std::error_code ec;
+    if (!fs::exists(file, ec))
+      continue;
+    try {
+      auto r = nlohmann::json::parse(read_text_file(file));
+      if (!r.at("ok").get<bool>())
+        continue;
+      job_result k;
+      k.id = j.id;
+      k.model = j.model;
+      k.scheduler = j.scheduler;
+      k.fold = j.fold;
+      k.code = error_code::none;
+      k.host = r.at("host").get<std::string>();
+      k.slot = r.at("slot").get<int32_t>();
+      k.val_accuracy = r.at("val_accuracy").get<double>();
+      k.val_loss = r.at("val_loss").get<double>();
+      k.train_loss = r.at("train_loss").get<double>();
+      k.started_at = r.at("started_at_wall").get<double>();
+      k.finished_at = r.at("finished_at_wall").get<double>();
+      k.epochs_done = r.at("epochs_done").get<int64_t>();
+      kept[j.id] = k;
+    } catch (const std::exception&) {
+      // A damaged result file means the job runs again.
+    }
+  }
+  return kept;
+}
+
+/// Longest first needs costs: one timed probe step per model at one thread.
+void estimate_costs(std::vector<job_spec>& jobs, const kfold_options& o,
+                    const training::dataset& data) {
+  use_intra_op_threads(1);
+  std::map<std::string, double> probe;
+  for (const auto& m : o.models)
+    probe[m] = probe_step_seconds(m, data.channels(), 32, data.num_classes(), o.batch_size);
+  const double n = static_cast<double>(data.size());
+  for (auto& j : jobs) {
+    double batches = std::ceil(n * (o.folds - 1) / o.folds / static_cast<double>(o.batch_size));
+    // Validation costs about a third of a training step per batch.
+    double val_batches = std::ceil(n / o.folds / static_cast<double>(o.batch_size)) / 3;
+    j.cost = probe[j.model] * (batches + val_batches) * static_cast<double>(o.epochs);
+  }
+}
+
+/// A job resumed on another host takes its latest checkpoint along (that host
+/// cannot read this one's folders).
+std::optional<job_checkpoint> latest_checkpoint_of(const job_spec& job) {
+  if (job.out_dir.empty())
+    return std::nullopt;
+  const auto file = fs::path(job.out_dir) / "latest.pt";
+  std::error_code ec;
+  if (!fs::exists(file, ec))
+    return std::nullopt;
+  job_checkpoint c;
+  c.id = job.id;
+  c.out_dir = job.out_dir;
+  try {
+    const auto bytes = read_text_file(file);
+    c.bytes.assign(bytes.begin(), bytes.end());
+  } catch (const pnn::error&) {
+    return std::nullopt; // unreadable: the job starts afresh there
+  }
+  return c;
+}
+
+/// How a K-fold run places its jobs.
+struct placement {
+  int32_t cores = 1;
+  int32_t slots = 1;   ///< local slots
+  int32_t threads = 1; ///< per job while jobs wait
+};
+
+/// What the queue gave back.
+struct queue_outcome {
+  std::vector<job_result> results;
+  std::vector<host_join> joined;
+  double cpu_mean = 0;
+  size_t slots_used = 0;
+};
+
+collector_options kfold_collector(const kfold_options& o, const std::vector<job_spec>& todo,
+                                  double t0) {
+  collector_options co;
+  co.out_dir = o.out;
+  co.progress = o.progress;
+  co.total_jobs = todo.size();
+  for (const auto& j : todo) {
+    co.labels[j.id] = j.model + "/" + j.scheduler + "/" + fold_name(j.fold);
+    co.costs[j.id] = j.cost;
+  }
+  // Each job is stored the moment it ends, not at the end of the run.
+  co.on_result = [out = o.out, t0](const job_result& r) {
+    if (r.ok())
+      store_result(out, r, t0);
+  };
+  return co;
+}
+
+/// Runs the jobs through a dispatcher, on this host's slots and the hosts' (which
+/// may come and go while it runs: `elastic`).
+queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& todo,
+                        const placement& p, double t0) {
+  const bool elastic = !o.hosts.empty() || !o.hosts_file.empty();
+  run_session session{{p.cores, elastic, o.peer_timeout, o.connect_timeout, o.tls, "--hosts"}};
+  auto& cluster = session.cluster();
+  // Other hosts first: a host that cannot be reached stops the run before any work.
+  for (const auto& h : o.hosts)
+    cluster.connect(h);
+  auto collector = session.start_collector(kfold_collector(o, todo, t0));
+  dispatcher_options dopt;
+  dopt.cores = p.cores;
+  dopt.threads_per_job = p.threads;
+  // Thread shares are per host; with other hosts the tail keeps one thread per job.
+  dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial && !elastic;
+  dopt.wait_for_workers = elastic ? o.wait_for_hosts : 0;
+  dopt.checkpoint_of = latest_checkpoint_of;
+  auto dispatcher = session.keep(spawn_dispatcher(session.system(), collector, dopt));
+  host_watcher_options watch;
+  std::vector<worker_actor> workers;
+  for (const auto& node : cluster.nodes())
+    for (const auto& w : cluster.spawn_workers(node, collector)) {
+      watch.initial.emplace_back(node.address, w);
+      workers.push_back(w);
+    }
+  if (o.use_local) {
+    worker_options wo;
+    wo.customize = o.customize;
+    for (auto& w : cluster.spawn_local_workers(p.slots, collector, wo))
+      workers.push_back(w);
+  }
+  auto& self = session.self();
+  for (auto& w : workers)
+    self->send(dispatcher, add_atom::value, w);
+  host_watcher_actor watcher;
+  if (elastic) {
+    auto reported = std::make_shared<std::set<std::string>>();
+    watch.wanted = [&o, reported] { return wanted_hosts(o, *reported); };
+    watch.interval = o.rejoin_interval;
+    watch.t0 = t0;
+    watch.log = [](const std::string& what) { std::fprintf(stderr, "pnn kfold: %s\n", what.c_str()); };
+    watcher = session.keep(
+      spawn_host_watcher(session.system(), cluster, dispatcher, collector, std::move(watch)));
+  }
+  queue_outcome out;
+  out.slots_used = workers.size();
+  caf::error failure;
+  self->request(dispatcher, caf::infinite, run_atom::value, todo)
+    .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
+             [&](caf::error& e) { failure = std::move(e); });
+  if (watcher)
+    self->request(watcher, caf::infinite, done_atom::value)
+      .receive([&](std::vector<host_join>& j) { out.joined = std::move(j); }, [&](caf::error&) {});
+  out.cpu_mean = session.finish_collector();
+  if (failure)
+    throw pnn::error(error_code::run_failed,
+                     "K-fold run failed: " + session.system().render(failure));
+  return out;
+}
+
+/// Per job: result.json beside its files (a failed job's, here; a finished job's was
+/// stored when it ended); per model and scheduler: time.json. The jobs' JSON list.
+nlohmann::json write_job_files(const kfold_options& o, const std::vector<job_result>& results,
+                               const std::map<uint32_t, job_result>& kept, double t0) {
+  std::map<std::pair<std::string, std::string>, nlohmann::json> times;
+  nlohmann::json job_list = nlohmann::json::array();
+  for (const auto& r : results) {
+    auto j = to_json(r, t0);
+    if (!kept.count(r.id)) {
+      if (!r.ok())
+        store_result(o.out, r, t0);
+    } else {
+      j["kept_from_earlier_run"] = true;
+    }
+    times[{r.model, r.scheduler}].push_back(
+      {{"fold", r.fold}, {"seconds", r.finished_at - r.started_at}, {"host", r.host}});
+    job_list.push_back(j);
+  }
+  for (const auto& [key, list] : times) {
+    double total = 0;
+    for (const auto& e : list)
+      total += e["seconds"].get<double>();
+    write_file_atomic(o.out / folder_name(key.first) / folder_name(key.second) / "time.json",
+                      nlohmann::json{{"folds", list}, {"total_seconds", total}}.dump(2) + "\n");
+  }
+  return job_list;
+}
+
+/// Accuracy table: mean and (population) std over the folds that finished.
+std::vector<kfold_report::cell> accuracy_table(const kfold_options& o,
+                                               const std::vector<job_result>& results) {
+  std::vector<kfold_report::cell> table;
+  for (const auto& m : o.models)
+    for (const auto& s : o.schedulers) {
+      kfold_report::cell c{m, s};
+      std::vector<double> acc;
+      for (const auto& r : results)
+        if (r.model == m && r.scheduler == s && r.ok())
+          acc.push_back(r.val_accuracy);
+      c.folds_ok = static_cast<int>(acc.size());
+      for (auto a : acc)
+        c.mean += a / static_cast<double>(acc.size());
+      for (auto a : acc)
+        c.std += (a - c.mean) * (a - c.mean) / static_cast<double>(acc.size());
+      c.std = std::sqrt(c.std);
+      table.push_back(c);
+    }
+  return table;
+}
+
+std::string summary_markdown(const kfold_options& o, const kfold_report& report) {
+  std::ostringstream md;
+  md << "# pnn kfold: " << o.dataset << ", " << o.folds << " folds, " << o.epochs
+     << " epoch(s), " << (o.serial ? "serial" : "parallel") << "\n\n"
+     << "| model | scheduler | val accuracy (mean) | std | folds |\n|---|---|---|---|---|\n";
+  char buf[128];
+  for (const auto& c : report.table) {
+    std::snprintf(buf, sizeof buf, "| %.4f | %.4f | %d |\n", c.mean, c.std, c.folds_ok);
+    md << "| " << c.model << " | " << c.scheduler << " " << buf;
+  }
+  std::snprintf(buf, sizeof buf, "\nWall time %.1f s, mean CPU utilisation %.1f%%.\n",
+                report.wall_seconds, 100 * report.cpu_utilization_mean);
+  md << buf;
+  return md.str();
+}
+
+nlohmann::json kfold_summary(const kfold_options& o, const kfold_report& report,
+                             const placement& p, const queue_outcome& q, int64_t train_samples,
+                             nlohmann::json job_list) {
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& c : report.table)
+    table.push_back({{"model", c.model}, {"scheduler", c.scheduler},
+                     {"val_accuracy_mean", c.mean}, {"val_accuracy_std", c.std},
+                     {"folds_ok", c.folds_ok}});
+  size_t failed = 0;
+  for (const auto& r : report.jobs)
+    failed += r.ok() ? 0 : 1;
+  auto hosts_joined = nlohmann::json::array();
+  for (const auto& j : q.joined)
+    hosts_joined.push_back({{"address", j.address}, {"joined_at", j.at}, {"slots", j.slots}});
+  return {{"command", "kfold"},
+          {"mode", o.serial ? "serial" : "parallel"},
+          {"wall_seconds", report.wall_seconds},
+          {"cpu_utilization_mean", report.cpu_utilization_mean},
+          {"user_cpu_seconds", report.user_cpu_seconds},
+          {"system_cpu_seconds", report.system_cpu_seconds},
+          {"peak_rss_bytes", report.peak_rss_bytes},
+          {"cores", p.cores},
+          {"slots", q.slots_used},
+          {"hosts", o.hosts},
+          {"hosts_joined", hosts_joined},
+          {"local_slots", o.use_local ? p.slots : 0},
+          {"threads_per_job", p.threads},
+          {"dataset", o.dataset},
+          {"train_samples", train_samples},
+          {"folds", o.folds},
+          {"epochs", o.epochs},
+          {"batch_size", o.batch_size},
+          {"optimizer", o.optimizer},
+          {"lr", o.lr},
+          {"seed", o.seed},
+          {"jobs_failed", failed},
+          {"table", table},
+          {"jobs", std::move(job_list)}};
+}
+
+} // namespace
+
+kfold_report run_kfold(const kfold_options& o) {
+  validate(o);
+  const run_meter meter;
+  const double t0 = meter.started_at();
+  placement p;
+  p.cores = o.cores > 0 ? o.cores : available_cores();
+  p.slots = o.serial ? 1 : (o.slots > 0 ? o.slots : p.cores);
+  p.threads = o.threads_per_job > 0 ? o.threads_per_job : (o.serial ? p.cores : 1);
+  ensure_directory(o.out);
+
+  // Load the data once (it is shared with every job) and check the split fits.
+  auto data = shared_dataset(o.dataset, o.data_dir, o.subset);
+  if (data.train->size() < o.folds)
+    bad("--folds " + std::to_string(o.folds) + ": more folds than the "
+        + std::to_string(data.train->size()) + " training samples");
+  auto jobs = expand_jobs(o);
+  std::map<uint32_t, job_result> kept;
+  if (o.resume)
+    kept = kept_results(jobs);
+  std::vector<job_spec> todo;
+  for (auto& j : jobs)
+    if (!kept.count(j.id))
+      todo.push_back(j);
+  if (o.estimate_costs && todo.size() > 1)
+    estimate_costs(todo, o, *data.train);
+
+  queue_outcome q;
+  q.slots_used = static_cast<size_t>(o.use_local ? p.slots : 0);
+  if (!todo.empty())
+    q = run_queue(o, todo, p, t0);
+
+  kfold_report report;
+  report.jobs = q.results;
+  for (auto& [id, r] : kept)
+    report.jobs.push_back(r);
+  std::sort(report.jobs.begin(), report.jobs.end(),
+            [](const job_result& a, const job_result& b) { return a.id < b.id; });
+  const auto spent = meter.read();
+  report.wall_seconds = spent.wall_seconds;
+  report.cpu_utilization_mean = q.cpu_mean;
+  report.user_cpu_seconds = spent.user_cpu_seconds;
+  report.system_cpu_seconds = spent.system_cpu_seconds;
+  report.peak_rss_bytes = spent.peak_rss_bytes;
+  auto job_list = write_job_files(o, report.jobs, kept, t0);
+  report.table = accuracy_table(o, report.jobs);
+  report.summary = kfold_summary(o, report, p, q, data.train->size(), std::move(job_list));
+  write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
+  write_file_atomic(o.out / "summary.md", summary_markdown(o, report));
+  return report;
+}
+
+} // namespace pnn
+
+#include <pnn/experiments/async_kfold.hpp>
+
+namespace pnn {
+
+std::function<void(const job_spec&, training::job_options&)>
+customize_jobs(training::criterion_fn criterion, training::optimizer_factory make_optimizer,
+               std::function<void(const job_spec&, training::job_options&)> then) {
+  return [criterion = std::move(criterion), make_optimizer = std::move(make_optimizer),
+          then = std::move(then)](const job_spec& spec, training::job_options& j) {
+    if (criterion)
+      j.criterion = criterion;
+    if (make_optimizer)
+      j.make_optimizer = make_optimizer;
+    if (then)
+      then(spec, j);
+  };
+}
+
+AsyncKFold::AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
+                       training::criterion_fn criterion, int64_t batch_size, bool parallelize)
+  : criterion_(std::move(criterion)) {
+  options_.folds = k;
+  options_.dataset = std::move(dataset);
+  options_.out = std::move(root_dir);
+  options_.batch_size = batch_size;
+  options_.serial = !parallelize;
+}
+
+kfold_report AsyncKFold::operator()(const std::vector<std::string>& models,
+                                    const std::vector<std::string>& schedulers,
+                                    training::optimizer_factory get_optimizer,
+                                    const trainer_params& params) {
+  auto o = options_;
+  o.models = models;
+  o.schedulers = schedulers;
+  o.epochs = params.epochs;
+  o.checkpoint_every = params.save_checkpoint_frequency;
+  o.progress = params.progress;
+  o.customize = customize_jobs(criterion_, std::move(get_optimizer), o.customize);
+  return run_kfold(o);
+}
+
+kfold_report
+AsyncKFold::run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
+                       const std::vector<std::string>& schedulers,
+                       training::optimizer_factory get_optimizer, const trainer_params& params) {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : models) {
+    models::register_model(name, "user model", factory);
+    names.push_back(name);
+  }
+  return (*this)(names, schedulers, std::move(get_optimizer), params);
+}
+
+} // namespace pnn

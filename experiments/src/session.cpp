@@ -1,0 +1,67 @@
+#include <pnn/experiments/session.hpp>
+
+#include <pnn/training/system.hpp>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+namespace pnn {
+
+run_meter::run_meter()
+  : start_(std::chrono::steady_clock::now()), started_at_(training::wall_clock_seconds()) {
+  const auto cpu = training::process_cpu_times();
+  user_start_ = cpu.user_seconds;
+  system_start_ = cpu.system_seconds;
+}
+
+double run_meter::wall_seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+run_meter::reading run_meter::read() const {
+  reading r;
+  r.wall_seconds = wall_seconds();
+  const auto cpu = training::process_cpu_times();
+  r.user_cpu_seconds = cpu.user_seconds - user_start_;
+  r.system_cpu_seconds = cpu.system_seconds - system_start_;
+  r.peak_rss_bytes = training::peak_rss_bytes();
+  return r;
+}
+
+run_session::run_session(const session_options& o) {
+  configure_actor_system(cfg_, static_cast<size_t>(std::max(1, o.threads)));
+  if (o.network)
+    configure_network(cfg_, o.peer_timeout, o.tls);
+  sys_ = std::make_unique<caf::actor_system>(cfg_);
+  self_ = std::make_unique<caf::scoped_actor>(*sys_);
+  cluster_ = std::make_unique<Cluster>(*sys_, o.connect_timeout, o.hosts_label);
+}
+
+run_session::~run_session() {
+  shutdown();
+  // Destroyed before the actor system, in this order.
+  cluster_.reset();
+  self_.reset();
+}
+
+collector_actor run_session::start_collector(collector_options options) {
+  collector_ = keep(spawn_collector(*sys_, std::move(options)));
+  return collector_;
+}
+
+double run_session::finish_collector() {
+  double mean = 0;
+  if (collector_)
+    (*self_)
+      ->request(collector_, caf::infinite, done_atom::value)
+      .receive([&](double m) { mean = m; }, [&](caf::error&) {});
+  return mean;
+}
+
+void run_session::shutdown() {
+  if (cluster_)
+    cluster_->shutdown();
+  actors_.stop();
+}
+
+} // namespace pnn

@@ -1,0 +1,467 @@
+#include <pnn/experiments/sgd.hpp>
+
+#include <pnn/actors/cluster.hpp>
+#include <pnn/experiments/session.hpp>
+#include <pnn/experiments/distributed.hpp>
+#include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/training_worker.hpp>
+#include <pnn/error.hpp>
+#include <pnn/models/network.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/dataset.hpp>
+#include <pnn/training/evaluation.hpp>
+#include <pnn/training/folds.hpp>
+#include <pnn/training/job.hpp>
+#include <pnn/training/optimizers.hpp>
+#include <pnn/training/parameters.hpp>
+#include <pnn/training/random.hpp>
+#include <pnn/training/records.hpp>
+#include <pnn/training/schedules.hpp>
+#include <pnn/training/system.hpp>
+#include "replica_run.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <optional>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace pnn {
+
+using namespace pnn::training;
+
+namespace {
+
+using detail::finite_or_null;
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw pnn::error(error_code::invalid_argument, msg);
+}
+
+using detail::worker_name;
+
+
+/// Sends every spec to its worker (with the holder) and answers (run_atom) with
+/// all results in worker order once each worker answered or went down; a worker
+/// that went down gets a failed result "worker lost: <reason>". Every result is
+/// also sent to `sink` as it comes.
+caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_actor> workers,
+                             std::vector<job_spec> specs, sgd_link link, event_sink_actor sink) {
+  struct state {
+    std::vector<job_result> results;
+    std::vector<char> done;
+    size_t remaining = 0;
+    caf::response_promise promise;
+  };
+  auto st = std::make_shared<state>();
+  st->results.resize(workers.size());
+  st->done.assign(workers.size(), 0);
+  st->remaining = workers.size();
+  auto settle = [self, st, sink](size_t i, job_result r) {
+    if (st->done[i])
+      return;
+    st->done[i] = 1;
+    self->send(sink, result_atom::value, r);
+    st->results[i] = std::move(r);
+    if (--st->remaining == 0) {
+      st->promise.deliver(st->results);
+      self->quit();
+    }
+  };
+  auto lost = [specs](size_t i, const std::string& why) {
+    return failed_job(specs[i].id, error_code::worker_lost, "worker lost: " + why);
+  };
+  self->set_down_handler([self, st, workers, settle, lost](const caf::down_msg& msg) {
+    for (size_t i = 0; i < workers.size(); ++i)
+      if (workers[i].address() == msg.source)
+        settle(i, lost(i, self->system().render(msg.reason)));
+  });
+  return {
+    [=](run_atom) {
+      st->promise = self->make_response_promise();
+      if (workers.empty()) {
+        st->promise.deliver(st->results);
+        self->quit();
+        return;
+      }
+      for (size_t i = 0; i < workers.size(); ++i) {
+        self->monitor(workers[i]);
+        self->request(workers[i], caf::infinite, run_atom::value, specs[i], link)
+          .then([=](job_result& r) { settle(i, std::move(r)); },
+                [=](caf::error& e) { settle(i, lost(i, self->system().render(e))); });
+      }
+    },
+  };
+}
+
+} // namespace
+
+void validate(const sgd_options& o) {
+  o.replica_group::validate("sgd");
+  o.optimizer_group::validate();
+  o.schedule_group::validate();
+  o.output_group::validate();
+  o.cluster_group::validate();
+  if (!o.use_local && o.hosts.empty())
+    bad("--no-local: expected --hosts h:p,... to run the workers on");
+  if (o.n_push < 1)
+    bad("--n-push " + std::to_string(o.n_push) + ": expected at least 1 (steps between pushes)");
+  if (o.n_pull < 1)
+    bad("--n-pull " + std::to_string(o.n_pull) + ": expected at least 1 (steps between pulls)");
+  if (o.max_pushes < 1 || o.max_pushes > 1024)
+    bad("--max-pushes " + std::to_string(o.max_pushes) + ": expected 1..1024");
+  if (!(o.holder_timeout > 0))
+    bad("--holder-timeout " + std::to_string(o.holder_timeout) + ": expected seconds > 0");
+  if (o.holder_checkpoint_every < 0)
+    bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
+        + ": expected 0 (never) or more updates");
+}
+
+namespace {
+
+/// The workers of a run, in the order they were started, and where each runs.
+struct worker_set {
+  std::vector<worker_actor> handles;
+  std::vector<std::string> hosts; ///< "local" or the node's hostname:port
+};
+
+collector_options sgd_collector(const sgd_options& o, const Cluster& cluster, int32_t local) {
+  collector_options co;
+  co.out_dir = o.out;
+  co.progress = o.progress;
+  // Progress labels, in the order the workers are started.
+  uint32_t id = 0;
+  for (const auto& node : cluster.nodes())
+    for (int32_t s = 0; s < node.info.slots; ++s, ++id)
+      co.labels[id] = worker_name(id) + "@" + node.info.host;
+  for (int32_t s = 0; s < local; ++s, ++id)
+    co.labels[id] = worker_name(id) + "@local";
+  co.total_jobs = id;
+  for (uint32_t i = 0; i < id; ++i)
+    co.costs[i] = 1;
+  return co;
+}
+
+/// One worker per slot of every host, then `local` here. Every worker hands its
+/// record files back (this host's too), so the coordinator writes them all alike.
+worker_set start_workers(const sgd_options& o, Cluster& cluster, event_sink_actor sink,
+                         int32_t local) {
+  worker_set set;
+  for (const auto& node : cluster.nodes())
+    for (auto& w : cluster.spawn_workers(node, sink)) {
+      set.handles.push_back(w);
+      set.hosts.push_back(node.info.host);
+    }
+  worker_options wo;
+  wo.remote = true;
+  wo.customize = o.customize;
+  wo.train_data = o.train_data;
+  wo.host = "local";
+  for (auto& w : cluster.spawn_local_workers(local, sink, wo)) {
+    set.handles.push_back(w);
+    set.hosts.push_back("local");
+  }
+  return set;
+}
+
+/// The holder: from --resume's holder.pt, else from the model's parameters.
+std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_system& sys,
+                                              models::Network& model,
+                                              const std::optional<param_blob>& restart) {
+  holder_options ho;
+  ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
+  ho.checkpoint_file = o.out / "holder.pt";
+  if (!restart)
+    return std::make_unique<ParameterHolder>(sys, model, ho);
+  load_parameter_bytes(model, restart->bytes);
+  return std::make_unique<ParameterHolder>(sys, *restart, ho);
+}
+
+/// What the actors gave back.
+struct sgd_outcome {
+  std::vector<job_result> results;
+  std::vector<std::string> hosts;
+};
+
+/// Trains the model through a holder with one worker per slot; the holder's final
+/// parameters end up in `model`, its counters in the report.
+sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, models::Network& model,
+                                 const std::optional<param_blob>& restart, int64_t train_samples,
+                                 const std::string& dataset, int32_t cores, int32_t local) {
+  run_session session{{std::max(1, std::min(cores, std::max(1, local))), !o.hosts.empty(),
+                       o.peer_timeout, o.connect_timeout, o.tls, "--hosts"}};
+  auto& cluster = session.cluster();
+  // Every host first: one that cannot be reached stops the run before any work.
+  for (const auto& h : o.hosts)
+    cluster.connect(h);
+  auto collector = session.start_collector(sgd_collector(o, cluster, local));
+  auto workers = start_workers(o, cluster, collector, local);
+  const size_t n = workers.handles.size();
+  if (static_cast<int64_t>(n) > train_samples)
+    bad("sgd: " + std::to_string(n) + " workers but only " + std::to_string(train_samples)
+        + " training samples");
+  std::vector<job_spec> specs;
+  for (size_t i = 0; i < n; ++i)
+    specs.push_back(detail::worker_spec(o, o, o, o, model.registry_name(), dataset,
+                                        static_cast<int32_t>(i), static_cast<int32_t>(n)));
+  auto holder = start_holder(o, session.system(), model, restart);
+  if (o.on_holder)
+    o.on_holder(*holder);
+  sgd_link link;
+  link.holder = holder->handle();
+  link.n_pull = o.n_pull;
+  link.n_push = o.n_push;
+  link.max_pushes = o.max_pushes;
+  link.holder_timeout = o.holder_timeout;
+  // A request to a worker on a host that dies is never answered (the message
+  // already left): the gatherer monitors every worker and turns its down message
+  // into a "worker lost" result.
+  sgd_outcome out;
+  out.hosts = workers.hosts;
+  auto gatherer = session.system().spawn(gather_results, workers.handles, specs, link,
+                                         event_sink_actor{collector});
+  session.self()
+    ->request(gatherer, caf::infinite, run_atom::value)
+    .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
+             [&](caf::error& e) {
+               out.results.assign(n, failed_job(0, error_code::worker_lost,
+                                                "worker lost: " + session.system().render(e)));
+             });
+  report.holder = holder->status();
+  report.rejected_updates = report.holder.rejected;
+  const auto final_version = holder->load_into(model);
+  if (o.holder_checkpoint_every > 0) {
+    // The end state, whatever the last multiple of holder_checkpoint_every was.
+    param_blob last;
+    last.version = final_version;
+    last.layout = layout_hash(model);
+    last.bytes = parameter_bytes(model);
+    last.count = last.bytes.size() / sizeof(float);
+    write_holder_file(o.out / "holder.pt", last);
+  }
+  report.cpu_utilization_mean = session.finish_collector();
+  holder->stop();
+  return out;
+}
+
+/// The workers' records, into workers/worker<i>/, and their steps on one clock.
+void collect_workers(sgd_report& report, sgd_outcome& outcome, const fs::path& out) {
+  double t0 = std::numeric_limits<double>::infinity();
+  for (const auto& r : outcome.results)
+    if (r.clock_zero > 0)
+      t0 = std::min(t0, r.clock_zero);
+  if (!std::isfinite(t0))
+    t0 = 0;
+  for (size_t i = 0; i < outcome.results.size(); ++i) {
+    auto& r = outcome.results[i];
+    sgd_worker_report w;
+    w.host = outcome.hosts[i];
+    const fs::path dir = out / "workers" / worker_name(i);
+    for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
+      const auto& name = r.files.names[f];
+      if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+        continue; // a file name that is not a plain name is never written
+      write_file_atomic(dir / name, r.files.contents[f]);
+      if (name != "metrics.json")
+        continue;
+      auto j = nlohmann::json::parse(r.files.contents[f], nullptr, false);
+      if (j.is_object() && j.contains("steps") && j["steps"].is_array())
+        for (const auto& s : j["steps"]) {
+          auto step = step_from_json(s);
+          step.time += r.clock_zero - t0;
+          w.steps.push_back(step);
+        }
+    }
+    r.files.contents.clear();
+    w.samples = r.samples;
+    w.result = r;
+    report.workers.push_back(std::move(w));
+  }
+}
+
+/// The holder keeps parameters only: BatchNorm statistics of the trained parameters
+/// come from (up to 10,240 samples of) this host's training data. Returns the layers
+/// and samples used.
+std::pair<int64_t, int64_t> recompute_statistics(models::Network& model, const job_spec& first,
+                                                 const sgd_options& o,
+                                                 const training::dataset& train, int32_t cores) {
+  use_intra_op_threads(cores);
+  auto sample = all_indices(train.size());
+  sample.resize(static_cast<size_t>(std::min<int64_t>(train.size(), 10240)));
+  const int64_t layers
+    = recompute_batchnorm_statistics(model, train, sample, detail::eval_transform(first, o));
+  return {layers, layers > 0 ? static_cast<int64_t>(sample.size()) : 0};
+}
+
+/// What went wrong with which workers: lost (their host went) or failed.
+struct worker_outcomes {
+  size_t finished = 0;
+  std::vector<std::string> failures, lost;
+};
+
+worker_outcomes sort_outcomes(const sgd_report& report) {
+  worker_outcomes w;
+  for (size_t i = 0; i < report.workers.size(); ++i) {
+    const auto& r = report.workers[i].result;
+    const auto name = worker_name(i) + "@" + report.workers[i].host;
+    if (r.ok())
+      ++w.finished;
+    else if (r.code == error_code::worker_lost)
+      w.lost.push_back(name);
+    else
+      w.failures.push_back(name + ": " + r.error);
+  }
+  return w;
+}
+
+nlohmann::json worker_list(const sgd_report& report) {
+  nlohmann::json workers = nlohmann::json::array();
+  for (size_t i = 0; i < report.workers.size(); ++i) {
+    const auto& w = report.workers[i];
+    const auto& r = w.result;
+    workers.push_back({{"worker", i},
+                       {"host", w.host},
+                       {"slot", r.slot},
+                       {"ok", r.ok()},
+                       {"error", r.error},
+                       {"samples", r.samples},
+                       {"steps", w.steps.size()},
+                       {"pulls", r.sgd.pulls},
+                       {"pushes", r.sgd.pushes},
+                       {"rejected_pushes", r.sgd.rejected_pushes},
+                       {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
+                       {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
+                       {"train_loss", finite_or_null(r.train_loss)},
+                       {"files", (fs::path("workers") / worker_name(i)).string()}});
+  }
+  return workers;
+}
+
+std::string sgd_markdown(const sgd_options& o, const sgd_report& report,
+                         const std::string& model, const std::string& dataset, size_t hosts) {
+  std::ostringstream md;
+  char buf[320];
+  md << "# pnn sgd: " << model << " on " << dataset << ", " << report.workers.size()
+     << " worker(s) on " << hosts << " host(s), n_push " << o.n_push << ", n_pull " << o.n_pull
+     << "\n\n"
+     << "| workers | epochs | test accuracy | final train loss | samples/s | updates applied | rejected | training time | wall time |\n"
+     << "|---|---|---|---|---|---|---|---|---|\n";
+  std::snprintf(buf, sizeof buf, "| %zu | %lld | %.4f | %.4f | %.0f | %llu | %llu | %.1f s | %.1f s |\n",
+                report.workers.size(), static_cast<long long>(o.epochs), report.test_accuracy,
+                report.final_train_loss, report.samples_per_second,
+                static_cast<unsigned long long>(report.holder.applied),
+                static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
+                report.wall_seconds);
+  md << buf;
+  md << "\n| worker | host | samples | pulls | pushes | rejected pushes |\n|---|---|---|---|---|---|\n";
+  for (size_t i = 0; i < report.workers.size(); ++i) {
+    const auto& w = report.workers[i];
+    md << "| " << worker_name(i) << " | " << w.host << " | " << w.result.samples << " | "
+       << w.result.sgd.pulls << " | " << w.result.sgd.pushes << " | "
+       << w.result.sgd.rejected_pushes << " |\n";
+  }
+  return md.str();
+}
+
+/// Says which workers were lost; throws when none finished or one failed.
+void check_outcomes(const worker_outcomes& w) {
+  if (!w.lost.empty())
+    std::fprintf(stderr, "pnn sgd: %zu worker(s) lost during the run (%s%s); the others finished\n",
+                 w.lost.size(), w.lost.front().c_str(), w.lost.size() > 1 ? ", ..." : "");
+  if (w.finished == 0 && w.failures.empty())
+    throw pnn::error(error_code::run_failed, "sgd: every worker was lost");
+  if (!w.failures.empty())
+    throw pnn::error(error_code::run_failed,
+                     "sgd: " + w.failures.front()
+                       + (w.failures.size() > 1
+                            ? " (and " + std::to_string(w.failures.size() - 1)
+                                + " more; see summary.json)"
+                            : ""));
+}
+
+} // namespace
+
+sgd_report run_sgd(const sgd_options& o) {
+  validate(o);
+  const run_meter meter;
+  const int32_t cores = o.cores > 0 ? o.cores : available_cores();
+  const int32_t local = o.use_local ? (o.slots > 0 ? o.slots : cores) : 0;
+  ensure_directory(o.out);
+  // This host's copy of the data: the model's shape, local workers, the test.
+  const auto data = detail::replica_data(o, o);
+  std::shared_ptr<models::Network> model = o.initial_model;
+  if (!model)
+    model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
+  const std::string model_name = model->registry_name();
+  // --resume: the holder's last checkpoint, for this very model.
+  std::optional<param_blob> restart;
+  if (o.resume && fs::exists(o.out / "holder.pt")) {
+    restart = read_holder_file(o.out / "holder.pt");
+    if (restart->layout != layout_hash(*model)
+        || restart->count != static_cast<uint64_t>(parameter_floats(*model)))
+      bad((o.out / "holder.pt").string() + ": parameters of another model than " + model_name);
+  }
+  const std::string dataset = detail::replica_dataset_name(o, o);
+
+  sgd_report report;
+  report.model = model;
+  auto outcome = train_through_holder(o, report, *model, restart, data.train->size(), dataset,
+                                      cores, local);
+  collect_workers(report, outcome, o.out);
+  std::vector<const hogwild_worker_report*> traces;
+  for (const auto& w : report.workers)
+    traces.push_back(&w);
+  detail::set_throughput(report, traces);
+  write_loss_files(o.out, traces, o.loss_window);
+  std::pair<int64_t, int64_t> bn{0, 0};
+  report.test_accuracy = report.test_loss = std::numeric_limits<double>::quiet_NaN();
+  if (!outcome.results.empty()) {
+    const auto first = detail::worker_spec(o, o, o, o, model_name, dataset, 0,
+                                           static_cast<int32_t>(outcome.results.size()));
+    bn = recompute_statistics(*model, first, o, *data.train, cores);
+    detail::test_model(report, *model, first, o, data.test, o.out, cores);
+  }
+  detail::save_model(*model, o.out / "model.pt");
+  detail::set_spending(report, meter);
+
+  const auto outcomes = sort_outcomes(report);
+  std::vector<std::string> host_list;
+  for (const auto& h : outcome.hosts)
+    if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
+      host_list.push_back(h);
+  report.summary = detail::shared_summary("sgd", report, o, o, o,
+                                          {dataset, model_name, models::parameter_count(*model),
+                                           data.train->size(),
+                                           data.test ? data.test->size() : 0, cores});
+  report.summary.update({{"rejected_updates", report.rejected_updates},
+                         {"holder",
+                          {{"version", report.holder.version},
+                           {"applied", report.holder.applied},
+                           {"rejected", report.holder.rejected},
+                           {"pulls", report.holder.pulls}}},
+                         {"workers", report.workers.size()},
+                         {"local_workers", local},
+                         {"hosts", host_list},
+                         {"n_push", o.n_push},
+                         {"n_pull", o.n_pull},
+                         {"max_pushes", o.max_pushes},
+                         {"resumed_from_version", restart ? restart->version : 0},
+                         {"batchnorm_layers", bn.first},
+                         {"batchnorm_statistics_samples", bn.second},
+                         {"failed_workers", outcomes.failures},
+                         {"lost_workers", outcomes.lost},
+                         {"worker_list", worker_list(report)}});
+  write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
+  write_file_atomic(o.out / "summary.md",
+                    sgd_markdown(o, report, model_name, dataset, host_list.size()));
+  check_outcomes(outcomes);
+  return report;
+}
+
+} // namespace pnn

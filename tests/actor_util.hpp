@@ -1,0 +1,33 @@
+#pragma once
+
+// Helpers for the actor suites: a typed event sink that records what it receives.
+
+#include <pnn/actors/protocol.hpp>
+
+#include <caf/all.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace pnn::test {
+
+/// What a recording sink received, in order.
+struct sink_record {
+  std::vector<job_progress> progress;
+  std::vector<job_result> results;
+  std::vector<job_checkpoint> checkpoints;
+};
+
+/// An event sink (the collector's interface) that appends every event to `record`.
+inline event_sink_actor spawn_recording_sink(caf::actor_system& sys,
+                                             std::shared_ptr<sink_record> record) {
+  return sys.spawn([record](event_sink_actor::pointer) -> event_sink_actor::behavior_type {
+    return {
+      [record](progress_atom, const job_progress& p) { record->progress.push_back(p); },
+      [record](result_atom, const job_result& r) { record->results.push_back(r); },
+      [record](checkpoint_atom, const job_checkpoint& c) { record->checkpoints.push_back(c); },
+    };
+  });
+}
+
+} // namespace pnn::test
