@@ -9,7 +9,7 @@
 // usage: bench_hogwild [--subset N] [--epochs E] [--rounds R] [--target-loss X]
 //                      [--dataset D] [--out DIR]
 #include <pnn/experiments/hogwild.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -39,7 +39,7 @@ nlohmann::json num(double v) {
 } // namespace
 
 int main(int argc, char** argv) {
-  training::configure_allocator();
+  pnn::configure_allocator();
   std::string dataset = "fashion-mnist";
   int64_t subset = 30000;
   int64_t epochs = 3;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
                         {"batch_size", 32},
                         {"optimizer", "adam lr 1e-3, no schedule"},
                         {"rounds", rounds},
-                        {"cores", training::available_cores()},
+                        {"cores", pnn::available_cores()},
                         {"target_loss", target_loss},
                         {"loss_window_steps", 50}};
   const char* names[2] = {"one_worker", "two_workers"};

@@ -9,7 +9,7 @@
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/models/registry.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -139,7 +139,7 @@ nlohmann::json measure(const char* self_path, const std::string& model, int64_t 
 } // namespace
 
 int main(int argc, char** argv) {
-  training::configure_allocator(); // as pnn-node does
+  pnn::configure_allocator(); // as pnn-node does
   if (argc == 3 && std::string{argv[1]} == "--serve")
     return serve(std::stoull(argv[2]));
   int small = 300, large = 20;

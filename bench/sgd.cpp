@@ -13,7 +13,7 @@
 // usage: bench_sgd [--subset N] [--epochs E] [--rounds R] [--n-push N] [--n-pull N]
 //                  [--dataset D] [--out DIR]
 #include <pnn/experiments/sgd.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -92,7 +92,7 @@ struct measured {
 } // namespace
 
 int main(int argc, char** argv) {
-  training::configure_allocator();
+  pnn::configure_allocator();
   std::string dataset = "fashion-mnist";
   int64_t subset = 30000, epochs = 2;
   int rounds = 3, n_push = 5, n_pull = 5;
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
                         {"n_pull", n_pull},
                         {"optimizer", "adam lr 1e-3, no schedule"},
                         {"rounds", rounds},
-                        {"cores", training::available_cores()}};
+                        {"cores", pnn::available_cores()}};
   for (size_t i = 0; i < modes.size(); ++i) {
     const auto& x = m[i];
     result[modes[i]] = {{"samples_per_second_median", median(x.samples_per_second)},

@@ -14,7 +14,7 @@
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
 #include <pnn/training/random.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 #include <pnn/training/transforms.hpp>
 
 #include <nlohmann/json.hpp>

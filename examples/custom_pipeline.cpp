@@ -27,7 +27,7 @@
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/protocol.hpp>
 #include <pnn/actors/training_worker.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 
@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "custom_pipeline: expected --epochs >= 3 and --patience >= 1\n");
     return 2;
   }
-  const int cores = pnn::training::available_cores();
+  const int cores = pnn::available_cores();
 
   // The jobs: K-fold's own expansion, then a copy of each with a too-low lr.
   pnn::kfold_options o;

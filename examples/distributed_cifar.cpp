@@ -12,14 +12,14 @@
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   std::string model = "vgg11", data_dir, out = "runs/distributed_cifar", hosts;
   int workers = 0, n_push = 5, n_pull = 5;
   int64_t epochs = 1, subset = 0;

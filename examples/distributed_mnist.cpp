@@ -15,7 +15,7 @@
 #include <pnn/error.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <torch/torch.h>
 
@@ -23,7 +23,7 @@
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   int workers = 0; // one per core
   int64_t epochs = 4, subset = 0;
   std::string data_dir, out = "runs/distributed_mnist", hosts;

@@ -7,13 +7,13 @@
 //                                  [--epochs N] [--subset N] [--out DIR]
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   pnn::hogwild_options o;
   o.model = "vgg11";
   o.epochs = 1;

@@ -5,13 +5,13 @@
 //   ./build/examples/hogwild_mnist [--workers N] [--epochs N] [--subset N] [--data-dir DIR] [--out DIR]
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   pnn::hogwild_options o;
   o.dataset = "fashion-mnist";
   o.model = "lenet5";

@@ -6,13 +6,13 @@
 #include <pnn/experiments/async_kfold.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/dataset.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   int64_t epochs = 1, subset = 0;
   std::string data_dir, out = "runs/kfold_cifar";
   bool synthetic = false;

@@ -5,7 +5,7 @@
 //   ./build/examples/kfold_mnist [--epochs N] [--subset N] [--data-dir DIR] [--out DIR] [--serial]
 #include <pnn/experiments/async_kfold.hpp>
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <torch/torch.h>
 
@@ -13,7 +13,7 @@
 #include <string>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   int64_t epochs = 1, subset = 0;
   std::string data_dir, out = "runs/kfold_mnist";
   bool serial = false;

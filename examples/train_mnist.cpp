@@ -5,14 +5,14 @@
 #include <pnn/error.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
   using namespace pnn::training;
-  configure_allocator();
+  pnn::configure_allocator();
   int64_t epochs = 1, subset = 0;
   std::string data_dir;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -2,7 +2,7 @@
 // runtime.cluster (rogue_peer.cpp) instead: `--rogue-peer HOST:PORT` sends a
 // published holder bad updates; `--kill-at-version HOST:PORT N PID` kills PID once
 // that holder has applied N updates.
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #define CAF_TEST_NO_MAIN
 #include <caf/test/unit_test_impl.hpp>
@@ -17,7 +17,7 @@ int kill_at_version_main(const std::string& address, uint64_t version, pid_t vic
 }
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   if (argc == 3 && std::string(argv[1]) == "--rogue-peer")
     return pnn::test::rogue_peer_main(argv[2]);
   if (argc == 5 && std::string(argv[1]) == "--kill-at-version")

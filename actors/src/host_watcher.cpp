@@ -1,7 +1,7 @@
 #include <pnn/actors/host_watcher.hpp>
 
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 
@@ -88,7 +88,7 @@ void watcher_state::connect(const wanted_host& host) {
     }
     unreachable_.erase(host.address);
     say("host " + host.address + " joined with " + std::to_string(workers.size()) + " slot(s)");
-    joined_.push_back({host.address, training::wall_clock_seconds() - o_.t0,
+    joined_.push_back({host.address, pnn::wall_clock_seconds() - o_.t0,
                        static_cast<int32_t>(workers.size())});
   } catch (const pnn::error& e) {
     if (unreachable_.insert(host.address).second) {

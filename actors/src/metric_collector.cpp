@@ -2,7 +2,7 @@
 
 #include <pnn/training/progress.hpp>
 #include <pnn/training/records.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 

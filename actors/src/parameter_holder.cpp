@@ -40,11 +40,11 @@ std::string holder_file_bytes(const param_blob& params) {
 }
 
 void write_holder_file(const std::filesystem::path& file, const param_blob& params) {
-  training::write_file_atomic(file, holder_file_bytes(params));
+  pnn::write_file_atomic(file, holder_file_bytes(params));
 }
 
 param_blob read_holder_file(const std::filesystem::path& file) {
-  const auto text = training::read_text_file(file);
+  const auto text = pnn::read_text_file(file);
   auto bad = [&](const std::string& why) {
     return pnn::error(error_code::invalid_argument, file.string() + ": " + why);
   };

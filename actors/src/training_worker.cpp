@@ -9,7 +9,7 @@
 #include <pnn/training/job.hpp>
 #include <pnn/training/parameters.hpp>
 #include <pnn/training/records.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 

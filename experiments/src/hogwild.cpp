@@ -15,7 +15,7 @@
 #include <pnn/training/random.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 #include "replica_run.hpp"
 
 #include <caf/all.hpp>
@@ -324,7 +324,7 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   for (const auto& w : report.workers)
     workers.push_back(&w);
   detail::set_throughput(report, workers);
-  // Test the master (the DistributedTester's files: confusion.csv, test.json).
+  // Test the master (the model_tester's files: confusion.csv, test.json).
   detail::test_model(report, *master, specs.front(), o, data.test, o.out, cores);
   write_loss_files(o.out, workers, o.loss_window);
   detail::save_model(*master, o.out / "model.pt");

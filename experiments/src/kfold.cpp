@@ -12,11 +12,11 @@
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/job.hpp>
-#include <pnn/training/layout.hpp>
+#include <pnn/training/folders.hpp>
 #include <pnn/training/optimizers.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -574,7 +574,7 @@ customize_jobs(training::criterion_fn criterion, training::optimizer_factory mak
   };
 }
 
-AsyncKFold::AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
+kfold_experiment::kfold_experiment(int k, std::string dataset, std::filesystem::path root_dir,
                        training::criterion_fn criterion, int64_t batch_size, bool parallelize)
   : criterion_(std::move(criterion)) {
   options_.folds = k;
@@ -584,7 +584,7 @@ AsyncKFold::AsyncKFold(int k, std::string dataset, std::filesystem::path root_di
   options_.serial = !parallelize;
 }
 
-kfold_report AsyncKFold::operator()(const std::vector<std::string>& models,
+kfold_report kfold_experiment::operator()(const std::vector<std::string>& models,
                                     const std::vector<std::string>& schedulers,
                                     training::optimizer_factory get_optimizer,
                                     const trainer_params& params) {
@@ -599,7 +599,7 @@ kfold_report AsyncKFold::operator()(const std::vector<std::string>& models,
 }
 
 kfold_report
-AsyncKFold::run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
+kfold_experiment::run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
                        const std::vector<std::string>& schedulers,
                        training::optimizer_factory get_optimizer, const trainer_params& params) {
   std::vector<std::string> names;

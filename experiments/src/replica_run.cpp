@@ -7,7 +7,7 @@
 #include <pnn/training/job.hpp>
 #include <pnn/training/random.hpp>
 #include <pnn/training/records.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <torch/torch.h>
 
@@ -95,7 +95,7 @@ void test_model(replica_report& r, models::Network& model, const job_spec& first
   if (!g.test || !test)
     return;
   training::use_intra_op_threads(cores);
-  DistributedTester tester{test, out, g.test_batch_size};
+  model_tester tester{test, out, g.test_batch_size};
   tester.transform() = eval_transform(first, g);
   auto e = tester(model);
   r.test_accuracy = e.accuracy;
@@ -108,7 +108,7 @@ void save_model(const models::Network& model, const std::filesystem::path& file)
   torch::serialize::OutputArchive archive;
   model.save(archive);
   archive.save_to(bytes);
-  training::write_file_atomic(file, bytes.str());
+  pnn::write_file_atomic(file, bytes.str());
 }
 
 void set_spending(replica_report& r, const run_meter& meter) {

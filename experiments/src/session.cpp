@@ -1,6 +1,6 @@
 #include <pnn/experiments/session.hpp>
 
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -8,8 +8,8 @@
 namespace pnn {
 
 run_meter::run_meter()
-  : start_(std::chrono::steady_clock::now()), started_at_(training::wall_clock_seconds()) {
-  const auto cpu = training::process_cpu_times();
+  : start_(std::chrono::steady_clock::now()), started_at_(pnn::wall_clock_seconds()) {
+  const auto cpu = pnn::process_cpu_times();
   user_start_ = cpu.user_seconds;
   system_start_ = cpu.system_seconds;
 }
@@ -21,10 +21,10 @@ double run_meter::wall_seconds() const {
 run_meter::reading run_meter::read() const {
   reading r;
   r.wall_seconds = wall_seconds();
-  const auto cpu = training::process_cpu_times();
+  const auto cpu = pnn::process_cpu_times();
   r.user_cpu_seconds = cpu.user_seconds - user_start_;
   r.system_cpu_seconds = cpu.system_seconds - system_start_;
-  r.peak_rss_bytes = training::peak_rss_bytes();
+  r.peak_rss_bytes = pnn::peak_rss_bytes();
   return r;
 }
 

@@ -17,7 +17,7 @@
 #include <pnn/training/random.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 #include "replica_run.hpp"
 
 #include <caf/all.hpp>

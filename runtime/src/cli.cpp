@@ -141,7 +141,7 @@ int run_with_report(const char* verb, const po::variables_map& vm, const Options
     std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb);
     return 0;
   }
-  training::ensure_output_folder(o.out, "--out");
+  pnn::ensure_output_folder(o.out, "--out");
   const int code = run(o);
   if (code != 0 || no_report)
     return code;

@@ -1,7 +1,7 @@
 #include <pnn/runtime/hogwild_command.hpp>
 
 #include <pnn/experiments/hogwild.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include "run_footer.hpp"
 
@@ -13,7 +13,7 @@ int run_hogwild_command(const hogwild_options& o) {
   std::printf("pnn hogwild: %s on %s, %d worker(s) sharing one model, %s lr %g, %s, "
               "%lld epoch(s), batch %lld\n",
               o.model.c_str(), o.dataset.c_str(),
-              o.workers > 0 ? o.workers : training::available_cores(), o.optimizer.c_str(), o.lr,
+              o.workers > 0 ? o.workers : pnn::available_cores(), o.optimizer.c_str(), o.lr,
               o.scheduler.c_str(), static_cast<long long>(o.epochs),
               static_cast<long long>(o.batch_size));
   std::fflush(stdout);

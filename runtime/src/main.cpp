@@ -1,7 +1,7 @@
 #include <pnn/runtime/cli.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 int main(int argc, char** argv) {
-  pnn::training::configure_allocator();
+  pnn::configure_allocator();
   return pnn::runtime::run_cli(argc, argv);
 }

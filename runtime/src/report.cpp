@@ -42,7 +42,7 @@ json read_summary(const fs::path& dir) {
     fail(error_code::file_not_found,
          file.string() + ": not found (expected the output folder of a kfold, hogwild or sgd run)");
   try {
-    auto s = json::parse(training::read_text_file(file));
+    auto s = json::parse(pnn::read_text_file(file));
     if (!s.is_object() || !s.contains("command") || !s["command"].is_string())
       fail(error_code::malformed_file, file.string() + ": no \"command\" key, not a pnn summary");
     return s;
@@ -170,13 +170,13 @@ struct table {
 class report_builder {
 public:
   explicit report_builder(fs::path dir) : dir_(std::move(dir)), data_(dir_ / "report") {
-    training::ensure_directory(data_);
+    pnn::ensure_directory(data_);
     script_ << "# Written by pnn-node report; run from this folder: gnuplot report.gp\n";
   }
 
   /// Writes `content` to report/<name> (a data file for the script).
   void data(const std::string& name, const std::string& content) {
-    training::write_file_atomic(data_ / name, content);
+    pnn::write_file_atomic(data_ / name, content);
   }
 
   /// Adds a plot: `commands` draw it (the output file is set here).
@@ -214,7 +214,7 @@ public:
   /// Runs gnuplot on the script, checks every plot was drawn, writes report.md
   /// and report.html.
   report_files finish(const std::string& title, const std::string& gnuplot) {
-    training::write_file_atomic(data_ / "report.gp", script_.str());
+    pnn::write_file_atomic(data_ / "report.gp", script_.str());
     run_gnuplot(gnuplot);
     for (const auto& p : plots_) {
       std::error_code ec;
@@ -225,8 +225,8 @@ public:
     files.markdown = dir_ / "report.md";
     files.html = dir_ / "report.html";
     files.plots = plots_;
-    training::write_file_atomic(files.markdown, "# " + title + "\n\n" + md_.str());
-    training::write_file_atomic(
+    pnn::write_file_atomic(files.markdown, "# " + title + "\n\n" + md_.str());
+    pnn::write_file_atomic(
       files.html,
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title)
         + "</title>\n<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
@@ -308,7 +308,7 @@ void cpu_plot(report_builder& r, const fs::path& dir, const json& s) {
   auto cpu = read_csv(dir / "cpu.csv");
   if (cpu.rows.empty())
     return;
-  r.data("cpu.csv", training::read_text_file(dir / "cpu.csv"));
+  r.data("cpu.csv", pnn::read_text_file(dir / "cpu.csv"));
   const double cores = num(s, "cores", 1);
   r.plot("cpu", "CPU utilisation over the run",
          "set xlabel \"seconds since the start\"\nset ylabel \"machine CPU %\"\n"

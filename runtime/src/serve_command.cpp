@@ -3,7 +3,7 @@
 #include <pnn/actors/network.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -27,7 +27,7 @@ bool is_loopback(const std::string& address) {
 } // namespace
 
 int run_serve(const serve_request& r) {
-  const int cores = training::available_cores();
+  const int cores = pnn::available_cores();
   if (r.slots < 0 || r.slots > 1024)
     throw pnn::error(error_code::invalid_argument,
                      "--slots " + std::to_string(r.slots) + ": expected 1..1024 (0: one per core)");

@@ -1,7 +1,7 @@
 #include <pnn/runtime/sgd_command.hpp>
 
 #include <pnn/experiments/sgd.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include "run_footer.hpp"
 

@@ -4,12 +4,12 @@
 #include <pnn/error.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
-#include <pnn/training/layout.hpp>
+#include <pnn/training/folders.hpp>
 #include <pnn/training/progress.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -50,16 +50,10 @@ std::string sci(double v) {
 int run_train(const train_request& r) {
   const auto wall_start = std::chrono::steady_clock::now();
   // Check every flag before the (slow) dataset load.
-  if (r.out.empty())
-    throw pnn::error(error_code::invalid_argument, "--out: expected the output folder");
+  r.output_group::validate();
   if (!models::has_model(r.model))
     models::make_model(r.model, 1, 10); // throws the error that lists valid names
-  if (r.epochs < 1)
-    throw pnn::error(error_code::invalid_argument,
-                     "--epochs " + std::to_string(r.epochs) + ": expected at least 1");
-  if (r.batch_size < 1)
-    throw pnn::error(error_code::invalid_argument,
-                     "--batch-size " + std::to_string(r.batch_size) + ": expected at least 1");
+  r.schedule_group::validate();
   if (r.threads < 1 || r.threads > 1024)
     throw pnn::error(error_code::invalid_argument,
                      "--threads " + std::to_string(r.threads) + ": expected 1..1024");

@@ -176,7 +176,7 @@ CAF_TEST(damaged holder files are one clear error) {
     {"nan", with_nan}};
   for (const auto& [name, content] : cases) {
     auto file = dir / (name + ".pt");
-    training::write_file_atomic(file, content);
+    pnn::write_file_atomic(file, content);
     auto [code, msg] = test::error_of([&] { read_holder_file(file); });
     CAF_MESSAGE(name << ": " << msg);
     CAF_CHECK(code == error_code::invalid_argument);
@@ -185,7 +185,7 @@ CAF_TEST(damaged holder files are one clear error) {
   }
   auto [code, msg] = test::error_of([&] { read_holder_file(dir / "missing.pt"); });
   CAF_CHECK(code == error_code::file_not_found);
-  training::write_file_atomic(dir / "ok.pt", good);
+  pnn::write_file_atomic(dir / "ok.pt", good);
   CAF_CHECK(floats_of(read_holder_file(dir / "ok.pt")) == (std::vector<float>{1, 2, 3}));
 }
 

@@ -4,7 +4,7 @@
 #include "test_util.hpp"
 
 #include <pnn/training/records.hpp>
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -20,14 +20,15 @@ std::function<void(const job_spec&, training::job_options&)>
 customize_jobs(training::criterion_fn criterion, training::optimizer_factory make_optimizer,
                std::function<void(const job_spec&, training::job_options&)> then);
 
-/// K-fold cross-validation shaped like the reference's Python API:
+/// K-fold cross-validation shaped like the reference's Python API (there named
+/// AsyncKFold; the call returns when every job has ended):
 ///
-///   pnn::AsyncKFold kfold(k, "fashion-mnist", "runs/kf", criterion, 32, /*parallelize=*/true);
+///   pnn::kfold_experiment kfold(k, "fashion-mnist", "runs/kf", criterion, 32, /*parallelize=*/true);
 ///   auto report = kfold({"lenet5", "alexnet"}, {"cosine", "warm"}, get_optimizer, {2});
 ///
 /// Runs every model x scheduler x fold job on this host's cores through the actors
 /// (run_kfold) and returns (and writes under root_dir) the results.
-class AsyncKFold {
+class kfold_experiment {
 public:
   /// What each job trains for.
   struct trainer_params {
@@ -38,7 +39,7 @@ public:
 
   /// `criterion` may be empty (cross-entropy); `parallelize` false runs one job at a
   /// time with every core (the serial comparison mode).
-  AsyncKFold(int k, std::string dataset, std::filesystem::path root_dir,
+  kfold_experiment(int k, std::string dataset, std::filesystem::path root_dir,
              training::criterion_fn criterion = {}, int64_t batch_size = 32,
              bool parallelize = true);
 
@@ -63,5 +64,8 @@ private:
   kfold_options options_;
   training::criterion_fn criterion_;
 };
+
+/// The reference's name for kfold_experiment (kept for code written against it).
+using AsyncKFold = kfold_experiment;
 
 } // namespace pnn

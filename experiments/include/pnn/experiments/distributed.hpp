@@ -12,21 +12,22 @@
 
 namespace pnn {
 
-/// HOGWILD training shaped like the reference's Python API:
+/// HOGWILD training on this host shaped like the reference's Python API (there named
+/// DistributedTrainer, though it ran on one host):
 ///
 ///   auto model = pnn::models::make_model("lenet5", 1, 10);
-///   pnn::DistributedTrainer trainer(2, criterion, "runs/hw", 32);
+///   pnn::hogwild_trainer trainer(2, criterion, "runs/hw", 32);
 ///   trainer(model, data.train, get_optimizer, "multistep:milestones=2/4,unit=epoch", 6);
-///   pnn::DistributedTester tester(data.test, "runs/hw", 256);
+///   pnn::model_tester tester(data.test, "runs/hw", 256);
 ///   tester(*model);
 ///
 /// Trains `model` in place with `num_workers` worker actors on this host (see
 /// hogwild_options for what is shared and what is per worker) and writes the run's
 /// files under root_dir (run_hogwild's list, without the test).
-class DistributedTrainer {
+class hogwild_trainer {
 public:
   /// `criterion` may be empty (cross-entropy); `num_workers` 0 is one per core.
-  DistributedTrainer(int num_workers, training::criterion_fn criterion,
+  hogwild_trainer(int num_workers, training::criterion_fn criterion,
                      std::filesystem::path root_dir, int64_t batch_size = 32);
 
   /// Trains `model` (built by make_model, so replicas can be built by its registry
@@ -48,13 +49,13 @@ private:
   training::criterion_fn criterion_;
 };
 
-/// Tests a model on a test set: accuracy, loss, per-class accuracy and the confusion
+/// Tests a model on a test set (the reference's DistributedTester; no actors): accuracy, loss, per-class accuracy and the confusion
 /// matrix, written to root_dir as confusion.csv and test.json.
-class DistributedTester {
+class model_tester {
 public:
   /// The transform is the test set's default evaluation transform (by its name);
   /// change it with transform().
-  DistributedTester(training::dataset_ptr test_dataset, std::filesystem::path root_dir,
+  model_tester(training::dataset_ptr test_dataset, std::filesystem::path root_dir,
                     int64_t batch_size = 256);
 
   /// Evaluates `model` (in eval mode, without gradients, at the calling thread's
@@ -71,5 +72,9 @@ private:
   int64_t batch_size_;
   training::transform_options transform_;
 };
+
+/// The reference's names (kept for code written against them).
+using DistributedTrainer = hogwild_trainer;
+using DistributedTester = model_tester;
 
 } // namespace pnn

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <pnn/experiments/options.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -8,23 +10,13 @@ namespace pnn::runtime {
 
 /// What `pnn-node train` was asked to do, as plain values (no LibTorch types, so the
 /// CLI does not compile LibTorch's headers).
-struct train_request {
-  std::string dataset = "fashion-mnist";
-  std::filesystem::path data_dir;
-  int64_t subset = 0;
+/// The option groups are kfold's, hogwild's and sgd's (<pnn/experiments/options.hpp>).
+struct train_request : data_group, optimizer_group, schedule_group, output_group {
   std::string model = "lenet5";
-  std::string optimizer = "adam";
-  double lr = 1e-3;
   std::string scheduler = "cosine";
-  int64_t epochs = 1;
-  int64_t batch_size = 32;
-  std::filesystem::path out;
   int threads = 1;
-  uint64_t seed = 1;
   int64_t checkpoint_every = 1;
   bool resume = false;
-  /// Progress: "auto" (in place on a TTY, plain lines otherwise), "plain", "none".
-  std::string progress = "auto";
   /// Check every flag, then return 0 without loading data or writing anything.
   bool dry_run = false;
 };

@@ -1,4 +1,4 @@
-#include <pnn/training/layout.hpp>
+#include <pnn/training/folders.hpp>
 
 namespace pnn::training {
 

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-namespace pnn::training {
+namespace pnn {
 
 /// Keeps glibc malloc from returning large tensor buffers to the kernel after every
 /// step (see DESIGN.md: without this, parallel jobs spend seconds of system time in
@@ -85,4 +85,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace pnn::training
+} // namespace pnn

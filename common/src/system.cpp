@@ -1,4 +1,4 @@
-#include <pnn/training/system.hpp>
+#include <pnn/system.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,7 +10,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
-namespace pnn::training {
+namespace pnn {
 
 void configure_allocator() {
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr)
@@ -159,4 +159,4 @@ std::string cpu_monitor::csv() const {
   return cpu_csv(samples());
 }
 
-} // namespace pnn::training
+} // namespace pnn
