@@ -139,10 +139,10 @@ int main(int argc, char** argv) {
     per_round.push_back(m[1].samples_per_second[i] / m[0].samples_per_second[i]);
   result["samples_per_second_ratio_two_vs_one"] = ratio;
   result["samples_per_second_ratio_per_round"] = per_round;
-  result["time_to_target_loss_ratio_one_vs_two"]
-    = num(median(m[0].time_to_loss) / median(m[1].time_to_loss));
-  result["test_accuracy_difference_points"]
-    = 100 * (median(m[1].test_accuracy) - median(m[0].test_accuracy));
+  result["time_to_target_loss_ratio_one_vs_two"] =
+    num(median(m[0].time_to_loss) / median(m[1].time_to_loss));
+  result["test_accuracy_difference_points"] =
+    100 * (median(m[1].test_accuracy) - median(m[0].test_accuracy));
   result["targets"] = {{"samples_per_second_ratio_min", 1.85},
                        {"test_accuracy_difference_points_max_abs", 1.0}};
   result["met"] = {

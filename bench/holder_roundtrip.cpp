@@ -74,8 +74,8 @@ double percentile(std::vector<double> v, double q) {
 
 nlohmann::json measure(const char* self_path, const std::string& model, int64_t channels,
                        int rounds) {
-  const auto count
-    = static_cast<uint64_t>(models::parameter_count(*models::make_model(model, channels, 10)));
+  const auto count =
+    static_cast<uint64_t>(models::parameter_count(*models::make_model(model, channels, 10)));
   int to_child[2], from_child[2];
   if (::pipe(to_child) != 0 || ::pipe(from_child) != 0)
     throw std::runtime_error("pipe failed");
@@ -156,18 +156,18 @@ int main(int argc, char** argv) {
   }
   try {
     auto lenet = measure(argv[0], "lenet5", 1, small); // Fashion-MNIST: 61,750 floats
-    auto vgg = measure(argv[0], "vgg11", 3, large);   // CIFAR-10: 9,231,114 floats
-    nlohmann::json result{{"bench", "holder_roundtrip"},
-                          {"transport", "CAF 0.17 middleman, two processes, 127.0.0.1"},
-                          {"what", "pull the parameters, then push an update of the same size"},
-                          {"lenet5", lenet},
-                          {"vgg11", vgg},
-                          {"targets",
-                           {{"lenet5_round_trip_median_ms_max", 2.0},
-                            {"vgg11_megabytes_per_second_min", 500.0}}},
-                          {"met",
-                           {{"lenet5", lenet["round_trip_median_ms"].get<double>() < 2.0},
-                            {"vgg11", vgg["megabytes_per_second"].get<double>() >= 500.0}}}};
+    auto vgg = measure(argv[0], "vgg11", 3, large);    // CIFAR-10: 9,231,114 floats
+    nlohmann::json result{
+      {"bench", "holder_roundtrip"},
+      {"transport", "CAF 0.17 middleman, two processes, 127.0.0.1"},
+      {"what", "pull the parameters, then push an update of the same size"},
+      {"lenet5", lenet},
+      {"vgg11", vgg},
+      {"targets",
+       {{"lenet5_round_trip_median_ms_max", 2.0}, {"vgg11_megabytes_per_second_min", 500.0}}},
+      {"met",
+       {{"lenet5", lenet["round_trip_median_ms"].get<double>() < 2.0},
+        {"vgg11", vgg["megabytes_per_second"].get<double>() >= 500.0}}}};
     std::cout << result.dump(2) << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "bench_holder_roundtrip: " << e.what() << "\n";

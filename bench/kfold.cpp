@@ -36,11 +36,11 @@ int main(int argc, char** argv) {
       out = argv[i + 1];
   }
   fs::remove_all(out);
-  const std::string common = std::string{PNN_NODE_PATH}
-                             + " kfold --dataset fashion-mnist --subset " + subset
-                             + " --models lenet5,alexnet --schedulers cosine,warm --folds 2"
-                               " --epochs "
-                             + epochs + " --batch-size 32 --progress none";
+  const std::string common = std::string{PNN_NODE_PATH} + " kfold --dataset fashion-mnist --subset "
+    + subset
+    + " --models lenet5,alexnet --schedulers cosine,warm --folds 2"
+      " --epochs "
+    + epochs + " --batch-size 32 --progress none";
   const std::pair<const char*, const char*> modes[] = {
     {"serial", "--serial"},
     {"one_at_a_time", "--slots 1 --threads-per-job 1"},
@@ -49,11 +49,11 @@ int main(int argc, char** argv) {
   nlohmann::json result;
   result["benchmark"] = "kfold";
   result["workload"] = "fashion-mnist subset " + subset + ", lenet5+alexnet x cosine,warm, K=2, "
-                       + epochs + " epochs, batch 32";
+    + epochs + " epochs, batch 32";
   for (auto [name, flags] : modes) {
     auto dir = out / name;
-    auto cmd = common + " " + flags + " --out " + dir.string() + " > " + (out / name).string()
-               + ".log 2>&1";
+    auto cmd =
+      common + " " + flags + " --out " + dir.string() + " > " + (out / name).string() + ".log 2>&1";
     fs::create_directories(out);
     if (std::system(cmd.c_str()) != 0) {
       std::cerr << "bench_kfold: " << name << " run failed, see " << (out / name).string()
@@ -80,21 +80,21 @@ int main(int argc, char** argv) {
   result["speedup_parallel_vs_serial"] = wall("serial") / wall("parallel");
   double max_diff = 0;
   for (auto& [job, acc] : result["parallel"]["val_accuracy"].items())
-    max_diff = std::max(max_diff, std::abs(acc.get<double>()
-                                           - result["serial"]["val_accuracy"][job].get<double>()));
+    max_diff = std::max(
+      max_diff, std::abs(acc.get<double>() - result["serial"]["val_accuracy"][job].get<double>()));
   result["max_accuracy_difference_parallel_vs_serial"] = max_diff;
   // Memory bound: one dataset copy + each running job's model, gradients and Adam
   // state (4 copies of the parameters) + 300 MiB.
   const double dataset_bytes = 70000.0 * 28 * 28 + 70000.0 * 8;
   double state_bytes = 0;
   for (const char* m : {"lenet5", "alexnet"})
-    state_bytes += 4.0 * 4.0 * static_cast<double>(
-                     pnn::models::parameter_count(*pnn::models::make_model(m, 1, 10)));
+    state_bytes += 4.0 * 4.0
+      * static_cast<double>(pnn::models::parameter_count(*pnn::models::make_model(m, 1, 10)));
   // Two jobs run at once; the two largest are AlexNet's.
   const double bound = dataset_bytes + 2 * state_bytes + 300.0 * (1 << 20);
   result["peak_rss_bound_bytes"] = bound;
-  result["parallel_peak_rss_within_bound"]
-    = result["parallel"]["peak_rss_bytes"].get<double>() <= bound;
+  result["parallel_peak_rss_within_bound"] =
+    result["parallel"]["peak_rss_bytes"].get<double>() <= bound;
   result["targets"] = {{"speedup_parallel_vs_one_at_a_time_min", 1.8},
                        {"speedup_parallel_vs_serial_min", 1.5},
                        {"parallel_cpu_utilization_min", 0.9},

@@ -85,8 +85,8 @@ private:
 };
 
 struct measured {
-  std::vector<double> samples_per_second, train_seconds, test_accuracy, cpu_utilization,
-    applied, wall_seconds;
+  std::vector<double> samples_per_second, train_seconds, test_accuracy, cpu_utilization, applied,
+    wall_seconds;
 };
 
 } // namespace
@@ -160,22 +160,16 @@ int main(int argc, char** argv) {
       x.applied.push_back(static_cast<double>(r.holder.applied));
       x.wall_seconds.push_back(r.wall_seconds);
       std::cerr << "round " << round + 1 << "/" << rounds << ", " << modes[mode] << ": "
-                << r.samples_per_second << " samples/s, test accuracy " << r.test_accuracy
-                << ", " << r.holder.applied << " updates\n";
+                << r.samples_per_second << " samples/s, test accuracy " << r.test_accuracy << ", "
+                << r.holder.applied << " updates\n";
     }
   }
-  nlohmann::json result{{"bench", "sgd"},
-                        {"model", "lenet5"},
-                        {"dataset", dataset},
-                        {"subset", subset},
-                        {"epochs", epochs},
-                        {"batch_size", 32},
-                        {"workers", 2},
-                        {"n_push", n_push},
-                        {"n_pull", n_pull},
-                        {"optimizer", "adam lr 1e-3, no schedule"},
-                        {"rounds", rounds},
-                        {"cores", pnn::available_cores()}};
+  nlohmann::json result{{"bench", "sgd"},     {"model", "lenet5"},
+                        {"dataset", dataset}, {"subset", subset},
+                        {"epochs", epochs},   {"batch_size", 32},
+                        {"workers", 2},       {"n_push", n_push},
+                        {"n_pull", n_pull},   {"optimizer", "adam lr 1e-3, no schedule"},
+                        {"rounds", rounds},   {"cores", pnn::available_cores()}};
   for (size_t i = 0; i < modes.size(); ++i) {
     const auto& x = m[i];
     result[modes[i]] = {{"samples_per_second_median", median(x.samples_per_second)},
@@ -187,8 +181,10 @@ int main(int argc, char** argv) {
                         {"cpu_utilization_median", median(x.cpu_utilization)}};
   }
   const double base = median(m[0].samples_per_second);
-  result["samples_per_second_ratio_one_host_vs_in_process"] = median(m[1].samples_per_second) / base;
-  result["samples_per_second_ratio_two_hosts_vs_in_process"] = median(m[2].samples_per_second) / base;
+  result["samples_per_second_ratio_one_host_vs_in_process"] =
+    median(m[1].samples_per_second) / base;
+  result["samples_per_second_ratio_two_hosts_vs_in_process"] =
+    median(m[2].samples_per_second) / base;
   result["network_cost_percent_two_hosts"] = 100 * (1 - median(m[2].samples_per_second) / base);
   std::cout << result.dump(2) << std::endl;
   return 0;

@@ -74,10 +74,11 @@ struct bare_loop {
 
   explicit bare_loop(const dataset& d) : labels(d.labels), order(all_indices(d.size())) {
     namespace F = torch::nn::functional;
-    images = F::interpolate(d.images.to(torch::kFloat32), F::InterpolateFuncOptions()
-                                                            .size(std::vector<int64_t>{32, 32})
-                                                            .mode(torch::kBilinear)
-                                                            .align_corners(false));
+    images = F::interpolate(d.images.to(torch::kFloat32),
+                            F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{32, 32})
+                              .mode(torch::kBilinear)
+                              .align_corners(false));
     images = (images / 255.0 - 0.2860) / 0.3530;
     rng gen{1};
     shuffle(order, gen);
@@ -96,7 +97,7 @@ struct bare_loop {
       auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
       loss.backward();
       opt.step();
-      (void) loss.item<double>();
+      (void)loss.item<double>();
     }
   }
 };
@@ -167,8 +168,8 @@ int main(int argc, char** argv) {
     nlohmann::json bare_cpu = pnn_cpu;
     auto add = [](nlohmann::json& acc, const nlohmann::json& d) {
       acc["user_seconds"] = acc["user_seconds"].get<double>() + d["user_seconds"].get<double>();
-      acc["system_seconds"]
-        = acc["system_seconds"].get<double>() + d["system_seconds"].get<double>();
+      acc["system_seconds"] =
+        acc["system_seconds"].get<double>() + d["system_seconds"].get<double>();
     };
     auto time_bare = [&] {
       cpu_delta c;
@@ -223,7 +224,7 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < n; ++s) {
       size_t begin = static_cast<size_t>((s * 32) % (data.train->size() - 32));
       auto x = make_batch(data.train->images, order, begin, begin + 32, transform, &gen);
-      (void) x;
+      (void)x;
     }
     double per_batch = seconds_since(t) / static_cast<double>(n);
     double step = 1.0 / out["threads_1"]["pnn_steps_per_second"].get<double>();

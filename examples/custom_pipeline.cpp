@@ -83,8 +83,7 @@ struct stopper_state {
     j.stopped = true;
     stopped_ids.push_back(p.id);
     stopped_epochs.push_back(p.epoch);
-    std::printf("early stopper: job %u stopped (epoch loss %.4f, best %.4f)\n", p.id, loss,
-                j.best);
+    std::printf("early stopper: job %u stopped (epoch loss %.4f, best %.4f)\n", p.id, loss, j.best);
     return true;
   }
 };
@@ -174,8 +173,9 @@ int main(int argc, char** argv) {
 
   std::vector<pnn::job_result> results;
   self->request(dispatcher, caf::infinite, pnn::run_atom::value, jobs)
-    .receive([&](std::vector<pnn::job_result>& r) { results = std::move(r); },
-             [&](caf::error& e) { std::fprintf(stderr, "run failed: %s\n", sys.render(e).c_str()); });
+    .receive(
+      [&](std::vector<pnn::job_result>& r) { results = std::move(r); },
+      [&](caf::error& e) { std::fprintf(stderr, "run failed: %s\n", sys.render(e).c_str()); });
   std::vector<uint32_t> stopped_ids;
   std::vector<int64_t> stopped_epochs;
   self->request(stopper, caf::infinite, pnn::done_atom::value)
@@ -192,12 +192,13 @@ int main(int argc, char** argv) {
   bool ok = results.size() == jobs.size();
   for (const auto& r : results) {
     const auto& spec = jobs[r.id];
-    const bool stopped = std::find(stopped_ids.begin(), stopped_ids.end(), r.id) != stopped_ids.end();
+    const bool stopped =
+      std::find(stopped_ids.begin(), stopped_ids.end(), r.id) != stopped_ids.end();
     std::printf("%-4u %-13s %-5d %lld/%-8lld %s\n", r.id,
                 (spec.optimizer + " " + std::to_string(spec.lr).substr(0, 7)).c_str(), r.fold,
                 static_cast<long long>(r.epochs_done), static_cast<long long>(spec.epochs),
                 r.ok() ? ("val accuracy " + std::to_string(r.val_accuracy).substr(0, 5)).c_str()
-                     : (stopped ? "stopped early" : ("failed: " + r.error).c_str()));
+                       : (stopped ? "stopped early" : ("failed: " + r.error).c_str()));
     // Every too-low-lr job must have been stopped before its last epoch.
     if (spec.optimizer == "sgd" && (!stopped || r.epochs_done >= spec.epochs))
       ok = false;

@@ -52,8 +52,9 @@ int main(int argc, char** argv) {
     }
   }
   if (synthetic == !data_dir.empty()) {
-    std::fprintf(stderr, "distributed_cifar: expected --data-dir DIR (CIFAR-10 binary batches) "
-                         "or --synthetic\n");
+    std::fprintf(stderr,
+                 "distributed_cifar: expected --data-dir DIR (CIFAR-10 binary batches) "
+                 "or --synthetic\n");
     return 2;
   }
   const std::string dataset = synthetic ? "synthetic-cifar" : "cifar10";

@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
   }
   try {
     auto data = pnn::training::load_dataset("fashion-mnist", data_dir, subset);
-    auto model = pnn::models::make_model("lenet5", data.train->channels(),
-                                         data.train->num_classes());
+    auto model =
+      pnn::models::make_model("lenet5", data.train->channels(), data.train->num_classes());
     auto criterion = [](const torch::Tensor& logits, const torch::Tensor& labels) {
       return torch::nn::functional::cross_entropy(logits, labels);
     };
@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
       return std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(1e-3));
     };
     // MultiStepLR(milestones=[epochs/2, 3*epochs/4], gamma=0.1), stepped per epoch.
-    const std::string scheduler = "multistep:milestones=" + std::to_string(std::max<int64_t>(1, epochs / 2))
-                                  + "/" + std::to_string(std::max<int64_t>(1, 3 * epochs / 4))
-                                  + ",gamma=0.1,unit=epoch";
+    const std::string scheduler =
+      "multistep:milestones=" + std::to_string(std::max<int64_t>(1, epochs / 2)) + "/"
+      + std::to_string(std::max<int64_t>(1, 3 * epochs / 4)) + ",gamma=0.1,unit=epoch";
 
     if (hosts.empty()) {
       pnn::DistributedTrainer trainer(workers, criterion, out, 32);
@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
       std::printf("trained with %zu worker(s) on %zu host(s) in %.1f s (%.0f samples/s), "
                   "%llu updates applied, final train loss %.4f\n",
                   report.workers.size(), o.hosts.size(), report.train_seconds,
-                  report.samples_per_second,
-                  static_cast<unsigned long long>(report.holder.applied), report.final_train_loss);
+                  report.samples_per_second, static_cast<unsigned long long>(report.holder.applied),
+                  report.final_train_loss);
     }
 
     pnn::DistributedTester tester(data.test, out, 256);

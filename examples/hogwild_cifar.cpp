@@ -44,8 +44,9 @@ int main(int argc, char** argv) {
     }
   }
   if (!synthetic && o.data_dir.empty()) {
-    std::fprintf(stderr, "hogwild_cifar: CIFAR-10 is not available here: give --data-dir DIR "
-                         "(data_batch_1..5.bin, test_batch.bin) or --synthetic\n");
+    std::fprintf(stderr,
+                 "hogwild_cifar: CIFAR-10 is not available here: give --data-dir DIR "
+                 "(data_batch_1..5.bin, test_batch.bin) or --synthetic\n");
     return 2;
   }
   o.dataset = synthetic ? "synthetic-cifar" : "cifar10";

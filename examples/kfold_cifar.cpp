@@ -34,16 +34,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!synthetic && data_dir.empty()) {
-    std::fprintf(stderr, "kfold_cifar: CIFAR-10 is not available here: give --data-dir DIR "
-                         "(data_batch_1..5.bin, test_batch.bin) or --synthetic\n");
+    std::fprintf(stderr,
+                 "kfold_cifar: CIFAR-10 is not available here: give --data-dir DIR "
+                 "(data_batch_1..5.bin, test_batch.bin) or --synthetic\n");
     return 2;
   }
   try {
     pnn::AsyncKFold kfold(2, synthetic ? "synthetic-cifar" : "cifar10", out, {}, 32, true);
     kfold.options().data_dir = data_dir;
     kfold.options().subset = subset;
-    auto report = kfold({"mobilenet", "lenet", "vgg11"}, {"cosine", "warm"}, {},
-                        {epochs, 1, "auto"});
+    auto report =
+      kfold({"mobilenet", "lenet", "vgg11"}, {"cosine", "warm"}, {}, {epochs, 1, "auto"});
     std::printf("\n%s\nwall time %.1f s, mean CPU utilisation %.1f%%, results in %s\n",
                 pnn::format_table(report).c_str(), report.wall_seconds,
                 100 * report.cpu_utilization_mean, out.c_str());

@@ -30,8 +30,9 @@ int main(int argc, char** argv) {
     } else if (i + 1 < argc && flag == "--out") {
       out = argv[++i];
     } else {
-      std::fprintf(stderr, "kfold_mnist: unknown flag %s (expected --epochs N, --subset N, "
-                           "--data-dir DIR, --out DIR, --serial)\n",
+      std::fprintf(stderr,
+                   "kfold_mnist: unknown flag %s (expected --epochs N, --subset N, "
+                   "--data-dir DIR, --out DIR, --serial)\n",
                    argv[i]);
       return 2;
     }

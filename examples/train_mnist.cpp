@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
     else if (flag == "--subset")
       subset = std::stoll(argv[i + 1]);
     else {
-      std::fprintf(stderr, "train_mnist: unknown flag %s (expected --epochs, --data-dir, --subset)\n",
+      std::fprintf(stderr,
+                   "train_mnist: unknown flag %s (expected --epochs, --data-dir, --subset)\n",
                    argv[i]);
       return 2;
     }

@@ -11,9 +11,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto batch = pnn::fuzz::write_input("data_batch.bin", data, size);
   try {
-    auto d = pnn::training::load_cifar10_files({batch}, "fuzz",
-                                               {"airplane", "automobile", "bird", "cat", "deer",
-                                                "dog", "frog", "horse", "ship", "truck"});
+    auto d = pnn::training::load_cifar10_files(
+      {batch}, "fuzz",
+      {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"});
     if (d.images.dim() != 4 || d.images.size(1) != 3 || d.size() < 1
         || d.images.size(0) != d.labels.size(0))
       std::abort();

@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto file = pnn::fuzz::write_input("run.cfg", data + 1, size - 1);
   const auto out = (pnn::fuzz::scratch() / "out").string();
   const std::string config = file.string();
-  const char* argv[] = {"pnn-node", command, "--config", config.c_str(), "--dry-run",
-                        "--out",    out.c_str()};
+  const char* argv[] = {"pnn-node",  command, "--config", config.c_str(),
+                        "--dry-run", "--out", out.c_str()};
   // serve has no --out.
   const int argc = std::string{command} == "serve" ? 5 : 7;
   const int code = pnn::runtime::run_cli(argc, argv);

@@ -16,8 +16,7 @@ namespace pnn::fuzz {
 /// A folder of this process (libFuzzer's -fork/-jobs workers each get their own).
 inline const std::filesystem::path& scratch() {
   static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path()
-             / ("pnn-fuzz-" + std::to_string(::getpid()));
+    auto d = std::filesystem::temp_directory_path() / ("pnn-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] { std::filesystem::remove_all(scratch()); });
     return d;

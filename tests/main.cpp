@@ -14,7 +14,7 @@
 namespace pnn::test {
 int rogue_peer_main(const std::string& address);
 int kill_at_version_main(const std::string& address, uint64_t version, pid_t victim);
-}
+} // namespace pnn::test
 
 int main(int argc, char** argv) {
   pnn::configure_allocator();

@@ -52,7 +52,6 @@ holder_actor connect_holder(caf::actor_system& sys, const std::string& address,
 
 } // namespace
 
-
 int rogue_peer_main(const std::string& address) {
   peer_system peer;
   auto& sys = *peer.sys;
@@ -94,8 +93,11 @@ int rogue_peer_main(const std::string& address) {
   }
   for (auto& u : updates)
     self->request(holder, timeout, push_atom::value, u)
-      .receive([&](uint64_t v) { std::printf("applied: version %llu\n", static_cast<unsigned long long>(v)); },
-               [&](caf::error& e) { std::printf("rejected: %s\n", sys.render(e).c_str()); });
+      .receive(
+        [&](uint64_t v) {
+          std::printf("applied: version %llu\n", static_cast<unsigned long long>(v));
+        },
+        [&](caf::error& e) { std::printf("rejected: %s\n", sys.render(e).c_str()); });
   std::printf("done (holder version %llu when the updates were sent)\n",
               static_cast<unsigned long long>(st.version));
   std::fflush(stdout);

@@ -46,9 +46,11 @@ private:
   std::filesystem::path path_;
 };
 
-inline void write_bytes(const std::filesystem::path& file, const std::vector<unsigned char>& bytes) {
+inline void write_bytes(const std::filesystem::path& file,
+                        const std::vector<unsigned char>& bytes) {
   std::ofstream out(file, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 inline std::string read_text(const std::filesystem::path& file) {

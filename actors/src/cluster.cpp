@@ -43,7 +43,8 @@ const remote_node& Cluster::connect(const std::string& host_port, const std::str
     bad(named + " " + host_port + ": at most " + std::to_string(nodes_.capacity()) + " hosts");
   auto [host, port] = parse_host_port(host_port, named);
   if (!sys_.has_middleman())
-    bad(named + " " + host_port + ": the actor system has no network layer (load caf::io::middleman)");
+    bad(named + " " + host_port
+        + ": the actor system has no network layer (load caf::io::middleman)");
   auto node = connect_actor<node_actor>(sys_, host, port);
   if (!node) {
     const bool handshake = node.error() == caf::sec::disconnect_during_handshake;
@@ -78,9 +79,8 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, event_
   std::string failure;
   caf::scoped_actor self{sys_};
   self->request(node.handle, millis(timeout_), spawn_atom::value, std::move(sink))
-    .receive(
-      [&](std::vector<worker_actor>& remote) { result = std::move(remote); },
-      [&](caf::error& e) { failure = sys_.render(e); });
+    .receive([&](std::vector<worker_actor>& remote) { result = std::move(remote); },
+             [&](caf::error& e) { failure = sys_.render(e); });
   if (!failure.empty())
     bad((node.label.empty() ? label_ : node.label) + " " + node.address
         + ": no workers from that node (" + failure + ")");

@@ -161,8 +161,7 @@ void dispatcher_state::balance_threads() {
   for (auto& addr : slot_order_)
     if (slots_.at(addr).busy)
       busy.push_back(&slots_.at(addr));
-  const bool tail
-    = options_.raise_threads_in_tail && queue_.empty() && busy.size() < slots_.size();
+  const bool tail = options_.raise_threads_in_tail && queue_.empty() && busy.size() < slots_.size();
   auto shares = thread_shares(static_cast<int32_t>(busy.size()), options_.cores,
                               options_.threads_per_job, tail);
   for (size_t i = 0; i < busy.size(); ++i)
@@ -235,8 +234,8 @@ void dispatcher_state::orphaned() {
 void dispatcher_state::wait_over(uint64_t wait) {
   if (wait != orphan_waits_ || !active_ || !slots_.empty())
     return; // a worker joined meanwhile
-  fail("every worker was lost and none joined within "
-       + std::to_string(options_.wait_for_workers) + " s");
+  fail("every worker was lost and none joined within " + std::to_string(options_.wait_for_workers)
+       + " s");
 }
 
 void dispatcher_state::cancel(uint32_t id) {
@@ -247,8 +246,8 @@ void dispatcher_state::cancel(uint32_t id) {
       return;
     }
   }
-  auto queued = std::find_if(queue_.begin(), queue_.end(),
-                             [id](const job_spec& j) { return j.id == id; });
+  auto queued =
+    std::find_if(queue_.begin(), queue_.end(), [id](const job_spec& j) { return j.id == id; });
   if (queued == queue_.end())
     return;
   auto r = failed_job(id, error_code::cancelled, "cancelled");

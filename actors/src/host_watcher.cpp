@@ -88,8 +88,8 @@ void watcher_state::connect(const wanted_host& host) {
     }
     unreachable_.erase(host.address);
     say("host " + host.address + " joined with " + std::to_string(workers.size()) + " slot(s)");
-    joined_.push_back({host.address, pnn::wall_clock_seconds() - o_.t0,
-                       static_cast<int32_t>(workers.size())});
+    joined_.push_back(
+      {host.address, pnn::wall_clock_seconds() - o_.t0, static_cast<int32_t>(workers.size())});
   } catch (const pnn::error& e) {
     if (unreachable_.insert(host.address).second) {
       char interval[32];

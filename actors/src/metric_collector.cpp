@@ -102,10 +102,10 @@ void collector_state::show(bool force) {
   std::string text;
   for (const auto& [id, p] : running_) {
     double frac = p.epochs > 0 && p.batches > 0
-                    ? (static_cast<double>(p.epoch - 1)
-                       + static_cast<double>(p.batch) / static_cast<double>(p.batches))
-                        / static_cast<double>(p.epochs)
-                    : 0.0;
+      ? (static_cast<double>(p.epoch - 1)
+         + static_cast<double>(p.batch) / static_cast<double>(p.batches))
+        / static_cast<double>(p.epochs)
+      : 0.0;
     work += frac * cost_of(id);
     std::snprintf(buf, sizeof buf, " | s%d %s e%lld/%lld b%lld/%lld loss %.3f t%d", p.slot,
                   label_of(id).c_str(), static_cast<long long>(p.epoch),

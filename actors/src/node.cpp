@@ -95,7 +95,8 @@ void node_state::coordinator_down(const caf::down_msg& msg) {
 
 node_actor::behavior_type node(node_state::pointer self, node_options options) {
   self->state.init(self, std::move(options));
-  self->set_exit_handler([self](const caf::exit_msg& msg) { self->state.worker_or_node_exit(msg); });
+  self->set_exit_handler(
+    [self](const caf::exit_msg& msg) { self->state.worker_or_node_exit(msg); });
   self->set_down_handler([self](const caf::down_msg& msg) { self->state.coordinator_down(msg); });
   return {
     [self](status_atom) -> node_info { return self->state.status(); },

@@ -24,7 +24,8 @@ void put_u64(std::string& out, uint64_t v) {
 uint64_t get_u64(const std::string& in, size_t at) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + static_cast<size_t>(i)])) << (8 * i);
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + static_cast<size_t>(i)]))
+      << (8 * i);
   return v;
 }
 
@@ -100,8 +101,8 @@ caf::result<uint64_t> holder_state::push(const param_blob& update) {
   std::string why;
   if (update.layout != params_.layout || update.count != params_.count)
     why = "layout " + std::to_string(update.layout) + " with " + std::to_string(update.count)
-          + " values, expected " + std::to_string(params_.layout) + " with "
-          + std::to_string(params_.count);
+      + " values, expected " + std::to_string(params_.layout) + " with "
+      + std::to_string(params_.count);
   else
     why = training::check_floats(update.bytes, update.count);
   if (!why.empty()) {
@@ -152,7 +153,8 @@ holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_opt
     throw pnn::error(error_code::invalid_argument, "parameter holder: initial parameters: " + why);
   if (options.checkpoint_every > 0 && options.checkpoint_file.empty())
     throw pnn::error(error_code::invalid_argument,
-                     "parameter holder: checkpoints every " + std::to_string(options.checkpoint_every)
+                     "parameter holder: checkpoints every "
+                       + std::to_string(options.checkpoint_every)
                        + " updates need a checkpoint file");
   return sys.spawn(parameter_holder, std::move(initial), std::move(options));
 }

@@ -58,7 +58,8 @@ void check_tls(const tls_files& tls) {
   for (const auto& [flag, file] : files) {
     if (file->empty())
       throw pnn::error(error_code::invalid_argument,
-                       std::string(flag) + ": missing (TLS needs --tls-cert, --tls-key and --tls-ca)");
+                       std::string(flag)
+                         + ": missing (TLS needs --tls-cert, --tls-key and --tls-ca)");
     std::ifstream in(*file);
     if (!in)
       throw pnn::error(error_code::invalid_argument,

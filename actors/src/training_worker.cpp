@@ -99,12 +99,12 @@ private:
   double last_progress_ = 0;
   // Distributed SGD (link_ set):
   uint64_t layout_ = 0;
-  uint64_t version_ = 0;       ///< the holder's version last pulled
-  std::vector<char> snapshot_; ///< parameters at the last pull or push
+  uint64_t version_ = 0;        ///< the holder's version last pulled
+  std::vector<char> snapshot_;  ///< parameters at the last pull or push
   std::vector<char> pull_base_; ///< the snapshot when the pull in flight was sent
-  int64_t pushed_at_ = 0;      ///< steps_done at the last push (or pull)
-  int32_t in_flight_ = 0;      ///< pushes not yet answered
-  bool pull_pending_ = false;  ///< a pull is on its way
+  int64_t pushed_at_ = 0;       ///< steps_done at the last push (or pull)
+  int32_t in_flight_ = 0;       ///< pushes not yet answered
+  bool pull_pending_ = false;   ///< a pull is on its way
 };
 
 caf::result<job_result> worker_state::start(const job_spec& spec, const job_checkpoint* resume,
@@ -354,7 +354,7 @@ std::chrono::milliseconds worker_state::holder_timeout() const {
 std::string worker_state::holder_failure(const char* what, const caf::error& e) const {
   if (e == caf::sec::request_timeout)
     return std::string("parameter holder did not answer a ") + what + " within "
-           + std::to_string(link_->holder_timeout) + " s";
+      + std::to_string(link_->holder_timeout) + " s";
   return std::string("parameter holder: ") + what + " failed: " + self_->system().render(e);
 }
 
@@ -442,8 +442,8 @@ void worker_state::on_pulled(param_blob& blob) {
   if (blob.layout != layout_ || blob.count != floats) {
     finish(error_code::holder_failed,
            "parameter holder: its parameters (layout " + std::to_string(blob.layout) + ", "
-             + std::to_string(blob.count) + " values) do not fit model " + spec_.model
-             + " (layout " + std::to_string(layout_) + ", " + std::to_string(floats) + " values)");
+             + std::to_string(blob.count) + " values) do not fit model " + spec_.model + " (layout "
+             + std::to_string(layout_) + ", " + std::to_string(floats) + " values)");
     return;
   }
   auto why = check_floats(blob.bytes, blob.count);
@@ -559,10 +559,8 @@ worker_impl::behavior_type training_worker(worker_state::pointer self, event_sin
     [self](run_atom, const job_spec& spec) -> caf::result<job_result> {
       return self->state.start(spec, nullptr, nullptr);
     },
-    [self](run_atom, const job_spec& spec,
-           const job_checkpoint& resume) -> caf::result<job_result> {
-      return self->state.start(spec, &resume, nullptr);
-    },
+    [self](run_atom, const job_spec& spec, const job_checkpoint& resume)
+      -> caf::result<job_result> { return self->state.start(spec, &resume, nullptr); },
     [self](run_atom, const job_spec& spec, const sgd_link& link) -> caf::result<job_result> {
       return self->state.start(spec, nullptr, &link);
     },

@@ -30,7 +30,8 @@ void ensure_directory(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
-    io_fail(dir, "cannot create folder (" + (ec ? ec.message() : std::string{"not a folder"}) + ")");
+    io_fail(dir,
+            "cannot create folder (" + (ec ? ec.message() : std::string{"not a folder"}) + ")");
 }
 
 void ensure_output_folder(const fs::path& dir, const std::string& flag) {
@@ -98,7 +99,7 @@ std::string read_text_file(const fs::path& file) {
 scratch_folder::scratch_folder() {
   static std::atomic<uint64_t> next{0};
   path_ = fs::temp_directory_path()
-          / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
+    / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
   ensure_directory(path_);
 }
 

@@ -14,7 +14,7 @@ namespace pnn {
 using namespace pnn::training;
 
 hogwild_trainer::hogwild_trainer(int num_workers, criterion_fn criterion,
-                                       std::filesystem::path root_dir, int64_t batch_size)
+                                 std::filesystem::path root_dir, int64_t batch_size)
   : criterion_(std::move(criterion)) {
   options_.workers = num_workers;
   options_.out = std::move(root_dir);
@@ -22,9 +22,9 @@ hogwild_trainer::hogwild_trainer(int num_workers, criterion_fn criterion,
 }
 
 hogwild_report hogwild_trainer::operator()(const models::network_ptr& model,
-                                              dataset_ptr train_dataset,
-                                              optimizer_factory get_optimizer,
-                                              const std::string& scheduler, int64_t epochs) {
+                                           dataset_ptr train_dataset,
+                                           optimizer_factory get_optimizer,
+                                           const std::string& scheduler, int64_t epochs) {
   if (!model)
     throw pnn::error(error_code::invalid_argument, "hogwild_trainer: no model");
   if (!train_dataset || train_dataset->size() == 0)
@@ -42,7 +42,7 @@ hogwild_report hogwild_trainer::operator()(const models::network_ptr& model,
 }
 
 model_tester::model_tester(dataset_ptr test_dataset, std::filesystem::path root_dir,
-                                     int64_t batch_size)
+                           int64_t batch_size)
   : data_(std::move(test_dataset)), root_(std::move(root_dir)), batch_size_(batch_size) {
   if (!data_ || data_->size() == 0)
     throw pnn::error(error_code::invalid_argument, "model_tester: empty test dataset");

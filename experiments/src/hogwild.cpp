@@ -48,7 +48,8 @@ std::string worker_name(int32_t i) {
 /// Moving average over the last `window` values.
 class moving_mean {
 public:
-  explicit moving_mean(int64_t window) : window_(static_cast<size_t>(std::max<int64_t>(1, window))) {
+  explicit moving_mean(int64_t window)
+    : window_(static_cast<size_t>(std::max<int64_t>(1, window))) {
   }
   double add(double v) {
     values_.push_back(v);
@@ -71,7 +72,6 @@ std::string num(double v, int digits = 6) {
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
 }
-
 
 } // namespace
 
@@ -211,8 +211,8 @@ std::vector<job_result> train_workers(const hogwild_options& o, const std::vecto
                                      specs.front()))>
     pending;
   for (int32_t i = 0; i < n; ++i)
-    pending.push_back(self->request(workers[static_cast<size_t>(i)], caf::infinite,
-                                    run_atom::value, specs[static_cast<size_t>(i)]));
+    pending.push_back(self->request(workers[static_cast<size_t>(i)], caf::infinite, run_atom::value,
+                                    specs[static_cast<size_t>(i)]));
   std::vector<job_result> results(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i)
     pending[static_cast<size_t>(i)].receive(
@@ -221,9 +221,8 @@ std::vector<job_result> train_workers(const hogwild_options& o, const std::vecto
         results[static_cast<size_t>(i)] = std::move(r);
       },
       [&](caf::error& e) {
-        results[static_cast<size_t>(i)] = failed_job(static_cast<uint32_t>(i),
-                                                     error_code::worker_lost,
-                                                     session.system().render(e));
+        results[static_cast<size_t>(i)] =
+          failed_job(static_cast<uint32_t>(i), error_code::worker_lost, session.system().render(e));
       });
   cpu_mean = session.finish_collector();
   return results;
@@ -273,7 +272,8 @@ std::string hogwild_markdown(const hogwild_options& o, const hogwild_report& rep
   std::ostringstream md;
   char buf[256];
   md << "# pnn hogwild: " << model << " on " << dataset << ", " << n << " worker(s)\n\n"
-     << "| workers | epochs | test accuracy | final train loss | samples/s | training time | wall time |\n"
+     << "| workers | epochs | test accuracy | final train loss | samples/s | training time | wall "
+        "time |\n"
      << "|---|---|---|---|---|---|---|\n";
   std::snprintf(buf, sizeof buf, "| %d | %lld | %.4f | %.4f | %.0f | %.1f s | %.1f s |\n", n,
                 static_cast<long long>(o.epochs), report.test_accuracy, report.final_train_loss,
@@ -314,11 +314,13 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   hogwild_report report;
   report.model = master;
   auto recorded = std::make_shared<traces>(static_cast<size_t>(n));
-  auto results = train_workers(o, specs, data, master, recorded, cores, report.cpu_utilization_mean);
+  auto results =
+    train_workers(o, specs, data, master, recorded, cores, report.cpu_utilization_mean);
   for (int32_t i = 0; i < n; ++i)
     if (!results[static_cast<size_t>(i)].ok())
-      throw pnn::error(error_code::run_failed, "hogwild: " + worker_name(i)
-                                                 + " failed: " + results[static_cast<size_t>(i)].error);
+      throw pnn::error(error_code::run_failed,
+                       "hogwild: " + worker_name(i)
+                         + " failed: " + results[static_cast<size_t>(i)].error);
   collect_workers(report, results, *recorded);
   std::vector<const hogwild_worker_report*> workers;
   for (const auto& w : report.workers)
@@ -330,10 +332,10 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   detail::save_model(*master, o.out / "model.pt");
   detail::set_spending(report, meter);
 
-  report.summary = detail::shared_summary("hogwild", report, o, o, o,
-                                          {dataset, model_name, models::parameter_count(*master),
-                                           data.train->size(),
-                                           data.test ? data.test->size() : 0, cores});
+  report.summary =
+    detail::shared_summary("hogwild", report, o, o, o,
+                           {dataset, model_name, models::parameter_count(*master),
+                            data.train->size(), data.test ? data.test->size() : 0, cores});
   report.summary.update({{"workers", n},
                          {"balance", n > 1 ? o.balance : "none"},
                          {"worker_list", worker_list(report, specs, o.out)}});

@@ -50,7 +50,9 @@ nlohmann::json to_json(const job_result& r, double t0) {
   int32_t max_threads = 0;
   for (auto t : r.thread_counts)
     max_threads = std::max(max_threads, t);
-  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  auto num = [](double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
   nlohmann::json epochs = nlohmann::json::array();
   for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
     epochs.push_back({{"epoch", i + 1},
@@ -375,7 +377,9 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
     watch.wanted = [&o, reported] { return wanted_hosts(o, *reported); };
     watch.interval = o.rejoin_interval;
     watch.t0 = t0;
-    watch.log = [](const std::string& what) { std::fprintf(stderr, "pnn kfold: %s\n", what.c_str()); };
+    watch.log = [](const std::string& what) {
+      std::fprintf(stderr, "pnn kfold: %s\n", what.c_str());
+    };
     watcher = session.keep(
       spawn_host_watcher(session.system(), cluster, dispatcher, collector, std::move(watch)));
   }
@@ -447,8 +451,8 @@ std::vector<kfold_report::cell> accuracy_table(const kfold_options& o,
 
 std::string summary_markdown(const kfold_options& o, const kfold_report& report) {
   std::ostringstream md;
-  md << "# pnn kfold: " << o.dataset << ", " << o.folds << " folds, " << o.epochs
-     << " epoch(s), " << (o.serial ? "serial" : "parallel") << "\n\n"
+  md << "# pnn kfold: " << o.dataset << ", " << o.folds << " folds, " << o.epochs << " epoch(s), "
+     << (o.serial ? "serial" : "parallel") << "\n\n"
      << "| model | scheduler | val accuracy (mean) | std | folds |\n|---|---|---|---|---|\n";
   char buf[128];
   for (const auto& c : report.table) {
@@ -461,13 +465,15 @@ std::string summary_markdown(const kfold_options& o, const kfold_report& report)
   return md.str();
 }
 
-nlohmann::json kfold_summary(const kfold_options& o, const kfold_report& report,
-                             const placement& p, const queue_outcome& q, int64_t train_samples,
+nlohmann::json kfold_summary(const kfold_options& o, const kfold_report& report, const placement& p,
+                             const queue_outcome& q, int64_t train_samples,
                              nlohmann::json job_list) {
   nlohmann::json table = nlohmann::json::array();
   for (const auto& c : report.table)
-    table.push_back({{"model", c.model}, {"scheduler", c.scheduler},
-                     {"val_accuracy_mean", c.mean}, {"val_accuracy_std", c.std},
+    table.push_back({{"model", c.model},
+                     {"scheduler", c.scheduler},
+                     {"val_accuracy_mean", c.mean},
+                     {"val_accuracy_std", c.std},
                      {"folds_ok", c.folds_ok}});
   size_t failed = 0;
   for (const auto& r : report.jobs)
@@ -575,7 +581,8 @@ customize_jobs(training::criterion_fn criterion, training::optimizer_factory mak
 }
 
 kfold_experiment::kfold_experiment(int k, std::string dataset, std::filesystem::path root_dir,
-                       training::criterion_fn criterion, int64_t batch_size, bool parallelize)
+                                   training::criterion_fn criterion, int64_t batch_size,
+                                   bool parallelize)
   : criterion_(std::move(criterion)) {
   options_.folds = k;
   options_.dataset = std::move(dataset);
@@ -585,9 +592,9 @@ kfold_experiment::kfold_experiment(int k, std::string dataset, std::filesystem::
 }
 
 kfold_report kfold_experiment::operator()(const std::vector<std::string>& models,
-                                    const std::vector<std::string>& schedulers,
-                                    training::optimizer_factory get_optimizer,
-                                    const trainer_params& params) {
+                                          const std::vector<std::string>& schedulers,
+                                          training::optimizer_factory get_optimizer,
+                                          const trainer_params& params) {
   auto o = options_;
   o.models = models;
   o.schedulers = schedulers;
@@ -598,10 +605,10 @@ kfold_report kfold_experiment::operator()(const std::vector<std::string>& models
   return run_kfold(o);
 }
 
-kfold_report
-kfold_experiment::run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
-                       const std::vector<std::string>& schedulers,
-                       training::optimizer_factory get_optimizer, const trainer_params& params) {
+kfold_report kfold_experiment::run_factories(
+  const std::vector<std::pair<std::string, models::model_factory>>& models,
+  const std::vector<std::string>& schedulers, training::optimizer_factory get_optimizer,
+  const trainer_params& params) {
   std::vector<std::string> names;
   for (const auto& [name, factory] : models) {
     models::register_model(name, "user model", factory);

@@ -46,7 +46,6 @@ using detail::finite_or_null;
 
 using detail::worker_name;
 
-
 /// Sends every spec to its worker (with the holder) and answers (run_atom) with
 /// all results in worker order once each worker answered or went down; a worker
 /// that went down gets a failed result "worker lost: <reason>". Every result is
@@ -230,8 +229,9 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     ->request(gatherer, caf::infinite, run_atom::value)
     .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
              [&](caf::error& e) {
-               out.results.assign(n, failed_job(0, error_code::worker_lost,
-                                                "worker lost: " + session.system().render(e)));
+               out.results.assign(n,
+                                  failed_job(0, error_code::worker_lost,
+                                             "worker lost: " + session.system().render(e)));
              });
   report.holder = holder->status();
   report.rejected_updates = report.holder.rejected;
@@ -265,7 +265,8 @@ void collect_workers(sgd_report& report, sgd_outcome& outcome, const fs::path& o
     const fs::path dir = out / "workers" / worker_name(i);
     for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
       const auto& name = r.files.names[f];
-      if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+      if (name.empty() || name.find('/') != std::string::npos
+          || name.find("..") != std::string::npos)
         continue; // a file name that is not a plain name is never written
       write_file_atomic(dir / name, r.files.contents[f]);
       if (name != "metrics.json")
@@ -294,8 +295,8 @@ std::pair<int64_t, int64_t> recompute_statistics(models::Network& model, const j
   use_intra_op_threads(cores);
   auto sample = all_indices(train.size());
   sample.resize(static_cast<size_t>(std::min<int64_t>(train.size(), 10240)));
-  const int64_t layers
-    = recompute_batchnorm_statistics(model, train, sample, detail::eval_transform(first, o));
+  const int64_t layers =
+    recompute_batchnorm_statistics(model, train, sample, detail::eval_transform(first, o));
   return {layers, layers > 0 ? static_cast<int64_t>(sample.size()) : 0};
 }
 
@@ -343,23 +344,26 @@ nlohmann::json worker_list(const sgd_report& report) {
   return workers;
 }
 
-std::string sgd_markdown(const sgd_options& o, const sgd_report& report,
-                         const std::string& model, const std::string& dataset, size_t hosts) {
+std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const std::string& model,
+                         const std::string& dataset, size_t hosts) {
   std::ostringstream md;
   char buf[320];
   md << "# pnn sgd: " << model << " on " << dataset << ", " << report.workers.size()
      << " worker(s) on " << hosts << " host(s), n_push " << o.n_push << ", n_pull " << o.n_pull
      << "\n\n"
-     << "| workers | epochs | test accuracy | final train loss | samples/s | updates applied | rejected | training time | wall time |\n"
+     << "| workers | epochs | test accuracy | final train loss | samples/s | updates applied | "
+        "rejected | training time | wall time |\n"
      << "|---|---|---|---|---|---|---|---|---|\n";
-  std::snprintf(buf, sizeof buf, "| %zu | %lld | %.4f | %.4f | %.0f | %llu | %llu | %.1f s | %.1f s |\n",
+  std::snprintf(buf, sizeof buf,
+                "| %zu | %lld | %.4f | %.4f | %.0f | %llu | %llu | %.1f s | %.1f s |\n",
                 report.workers.size(), static_cast<long long>(o.epochs), report.test_accuracy,
                 report.final_train_loss, report.samples_per_second,
                 static_cast<unsigned long long>(report.holder.applied),
                 static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
                 report.wall_seconds);
   md << buf;
-  md << "\n| worker | host | samples | pulls | pushes | rejected pushes |\n|---|---|---|---|---|---|\n";
+  md << "\n| worker | host | samples | pulls | pushes | rejected pushes "
+        "|\n|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < report.workers.size(); ++i) {
     const auto& w = report.workers[i];
     md << "| " << worker_name(i) << " | " << w.host << " | " << w.result.samples << " | "
@@ -379,10 +383,9 @@ void check_outcomes(const worker_outcomes& w) {
   if (!w.failures.empty())
     throw pnn::error(error_code::run_failed,
                      "sgd: " + w.failures.front()
-                       + (w.failures.size() > 1
-                            ? " (and " + std::to_string(w.failures.size() - 1)
-                                + " more; see summary.json)"
-                            : ""));
+                       + (w.failures.size() > 1 ? " (and " + std::to_string(w.failures.size() - 1)
+                              + " more; see summary.json)"
+                                                : ""));
 }
 
 } // namespace
@@ -411,8 +414,8 @@ sgd_report run_sgd(const sgd_options& o) {
 
   sgd_report report;
   report.model = model;
-  auto outcome = train_through_holder(o, report, *model, restart, data.train->size(), dataset,
-                                      cores, local);
+  auto outcome =
+    train_through_holder(o, report, *model, restart, data.train->size(), dataset, cores, local);
   collect_workers(report, outcome, o.out);
   std::vector<const hogwild_worker_report*> traces;
   for (const auto& w : report.workers)
@@ -435,10 +438,10 @@ sgd_report run_sgd(const sgd_options& o) {
   for (const auto& h : outcome.hosts)
     if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
       host_list.push_back(h);
-  report.summary = detail::shared_summary("sgd", report, o, o, o,
-                                          {dataset, model_name, models::parameter_count(*model),
-                                           data.train->size(),
-                                           data.test ? data.test->size() : 0, cores});
+  report.summary =
+    detail::shared_summary("sgd", report, o, o, o,
+                           {dataset, model_name, models::parameter_count(*model),
+                            data.train->size(), data.test ? data.test->size() : 0, cores});
   report.summary.update({{"rejected_updates", report.rejected_updates},
                          {"holder",
                           {{"version", report.holder.version},

@@ -41,8 +41,8 @@ MobileNetImpl::MobileNetImpl(int64_t in_channels, int64_t num_classes) {
     "conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, 32, 3).padding(1).bias(false)));
   bn1_ = register_module("bn1", nn::BatchNorm2d(32));
   // (out channels, stride) of the 13 separable blocks.
-  const std::pair<int64_t, int64_t> cfg[] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},
-                                             {512, 2}, {512, 1}, {512, 1}, {512, 1}, {512, 1},
+  const std::pair<int64_t, int64_t> cfg[] = {{64, 1},  {128, 2},  {128, 1}, {256, 2}, {256, 1},
+                                             {512, 2}, {512, 1},  {512, 1}, {512, 1}, {512, 1},
                                              {512, 1}, {1024, 2}, {1024, 1}};
   nn::Sequential layers;
   int64_t in = 32;

@@ -42,8 +42,7 @@ struct registry {
 
   registry() {
     entries["lenet"] = {"LeNet, no batch norm (62,006 params at 3x32x32)", factory_of<LeNet>()};
-    entries["lenet5"] = {"LeNet5 with batch norm (61,750 params at 1x32x32)",
-                         factory_of<LeNet5>()};
+    entries["lenet5"] = {"LeNet5 with batch norm (61,750 params at 1x32x32)", factory_of<LeNet5>()};
     entries["alexnet"] = {"AlexNet, CIFAR variant (2,456,778 params at 1x32x32)",
                           factory_of<AlexNet>()};
     entries["mobilenet"] = {"MobileNet v1, CIFAR variant (3,217,226 params at 3x32x32)",

@@ -16,18 +16,19 @@ constexpr int64_t pool = 0; // marks a 2x2 max-pool in a configuration
 
 std::vector<int64_t> vgg_config(int depth) {
   switch (depth) {
-    case 11: return {64, pool, 128, pool, 256, 256, pool, 512, 512, pool, 512, 512, pool};
-    case 13:
-      return {64, 64, pool, 128, 128, pool, 256, 256, pool, 512, 512, pool, 512, 512, pool};
-    case 16:
-      return {64,  64,  pool, 128, 128, pool, 256, 256, 256,
-              pool, 512, 512, 512, pool, 512, 512, 512, pool};
-    case 19:
-      return {64,  64,  pool, 128, 128, pool, 256, 256, 256, 256, pool,
-              512, 512, 512, 512, pool, 512, 512, 512, 512, pool};
-    default:
-      throw pnn::error(error_code::invalid_argument,
-                       "VGG depth " + std::to_string(depth) + ": expected 11, 13, 16 or 19");
+  case 11:
+    return {64, pool, 128, pool, 256, 256, pool, 512, 512, pool, 512, 512, pool};
+  case 13:
+    return {64, 64, pool, 128, 128, pool, 256, 256, pool, 512, 512, pool, 512, 512, pool};
+  case 16:
+    return {64,   64,  pool, 128, 128,  pool, 256, 256, 256,
+            pool, 512, 512,  512, pool, 512,  512, 512, pool};
+  case 19:
+    return {64,  64,  pool, 128, 128,  pool, 256, 256, 256, 256, pool,
+            512, 512, 512,  512, pool, 512,  512, 512, 512, pool};
+  default:
+    throw pnn::error(error_code::invalid_argument,
+                     "VGG depth " + std::to_string(depth) + ": expected 11, 13, 16 or 19");
   }
 }
 

@@ -85,8 +85,8 @@ std::string required_out(const std::string& out) {
 
 void print_help(const std::string& verb, const std::string& synopsis,
                 const po::options_description& desc) {
-  std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n" << desc
-            << "  --config FILE         read flags from FILE (key = value lines)\n"
+  std::cout << "usage: pnn-node " << verb << " " << synopsis << "\n\n"
+            << desc << "  --config FILE         read flags from FILE (key = value lines)\n"
             << "  --dry-run             check every flag and the --config file, then exit\n"
             << "  -h [ --help ]         show this help\n";
 }
@@ -134,8 +134,8 @@ bool parse(const std::string& verb, const std::string& synopsis,
 /// be written, runs, and draws the report unless --no-report. The run's results are
 /// on disk by then: a report that cannot be drawn is a warning.
 template <class Options, class Run>
-int run_with_report(const char* verb, const po::variables_map& vm, const Options& o,
-                    Run run, bool no_report) {
+int run_with_report(const char* verb, const po::variables_map& vm, const Options& o, Run run,
+                    bool no_report) {
   if (vm.count("dry-run")) {
     validate(o);
     std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb);
@@ -169,27 +169,27 @@ int train_command(int argc, const char* const* argv) {
   train_request r;
   std::string out, data_dir;
   po::options_description desc{"train flags"};
-  desc.add_options()
-    ("dataset", po::value(&r.dataset)->default_value(r.dataset),
-     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
-    ("data-dir", po::value(&data_dir), "folder of the dataset's files")
-    ("subset", po::value(&r.subset)->default_value(0), "use the first N training samples (0: all)")
-    ("model", po::value(&r.model)->default_value(r.model), "model name (pnn-node models)")
-    ("optimizer", po::value(&r.optimizer)->default_value(r.optimizer),
-     "adam, adamw or sgd, with parameters: sgd:momentum=0.9,nesterov=1")
-    ("lr", po::value(&r.lr)->default_value(r.lr), "learning rate")
-    ("scheduler", po::value(&r.scheduler)->default_value(r.scheduler),
-     "none, cosine, warm, multistep, step, plateau, with parameters: cosine:t_max=10,unit=epoch")
-    ("epochs", po::value(&r.epochs)->default_value(r.epochs), "epochs")
-    ("batch-size", po::value(&r.batch_size)->default_value(r.batch_size), "batch size")
-    ("out", po::value(&out), "output folder (required)")
-    ("threads", po::value(&r.threads)->default_value(r.threads), "LibTorch intra-op threads")
-    ("seed", po::value(&r.seed)->default_value(r.seed), "seed of initialisation, order, augmentation")
-    ("checkpoint-every", po::value(&r.checkpoint_every)->default_value(r.checkpoint_every),
-     "write a checkpoint every N epochs (0: never)")
-    ("resume", po::bool_switch(&r.resume), "continue from <out>/.../latest.pt if it exists")
-    ("progress", po::value(&r.progress)->default_value(r.progress),
-     "auto (in place on a terminal), plain or none");
+  desc.add_options()("dataset", po::value(&r.dataset)->default_value(r.dataset),
+                     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")(
+    "data-dir", po::value(&data_dir), "folder of the dataset's files")(
+    "subset", po::value(&r.subset)->default_value(0), "use the first N training samples (0: all)")(
+    "model", po::value(&r.model)->default_value(r.model), "model name (pnn-node models)")(
+    "optimizer", po::value(&r.optimizer)->default_value(r.optimizer),
+    "adam, adamw or sgd, with parameters: sgd:momentum=0.9,nesterov=1")(
+    "lr", po::value(&r.lr)->default_value(r.lr), "learning rate")(
+    "scheduler", po::value(&r.scheduler)->default_value(r.scheduler),
+    "none, cosine, warm, multistep, step, plateau, with parameters: cosine:t_max=10,unit=epoch")(
+    "epochs", po::value(&r.epochs)->default_value(r.epochs),
+    "epochs")("batch-size", po::value(&r.batch_size)->default_value(r.batch_size),
+              "batch size")("out", po::value(&out), "output folder (required)")(
+    "threads", po::value(&r.threads)->default_value(r.threads),
+    "LibTorch intra-op threads")("seed", po::value(&r.seed)->default_value(r.seed),
+                                 "seed of initialisation, order, augmentation")(
+    "checkpoint-every", po::value(&r.checkpoint_every)->default_value(r.checkpoint_every),
+    "write a checkpoint every N epochs (0: never)")(
+    "resume", po::bool_switch(&r.resume), "continue from <out>/.../latest.pt if it exists")(
+    "progress", po::value(&r.progress)->default_value(r.progress),
+    "auto (in place on a terminal), plain or none");
   po::variables_map vm;
   if (!parse("train", "--dataset D --model M --out DIR [flags]", desc, argc, argv, vm))
     return 0;
@@ -223,12 +223,12 @@ std::vector<std::string> split_list(const std::string& text, const std::string& 
 
 /// --tls-cert, --tls-key, --tls-ca: on every command that connects or serves.
 void add_tls_flags(po::options_description& desc, tls_files& tls) {
-  desc.add_options()
-    ("tls-cert", po::value(&tls.cert),
-     "this node's certificate (PEM); with --tls-key and --tls-ca: TLS with mutual authentication")
-    ("tls-key", po::value(&tls.key), "this node's private key (PEM)")
-    ("tls-ca", po::value(&tls.ca),
-     "the cluster's CA certificate (PEM): only peers with a certificate it signed get in");
+  desc.add_options()(
+    "tls-cert", po::value(&tls.cert),
+    "this node's certificate (PEM); with --tls-key and --tls-ca: TLS with mutual authentication")(
+    "tls-key", po::value(&tls.key), "this node's private key (PEM)")(
+    "tls-ca", po::value(&tls.ca),
+    "the cluster's CA certificate (PEM): only peers with a certificate it signed get in");
 }
 
 int kfold_command(int argc, const char* const* argv) {
@@ -236,49 +236,48 @@ int kfold_command(int argc, const char* const* argv) {
   std::string models = "lenet5", schedulers = "cosine", out, hosts, hosts_file;
   bool no_local = false;
   po::options_description desc{"kfold flags"};
-  desc.add_options()
-    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
-     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")
-    ("data-dir", po::value(&o.data_dir), "folder of the dataset's files")
-    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
-    ("models", po::value(&models)->default_value(models), "comma-separated model names")
-    ("schedulers", po::value(&schedulers)->default_value(schedulers),
-     "comma-separated schedulers (none, cosine, warm, multistep, step, plateau)")
-    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer), "adam, adamw or sgd")
-    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
-    ("folds", po::value(&o.folds)->default_value(o.folds), "K")
-    ("epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs per job")
-    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size")
-    ("out", po::value(&out), "output folder (required)")
-    ("serial", po::bool_switch(&o.serial), "one job at a time with all cores (for comparison)")
-    ("slots", po::value(&o.slots)->default_value(0), "jobs at once (0: one per core)")
-    ("threads-per-job", po::value(&o.threads_per_job)->default_value(0),
-     "intra-op threads per job (0: 1, or all cores with --serial)")
-    ("no-tail-threads", "do not raise running jobs' threads when the queue is empty")
-    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of every job")
-    ("split-seed", po::value(&o.split_seed)->default_value(o.split_seed), "seed of the fold split")
-    ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(0),
-     "checkpoint every N epochs (0: never)")
-    ("resume", po::bool_switch(&o.resume), "keep finished jobs in --out, continue the others")
-    ("hosts", po::value(&hosts), "also run jobs on these hosts (pnn-node serve): h:p,...")
-    ("no-local", po::bool_switch(&no_local), "jobs only on --hosts (and --hosts-file)")
-    ("hosts-file", po::value(&hosts_file),
-     "hosts that may join while the run goes on: one host:port per line, re-read as it runs")
-    ("rejoin-interval", po::value(&o.rejoin_interval)->default_value(o.rejoin_interval),
-     "seconds between looks for hosts to (re)join (lost ones, new lines in --hosts-file)")
-    ("wait-for-hosts", po::value(&o.wait_for_hosts)->default_value(o.wait_for_hosts),
-     "with every worker lost, seconds to wait for a host to (re)join before failing")
-    ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
-     "seconds to wait for a host's workers")
-    ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
-     "seconds of silence after which a host counts as lost (its jobs go elsewhere)")
-    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  desc.add_options()("dataset", po::value(&o.dataset)->default_value(o.dataset),
+                     "fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar")(
+    "data-dir", po::value(&o.data_dir), "folder of the dataset's files")(
+    "subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")(
+    "models", po::value(&models)->default_value(models), "comma-separated model names")(
+    "schedulers", po::value(&schedulers)->default_value(schedulers),
+    "comma-separated schedulers (none, cosine, warm, multistep, step, plateau)")(
+    "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+    "adam, adamw or sgd")("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")(
+    "folds", po::value(&o.folds)->default_value(o.folds),
+    "K")("epochs", po::value(&o.epochs)->default_value(o.epochs),
+         "epochs per job")("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
+                           "batch size")("out", po::value(&out), "output folder (required)")(
+    "serial", po::bool_switch(&o.serial), "one job at a time with all cores (for comparison)")(
+    "slots", po::value(&o.slots)->default_value(0), "jobs at once (0: one per core)")(
+    "threads-per-job", po::value(&o.threads_per_job)->default_value(0),
+    "intra-op threads per job (0: 1, or all cores with --serial)")(
+    "no-tail-threads", "do not raise running jobs' threads when the queue is empty")(
+    "seed", po::value(&o.seed)->default_value(o.seed), "seed of every job")(
+    "split-seed", po::value(&o.split_seed)->default_value(o.split_seed), "seed of the fold split")(
+    "checkpoint-every", po::value(&o.checkpoint_every)->default_value(0),
+    "checkpoint every N epochs (0: never)")("resume", po::bool_switch(&o.resume),
+                                            "keep finished jobs in --out, continue the others")(
+    "hosts", po::value(&hosts), "also run jobs on these hosts (pnn-node serve): h:p,...")(
+    "no-local", po::bool_switch(&no_local), "jobs only on --hosts (and --hosts-file)")(
+    "hosts-file", po::value(&hosts_file),
+    "hosts that may join while the run goes on: one host:port per line, re-read as it runs")(
+    "rejoin-interval", po::value(&o.rejoin_interval)->default_value(o.rejoin_interval),
+    "seconds between looks for hosts to (re)join (lost ones, new lines in --hosts-file)")(
+    "wait-for-hosts", po::value(&o.wait_for_hosts)->default_value(o.wait_for_hosts),
+    "with every worker lost, seconds to wait for a host to (re)join before failing")(
+    "connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
+    "seconds to wait for a host's workers")(
+    "peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
+    "seconds of silence after which a host counts as lost (its jobs go elsewhere)")(
+    "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
-  if (!parse("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]",
-             desc, argc, argv, vm))
+  if (!parse("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]", desc,
+             argc, argv, vm))
     return 0;
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
@@ -298,35 +297,33 @@ template <class Options>
 void add_data_flags(po::options_description& desc, Options& o, bool per_host) {
   const std::string copy = per_host ? " (each host loads its own copy)" : "";
   const std::string where = per_host ? " on this host" : "";
-  desc.add_options()
-    ("dataset", po::value(&o.dataset)->default_value(o.dataset),
-     ("fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar" + copy).c_str())
-    ("data-dir", po::value(&o.data_dir), ("folder of the dataset's files" + where).c_str())
-    ("subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")
-    ("model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)");
+  desc.add_options()("dataset", po::value(&o.dataset)->default_value(o.dataset),
+                     ("fashion-mnist, mnist, cifar10, synthetic, synthetic-cifar" + copy).c_str())(
+    "data-dir", po::value(&o.data_dir), ("folder of the dataset's files" + where).c_str())(
+    "subset", po::value(&o.subset)->default_value(0), "use the first N training samples (0: all)")(
+    "model", po::value(&o.model)->default_value(o.model), "model name (pnn-node models)");
 }
 
 /// The optimisation and output flags of hogwild and sgd (--out goes to `out`).
 template <class Options>
 void add_step_flags(po::options_description& desc, Options& o, std::string& out) {
-  desc.add_options()
-    ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
-     "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")
-    ("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")
-    ("scheduler", po::value(&o.scheduler)->default_value(o.scheduler),
-     "none, cosine, warm, multistep, step, plateau (one per worker)")
-    ("epochs", po::value(&o.epochs)->default_value(o.epochs),
-     "epochs (one epoch: every worker once over its shard)")
-    ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "batch size per worker")
-    ("out", po::value(&out), "output folder (required)")
-    ("threads-per-worker", po::value(&o.threads_per_worker)->default_value(o.threads_per_worker),
-     "LibTorch intra-op threads per worker")
-    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialisation and order")
-    ("shard-seed", po::value(&o.shard_seed)->default_value(o.shard_seed), "seed of the shard split")
-    ("test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
-     "batch size of the final test")
-    ("loss-window", po::value(&o.loss_window)->default_value(o.loss_window),
-     "steps in the moving average of loss.csv");
+  desc.add_options()("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+                     "adam, adamw or sgd (one per worker), with parameters: sgd:momentum=0.9")(
+    "lr", po::value(&o.lr)->default_value(o.lr),
+    "learning rate")("scheduler", po::value(&o.scheduler)->default_value(o.scheduler),
+                     "none, cosine, warm, multistep, step, plateau (one per worker)")(
+    "epochs", po::value(&o.epochs)->default_value(o.epochs),
+    "epochs (one epoch: every worker once over its shard)")(
+    "batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
+    "batch size per worker")("out", po::value(&out), "output folder (required)")(
+    "threads-per-worker", po::value(&o.threads_per_worker)->default_value(o.threads_per_worker),
+    "LibTorch intra-op threads per worker")("seed", po::value(&o.seed)->default_value(o.seed),
+                                            "seed of initialisation and order")(
+    "shard-seed", po::value(&o.shard_seed)->default_value(o.shard_seed), "seed of the shard split")(
+    "test-batch-size", po::value(&o.test_batch_size)->default_value(o.test_batch_size),
+    "batch size of the final test")("loss-window",
+                                    po::value(&o.loss_window)->default_value(o.loss_window),
+                                    "steps in the moving average of loss.csv");
 }
 
 int hogwild_command(int argc, const char* const* argv) {
@@ -334,14 +331,14 @@ int hogwild_command(int argc, const char* const* argv) {
   std::string out;
   po::options_description desc{"hogwild flags"};
   add_data_flags(desc, o, false);
-  desc.add_options()
-    ("workers", po::value(&o.workers)->default_value(0),
-     "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")
-    ("balance", po::value(&o.balance)->default_value(o.balance),
-     "dynamic: workers take batches from one shared queue; static: fixed shards");
+  desc.add_options()(
+    "workers", po::value(&o.workers)->default_value(0),
+    "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")(
+    "balance", po::value(&o.balance)->default_value(o.balance),
+    "dynamic: workers take batches from one shared queue; static: fixed shards");
   add_step_flags(desc, o, out);
-  desc.add_options()
-    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  desc.add_options()("progress", po::value(&o.progress)->default_value(o.progress),
+                     "auto, plain or none");
   bool no_report = false;
   add_report_flag(desc, no_report);
   po::variables_map vm;
@@ -358,30 +355,29 @@ int sgd_command(int argc, const char* const* argv) {
   std::string out, hosts;
   bool no_local = false;
   po::options_description desc{"sgd flags"};
-  desc.add_options()
-    ("hosts", po::value(&hosts), "workers on these hosts (pnn-node serve): h:p,...")
-    ("no-local", po::bool_switch(&no_local), "workers only on --hosts")
-    ("slots", po::value(&o.slots)->default_value(0), "workers on this host (0: one per core)");
+  desc.add_options()("hosts", po::value(&hosts),
+                     "workers on these hosts (pnn-node serve): h:p,...")(
+    "no-local", po::bool_switch(&no_local), "workers only on --hosts")(
+    "slots", po::value(&o.slots)->default_value(0), "workers on this host (0: one per core)");
   add_data_flags(desc, o, true);
-  desc.add_options()
-    ("n-push", po::value(&o.n_push)->default_value(o.n_push),
-     "steps between a worker's pushes of its accumulated update")
-    ("n-pull", po::value(&o.n_pull)->default_value(o.n_pull),
-     "steps between a worker's pulls of the holder's parameters")
-    ("max-pushes", po::value(&o.max_pushes)->default_value(o.max_pushes),
-     "unanswered pushes a worker may have before it waits")
-    ("holder-timeout", po::value(&o.holder_timeout)->default_value(o.holder_timeout),
-     "seconds a worker waits for the holder's answer before it fails")
-    ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
-     "seconds to wait for a host's node to answer")
-    ("peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
-     "seconds of silence after which a host counts as lost");
+  desc.add_options()("n-push", po::value(&o.n_push)->default_value(o.n_push),
+                     "steps between a worker's pushes of its accumulated update")(
+    "n-pull", po::value(&o.n_pull)->default_value(o.n_pull),
+    "steps between a worker's pulls of the holder's parameters")(
+    "max-pushes", po::value(&o.max_pushes)->default_value(o.max_pushes),
+    "unanswered pushes a worker may have before it waits")(
+    "holder-timeout", po::value(&o.holder_timeout)->default_value(o.holder_timeout),
+    "seconds a worker waits for the holder's answer before it fails")(
+    "connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),
+    "seconds to wait for a host's node to answer")(
+    "peer-timeout", po::value(&o.peer_timeout)->default_value(o.peer_timeout),
+    "seconds of silence after which a host counts as lost");
   add_step_flags(desc, o, out);
-  desc.add_options()
-    ("holder-checkpoint-every", po::value(&o.holder_checkpoint_every)->default_value(0),
-     "save the holder's parameters to <out>/holder.pt every N updates and at the end (0: never)")
-    ("resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")
-    ("progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
+  desc.add_options()(
+    "holder-checkpoint-every", po::value(&o.holder_checkpoint_every)->default_value(0),
+    "save the holder's parameters to <out>/holder.pt every N updates and at the end (0: never)")(
+    "resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")(
+    "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
   bool no_report = false;
   add_report_flag(desc, no_report);
@@ -403,14 +399,14 @@ int serve_command(int argc, const char* const* argv) {
   serve_request r;
   int port = 0;
   po::options_description desc{"serve flags"};
-  desc.add_options()
-    ("port", po::value(&port)->default_value(0), "TCP port to listen on (0: any free port, printed)")
-    ("bind", po::value(&r.bind)->default_value(r.bind),
-     "address to listen on (127.0.0.1 unless you say otherwise)")
-    ("slots", po::value(&r.slots)->default_value(0), "jobs at once on this host (0: one per core)")
-    ("data-dir", po::value(&r.data_dir), "this host's folder of dataset files")
-    ("peer-timeout", po::value(&r.peer_timeout)->default_value(r.peer_timeout),
-     "seconds of silence after which a coordinator counts as gone (its workers end)");
+  desc.add_options()("port", po::value(&port)->default_value(0),
+                     "TCP port to listen on (0: any free port, printed)")(
+    "bind", po::value(&r.bind)->default_value(r.bind),
+    "address to listen on (127.0.0.1 unless you say otherwise)")(
+    "slots", po::value(&r.slots)->default_value(0), "jobs at once on this host (0: one per core)")(
+    "data-dir", po::value(&r.data_dir), "this host's folder of dataset files")(
+    "peer-timeout", po::value(&r.peer_timeout)->default_value(r.peer_timeout),
+    "seconds of silence after which a coordinator counts as gone (its workers end)");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
   if (!parse("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
@@ -428,12 +424,11 @@ int report_command(int argc, const char* const* argv) {
   std::string dir;
   std::vector<std::string> compare;
   po::options_description desc{"report flags"};
-  desc.add_options()
-    ("dir", po::value(&dir), "the run's output folder (also the first argument)")
-    ("compare", po::value(&compare)->composing(),
-     "another run to compare with: for kfold a --serial run (speedup per model and "
-     "scheduler), for hogwild/sgd other runs (loss, accuracy, samples/s); repeatable")
-    ("gnuplot", po::value(&r.gnuplot)->default_value(r.gnuplot), "the gnuplot program");
+  desc.add_options()("dir", po::value(&dir), "the run's output folder (also the first argument)")(
+    "compare", po::value(&compare)->composing(),
+    "another run to compare with: for kfold a --serial run (speedup per model and "
+    "scheduler), for hogwild/sgd other runs (loss, accuracy, samples/s); repeatable")(
+    "gnuplot", po::value(&r.gnuplot)->default_value(r.gnuplot), "the gnuplot program");
   po::positional_options_description positional;
   positional.add("dir", 1);
   po::options_description all{desc};
@@ -489,13 +484,15 @@ int run_cli(int argc, const char* const* argv) {
     return 0;
   }
   static const std::map<std::string, std::function<int(int, const char* const*)>> commands{
-    {"kfold", kfold_command},   {"train", train_command}, {"hogwild", hogwild_command},
-    {"serve", serve_command},   {"sgd", sgd_command},       {"report", report_command},
+    {"kfold", kfold_command},   {"train", train_command},      {"hogwild", hogwild_command},
+    {"serve", serve_command},   {"sgd", sgd_command},          {"report", report_command},
     {"models", models_command}, {"datasets", datasets_command}};
   try {
     auto i = commands.find(verb);
     if (i == commands.end())
-      bad("unknown command '" + verb + "': expected kfold, train, hogwild, sgd, serve, report, models or datasets (pnn-node --help)");
+      bad("unknown command '" + verb
+          + "': expected kfold, train, hogwild, sgd, serve, report, models or datasets (pnn-node "
+            "--help)");
     return i->second(argc - 1, argv + 1);
   } catch (const pnn::error& e) {
     std::cerr << "pnn-node " << verb << ": " << e.what() << "\n";

@@ -21,8 +21,8 @@ int run_hogwild_command(const hogwild_options& o) {
   std::printf("\n%-8s %8s %10s %12s\n", "worker", "samples", "steps", "train loss");
   for (size_t i = 0; i < r.workers.size(); ++i) {
     const auto& w = r.workers[i];
-    std::printf("%-8zu %8lld %10zu %12.4f\n", i, static_cast<long long>(w.samples),
-                w.steps.size(), w.result.train_loss);
+    std::printf("%-8zu %8lld %10zu %12.4f\n", i, static_cast<long long>(w.samples), w.steps.size(),
+                w.result.train_loss);
   }
   std::printf("\n");
   detail::print_run_footer(r, o.out);

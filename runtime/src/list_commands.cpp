@@ -17,8 +17,8 @@ int run_datasets(const std::string& data_dir) {
   std::printf("%-16s %-6s %s\n", "dataset", "found", "description");
   for (const auto& d : training::list_datasets(data_dir)) {
     std::string where = d.default_dir.empty() ? "" : " [" + d.default_dir.string() + "]";
-    std::printf("%-16s %-6s %s%s\n", d.name.c_str(), d.found ? "yes" : "no",
-                d.description.c_str(), where.c_str());
+    std::printf("%-16s %-6s %s%s\n", d.name.c_str(), d.found ? "yes" : "no", d.description.c_str(),
+                where.c_str());
   }
   return 0;
 }

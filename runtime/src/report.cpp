@@ -115,11 +115,20 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+    case '&':
+      out += "&amp;";
+      break;
+    case '<':
+      out += "&lt;";
+      break;
+    case '>':
+      out += "&gt;";
+      break;
+    case '"':
+      out += "&quot;";
+      break;
+    default:
+      out += c;
     }
   }
   return out;
@@ -250,8 +259,8 @@ private:
     const std::string script = "cd " + gp_string(data_.string()) + "; load \"report.gp\"";
     const char* argv[] = {gnuplot.c_str(), "-e", script.c_str(), nullptr};
     pid_t pid = 0;
-    int rc = posix_spawnp(&pid, gnuplot.c_str(), &actions, nullptr,
-                          const_cast<char* const*>(argv), environ);
+    int rc = posix_spawnp(&pid, gnuplot.c_str(), &actions, nullptr, const_cast<char* const*>(argv),
+                          environ);
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0)
       fail(error_code::io_error,
@@ -266,8 +275,9 @@ private:
       for (std::string line; std::getline(in, line);)
         if (!line.empty())
           first = line; // gnuplot's last non-empty line says what went wrong
-      fail(error_code::io_error, gnuplot + " failed on " + (data_ / "report.gp").string() + ": "
-                                   + (first.empty() ? "no message" : first));
+      fail(error_code::io_error,
+           gnuplot + " failed on " + (data_ / "report.gp").string() + ": "
+             + (first.empty() ? "no message" : first));
     }
   }
 
@@ -313,9 +323,10 @@ void cpu_plot(report_builder& r, const fs::path& dir, const json& s) {
   r.plot("cpu", "CPU utilisation over the run",
          "set xlabel \"seconds since the start\"\nset ylabel \"machine CPU %\"\n"
          "set y2label \"cores busy with pnn\"\nset yrange [0:105]\nset y2range [0:"
-           + fixed(cores * 1.05, 2) + "]\nset ytics nomirror\nset y2tics\n"
-           "plot \"cpu.csv\" using 1:($2*100) skip 1 with lines lw 2 title \"machine CPU %\", "
-           "\"cpu.csv\" using 1:3 skip 1 axes x1y2 with lines lw 1 dt 2 title \"pnn (cores)\"");
+           + fixed(cores * 1.05, 2)
+           + "]\nset ytics nomirror\nset y2tics\n"
+             "plot \"cpu.csv\" using 1:($2*100) skip 1 with lines lw 2 title \"machine CPU %\", "
+             "\"cpu.csv\" using 1:3 skip 1 axes x1y2 with lines lw 1 dt 2 title \"pnn (cores)\"");
 }
 
 struct cell_key {
@@ -431,7 +442,8 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
            "set style data histograms\nset style histogram clustered gap 1\n"
            "set style fill solid 0.7 border -1\nset yrange [0:1.05]\n"
            "set ylabel \"accuracy\"\nset xtics rotate by -30\n"
-           "plot for [i=2:" + std::to_string(present.size() + 1)
+           "plot for [i=2:"
+             + std::to_string(present.size() + 1)
              + "] \"per_class.csv\" using i:xtic(1) title columnheader(i)");
   }
 
@@ -450,7 +462,7 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
     int n = static_cast<int>(lane_of.size());
     lane_of[l] = n;
     ytics += (ytics.empty() ? "" : ", ") + gp_string(l.first + " slot " + std::to_string(l.second))
-             + " " + std::to_string(n);
+      + " " + std::to_string(n);
   }
   std::ostringstream tl;
   table jobs_table{{"job", "host", "slot", "start (s)", "end (s)", "val accuracy"}, {}};
@@ -461,22 +473,23 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
     auto lane = lane_of[{str(j, "host", "local"), j.value("slot", 0)}];
     auto model = std::find(models.begin(), models.end(), str(j, "model")) - models.begin();
     tl << (a + b) / 2 << "," << lane << "," << (b - a) / 2 << ",0.35," << model + 1 << "\n";
-    jobs_table.rows.push_back({str(j, "model") + "/" + str(j, "scheduler") + "/fold"
-                                 + std::to_string(j.value("fold", 0)),
-                               str(j, "host", "local"), std::to_string(j.value("slot", 0)),
-                               fixed(a, 2), fixed(b, 2),
-                               j.value("ok", false) ? fixed(num(j, "val_accuracy")) : "failed"});
+    jobs_table.rows.push_back(
+      {str(j, "model") + "/" + str(j, "scheduler") + "/fold" + std::to_string(j.value("fold", 0)),
+       str(j, "host", "local"), std::to_string(j.value("slot", 0)), fixed(a, 2), fixed(b, 2),
+       j.value("ok", false) ? fixed(num(j, "val_accuracy")) : "failed"});
   }
   r.data("timeline.csv", tl.str());
   std::string legend;
   for (size_t m = 0; m < models.size(); ++m)
     legend += ", NaN with boxes fs solid 0.7 lc " + std::to_string(m + 1) + " title "
-              + gp_string(models[m]);
-  r.plot("timeline", "Job timeline: each job's start and end per host and slot",
-         "set xlabel \"seconds since the start\"\nset ytics (" + ytics + ")\nset yrange [-0.6:"
-           + std::to_string(lanes.size()) + "-0.4]\nset grid xtics\n"
-           "plot \"timeline.csv\" using 1:2:3:4:5 with boxxyerror fs solid 0.7 lc variable notitle"
-           + legend);
+      + gp_string(models[m]);
+  r.plot(
+    "timeline", "Job timeline: each job's start and end per host and slot",
+    "set xlabel \"seconds since the start\"\nset ytics (" + ytics
+      + ")\nset yrange [-0.6:" + std::to_string(lanes.size())
+      + "-0.4]\nset grid xtics\n"
+        "plot \"timeline.csv\" using 1:2:3:4:5 with boxxyerror fs solid 0.7 lc variable notitle"
+      + legend);
   r.add(jobs_table);
 
   r.heading("CPU utilisation");
@@ -498,18 +511,19 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
              str(s, "mode", "this run") + " (s)", "speedup"},
             {}};
     std::ostringstream dat;
-    dat << "cell," << gp_string(str(ref, "mode", "reference")) << "," << gp_string(str(s, "mode", "this"))
-        << ",speedup\n";
+    dat << "cell," << gp_string(str(ref, "mode", "reference")) << ","
+        << gp_string(str(s, "mode", "this")) << ",speedup\n";
     for (const auto& k : cells) {
       if (!mine.count(k) || !theirs.count(k))
         continue;
       double sp = mine[k] > 0 ? theirs[k] / mine[k] : 0;
-      t.rows.push_back({k.model, k.scheduler, fixed(theirs[k], 2), fixed(mine[k], 2), fixed(sp, 2)});
+      t.rows.push_back(
+        {k.model, k.scheduler, fixed(theirs[k], 2), fixed(mine[k], 2), fixed(sp, 2)});
       dat << gp_string(k.label()) << "," << theirs[k] << "," << mine[k] << "," << sp << "\n";
     }
     if (t.rows.empty())
-      fail(error_code::invalid_argument, "--compare " + ref_dir.string()
-                                           + ": no model and scheduler in common with this run");
+      fail(error_code::invalid_argument,
+           "--compare " + ref_dir.string() + ": no model and scheduler in common with this run");
     r.add(t);
     r.data("speedup.csv", dat.str());
     r.plot("speedup",
@@ -591,8 +605,8 @@ void sgd_report(report_builder& r, const fs::path& dir, const json& s,
             << loss.rows[row][static_cast<size_t>(lc)] << "\n";
     const auto name = "loss_" + std::to_string(i) + ".csv";
     r.data(name, dat.str());
-    plot_cmd += (plot_cmd.empty() ? "plot " : ", ") + gp_string(name) + " using 1:2 with lines lw 2 title "
-                + gp_string(runs[i].label);
+    plot_cmd += (plot_cmd.empty() ? "plot " : ", ") + gp_string(name)
+      + " using 1:2 with lines lw 2 title " + gp_string(runs[i].label);
     ++lines;
   }
   if (lines == 0)
@@ -603,13 +617,15 @@ void sgd_report(report_builder& r, const fs::path& dir, const json& s,
   r.data("runs.csv", bars.str());
   const std::string xrange = "set xrange [-0.6:" + std::to_string(runs.size()) + "-0.4]\n";
   r.plot("accuracy", "Test accuracy per run",
-         xrange + "set ylabel \"test accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
-         "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
-         "plot \"runs.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\"");
+         xrange
+           + "set ylabel \"test accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
+             "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
+             "plot \"runs.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\"");
   r.plot("throughput", "Training samples per second per run",
-         xrange + "set ylabel \"samples/s\"\nset yrange [0:*]\nset style fill solid 0.6\n"
-         "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
-         "plot \"runs.csv\" using 1:4:xtic(2) with boxes lc rgb \"#228833\"");
+         xrange
+           + "set ylabel \"samples/s\"\nset yrange [0:*]\nset style fill solid 0.6\n"
+             "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
+             "plot \"runs.csv\" using 1:4:xtic(2) with boxes lc rgb \"#228833\"");
 
   if (s.contains("per_class_accuracy") && s["per_class_accuracy"].is_array()) {
     r.heading("Per-class test accuracy");
@@ -646,16 +662,17 @@ report_files write_report(const report_request& request) {
   else if (command == "hogwild" || command == "sgd")
     sgd_report(r, request.dir, s, request.compare);
   else
-    fail(error_code::invalid_argument, request.dir.string() + ": a " + command
-                                         + " run; reports cover kfold, hogwild and sgd runs");
+    fail(error_code::invalid_argument,
+         request.dir.string() + ": a " + command
+           + " run; reports cover kfold, hogwild and sgd runs");
   return r.finish("pnn " + command + " report: " + request.dir.filename().string(),
                   request.gnuplot);
 }
 
 int run_report(const report_request& request) {
   auto files = write_report(request);
-  std::printf("report: %s and %s (%zu plot(s) in %s)\n", files.markdown.c_str(),
-              files.html.c_str(), files.plots.size(), (request.dir / "report").c_str());
+  std::printf("report: %s and %s (%zu plot(s) in %s)\n", files.markdown.c_str(), files.html.c_str(),
+              files.plots.size(), (request.dir / "report").c_str());
   return 0;
 }
 

@@ -34,7 +34,8 @@ int run_serve(const serve_request& r) {
   check_tls(r.tls);
   if (!(r.peer_timeout >= 1))
     throw pnn::error(error_code::invalid_argument,
-                     "--peer-timeout " + std::to_string(r.peer_timeout) + ": expected seconds >= 1");
+                     "--peer-timeout " + std::to_string(r.peer_timeout)
+                       + ": expected seconds >= 1");
   if (r.bind.empty())
     throw pnn::error(error_code::invalid_argument, "--bind: expected an address");
   if (r.dry_run) {
@@ -76,9 +77,9 @@ int run_serve(const serve_request& r) {
                  "pnn serve: warning: listening on %s without TLS: any host that reaches it can "
                  "run jobs here (unauthenticated)\n",
                  r.bind.c_str());
-  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n",
-              r.bind.c_str(), static_cast<unsigned>(*port), o.slots, cores,
-              o.host->get().c_str(), r.tls.enabled() ? ", TLS with client certificates" : "");
+  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n", r.bind.c_str(),
+              static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str(),
+              r.tls.enabled() ? ", TLS with client certificates" : "");
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -12,14 +12,13 @@ namespace pnn::runtime {
 int run_sgd_command(const sgd_options& o) {
   std::printf("pnn sgd: %s on %s through a parameter holder, %zu host(s)%s, n_push %d, "
               "n_pull %d, %s lr %g, %s, %lld epoch(s), batch %lld\n",
-              o.model.c_str(), o.dataset.c_str(), o.hosts.size(),
-              o.use_local ? " + this one" : "", o.n_push, o.n_pull, o.optimizer.c_str(), o.lr,
-              o.scheduler.c_str(), static_cast<long long>(o.epochs),
-              static_cast<long long>(o.batch_size));
+              o.model.c_str(), o.dataset.c_str(), o.hosts.size(), o.use_local ? " + this one" : "",
+              o.n_push, o.n_pull, o.optimizer.c_str(), o.lr, o.scheduler.c_str(),
+              static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size));
   std::fflush(stdout);
   auto r = run_sgd(o);
-  std::printf("\n%-8s %-28s %8s %7s %7s %9s %11s\n", "worker", "host", "samples", "pulls",
-              "pushes", "rejected", "train loss");
+  std::printf("\n%-8s %-28s %8s %7s %7s %9s %11s\n", "worker", "host", "samples", "pulls", "pushes",
+              "rejected", "train loss");
   for (size_t i = 0; i < r.workers.size(); ++i) {
     const auto& w = r.workers[i];
     std::printf("%-8zu %-28s %8lld %7lld %7lld %9lld %11.4f\n", i, w.host.c_str(),

@@ -160,39 +160,37 @@ int run_train(const train_request& r) {
                            {"steps_per_second", steps_run / std::max(train_seconds, 1e-9)}};
   write_file_atomic(r.out / folder_name(r.model) / folder_name(r.scheduler) / "time.json",
                     time_json.dump(2) + "\n");
-  const double samples_per_second
-    = static_cast<double>(std::min<int64_t>(steps_run * r.batch_size,
-                                            steps_run * data.train->size()))
-      / std::max(train_seconds, 1e-9);
-  nlohmann::json summary{
-    {"command", "train"},
-    {"wall_seconds", wall},
-    {"cpu_utilization_mean", cpu.mean_utilization()},
-    {"test_accuracy", test.accuracy},
-    {"test_loss", test.loss},
-    {"dataset", r.dataset},
-    {"train_samples", data.train->size()},
-    {"test_samples", data.test->size()},
-    {"model", r.model},
-    {"parameters", models::parameter_count(*job.model())},
-    {"optimizer", r.optimizer},
-    {"lr", r.lr},
-    {"scheduler", r.scheduler},
-    {"epochs", r.epochs},
-    {"batch_size", r.batch_size},
-    {"seed", r.seed},
-    {"threads", r.threads},
-    {"load_seconds", load_seconds},
-    {"train_seconds", train_seconds},
-    {"steps_per_second", steps_run / std::max(train_seconds, 1e-9)},
-    {"samples_per_second", samples_per_second},
-    {"user_cpu_seconds", times.user_seconds},
-    {"system_cpu_seconds", times.system_seconds},
-    {"peak_rss_bytes", peak_rss_bytes()},
-    {"per_class_accuracy", test_json["per_class_accuracy"]},
-    {"confusion", test.confusion},
-    {"epoch_records", epochs},
-    {"job_dir", fs::relative(dir, r.out).string()}};
+  const double samples_per_second =
+    static_cast<double>(std::min<int64_t>(steps_run * r.batch_size, steps_run * data.train->size()))
+    / std::max(train_seconds, 1e-9);
+  nlohmann::json summary{{"command", "train"},
+                         {"wall_seconds", wall},
+                         {"cpu_utilization_mean", cpu.mean_utilization()},
+                         {"test_accuracy", test.accuracy},
+                         {"test_loss", test.loss},
+                         {"dataset", r.dataset},
+                         {"train_samples", data.train->size()},
+                         {"test_samples", data.test->size()},
+                         {"model", r.model},
+                         {"parameters", models::parameter_count(*job.model())},
+                         {"optimizer", r.optimizer},
+                         {"lr", r.lr},
+                         {"scheduler", r.scheduler},
+                         {"epochs", r.epochs},
+                         {"batch_size", r.batch_size},
+                         {"seed", r.seed},
+                         {"threads", r.threads},
+                         {"load_seconds", load_seconds},
+                         {"train_seconds", train_seconds},
+                         {"steps_per_second", steps_run / std::max(train_seconds, 1e-9)},
+                         {"samples_per_second", samples_per_second},
+                         {"user_cpu_seconds", times.user_seconds},
+                         {"system_cpu_seconds", times.system_seconds},
+                         {"peak_rss_bytes", peak_rss_bytes()},
+                         {"per_class_accuracy", test_json["per_class_accuracy"]},
+                         {"confusion", test.confusion},
+                         {"epoch_records", epochs},
+                         {"job_dir", fs::relative(dir, r.out).string()}};
   write_file_atomic(r.out / "summary.json", summary.dump(2) + "\n");
   std::ostringstream md;
   md << "# pnn train: " << r.model << " on " << r.dataset << "\n\n"
@@ -213,8 +211,8 @@ int run_train(const train_request& r) {
               "CPU user %.1f s, system %.1f s\n",
               wall, train_seconds, steps_run / std::max(train_seconds, 1e-9),
               100 * cpu.mean_utilization(), times.user_seconds, times.system_seconds);
-  std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in %s)\n",
-              r.out.c_str(), dir.c_str());
+  std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in %s)\n", r.out.c_str(),
+              dir.c_str());
   return 0;
 }
 

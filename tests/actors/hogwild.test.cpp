@@ -285,8 +285,8 @@ CAF_TEST(a run writes its loss curves and the summary the contract names) {
   o.loss_window = 4;
   auto report = run_hogwild(o);
   auto summary = nlohmann::json::parse(test::read_text(dir / "summary.json"));
-  for (const char* key : {"wall_seconds", "cpu_utilization_mean", "test_accuracy",
-                          "samples_per_second"})
+  for (const char* key :
+       {"wall_seconds", "cpu_utilization_mean", "test_accuracy", "samples_per_second"})
     CAF_CHECK(summary.contains(key));
   CAF_CHECK_EQUAL(summary["workers"].get<int>(), 2);
   CAF_CHECK_EQUAL(summary["command"].get<std::string>(), "hogwild");

@@ -108,10 +108,10 @@ CAF_TEST(a push adds the update and counts a version) {
 CAF_TEST(wrong layouts and non finite updates are rejected and never applied) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<param_blob> bad{blob_of({1, 1, 1, 1}, 43),          // another model's layout
-                              blob_of({1, 1, 1}, 42),             // too few values
-                              blob_of({1, nan, 1, 1}, 42),        // NaN
-                              blob_of({-inf, 1, 1, 1}, 42)};      // Inf
+  std::vector<param_blob> bad{blob_of({1, 1, 1, 1}, 43),     // another model's layout
+                              blob_of({1, 1, 1}, 42),        // too few values
+                              blob_of({1, nan, 1, 1}, 42),   // NaN
+                              blob_of({-inf, 1, 1, 1}, 42)}; // Inf
   auto torn = blob_of({1, 1, 1, 1}, 42);
   torn.bytes.pop_back(); // count says 4 floats, 15 bytes arrive
   bad.push_back(torn);
@@ -198,8 +198,8 @@ CAF_TEST(model parameters round trip through bytes with their layout) {
   auto bytes = training::parameter_bytes(*a);
   CAF_CHECK_EQUAL(bytes.size(), static_cast<size_t>(training::parameter_floats(*a)) * 4u);
   CAF_CHECK_EQUAL(training::parameter_floats(*a), models::parameter_count(*a));
-  CAF_CHECK(training::check_floats(bytes, static_cast<uint64_t>(training::parameter_floats(*a)))
-              .empty());
+  CAF_CHECK(
+    training::check_floats(bytes, static_cast<uint64_t>(training::parameter_floats(*a))).empty());
   training::load_parameter_bytes(*b, bytes);
   for (size_t i = 0; i < a->parameters().size(); ++i)
     CAF_CHECK(torch::equal(a->parameters()[i], b->parameters()[i]));

@@ -28,10 +28,10 @@ namespace {
 
 /// A stand-in holder whose answers the test controls.
 struct fake_holder {
-  param_blob params;             ///< what a pull answers
+  param_blob params; ///< what a pull answers
   bool answer_pulls = true;
-  bool hold_pushes = false;      ///< keep push answers until release()
-  bool reject_pushes = false;    ///< answer pushes with a pnn error
+  bool hold_pushes = false;   ///< keep push answers until release()
+  bool reject_pushes = false; ///< answer pushes with a pnn error
   int pulls = 0;
   std::vector<param_blob> pushes;
   std::vector<caf::typed_response_promise<uint64_t>> held;
@@ -130,7 +130,8 @@ struct fixture : test_coordinator_fixture<> {
   /// The model a job of `spec` starts from, as a holder's blob.
   static param_blob initial_blob(const job_spec& spec) {
     auto data = training::shared_dataset(spec.dataset, "", 0).train;
-    auto m = training::make_seeded_model(spec.model, data->channels(), data->num_classes(), spec.seed);
+    auto m =
+      training::make_seeded_model(spec.model, data->channels(), data->num_classes(), spec.seed);
     param_blob b;
     b.layout = training::layout_hash(*m);
     b.bytes = training::parameter_bytes(*m);
@@ -149,8 +150,9 @@ struct fixture : test_coordinator_fixture<> {
     auto result = std::make_shared<std::optional<job_result>>();
     auto worker = w;
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(worker, caf::infinite, run_atom::value, spec, l)
-        .then([result](job_result& r) { *result = std::move(r); });
+      self->request(worker, caf::infinite, run_atom::value, spec, l).then([result](job_result& r) {
+        *result = std::move(r);
+      });
     });
     return result;
   }
@@ -362,7 +364,7 @@ CAF_TEST(a holder that does not answer fails the job after its timeout) {
   auto holder = sys.spawn(fake_holder_actor, h);
   worker_actor w;
   auto result = start(spec, holder, w);
-  sched.run(); // messages only (run() would also fire the timeout)
+  sched.run();                     // messages only (run() would also fire the timeout)
   CAF_CHECK(!result->has_value()); // waiting: no step without parameters
   CAF_CHECK_EQUAL(h->pushes.size(), 0u);
   CAF_CHECK_EQUAL(sched.trigger_timeouts(), 1u);

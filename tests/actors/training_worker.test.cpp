@@ -52,8 +52,9 @@ struct fixture : test_coordinator_fixture<> {
     auto w = spawn_worker(sys, sink, o);
     auto result = std::make_shared<job_result>();
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(w, caf::infinite, run_atom::value, job)
-        .then([result](job_result& r) { *result = std::move(r); });
+      self->request(w, caf::infinite, run_atom::value, job).then([result](job_result& r) {
+        *result = std::move(r);
+      });
     });
     run();
     anon_send_exit(w, caf::exit_reason::user_shutdown);
@@ -146,8 +147,9 @@ CAF_TEST(a thread change is applied and recorded) {
   auto w = spawn_worker(sys, sink, {});
   auto result = std::make_shared<job_result>();
   sys.spawn([=](caf::event_based_actor* self) {
-    self->request(w, caf::infinite, run_atom::value, job)
-      .then([result](job_result& r) { *result = std::move(r); });
+    self->request(w, caf::infinite, run_atom::value, job).then([result](job_result& r) {
+      *result = std::move(r);
+    });
   });
   // Deliver the run request and one slice, then change threads.
   sched.run_once();

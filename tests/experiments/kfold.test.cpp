@@ -35,7 +35,7 @@ kfold_options small(const std::filesystem::path& out) {
 
 } // namespace
 
-CAF_TEST(parallel and one-at-a-time runs give identical accuracy per job) {
+CAF_TEST(parallel and one - at - a - time runs give identical accuracy per job) {
   test::temp_dir dir;
   auto parallel = small(dir / "parallel");
   parallel.slots = 2;
@@ -78,7 +78,7 @@ CAF_TEST(summary json lists every job exactly once with the contract keys) {
                             "started_at", "finished_at"})
       CAF_CHECK(j.contains(key));
     auto key = j["model"].get<std::string>() + "/" + j["scheduler"].get<std::string>() + "/"
-               + std::to_string(j["fold"].get<int>());
+      + std::to_string(j["fold"].get<int>());
     CAF_CHECK(seen.insert(key).second);
     CAF_CHECK_LESS_OR_EQUAL(j["started_at"].get<double>(), j["finished_at"].get<double>());
   }

@@ -21,9 +21,8 @@ struct expected_model {
 
 // PyTorch 1.13's counts for the same architectures, 10 classes.
 const expected_model table[] = {
-  {"lenet", 3, 62006},          {"lenet5", 1, 61750},         {"alexnet", 1, 2456778},
-  {"mobilenet", 3, 3217226},    {"vgg11", 3, 9231114},        {"vgg13", 3, 9416010},
-  {"vgg16", 3, 14728266},       {"vgg19", 3, 20040522},
+  {"lenet", 3, 62006},   {"lenet5", 1, 61750},  {"alexnet", 1, 2456778}, {"mobilenet", 3, 3217226},
+  {"vgg11", 3, 9231114}, {"vgg13", 3, 9416010}, {"vgg16", 3, 14728266},  {"vgg19", 3, 20040522},
 };
 
 } // namespace
@@ -76,9 +75,8 @@ CAF_TEST(each call builds an independent model) {
 }
 
 CAF_TEST(user models can be registered by name) {
-  register_model("tiny-lenet5", "test model", [](int64_t in, int64_t k) -> network_ptr {
-    return LeNet5(in, k).ptr();
-  });
+  register_model("tiny-lenet5", "test model",
+                 [](int64_t in, int64_t k) -> network_ptr { return LeNet5(in, k).ptr(); });
   CAF_CHECK(has_model("tiny-lenet5"));
   auto net = make_model("tiny-lenet5", 1, 3);
   CAF_CHECK_EQUAL(parameter_count(*net), 61750 - 850 + 255);

@@ -87,8 +87,7 @@ CAF_TEST(a config file supplies flags and the command line wins) {
   CAF_CHECK_EQUAL(summary["epochs"].get<int>(), 1);
   CAF_CHECK_EQUAL(summary["train_samples"].get<int>(), 64);
   std::ofstream(dir / "bad.cfg") << "modle = lenet5\n";
-  check_bad_input(pnn_node("train --config " + (dir / "bad.cfg").string() + " --out x"),
-                  "bad.cfg");
+  check_bad_input(pnn_node("train --config " + (dir / "bad.cfg").string() + " --out x"), "bad.cfg");
   check_bad_input(pnn_node("train --config " + (dir / "none.cfg").string() + " --out x"),
                   "none.cfg");
 }
@@ -166,13 +165,14 @@ CAF_TEST(hogwild trains one model with two workers and writes its summary) {
   test::temp_dir dir;
   auto out = dir / "hw";
   auto r = pnn_node("hogwild --dataset synthetic:train=256,test=64 --model lenet5 --workers 2 "
-                    "--epochs 2 --progress plain --out " + out.string());
+                    "--epochs 2 --progress plain --out "
+                    + out.string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   CAF_CHECK(test::contains(r.out, "test accuracy"));
   CAF_CHECK(test::contains(r.out, "samples/s"));
   auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
-  for (const char* key : {"wall_seconds", "cpu_utilization_mean", "test_accuracy",
-                          "samples_per_second"})
+  for (const char* key :
+       {"wall_seconds", "cpu_utilization_mean", "test_accuracy", "samples_per_second"})
     CAF_CHECK(s.contains(key));
   CAF_CHECK_EQUAL(s["workers"].get<int>(), 2);
   CAF_CHECK_EQUAL(s["worker_list"].size(), 2u);
@@ -255,22 +255,23 @@ test::process_result on_full_disk(const test::temp_dir& dir, const std::string& 
   auto mnt = dir / "small";
   std::filesystem::create_directory(mnt);
   auto script = "mount -t tmpfs -o size=300k tmpfs " + mnt.string() + " && " + node + " " + args
-                + " --out " + (mnt / "run").string() + "; rc=\\$?; find " + mnt.string()
-                + " -name '*.tmp.*' >&2; exit \\$rc";
+    + " --out " + (mnt / "run").string() + "; rc=\\$?; find " + mnt.string()
+    + " -name '*.tmp.*' >&2; exit \\$rc";
   return test::run_command("unshare -m sh -c \"" + script + "\"");
 }
 
 } // namespace
 
-CAF_TEST(a disk that fills up mid-run is one clear error and leaves no torn files) {
+CAF_TEST(a disk that fills up mid - run is one clear error and leaves no torn files) {
   test::temp_dir dir;
   CAF_REQUIRE_EQUAL(std::system("unshare -m true"), 0); // root with mount namespaces
   auto train = on_full_disk(dir, "train --dataset synthetic --subset 64 --progress none");
   CAF_CHECK_EQUAL(train.exit_code, 1);
   CAF_CHECK(test::contains(train.err, "epoch_1.pt: write failed: No space left on device"));
   CAF_CHECK_EQUAL(std::count(train.err.begin(), train.err.end(), '\n'), 1); // no *.tmp.* found
-  auto kfold = on_full_disk(dir, "kfold --dataset synthetic --subset 256 --folds 2 --epochs 1 "
-                                 "--checkpoint-every 1 --progress none");
+  auto kfold = on_full_disk(dir,
+                            "kfold --dataset synthetic --subset 256 --folds 2 --epochs 1 "
+                            "--checkpoint-every 1 --progress none");
   CAF_CHECK_EQUAL(kfold.exit_code, 1);
   CAF_CHECK(test::contains(kfold.err, "2 job(s) failed"));
   CAF_CHECK(test::contains(kfold.err, "No space left on device"));
@@ -325,8 +326,8 @@ CAF_TEST(a kfold run ends with a report and report compares it with a serial run
   CAF_REQUIRE_EQUAL(parallel.exit_code, 0);
   CAF_CHECK(test::contains(parallel.out, "report.md"));
   check_report(dir / "parallel", {"accuracy", "per_class", "timeline", "cpu"});
-  auto r = pnn_node("report " + (dir / "parallel").string() + " --compare "
-                    + (dir / "serial").string());
+  auto r =
+    pnn_node("report " + (dir / "parallel").string() + " --compare " + (dir / "serial").string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   check_report(dir / "parallel", {"accuracy", "per_class", "timeline", "cpu", "speedup"});
   const auto md = test::read_text(dir / "parallel" / "report.md");
@@ -338,7 +339,8 @@ CAF_TEST(a kfold run ends with a report and report compares it with a serial run
   check_bad_input(pnn_node("report " + (dir / "nothing").string()), "nothing");
   check_bad_input(pnn_node("report " + dir.path().string()), "summary.json");
   check_bad_input(pnn_node("report"), "report");
-  auto no_gnuplot = pnn_node("report " + (dir / "parallel").string() + " --gnuplot /nonexistent/gp");
+  auto no_gnuplot =
+    pnn_node("report " + (dir / "parallel").string() + " --gnuplot /nonexistent/gp");
   CAF_CHECK_EQUAL(no_gnuplot.exit_code, 1);
   CAF_CHECK(test::contains(no_gnuplot.err, "gnuplot"));
   CAF_CHECK_EQUAL(std::count(no_gnuplot.err.begin(), no_gnuplot.err.end(), '\n'), 1);
@@ -357,17 +359,20 @@ CAF_TEST(a hogwild report draws loss against time for each compared run) {
   CAF_CHECK(test::contains(gp, "hogwild 2 worker(s)"));
   CAF_CHECK(test::contains(gp, "hogwild 1 worker(s)"));
   // A kfold run is no hogwild comparison.
-  auto k = pnn_node("kfold --dataset synthetic:train=64,test=8 --folds 2 --epochs 1 --progress none "
-                    "--no-report --out " + (dir / "k").string());
+  auto k =
+    pnn_node("kfold --dataset synthetic:train=64,test=8 --folds 2 --epochs 1 --progress none "
+             "--no-report --out "
+             + (dir / "k").string());
   CAF_REQUIRE_EQUAL(k.exit_code, 0);
-  check_bad_input(pnn_node("report " + (dir / "two").string() + " --compare " + (dir / "k").string()),
-                  "--compare");
+  check_bad_input(
+    pnn_node("report " + (dir / "two").string() + " --compare " + (dir / "k").string()),
+    "--compare");
 }
 
-CAF_TEST(docs/cli.md names every flag of every command) {
+CAF_TEST(docs / cli.md names every flag of every command) {
   const auto doc = test::read_text(std::filesystem::path(PNN_SOURCE_DIR) / "docs" / "cli.md");
-  for (const char* command : {"train", "kfold", "hogwild", "sgd", "serve", "report", "models",
-                              "datasets"}) {
+  for (const char* command :
+       {"train", "kfold", "hogwild", "sgd", "serve", "report", "models", "datasets"}) {
     auto help = pnn_node(std::string{command} + " --help");
     CAF_REQUIRE_EQUAL(help.exit_code, 0);
     CAF_CHECK(test::contains(doc, std::string{"## "} + command)

@@ -50,14 +50,14 @@ const std::string kfold_run = "kfold --dataset synthetic:train=160,test=10 --mod
 
 } // namespace
 
-CAF_TEST(a K-fold runs every job once on two serve processes) {
+CAF_TEST(a K - fold runs every job once on two serve processes) {
   test::temp_dir dir;
   server a{1}, b{1};
   CAF_REQUIRE_GREATER(a.port, 0);
   CAF_REQUIRE_GREATER(b.port, 0);
   CAF_MESSAGE(a.line);
-  auto r = test::run_command(node + " " + kfold_run + " --hosts " + a.address() + ","
-                             + b.address() + " --no-local --out " + (dir / "run").string());
+  auto r = test::run_command(node + " " + kfold_run + " --hosts " + a.address() + "," + b.address()
+                             + " --no-local --out " + (dir / "run").string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
   CAF_REQUIRE_EQUAL(s["jobs"].size(), 4u);
@@ -68,8 +68,9 @@ CAF_TEST(a K-fold runs every job once on two serve processes) {
     hosts.insert(j["host"].get<std::string>());
     // The record files came back to the coordinator's folder.
     auto job_dir = dir / "run" / "lenet5" / j["scheduler"].get<std::string>()
-                   / ("fold" + std::to_string(j["fold"].get<int>()));
-    for (const char* f : {"steps.csv", "epochs.csv", "metrics.json", "confusion.csv", "result.json"})
+      / ("fold" + std::to_string(j["fold"].get<int>()));
+    for (const char* f :
+         {"steps.csv", "epochs.csv", "metrics.json", "confusion.csv", "result.json"})
       CAF_CHECK(std::filesystem::exists(job_dir / f));
   }
   CAF_CHECK_EQUAL(jobs.size(), 4u);
@@ -92,10 +93,11 @@ CAF_TEST(checkpoints of remote jobs come back to the coordinator) {
   test::temp_dir dir;
   server a{2};
   CAF_REQUIRE_GREATER(a.port, 0);
-  auto r = test::run_command(node + " kfold --dataset synthetic:train=160,test=10 --models lenet5 "
-                             "--schedulers cosine --folds 2 --epochs 2 --progress plain "
-                             "--checkpoint-every 1 --no-local --hosts " + a.address()
-                             + " --out " + (dir / "run").string());
+  auto r = test::run_command(node
+                             + " kfold --dataset synthetic:train=160,test=10 --models lenet5 "
+                               "--schedulers cosine --folds 2 --epochs 2 --progress plain "
+                               "--checkpoint-every 1 --no-local --hosts "
+                             + a.address() + " --out " + (dir / "run").string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   for (int fold = 0; fold < 2; ++fold) {
     auto job_dir = dir / "run" / "lenet5" / "cosine" / ("fold" + std::to_string(fold));
@@ -133,10 +135,13 @@ void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
   CAF_REQUIRE_GREATER(b.port, 0);
   const auto out = dir / "run";
   test::background_process coordinator(
-    node + " kfold --dataset synthetic:train=3000,test=10 --models lenet5 --schedulers cosine "
-           "--folds 2 --epochs 6 --checkpoint-every 1 --progress plain --no-local --hosts "
+    node
+    + " kfold --dataset synthetic:train=3000,test=10 --models lenet5 --schedulers cosine "
+      "--folds 2 --epochs 6 --checkpoint-every 1 --progress plain --no-local --hosts "
     + a.address() + "," + b.address() + " " + extra_flags + " --out " + out.string());
-  const auto fold_dir = [&](int f) { return out / "lenet5" / "cosine" / ("fold" + std::to_string(f)); };
+  const auto fold_dir = [&](int f) {
+    return out / "lenet5" / "cosine" / ("fold" + std::to_string(f));
+  };
   for (int i = 0; i < 3000; ++i) {
     if (std::filesystem::exists(fold_dir(0) / "epoch_1.pt")
         && std::filesystem::exists(fold_dir(1) / "epoch_1.pt"))
@@ -175,24 +180,25 @@ void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
 
 } // namespace
 
-CAF_TEST(a host killed mid K-fold loses no job and its job resumes from its checkpoint) {
+CAF_TEST(a host killed mid K - fold loses no job and its job resumes from its checkpoint) {
   lose_a_host_mid_kfold(SIGKILL, "");
 }
 
-CAF_TEST(a host that goes silent mid K-fold is dropped after the peer timeout) {
+CAF_TEST(a host that goes silent mid K - fold is dropped after the peer timeout) {
   // SIGSTOP: the connection stays open but nothing comes back (a cut cable).
   lose_a_host_mid_kfold(SIGSTOP, "--peer-timeout " + test::scaled(2));
 }
 
-CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs) {
+CAF_TEST(a coordinator killed mid K - fold resumes without rerunning finished jobs) {
   test::temp_dir dir;
   server a{2};
   CAF_REQUIRE_GREATER(a.port, 0);
   const auto out = dir / "run";
-  const std::string run = node + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
-                                 "--schedulers cosine,warm --folds 2 --epochs 4 --checkpoint-every 1 "
-                                 "--progress plain --no-local --hosts " + a.address()
-                          + " --out " + out.string();
+  const std::string run = node
+    + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
+      "--schedulers cosine,warm --folds 2 --epochs 4 --checkpoint-every 1 "
+      "--progress plain --no-local --hosts "
+    + a.address() + " --out " + out.string();
   std::vector<std::filesystem::path> dirs;
   for (const char* sched : {"cosine", "warm"})
     for (int f = 0; f < 2; ++f)
@@ -208,8 +214,8 @@ CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs
       for (const auto& d : dirs) {
         done_one = done_one || std::filesystem::exists(d / "result.json");
         started_one = started_one
-                      || (std::filesystem::exists(d / "epoch_1.pt")
-                          && !std::filesystem::exists(d / "result.json"));
+          || (std::filesystem::exists(d / "epoch_1.pt")
+              && !std::filesystem::exists(d / "result.json"));
       }
       ready = done_one && started_one;
       if (!ready)
@@ -233,7 +239,7 @@ CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs
   for (const auto& j : s["jobs"]) {
     CAF_CHECK(j["ok"].get<bool>());
     auto d = out / "lenet5" / j["scheduler"].get<std::string>()
-             / ("fold" + std::to_string(j["fold"].get<int>()));
+      / ("fold" + std::to_string(j["fold"].get<int>()));
     if (finished.count(d)) {
       // Not run again: its stored result is the one from before the kill.
       CAF_CHECK(j.value("kept_from_earlier_run", false));
@@ -249,7 +255,7 @@ CAF_TEST(a coordinator killed mid K-fold resumes without rerunning finished jobs
   CAF_CHECK_GREATER_OR_EQUAL(resumed, 1); // the job that had a checkpoint
 }
 
-CAF_TEST(a new host and a host that comes back join a running K-fold) {
+CAF_TEST(a new host and a host that comes back join a running K - fold) {
   test::temp_dir dir;
   server a{1};
   CAF_REQUIRE_GREATER(a.port, 0);
@@ -257,11 +263,12 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   std::ofstream(hosts) << "# the cluster\n" << a.address() << "\n";
   const auto out = dir / "run";
   test::background_process coordinator(
-    node + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
-           "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
-           "--progress none --no-local --hosts-file " + hosts.string()
-    + " --rejoin-interval " + test::scaled(0.5) + " --peer-timeout " + test::scaled(3)
-    + " --out " + out.string() + " 2>" + (dir / "coordinator.err").string());
+    node
+    + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
+      "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
+      "--progress none --no-local --hosts-file "
+    + hosts.string() + " --rejoin-interval " + test::scaled(0.5) + " --peer-timeout "
+    + test::scaled(3) + " --out " + out.string() + " 2>" + (dir / "coordinator.err").string());
   // Host a has started a job: a new host b is added to the file.
   auto any_checkpoint = [&] {
     for (const char* sched : {"cosine", "warm", "step"})
@@ -303,8 +310,8 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   int on_b = 0, on_a_after_return = 0;
   for (const auto& j : s["jobs"]) {
     CAF_MESSAGE("job " << j["scheduler"].get<std::string>() << j["fold"].get<int>() << " on "
-                       << j["host"].get<std::string>() << " from "
-                       << j["started_at"].get<double>() << " s");
+                       << j["host"].get<std::string>() << " from " << j["started_at"].get<double>()
+                       << " s");
     CAF_CHECK(j["ok"].get<bool>());
     CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 30);
     jobs.insert(j["scheduler"].get<std::string>() + std::to_string(j["fold"].get<int>()));
@@ -319,8 +326,8 @@ CAF_TEST(a new host and a host that comes back join a running K-fold) {
   CAF_CHECK_GREATER(on_b, 0);
   CAF_CHECK_GREATER(on_a_after_return, 0);
   // The bad line of the file is named once, by file and line, and skipped.
-  const std::string bad_line = "pnn kfold: --hosts-file " + hosts.string()
-                               + " line 3: not-a-host: expected host:port";
+  const std::string bad_line =
+    "pnn kfold: --hosts-file " + hosts.string() + " line 3: not-a-host: expected host:port";
   CAF_CHECK(test::contains(err, bad_line));
   CAF_CHECK_EQUAL(err.find(bad_line), err.rfind(bad_line));
   CAF_CHECK(test::contains(err, "host " + b.address() + " joined"));
@@ -335,7 +342,7 @@ CAF_TEST(serve and coordinator with different peer timeouts keep healthy hosts) 
   const std::string jobs = " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
                            "--schedulers cosine --folds 2 --epochs 20 --progress none "
                            "--no-report --no-local --rejoin-interval "
-                           + test::scaled(0.25);
+    + test::scaled(0.25);
   auto check_run = [&](const std::string& name, const std::string& coordinator_flags,
                        const std::vector<const server*>& hosts) {
     const auto file = dir / (name + ".hosts");
@@ -383,9 +390,8 @@ CAF_TEST(a silent peer and peers flooding garbage do not stop a serve node) {
   test::background_process silent("bash -c 'exec 3<>" + tcp + "; echo connected; sleep 120'");
   CAF_REQUIRE_EQUAL(silent.read_line(), "connected");
   // Three connections, each pushing 20 MB of random bytes as fast as it can.
-  test::background_process flood(
-    "bash -c 'for i in 1 2 3; do head -c 20000000 /dev/urandom >" + tcp
-    + " 2>/dev/null; done; echo flooded'");
+  test::background_process flood("bash -c 'for i in 1 2 3; do head -c 20000000 /dev/urandom >" + tcp
+                                 + " 2>/dev/null; done; echo flooded'");
   // A K-fold through the node while (and after) that goes on.
   auto r = test::run_command(node + " " + kfold_run + " --no-local --hosts " + a.address()
                              + " --out " + (dir / "run").string());
@@ -459,7 +465,8 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
   auto multi = test::run_command(node + " " + sgd_run + " --no-local --hosts " + a.address() + ","
                                  + b.address() + " --out " + (dir / "multi").string());
   CAF_REQUIRE_EQUAL(multi.exit_code, 0);
-  auto single = test::run_command(node + " " + sgd_run + " --slots 2 --out " + (dir / "single").string());
+  auto single =
+    test::run_command(node + " " + sgd_run + " --slots 2 --out " + (dir / "single").string());
   CAF_REQUIRE_EQUAL(single.exit_code, 0);
   auto m = nlohmann::json::parse(test::read_text(dir / "multi" / "summary.json"));
   auto s = nlohmann::json::parse(test::read_text(dir / "single" / "summary.json"));
@@ -501,9 +508,8 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
   auto loss = test::read_text(dir / "multi" / "loss.csv");
   CAF_CHECK_EQUAL(std::count(loss.begin(), loss.end(), '\n'), 1 + 2 * 2 * (600 / 32 + 1));
   // The nodes outlive their first coordinator: a second run uses them again.
-  auto again = test::run_command(node + " " + sgd_run + " --no-local --hosts "
-                                 + a.address() + "," + b.address() + " --out "
-                                 + (dir / "again").string());
+  auto again = test::run_command(node + " " + sgd_run + " --no-local --hosts " + a.address() + ","
+                                 + b.address() + " --out " + (dir / "again").string());
   CAF_CHECK_EQUAL(again.exit_code, 0);
   if (again.exit_code != 0)
     CAF_MESSAGE(again.err);
@@ -525,8 +531,8 @@ CAF_TEST(a remote peer sending wrong updates is rejected while training goes on)
   o.progress = "none";
   o.on_holder = [&](ParameterHolder& holder) {
     auto port = holder.publish(0);
-    rogue = std::make_unique<test::background_process>(self_exe + " --rogue-peer 127.0.0.1:"
-                                                       + std::to_string(port));
+    rogue = std::make_unique<test::background_process>(
+      self_exe + " --rogue-peer 127.0.0.1:" + std::to_string(port));
     CAF_CHECK_EQUAL(rogue->read_line(), "connected");
   };
   auto report = run_sgd(o);
@@ -578,9 +584,9 @@ CAF_TEST(SGD goes on when a worker host is killed mid run) {
   o.on_holder = [&](ParameterHolder& holder) {
     // Once the holder has applied 20 updates, host a dies.
     auto port = holder.publish(0);
-    killer = std::make_unique<test::background_process>(
-      self_exe + " --kill-at-version 127.0.0.1:" + std::to_string(port) + " 20 "
-      + std::to_string(a.process.pid()));
+    killer = std::make_unique<test::background_process>(self_exe + " --kill-at-version 127.0.0.1:"
+                                                        + std::to_string(port) + " 20 "
+                                                        + std::to_string(a.process.pid()));
     CAF_CHECK_EQUAL(killer->read_line(), "connected");
   };
   auto report = run_sgd(o);
@@ -622,14 +628,14 @@ CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
   auto tls = [](const std::filesystem::path& d, const std::string& name,
                 const std::filesystem::path& ca_dir) {
     return " --tls-cert " + (d / (name + ".pem")).string() + " --tls-key "
-           + (d / (name + ".key")).string() + " --tls-ca " + (ca_dir / "ca.pem").string();
+      + (d / (name + ".key")).string() + " --tls-ca " + (ca_dir / "ca.pem").string();
   };
   server a{1, tls(cluster, "host", cluster)};
   CAF_REQUIRE_GREATER(a.port, 0);
   CAF_MESSAGE(a.line);
   CAF_CHECK(test::contains(a.line, "TLS"));
-  const std::string run = node + " " + kfold_run + " --no-local --connect-timeout 5 --hosts "
-                          + a.address();
+  const std::string run =
+    node + " " + kfold_run + " --no-local --connect-timeout 5 --hosts " + a.address();
   // The cluster's own coordinator gets in.
   auto ok = test::run_command(run + tls(cluster, "coordinator", cluster) + " --out "
                               + (dir / "ok").string());
@@ -638,8 +644,8 @@ CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
     CAF_MESSAGE(ok.err);
   CAF_CHECK(std::filesystem::exists(dir / "ok" / "summary.json"));
   // A certificate of another CA, trusting either CA; and no TLS at all: refused.
-  for (const auto& flags : {tls(foreign, "intruder", foreign), tls(foreign, "intruder", cluster),
-                            std::string{}}) {
+  for (const auto& flags :
+       {tls(foreign, "intruder", foreign), tls(foreign, "intruder", cluster), std::string{}}) {
     auto r = test::run_command(run + flags + " --out " + (dir / "refused").string());
     CAF_CHECK_EQUAL(r.exit_code, 2);
     CAF_CHECK(test::contains(r.err, "--hosts " + a.address()));
@@ -654,8 +660,8 @@ CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
   // Half a TLS setup is bad input.
   for (const std::string& flags :
        {" --tls-cert " + (cluster / "host.pem").string(),
-        " --tls-cert " + (cluster / "host.pem").string() + " --tls-key " + (cluster / "host.key").string()
-          + " --tls-ca " + (dir / "missing.pem").string(),
+        " --tls-cert " + (cluster / "host.pem").string() + " --tls-key "
+          + (cluster / "host.key").string() + " --tls-ca " + (dir / "missing.pem").string(),
         " --tls-cert " + cluster.string() + " --tls-key x --tls-ca y"}) { // a folder
     auto e = test::run_command(node + " serve --port 0" + flags);
     CAF_CHECK_EQUAL(e.exit_code, 2);
@@ -676,14 +682,13 @@ CAF_TEST(bad sgd flags and unreachable hosts are one line with exit code 2) {
   CAF_CHECK_EQUAL(r.exit_code, 2);
   CAF_CHECK(test::contains(r.err, "--hosts 127.0.0.1:" + std::to_string(closed)));
   CAF_CHECK_EQUAL(std::count(r.err.begin(), r.err.end(), '\n'), 1);
-  for (const char* args : {"sgd --dataset synthetic --no-local --out x",
-                           "sgd --dataset synthetic --hosts nohost --out x",
-                           "sgd --dataset synthetic --n-push 0 --out x",
-                           "sgd --dataset synthetic --n-pull -1 --out x",
-                           "sgd --dataset synthetic --max-pushes 0 --out x",
-                           "sgd --dataset synthetic --holder-timeout 0 --out x",
-                           "sgd --dataset synthetic --model nonet --out x",
-                           "sgd --dataset synthetic"}) {
+  for (const char* args :
+       {"sgd --dataset synthetic --no-local --out x",
+        "sgd --dataset synthetic --hosts nohost --out x",
+        "sgd --dataset synthetic --n-push 0 --out x", "sgd --dataset synthetic --n-pull -1 --out x",
+        "sgd --dataset synthetic --max-pushes 0 --out x",
+        "sgd --dataset synthetic --holder-timeout 0 --out x",
+        "sgd --dataset synthetic --model nonet --out x", "sgd --dataset synthetic"}) {
     auto e = test::run_command(node + " " + args);
     CAF_CHECK_EQUAL(e.exit_code, 2);
     CAF_CHECK_EQUAL(std::count(e.err.begin(), e.err.end(), '\n'), 1);

@@ -239,7 +239,7 @@ CAF_TEST(an MNIST folder loads train and test parts and names a missing file) {
   CAF_CHECK(torch::equal(via_name.train->images, pair.train->images));
 }
 
-CAF_TEST(CIFAR-10 batches load with labels and pixels in CHW order) {
+CAF_TEST(CIFAR - 10 batches load with labels and pixels in CHW order) {
   for (int i = 1; i <= 5; ++i) {
     bytes b;
     add_record(b, static_cast<unsigned char>(i), static_cast<unsigned char>(10 * i));
@@ -261,7 +261,7 @@ CAF_TEST(CIFAR-10 batches load with labels and pixels in CHW order) {
   CAF_CHECK_EQUAL(pair.train->classes[0], "airplane");
 }
 
-CAF_TEST(malformed CIFAR-10 files are errors naming the file) {
+CAF_TEST(malformed CIFAR - 10 files are errors naming the file) {
   bytes b;
   add_record(b, 1, 1);
   b.pop_back();
@@ -332,7 +332,7 @@ CAF_TEST(unknown dataset names and missing data folders are errors) {
   CAF_CHECK(test::contains(msg2, "--data-dir"));
 }
 
-CAF_TEST(Fashion-MNIST from the Debian package loads with its class names) {
+CAF_TEST(Fashion - MNIST from the Debian package loads with its class names) {
   bool found = false;
   for (const auto& info : list_datasets())
     if (info.name == "fashion-mnist")

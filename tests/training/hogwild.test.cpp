@@ -200,8 +200,8 @@ CAF_TEST(jobs on a shared queue together train each epoch once) {
   for (int r = 0; r < 2; ++r) {
     auto o = sgd_options(2 + static_cast<uint64_t>(r));
     o.shared_batches = queue;
-    jobs.push_back(std::make_unique<training_job>(o, data.train, all_indices(200),
-                                                  std::vector<int64_t>{}));
+    jobs.push_back(
+      std::make_unique<training_job>(o, data.train, all_indices(200), std::vector<int64_t>{}));
     share_parameters(*master, *jobs.back()->model());
     // 13 batches per epoch over 2 jobs: 7 each nominally.
     CAF_CHECK_EQUAL(jobs.back()->batches_per_epoch(), 7);

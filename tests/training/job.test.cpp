@@ -129,7 +129,7 @@ CAF_TEST(resuming from an epoch checkpoint reproduces the uninterrupted losses) 
   CAF_CHECK_EQUAL(full.schedule().lr(), resumed.schedule().lr());
 }
 
-CAF_TEST(resuming from a mid-epoch checkpoint with augmentation reproduces the run) {
+CAF_TEST(resuming from a mid - epoch checkpoint with augmentation reproduces the run) {
   test::temp_dir dir;
   auto data = small_data();
   auto o = small_options();
@@ -183,8 +183,8 @@ CAF_TEST(bad job options are errors) {
   auto data = small_data();
   auto o = small_options();
   o.epochs = 0;
-  auto [code, msg] = test::error_of(
-    [&] { training_job job(o, data.train, all_indices(data.train->size()), {}); });
+  auto [code, msg] =
+    test::error_of([&] { training_job job(o, data.train, all_indices(data.train->size()), {}); });
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "--epochs 0"));
   o = small_options();

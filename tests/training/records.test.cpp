@@ -47,7 +47,7 @@ CAF_TEST(an unwritable folder is an io error naming the file) {
   CAF_CHECK(test::contains(msg, "x.json"));
 }
 
-CAF_TEST(step and epoch records round-trip through JSON and render as CSV) {
+CAF_TEST(step and epoch records round - trip through JSON and render as CSV) {
   step_record s{1.5, 0, 3, 4, 0.25, 1e-3};
   auto s2 = step_from_json(nlohmann::json::parse(to_json(s).dump()));
   CAF_CHECK_EQUAL(s2.step, 4);

@@ -45,22 +45,23 @@ std::unique_ptr<lr_schedule> make(const std::string& text, int64_t steps_per_epo
 CAF_TEST(cosine equals PyTorch CosineAnnealingLR and rises again past T_max) {
   auto s = make("cosine:t_max=10,eta_min=1e-6");
   CAF_CHECK(s->per_batch());
-  check_close(lrs(*s, 13), {0.001, 0.0009755527299, 0.0009046039887, 0.0007940987335,
-                            0.0006548539887, 0.0005005, 0.0003461460113, 0.0002069012665,
-                            9.639601131e-05, 2.544727011e-05, 1e-06, 2.544727011e-05,
-                            9.639601131e-05});
+  check_close(lrs(*s, 13),
+              {0.001, 0.0009755527299, 0.0009046039887, 0.0007940987335, 0.0006548539887, 0.0005005,
+               0.0003461460113, 0.0002069012665, 9.639601131e-05, 2.544727011e-05, 1e-06,
+               2.544727011e-05, 9.639601131e-05});
 }
 
 CAF_TEST(warm equals PyTorch CosineAnnealingWarmRestarts with T_mult 2) {
   auto s = make("warm:t_0=3,t_mult=2");
-  check_close(lrs(*s, 11), {0.001, 0.00075, 0.00025, 0.001, 0.0009330127019, 0.00075, 0.0005,
-                            0.00025, 6.698729811e-05, 0.001, 0.0009829629131});
+  check_close(lrs(*s, 11),
+              {0.001, 0.00075, 0.00025, 0.001, 0.0009330127019, 0.00075, 0.0005, 0.00025,
+               6.698729811e-05, 0.001, 0.0009829629131});
 }
 
 CAF_TEST(multistep decays by gamma at each milestone) {
   auto s = make("multistep:milestones=5/8,gamma=0.1");
-  check_close(lrs(*s, 10), {0.001, 0.001, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 1e-05,
-                            1e-05});
+  check_close(lrs(*s, 10),
+              {0.001, 0.001, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 1e-05, 1e-05});
 }
 
 CAF_TEST(step decays every step_size steps) {

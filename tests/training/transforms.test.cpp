@@ -34,7 +34,7 @@ CAF_TEST(normalisation scales to 0..1 then subtracts the mean and divides by std
   CAF_CHECK(std::abs(x[0][0][0][2].item<float>() - 1.6f) < 1e-6);
 }
 
-CAF_TEST(per-channel normalisation uses the mean and std of each channel) {
+CAF_TEST(per - channel normalisation uses the mean and std of each channel) {
   auto batch = torch::full({1, 3, 1, 1}, 255, torch::kUInt8);
   transform_options o = plain(0);
   o.mean = {0.0, 0.5, 1.0};

@@ -122,7 +122,8 @@ private:
     int err = 0;
     std::string msg = gzerror(in_, &err);
     fail(error_code::malformed_file, file_,
-         "truncated or corrupt gzip data (" + (msg.empty() ? std::string{"read error"} : msg) + ")");
+         "truncated or corrupt gzip data (" + (msg.empty() ? std::string{"read error"} : msg)
+           + ")");
   }
 
   fs::path file_;
@@ -235,15 +236,12 @@ fs::path find_variant(const fs::path& dir, const std::string& base) {
   return dir / (base + ".gz");
 }
 
-const std::vector<std::string> fashion_classes = {"T-shirt/top", "Trouser", "Pullover",
-                                                  "Dress",       "Coat",    "Sandal",
-                                                  "Shirt",       "Sneaker", "Bag",
-                                                  "Ankle boot"};
-const std::vector<std::string> digit_classes = {"0", "1", "2", "3", "4",
-                                                "5", "6", "7", "8", "9"};
-const std::vector<std::string> cifar_classes = {"airplane", "automobile", "bird",  "cat",
-                                                "deer",     "dog",        "frog",  "horse",
-                                                "ship",     "truck"};
+const std::vector<std::string> fashion_classes = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                  "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                                  "Bag",         "Ankle boot"};
+const std::vector<std::string> digit_classes = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+const std::vector<std::string> cifar_classes = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                "dog",      "frog",       "horse", "ship", "truck"};
 
 const fs::path fashion_default_dir = "/usr/share/datasets/fashion-mnist";
 
@@ -297,12 +295,12 @@ dataset_pair load_mnist_dir(const fs::path& dir, std::string name,
   if (!fs::is_directory(dir, ec))
     fail(error_code::file_not_found, dir, "data folder not found");
   dataset_pair result;
-  result.train = std::make_shared<dataset>(
-    load_idx(find_variant(dir, "train-images-idx3-ubyte"),
-             find_variant(dir, "train-labels-idx1-ubyte"), name, classes));
-  result.test = std::make_shared<dataset>(
-    load_idx(find_variant(dir, "t10k-images-idx3-ubyte"),
-             find_variant(dir, "t10k-labels-idx1-ubyte"), name + "-test", classes));
+  result.train = std::make_shared<dataset>(load_idx(find_variant(dir, "train-images-idx3-ubyte"),
+                                                    find_variant(dir, "train-labels-idx1-ubyte"),
+                                                    name, classes));
+  result.test = std::make_shared<dataset>(load_idx(find_variant(dir, "t10k-images-idx3-ubyte"),
+                                                   find_variant(dir, "t10k-labels-idx1-ubyte"),
+                                                   name + "-test", classes));
   return result;
 }
 
@@ -334,9 +332,8 @@ dataset load_cifar10_files(const std::vector<fs::path>& files, std::string name,
     for (size_t off = 0; off < bytes.size(); off += record, ++i) {
       if (bytes[off] >= d.classes.size())
         fail(error_code::malformed_file, files[f],
-             "record " + std::to_string(off / record) + " has label "
-               + std::to_string(bytes[off]) + ", expected 0.."
-               + std::to_string(d.classes.size() - 1));
+             "record " + std::to_string(off / record) + " has label " + std::to_string(bytes[off])
+               + ", expected 0.." + std::to_string(d.classes.size() - 1));
       lab[i] = bytes[off];
       std::memcpy(img + static_cast<size_t>(i) * pixels, bytes.data() + off + 1, pixels);
     }
@@ -370,8 +367,8 @@ dataset_pair load_cifar10_dir(const fs::path& dir) {
 }
 
 dataset_pair make_synthetic(const synthetic_options& o) {
-  if (o.train_size <= 0 || o.test_size < 0 || o.channels <= 0 || o.height <= 0
-      || o.width <= 0 || o.num_classes < 2)
+  if (o.train_size <= 0 || o.test_size < 0 || o.channels <= 0 || o.height <= 0 || o.width <= 0
+      || o.num_classes < 2)
     throw pnn::error(error_code::invalid_argument,
                      "synthetic dataset: sizes must be positive and classes >= 2");
   const int64_t pixels = o.channels * o.height * o.width;
@@ -399,7 +396,8 @@ dataset_pair make_synthetic(const synthetic_options& o) {
       for (int64_t j = 0; j < pixels; ++j) {
         int64_t v = proto[static_cast<size_t>(j)];
         if (noise > 0)
-          v += static_cast<int64_t>(uniform_below(gen, 2 * noise + 1)) - static_cast<int64_t>(noise);
+          v +=
+            static_cast<int64_t>(uniform_below(gen, 2 * noise + 1)) - static_cast<int64_t>(noise);
         img[i * pixels + j] = static_cast<uint8_t>(std::clamp<int64_t>(v, 0, 255));
       }
     }
@@ -429,20 +427,26 @@ std::vector<dataset_info> list_datasets(const fs::path& data_dir) {
   auto fashion_dir = data_dir.empty() ? fashion_default_dir : data_dir;
   result.push_back({"fashion-mnist", "Fashion-MNIST, 60,000 + 10,000 grey 28x28 images",
                     fashion_default_dir, mnist_files_found(fashion_dir)});
-  result.push_back({"mnist", "MNIST digits in idx format, from --data-dir", {},
+  result.push_back({"mnist",
+                    "MNIST digits in idx format, from --data-dir",
+                    {},
                     !data_dir.empty() && mnist_files_found(data_dir)});
-  result.push_back({"cifar10", "CIFAR-10 binary batches, 50,000 + 10,000 colour 32x32, from --data-dir",
-                    {}, !data_dir.empty() && cifar_files_found(data_dir)});
-  result.push_back({"synthetic", "generated, learnable: 1x28x28, 10 classes, 2,000 + 500", {}, true});
-  result.push_back({"synthetic-cifar", "generated, learnable: 3x32x32, 10 classes, 2,000 + 500", {}, true});
+  result.push_back({"cifar10",
+                    "CIFAR-10 binary batches, 50,000 + 10,000 colour 32x32, from --data-dir",
+                    {},
+                    !data_dir.empty() && cifar_files_found(data_dir)});
+  result.push_back(
+    {"synthetic", "generated, learnable: 1x28x28, 10 classes, 2,000 + 500", {}, true});
+  result.push_back(
+    {"synthetic-cifar", "generated, learnable: 3x32x32, 10 classes, 2,000 + 500", {}, true});
   return result;
 }
 
 dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
   dataset_pair result;
   if (name == "fashion-mnist") {
-    result = load_mnist_dir(data_dir.empty() ? fashion_default_dir : data_dir, name,
-                            fashion_classes);
+    result =
+      load_mnist_dir(data_dir.empty() ? fashion_default_dir : data_dir, name, fashion_classes);
   } else if (name == "mnist") {
     if (data_dir.empty())
       throw pnn::error(error_code::invalid_argument,
@@ -462,15 +466,17 @@ dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int
       o.channels = 3;
       o.height = o.width = 32;
     } else if (s.name != "synthetic") {
-      throw pnn::error(error_code::invalid_argument,
-                       "unknown dataset '" + name
-                         + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
+      throw pnn::error(
+        error_code::invalid_argument,
+        "unknown dataset '" + name
+          + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
     }
     o.train_size = static_cast<int64_t>(s.take_number("train", static_cast<double>(o.train_size)));
     o.test_size = static_cast<int64_t>(s.take_number("test", static_cast<double>(o.test_size)));
     o.noise = s.take_number("noise", o.noise);
     o.seed = static_cast<uint64_t>(s.take_number("seed", static_cast<double>(o.seed)));
-    o.num_classes = static_cast<int64_t>(s.take_number("classes", static_cast<double>(o.num_classes)));
+    o.num_classes =
+      static_cast<int64_t>(s.take_number("classes", static_cast<double>(o.num_classes)));
     s.expect_consumed();
     if (o.train_size > 1000000 || o.test_size > 1000000)
       throw pnn::error(error_code::invalid_argument,

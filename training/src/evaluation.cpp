@@ -16,8 +16,8 @@ std::vector<double> evaluation::per_class_accuracy() const {
     int64_t total = 0;
     for (auto v : confusion[c])
       total += v;
-    result.push_back(total == 0 ? NAN
-                                : static_cast<double>(confusion[c][c]) / static_cast<double>(total));
+    result.push_back(
+      total == 0 ? NAN : static_cast<double>(confusion[c][c]) / static_cast<double>(total));
   }
   return result;
 }
@@ -93,8 +93,8 @@ int64_t recompute_batchnorm_statistics(models::Network& model, const dataset& da
   int64_t layers = 0;
   for (const auto& m : model.modules(/*include_self=*/false))
     layers += reset_for_average<torch::nn::BatchNorm1dImpl>(*m, restore)
-              || reset_for_average<torch::nn::BatchNorm2dImpl>(*m, restore)
-              || reset_for_average<torch::nn::BatchNorm3dImpl>(*m, restore);
+      || reset_for_average<torch::nn::BatchNorm2dImpl>(*m, restore)
+      || reset_for_average<torch::nn::BatchNorm3dImpl>(*m, restore);
   if (layers == 0)
     return 0;
   torch::NoGradGuard no_grad;

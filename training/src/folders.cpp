@@ -6,7 +6,7 @@ std::string folder_name(const std::string& spec) {
   std::string result;
   for (char c : spec) {
     bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-                || c == '-' || c == '.';
+      || c == '-' || c == '.';
     result += keep ? c : '_';
   }
   return result.empty() ? "_" : result;

@@ -17,8 +17,8 @@ std::vector<int64_t> all_indices(int64_t n) {
 std::vector<std::vector<int64_t>> kfold_split(int64_t n, int k, uint64_t seed) {
   if (k < 2 || k > n)
     throw pnn::error(error_code::invalid_argument,
-                     "--folds " + std::to_string(k) + ": expected 2.." + std::to_string(n)
-                       + " for " + std::to_string(n) + " samples");
+                     "--folds " + std::to_string(k) + ": expected 2.." + std::to_string(n) + " for "
+                       + std::to_string(n) + " samples");
   auto order = all_indices(n);
   rng gen{seed};
   shuffle(order, gen);
@@ -36,7 +36,8 @@ std::vector<std::vector<int64_t>> kfold_split(int64_t n, int k, uint64_t seed) {
 fold_indices make_fold(int64_t n, int k, int index, uint64_t seed) {
   if (index < 0 || index >= k)
     throw pnn::error(error_code::invalid_argument,
-                     "fold index " + std::to_string(index) + ": expected 0.." + std::to_string(k - 1));
+                     "fold index " + std::to_string(index) + ": expected 0.."
+                       + std::to_string(k - 1));
   auto folds = kfold_split(n, k, seed);
   fold_indices result;
   for (int f = 0; f < k; ++f) {

@@ -108,14 +108,14 @@ struct training_job::impl {
   criterion_fn criterion;
 
   // Position.
-  int64_t epoch = 0;    // completed epochs
-  int64_t batch = 0;    // batches done in the current epoch
-  int64_t steps = 0;    // optimizer steps overall
-  int64_t samples = 0;  // samples trained overall
+  int64_t epoch = 0;                 // completed epochs
+  int64_t batch = 0;                 // batches done in the current epoch
+  int64_t steps = 0;                 // optimizer steps overall
+  int64_t samples = 0;               // samples trained overall
   std::vector<int64_t> shared_batch; // the batch taken from a shared queue
-  std::vector<int64_t> order; // this epoch's sample order
-  rng aug{0};           // augmentation generator, re-seeded per epoch
-  double loss_sum = 0;  // current epoch, summed over samples
+  std::vector<int64_t> order;        // this epoch's sample order
+  rng aug{0};                        // augmentation generator, re-seeded per epoch
+  double loss_sum = 0;               // current epoch, summed over samples
   int64_t correct = 0;
   int64_t seen = 0;
   double elapsed_before = 0; // seconds of training before the last resume
@@ -128,8 +128,7 @@ struct training_job::impl {
   std::optional<evaluation> last_val;
 
   double now() const {
-    return elapsed_before
-           + std::chrono::duration<double>(clock_type::now() - started).count();
+    return elapsed_before + std::chrono::duration<double>(clock_type::now() - started).count();
   }
 
   int64_t batches_per_epoch() const {
@@ -188,7 +187,8 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
   d.optimizer = d.o.make_optimizer ? d.o.make_optimizer(d.model->parameters())
                                    : make_optimizer(d.o.optimizer, d.model->parameters());
   if (!d.optimizer)
-    throw pnn::error(error_code::invalid_argument, "training job: the optimizer factory returned none");
+    throw pnn::error(error_code::invalid_argument,
+                     "training job: the optimizer factory returned none");
   set_learning_rate(*d.optimizer, d.o.optimizer.lr);
   d.schedule = make_schedule(d.o.schedule, d.o.optimizer.lr, d.batches_per_epoch(), d.o.epochs);
   d.started = clock_type::now();
@@ -259,8 +259,8 @@ bool training_job::run(int64_t max_batches) {
       e.epoch = d.epoch + 1;
       // (A job on a shared queue may find an epoch's batches all taken by others.)
       e.train_loss = d.seen > 0 ? d.loss_sum / static_cast<double>(d.seen) : NAN;
-      e.train_accuracy
-        = d.seen > 0 ? static_cast<double>(d.correct) / static_cast<double>(d.seen) : NAN;
+      e.train_accuracy =
+        d.seen > 0 ? static_cast<double>(d.correct) / static_cast<double>(d.seen) : NAN;
       e.val_loss = NAN;
       e.val_accuracy = NAN;
       if (!d.validation.empty()) {
@@ -348,8 +348,7 @@ const job_options& training_job::options() const {
 
 evaluation training_job::evaluate(const dataset& data, const std::vector<int64_t>& indices) {
   use_intra_op_threads(d_->o.threads);
-  return training::evaluate(*d_->model, data, indices, d_->o.eval_transform,
-                            d_->o.eval_batch_size);
+  return training::evaluate(*d_->model, data, indices, d_->o.eval_transform, d_->o.eval_batch_size);
 }
 
 void training_job::save_checkpoint(const fs::path& file) const {
@@ -389,7 +388,8 @@ void training_job::save_checkpoint(const fs::path& file) const {
     archive.save_to(bytes);
   } catch (const c10::Error& e) {
     throw pnn::error(error_code::io_error,
-                     file.string() + ": cannot serialise checkpoint: " + e.what_without_backtrace());
+                     file.string()
+                       + ": cannot serialise checkpoint: " + e.what_without_backtrace());
   }
   write_file_atomic(file, bytes.str());
 }
@@ -420,8 +420,8 @@ void training_job::load_checkpoint(const fs::path& file) {
     d.optimizer->load(optimizer_archive);
   } catch (const c10::Error& e) {
     throw pnn::error(error_code::malformed_file,
-                     file.string() + ": not a checkpoint of this job ("
-                       + e.what_without_backtrace() + ")");
+                     file.string() + ": not a checkpoint of this job (" + e.what_without_backtrace()
+                       + ")");
   } catch (const nlohmann::json::exception& e) {
     throw pnn::error(error_code::malformed_file,
                      file.string() + ": checkpoint metadata unreadable (" + e.what() + ")");

@@ -43,19 +43,19 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const optimizer_options&
                                                         std::vector<torch::Tensor> params) {
   namespace optim = torch::optim;
   if (o.name == "adam")
-    return std::make_unique<optim::Adam>(
-      std::move(params), optim::AdamOptions(o.lr)
-                           .betas({o.beta1, o.beta2})
-                           .eps(o.eps)
-                           .weight_decay(o.weight_decay)
-                           .amsgrad(o.amsgrad));
+    return std::make_unique<optim::Adam>(std::move(params),
+                                         optim::AdamOptions(o.lr)
+                                           .betas({o.beta1, o.beta2})
+                                           .eps(o.eps)
+                                           .weight_decay(o.weight_decay)
+                                           .amsgrad(o.amsgrad));
   if (o.name == "adamw")
-    return std::make_unique<optim::AdamW>(
-      std::move(params), optim::AdamWOptions(o.lr)
-                           .betas({o.beta1, o.beta2})
-                           .eps(o.eps)
-                           .weight_decay(o.weight_decay)
-                           .amsgrad(o.amsgrad));
+    return std::make_unique<optim::AdamW>(std::move(params),
+                                          optim::AdamWOptions(o.lr)
+                                            .betas({o.beta1, o.beta2})
+                                            .eps(o.eps)
+                                            .weight_decay(o.weight_decay)
+                                            .amsgrad(o.amsgrad));
   if (o.name == "sgd")
     return std::make_unique<optim::SGD>(std::move(params),
                                         optim::SGDOptions(o.lr)

@@ -63,8 +63,8 @@ void load_parameter_bytes(torch::nn::Module& module, const std::vector<char>& by
   torch::NoGradGuard no_grad;
   size_t offset = 0;
   for (auto& p : module.parameters()) {
-    auto src = torch::from_blob(const_cast<char*>(bytes.data() + offset), p.sizes(),
-                                torch::kFloat32);
+    auto src =
+      torch::from_blob(const_cast<char*>(bytes.data() + offset), p.sizes(), torch::kFloat32);
     p.copy_(src);
     offset += static_cast<size_t>(p.numel()) * sizeof(float);
   }
@@ -73,7 +73,7 @@ void load_parameter_bytes(torch::nn::Module& module, const std::vector<char>& by
 std::string check_floats(const std::vector<char>& bytes, uint64_t count) {
   if (bytes.size() != count * sizeof(float))
     return std::to_string(bytes.size()) + " bytes for " + std::to_string(count)
-           + " floats (expected " + std::to_string(count * sizeof(float)) + ")";
+      + " floats (expected " + std::to_string(count * sizeof(float)) + ")";
   for (uint64_t i = 0; i < count; ++i) {
     float v;
     std::memcpy(&v, bytes.data() + i * sizeof(float), sizeof v);

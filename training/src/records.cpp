@@ -39,8 +39,12 @@ std::string fmt(double v) {
 } // namespace
 
 nlohmann::json to_json(const step_record& r) {
-  return {{"time", r.time}, {"epoch", r.epoch}, {"batch", r.batch},
-          {"step", r.step}, {"loss", number_or_null(r.loss)}, {"lr", r.lr}};
+  return {{"time", r.time},
+          {"epoch", r.epoch},
+          {"batch", r.batch},
+          {"step", r.step},
+          {"loss", number_or_null(r.loss)},
+          {"lr", r.lr}};
 }
 
 nlohmann::json to_json(const epoch_record& r) {
@@ -55,8 +59,8 @@ nlohmann::json to_json(const epoch_record& r) {
 }
 
 step_record step_from_json(const nlohmann::json& j) {
-  return {j.at("time").get<double>(), j.at("epoch").get<int64_t>(), j.at("batch").get<int64_t>(),
-          j.at("step").get<int64_t>(), number_or_nan(j.at("loss")), j.at("lr").get<double>()};
+  return {j.at("time").get<double>(),  j.at("epoch").get<int64_t>(), j.at("batch").get<int64_t>(),
+          j.at("step").get<int64_t>(), number_or_nan(j.at("loss")),  j.at("lr").get<double>()};
 }
 
 epoch_record epoch_from_json(const nlohmann::json& j) {
@@ -76,8 +80,8 @@ std::string steps_csv(const std::vector<step_record>& records) {
   std::ostringstream out;
   out << "time,epoch,batch,step,loss,lr\n";
   for (const auto& r : records)
-    out << fmt(r.time) << ',' << r.epoch << ',' << r.batch << ',' << r.step << ','
-        << fmt(r.loss) << ',' << fmt(r.lr) << '\n';
+    out << fmt(r.time) << ',' << r.epoch << ',' << r.batch << ',' << r.step << ',' << fmt(r.loss)
+        << ',' << fmt(r.lr) << '\n';
   return out.str();
 }
 
@@ -85,9 +89,9 @@ std::string epochs_csv(const std::vector<epoch_record>& records) {
   std::ostringstream out;
   out << "epoch,time,seconds,train_loss,train_accuracy,val_loss,val_accuracy,lr\n";
   for (const auto& r : records)
-    out << r.epoch << ',' << fmt(r.time) << ',' << fmt(r.seconds) << ',' << fmt(r.train_loss)
-        << ',' << fmt(r.train_accuracy) << ',' << fmt(r.val_loss) << ','
-        << fmt(r.val_accuracy) << ',' << fmt(r.lr) << '\n';
+    out << r.epoch << ',' << fmt(r.time) << ',' << fmt(r.seconds) << ',' << fmt(r.train_loss) << ','
+        << fmt(r.train_accuracy) << ',' << fmt(r.val_loss) << ',' << fmt(r.val_accuracy) << ','
+        << fmt(r.lr) << '\n';
   return out.str();
 }
 

@@ -51,8 +51,8 @@ public:
       lr_ = lr_ + (base_lr_ - eta_min_) * (1 - std::cos(pi / t)) / 2;
     else
       lr_ = (1 + std::cos(pi * static_cast<double>(last_) / t))
-              / (1 + std::cos(pi * static_cast<double>(last_ - 1) / t)) * (lr_ - eta_min_)
-            + eta_min_;
+          / (1 + std::cos(pi * static_cast<double>(last_ - 1) / t)) * (lr_ - eta_min_)
+        + eta_min_;
   }
   nlohmann::json state() const override {
     return {{"lr", lr_}, {"last", last_}};
@@ -81,8 +81,8 @@ public:
       t_i_ *= t_mult_;
     }
     lr_ = eta_min_
-          + (base_lr_ - eta_min_)
-              * (1 + std::cos(pi * static_cast<double>(t_cur_) / static_cast<double>(t_i_))) / 2;
+      + (base_lr_ - eta_min_)
+        * (1 + std::cos(pi * static_cast<double>(t_cur_) / static_cast<double>(t_i_))) / 2;
   }
   nlohmann::json state() const override {
     return {{"lr", lr_}, {"t_cur", t_cur_}, {"t_i", t_i_}};
@@ -105,8 +105,7 @@ class decay_schedule : public lr_schedule {
 public:
   decay_schedule(double lr, bool per_batch, std::vector<int64_t> milestones, int64_t every,
                  double gamma)
-    : lr_schedule(lr, per_batch), milestones_(std::move(milestones)), every_(every),
-      gamma_(gamma) {
+    : lr_schedule(lr, per_batch), milestones_(std::move(milestones)), every_(every), gamma_(gamma) {
   }
   void step() override {
     ++last_;
@@ -194,8 +193,8 @@ int64_t positive(double v, const std::string& key) {
 } // namespace
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names{"none", "cosine", "warm", "multistep", "step",
-                                              "plateau"};
+  static const std::vector<std::string> names{"none",      "cosine", "warm",
+                                              "multistep", "step",   "plateau"};
   return names;
 }
 
@@ -256,9 +255,8 @@ std::unique_ptr<lr_schedule> make_schedule(const schedule_options& o, double bas
     return std::make_unique<cosine_schedule>(base_lr, per_batch, o.t_max > 0 ? o.t_max : run,
                                              o.eta_min);
   if (o.name == "warm")
-    return std::make_unique<warm_schedule>(base_lr, per_batch,
-                                           o.t_0 > 0 ? o.t_0 : unit_per_epoch, o.t_mult,
-                                           o.eta_min);
+    return std::make_unique<warm_schedule>(base_lr, per_batch, o.t_0 > 0 ? o.t_0 : unit_per_epoch,
+                                           o.t_mult, o.eta_min);
   if (o.name == "multistep") {
     auto ms = o.milestones;
     if (ms.empty())

@@ -37,8 +37,8 @@ long long peak_rss_bytes();
 
 /// One sample of machine-wide CPU utilisation.
 struct cpu_sample {
-  double time = 0;        ///< seconds since the monitor started
-  double utilization = 0; ///< busy fraction of all cores over the interval, 0..1
+  double time = 0;          ///< seconds since the monitor started
+  double utilization = 0;   ///< busy fraction of all cores over the interval, 0..1
   double process_cores = 0; ///< cores' worth of CPU this process used in the interval
 };
 

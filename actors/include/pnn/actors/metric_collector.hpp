@@ -22,12 +22,12 @@ namespace pnn {
 
 /// What the collector shows and where it writes.
 struct collector_options {
-  std::filesystem::path out_dir;      ///< cpu.csv goes here ("" writes nothing)
-  std::string progress = "auto";      ///< auto, plain or none
+  std::filesystem::path out_dir; ///< cpu.csv goes here ("" writes nothing)
+  std::string progress = "auto"; ///< auto, plain or none
   size_t total_jobs = 0;
   std::map<uint32_t, std::string> labels; ///< job id -> "lenet5/cosine/fold0"
   std::map<uint32_t, double> costs;       ///< job id -> estimated cost, for the ETA
-  double sample_interval = 0.5;       ///< seconds between CPU samples
+  double sample_interval = 0.5;           ///< seconds between CPU samples
   /// In-process only: called with every job result as it arrives (K-fold stores
   /// each finished job at once, so that a coordinator killed later keeps it).
   std::function<void(const job_result&)> on_result;

@@ -28,7 +28,8 @@ caf::expected<uint16_t> publish_actor(caf::actor_system& sys, const Handle& hand
 
 /// The actor published at `host`:`port`, with the interface `Handle`.
 template <class Handle>
-caf::expected<Handle> connect_actor(caf::actor_system& sys, const std::string& host, uint16_t port) {
+caf::expected<Handle> connect_actor(caf::actor_system& sys, const std::string& host,
+                                    uint16_t port) {
   if (sys.has_openssl_manager())
     return caf::openssl::remote_actor<Handle>(sys, host, port);
   return sys.middleman().remote_actor<Handle>(host, port);

@@ -18,7 +18,7 @@ namespace pnn {
 
 /// Where and how often a holder saves its parameters (a checkpoint to restart from).
 struct holder_options {
-  uint64_t checkpoint_every = 0;  ///< applied updates between saves; 0: never
+  uint64_t checkpoint_every = 0;         ///< applied updates between saves; 0: never
   std::filesystem::path checkpoint_file; ///< written atomically (read_holder_file reads it)
 };
 

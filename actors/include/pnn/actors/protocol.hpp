@@ -24,17 +24,17 @@ namespace pnn {
 // Atoms (CAF 0.17: at most 10 characters). Atoms an actor sends only to itself
 // (a worker's next slice, a dispatcher's wait, a collector's CPU timer) are private
 // to that actor's source file.
-using run_atom = caf::atom_constant<caf::atom("run")>;           ///< start a job / an experiment
-using threads_atom = caf::atom_constant<caf::atom("threads")>;   ///< set a job's intra-op threads
-using progress_atom = caf::atom_constant<caf::atom("progress")>; ///< a job's progress event
-using result_atom = caf::atom_constant<caf::atom("result")>;     ///< a job ended (ok or failed)
-using add_atom = caf::atom_constant<caf::atom("add")>;           ///< add a worker to a dispatcher
-using status_atom = caf::atom_constant<caf::atom("status")>;     ///< ask for a snapshot
-using cancel_atom = caf::atom_constant<caf::atom("cancel")>;     ///< cancel a job
-using done_atom = caf::atom_constant<caf::atom("done")>;         ///< the experiment ended
-using spawn_atom = caf::atom_constant<caf::atom("spawn")>;       ///< ask a node for its workers
-using pull_atom = caf::atom_constant<caf::atom("pull")>;         ///< fetch the holder's parameters
-using push_atom = caf::atom_constant<caf::atom("push")>;         ///< send an update to the holder
+using run_atom = caf::atom_constant<caf::atom("run")>;            ///< start a job / an experiment
+using threads_atom = caf::atom_constant<caf::atom("threads")>;    ///< set a job's intra-op threads
+using progress_atom = caf::atom_constant<caf::atom("progress")>;  ///< a job's progress event
+using result_atom = caf::atom_constant<caf::atom("result")>;      ///< a job ended (ok or failed)
+using add_atom = caf::atom_constant<caf::atom("add")>;            ///< add a worker to a dispatcher
+using status_atom = caf::atom_constant<caf::atom("status")>;      ///< ask for a snapshot
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;      ///< cancel a job
+using done_atom = caf::atom_constant<caf::atom("done")>;          ///< the experiment ended
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;        ///< ask a node for its workers
+using pull_atom = caf::atom_constant<caf::atom("pull")>;          ///< fetch the holder's parameters
+using push_atom = caf::atom_constant<caf::atom("push")>;          ///< send an update to the holder
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a job's checkpoint travels
 
 /// What every job needs: what to train, on which part of which dataset, for how
@@ -62,11 +62,11 @@ struct job_spec {
   uint64_t seed = 1;       ///< seed of initialisation, order and augmentation
   int64_t epochs = 1;
   int64_t batch_size = 32;
-  int32_t threads = 1;     ///< intra-op threads at start
+  int32_t threads = 1; ///< intra-op threads at start
   int64_t checkpoint_every = 0;
-  std::string out_dir;     ///< the job's folder ("" writes nothing)
-  bool resume = false;     ///< continue from out_dir/latest.pt when it exists
-  double cost = 0;         ///< estimated seconds at one thread (longest first)
+  std::string out_dir; ///< the job's folder ("" writes nothing)
+  bool resume = false; ///< continue from out_dir/latest.pt when it exists
+  double cost = 0;     ///< estimated seconds at one thread (longest first)
 };
 
 template <class Inspector>
@@ -81,11 +81,11 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
 struct job_progress {
   uint32_t id = 0;
   int32_t slot = 0;
-  int64_t epoch = 0;  ///< 1-based epoch in progress
+  int64_t epoch = 0; ///< 1-based epoch in progress
   int64_t epochs = 0;
-  int64_t batch = 0;  ///< batches done in this epoch
+  int64_t batch = 0;   ///< batches done in this epoch
   int64_t batches = 0; ///< batches per epoch
-  double loss = 0;    ///< mean loss of the batches since the last event
+  double loss = 0;     ///< mean loss of the batches since the last event
   double lr = 0;
   double elapsed = 0; ///< seconds since the job started
   int32_t threads = 1;
@@ -137,12 +137,12 @@ struct job_result {
   double val_accuracy = 0;
   double val_loss = 0;
   double train_loss = 0;
-  double started_at = 0;  ///< wall clock, seconds since the Unix epoch
+  double started_at = 0; ///< wall clock, seconds since the Unix epoch
   double finished_at = 0;
   int64_t epochs_done = 0;
-  int64_t resumed_from_epoch = 0; ///< epochs restored from a checkpoint (0: fresh start)
-  int64_t samples = 0;            ///< samples trained (all epochs)
-  std::vector<double> thread_times; ///< when the thread count changed (wall clock)
+  int64_t resumed_from_epoch = 0;     ///< epochs restored from a checkpoint (0: fresh start)
+  int64_t samples = 0;                ///< samples trained (all epochs)
+  std::vector<double> thread_times;   ///< when the thread count changed (wall clock)
   std::vector<int32_t> thread_counts; ///< the count from that time on
   std::vector<double> epoch_val_accuracy;
   std::vector<double> epoch_train_loss;
@@ -168,11 +168,11 @@ inline job_result failed_job(uint32_t id, error_code code, std::string why) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
-  return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host,
-           x.slot, x.code, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at,
-           x.finished_at, x.epochs_done, x.resumed_from_epoch, x.samples, x.thread_times,
-           x.thread_counts, x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss,
-           x.clock_zero, x.files, x.sgd);
+  return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host, x.slot,
+           x.code, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at, x.finished_at,
+           x.epochs_done, x.resumed_from_epoch, x.samples, x.thread_times, x.thread_counts,
+           x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.clock_zero, x.files,
+           x.sgd);
 }
 
 /// A checkpoint of a job run on another host, both ways: from the worker to the
@@ -181,8 +181,8 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
 /// on another host, with the run message, to resume a job from it there.
 struct job_checkpoint {
   uint32_t id = 0;
-  std::string out_dir; ///< the job's folder on the coordinator (job_spec::out_dir)
-  int64_t epoch = 0;   ///< epochs done when it was taken
+  std::string out_dir;     ///< the job's folder on the coordinator (job_spec::out_dir)
+  int64_t epoch = 0;       ///< epochs done when it was taken
   std::vector<char> bytes; ///< the checkpoint file (training_job::save_checkpoint)
 };
 
@@ -196,9 +196,9 @@ typename Inspector::result_type inspect(Inspector& f, job_checkpoint& x) {
 /// std::vector<float> element by element, ~25x slower, and garbles NaN/Inf; bytes
 /// keep every value so that the receiver can check it.)
 struct param_blob {
-  uint64_t version = 0; ///< the holder's version these values are (pull) or build on (push)
-  uint64_t layout = 0;  ///< training::layout_hash of the model
-  uint64_t count = 0;   ///< number of float32 values
+  uint64_t version = 0;    ///< the holder's version these values are (pull) or build on (push)
+  uint64_t layout = 0;     ///< training::layout_hash of the model
+  uint64_t count = 0;      ///< number of float32 values
   std::vector<char> bytes; ///< count values, little-endian float32
 };
 
@@ -209,7 +209,7 @@ typename Inspector::result_type inspect(Inspector& f, param_blob& x) {
 
 /// A parameter holder's counters.
 struct holder_status {
-  uint64_t version = 0;  ///< updates applied since the start
+  uint64_t version = 0; ///< updates applied since the start
   uint64_t applied = 0;
   uint64_t rejected = 0; ///< wrong layout or size, or non-finite values
   uint64_t pulls = 0;

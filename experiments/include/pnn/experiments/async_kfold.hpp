@@ -40,8 +40,8 @@ public:
   /// `criterion` may be empty (cross-entropy); `parallelize` false runs one job at a
   /// time with every core (the serial comparison mode).
   kfold_experiment(int k, std::string dataset, std::filesystem::path root_dir,
-             training::criterion_fn criterion = {}, int64_t batch_size = 32,
-             bool parallelize = true);
+                   training::criterion_fn criterion = {}, int64_t batch_size = 32,
+                   bool parallelize = true);
 
   /// Models by registry name; schedulers as specs ("cosine", "warm:t_0=3");
   /// `get_optimizer` builds each job's optimizer from its model's parameters (empty:
@@ -51,9 +51,10 @@ public:
                           training::optimizer_factory get_optimizer, const trainer_params& params);
 
   /// The same with models given as factories: each is registered under its name.
-  kfold_report run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
-                          const std::vector<std::string>& schedulers,
-                          training::optimizer_factory get_optimizer, const trainer_params& params);
+  kfold_report
+  run_factories(const std::vector<std::pair<std::string, models::model_factory>>& models,
+                const std::vector<std::string>& schedulers,
+                training::optimizer_factory get_optimizer, const trainer_params& params);
 
   /// Every other knob (data_dir, subset, seeds, slots, lr, resume, ...).
   kfold_options& options() {

@@ -27,8 +27,8 @@ namespace pnn {
 class hogwild_trainer {
 public:
   /// `criterion` may be empty (cross-entropy); `num_workers` 0 is one per core.
-  hogwild_trainer(int num_workers, training::criterion_fn criterion,
-                     std::filesystem::path root_dir, int64_t batch_size = 32);
+  hogwild_trainer(int num_workers, training::criterion_fn criterion, std::filesystem::path root_dir,
+                  int64_t batch_size = 32);
 
   /// Trains `model` (built by make_model, so replicas can be built by its registry
   /// name) on `train_dataset` for `epochs` epochs. `get_optimizer` builds each
@@ -56,7 +56,7 @@ public:
   /// The transform is the test set's default evaluation transform (by its name);
   /// change it with transform().
   model_tester(training::dataset_ptr test_dataset, std::filesystem::path root_dir,
-                    int64_t batch_size = 256);
+               int64_t batch_size = 256);
 
   /// Evaluates `model` (in eval mode, without gradients, at the calling thread's
   /// intra-op thread count), writes the files and returns the evaluation.

@@ -44,28 +44,29 @@ namespace pnn {
 ///   decides the wall time.
 /// With one worker the whole training set is its shard and the run is plain SGD,
 /// bit for bit what `pnn-node train` does with the same seed.
-struct hogwild_options : data_group,
-                         optimizer_group,
-                         schedule_group, ///< seed: initialisation; worker i > 0's order from derive_seed(seed, i)
-                         output_group,
-                         replica_group {
-  int32_t workers = 0; ///< 0: one per core
+struct hogwild_options
+  : data_group,
+    optimizer_group,
+    schedule_group, ///< seed: initialisation; worker i > 0's order from derive_seed(seed, i)
+    output_group,
+    replica_group {
+  int32_t workers = 0;             ///< 0: one per core
   std::string balance = "dynamic"; ///< "dynamic" (shared batch queue) or "static" (fixed shards)
 };
 
 /// One worker's share of a HOGWILD run.
 struct hogwild_worker_report {
-  job_result result;               ///< as the worker reported it (times: wall clock)
+  job_result result;                        ///< as the worker reported it (times: wall clock)
   std::vector<training::step_record> steps; ///< time: seconds since the run's training began
-  int64_t samples = 0;             ///< samples this worker trained (all epochs)
+  int64_t samples = 0;                      ///< samples this worker trained (all epochs)
 };
 
 /// What a run of one model trained by many workers produced (hogwild, sgd).
 struct replica_report {
   std::shared_ptr<models::Network> model; ///< the trained model (HOGWILD's master, the holder's)
-  double wall_seconds = 0;  ///< the whole run: load, training, test
-  double train_seconds = 0; ///< first worker's first batch to the last worker's end
-  double samples_per_second = 0; ///< samples trained by all workers / train_seconds
+  double wall_seconds = 0;                ///< the whole run: load, training, test
+  double train_seconds = 0;               ///< first worker's first batch to the last worker's end
+  double samples_per_second = 0;          ///< samples trained by all workers / train_seconds
   double cpu_utilization_mean = 0;
   double user_cpu_seconds = 0;
   double system_cpu_seconds = 0;

@@ -66,7 +66,7 @@ struct cluster_group {
 
 /// Where a run writes and what it shows while it runs.
 struct output_group {
-  std::filesystem::path out; ///< required: where the outputs go
+  std::filesystem::path out;     ///< required: where the outputs go
   std::string progress = "auto"; ///< auto, plain or none
   /// Throws pnn::error naming --out when it is empty.
   void validate() const;

@@ -50,9 +50,9 @@ struct session_options {
   int32_t threads = 1; ///< CAF scheduler threads
   /// Load CAF's network layer: hosts take part (or may join).
   bool network = false;
-  double peer_timeout = 30;    ///< seconds of silence after which a host counts as lost
-  double connect_timeout = 10; ///< seconds to wait for a host's node to answer
-  tls_files tls;               ///< TLS with mutual authentication (all or none)
+  double peer_timeout = 30;            ///< seconds of silence after which a host counts as lost
+  double connect_timeout = 10;         ///< seconds to wait for a host's node to answer
+  tls_files tls;                       ///< TLS with mutual authentication (all or none)
   std::string hosts_label = "--hosts"; ///< starts messages about a host
 };
 

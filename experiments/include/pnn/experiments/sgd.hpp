@@ -37,12 +37,13 @@ class ParameterHolder;
 /// (summary.json: rejected_updates), never applied. BatchNorm running statistics
 /// are not parameters: each worker keeps its own, and the final model's are
 /// recomputed from (up to 10,240 samples of) the coordinator's training data.
-struct sgd_options : data_group,
-                     optimizer_group,
-                     schedule_group, ///< seed: the holder's initial parameters; worker i's order from derive_seed(seed, i)
-                     cluster_group,  ///< hosts: one worker per slot of each
-                     output_group,
-                     replica_group {
+struct sgd_options
+  : data_group,
+    optimizer_group,
+    schedule_group, ///< seed: the holder's initial parameters; worker i's order from derive_seed(seed, i)
+    cluster_group, ///< hosts: one worker per slot of each
+    output_group,
+    replica_group {
   int32_t n_push = 5;
   int32_t n_pull = 5;
   int32_t max_pushes = 2;

@@ -9,8 +9,7 @@
 namespace pnn::models {
 
 /// Builds a fresh, independently initialised model.
-using model_factory
-  = std::function<network_ptr(int64_t in_channels, int64_t num_classes)>;
+using model_factory = std::function<network_ptr(int64_t in_channels, int64_t num_classes)>;
 
 /// What the registry knows about a model.
 struct model_info {

@@ -20,8 +20,8 @@ struct report_request {
 
 /// The files a report consists of.
 struct report_files {
-  std::filesystem::path markdown; ///< <dir>/report.md
-  std::filesystem::path html;     ///< <dir>/report.html
+  std::filesystem::path markdown;           ///< <dir>/report.md
+  std::filesystem::path html;               ///< <dir>/report.html
   std::vector<std::filesystem::path> plots; ///< <dir>/report/*.png
 };
 

@@ -47,9 +47,8 @@ struct dataset_pair {
 /// gzip-compressed (detected from the content). Throws pnn::error naming the file and
 /// what was wrong: missing, wrong magic, bad dimensions, truncated, count mismatch,
 /// label out of range.
-dataset load_idx(const std::filesystem::path& images_file,
-                 const std::filesystem::path& labels_file, std::string name,
-                 std::vector<std::string> classes);
+dataset load_idx(const std::filesystem::path& images_file, const std::filesystem::path& labels_file,
+                 std::string name, std::vector<std::string> classes);
 
 /// Reads an MNIST-layout folder: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
 /// t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz].

@@ -25,16 +25,16 @@ namespace pnn::training {
 class batch_queue;
 
 /// Loss of a batch of logits against int64 labels, reduced to a mean.
-using criterion_fn = std::function<torch::Tensor(const torch::Tensor& logits,
-                                                 const torch::Tensor& labels)>;
+using criterion_fn =
+  std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& labels)>;
 
 /// Cross-entropy, the default criterion.
 criterion_fn cross_entropy();
 
 /// Builds an optimizer over a model's parameters (in-process only: a function
 /// cannot cross the network; remote jobs use `job_options::optimizer`).
-using optimizer_factory = std::function<std::unique_ptr<torch::optim::Optimizer>(
-  std::vector<torch::Tensor> parameters)>;
+using optimizer_factory =
+  std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor> parameters)>;
 
 /// Everything one training job needs besides its data. One source of defaults for
 /// the CLI and the C++ API.
@@ -55,7 +55,7 @@ struct job_options {
   transform_options train_transform;
   transform_options eval_transform;
   int64_t eval_batch_size = 256; ///< large eval batches cost memory, not speed
-  criterion_fn criterion; ///< empty: cross-entropy
+  criterion_fn criterion;        ///< empty: cross-entropy
   /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
   /// the schedule).
   optimizer_factory make_optimizer;

@@ -24,13 +24,13 @@ struct step_record {
 /// What one epoch achieved.
 struct epoch_record {
   int64_t epoch = 0;
-  double time = 0; ///< seconds since the job started, at the end of the epoch
+  double time = 0;    ///< seconds since the job started, at the end of the epoch
   double seconds = 0; ///< duration of the epoch, evaluation included
   double train_loss = 0;
   double train_accuracy = 0;
   double val_loss = 0;     ///< NaN when the job has no validation set
   double val_accuracy = 0; ///< NaN when the job has no validation set
-  double lr = 0; ///< learning rate at the end of the epoch
+  double lr = 0;           ///< learning rate at the end of the epoch
 };
 
 nlohmann::json to_json(const step_record& r);

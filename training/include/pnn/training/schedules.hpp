@@ -15,18 +15,18 @@ namespace pnn::training {
 struct schedule_options {
   std::string name = "none"; ///< none, cosine, warm, multistep, step, plateau
   enum class step_unit { batch, epoch } unit = step_unit::batch;
-  int64_t t_max = 0;   ///< cosine: half period (default: the whole run)
-  double eta_min = 0;  ///< cosine, warm: lowest lr
-  int64_t t_0 = 0;     ///< warm: first period (default: one epoch)
-  int64_t t_mult = 1;  ///< warm: period growth after each restart
+  int64_t t_max = 0;               ///< cosine: half period (default: the whole run)
+  double eta_min = 0;              ///< cosine, warm: lowest lr
+  int64_t t_0 = 0;                 ///< warm: first period (default: one epoch)
+  int64_t t_mult = 1;              ///< warm: period growth after each restart
   std::vector<int64_t> milestones; ///< multistep (default: 1/2 and 3/4 of the run)
-  double gamma = 0.1;  ///< multistep, step: decay factor
-  int64_t step_size = 0; ///< step (default: a third of the run)
-  double factor = 0.1;    ///< plateau: decay factor
-  int64_t patience = 10;  ///< plateau: epochs without improvement before decaying
-  double threshold = 1e-4; ///< plateau: relative improvement that counts
-  int64_t cooldown = 0;   ///< plateau: epochs to wait after a decay
-  double min_lr = 0;      ///< plateau: lowest lr
+  double gamma = 0.1;              ///< multistep, step: decay factor
+  int64_t step_size = 0;           ///< step (default: a third of the run)
+  double factor = 0.1;             ///< plateau: decay factor
+  int64_t patience = 10;           ///< plateau: epochs without improvement before decaying
+  double threshold = 1e-4;         ///< plateau: relative improvement that counts
+  int64_t cooldown = 0;            ///< plateau: epochs to wait after a decay
+  double min_lr = 0;               ///< plateau: lowest lr
 
   /// Parses "cosine", "cosine:t_max=10,eta_min=1e-6,unit=epoch", "multistep:milestones=5/8".
   /// Throws pnn::error on unknown names or parameters.
@@ -61,7 +61,8 @@ public:
   virtual void load_state(const nlohmann::json& state) = 0;
 
 protected:
-  lr_schedule(double base_lr, bool per_batch) : lr_(base_lr), base_lr_(base_lr), per_batch_(per_batch) {
+  lr_schedule(double base_lr, bool per_batch)
+    : lr_(base_lr), base_lr_(base_lr), per_batch_(per_batch) {
   }
 
   double lr_;
