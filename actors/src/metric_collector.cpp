@@ -1,7 +1,6 @@
 #include <pnn/actors/metric_collector.hpp>
 
 #include <pnn/training/progress.hpp>
-#include <pnn/training/records.hpp>
 #include <pnn/system.hpp>
 
 #include <caf/all.hpp>
@@ -150,10 +149,10 @@ void collector_state::checkpoint(const job_checkpoint& c) {
     return;
   }
   newest = c.epoch;
+  if (!o_.store_checkpoint)
+    return;
   try {
-    const std::string bytes(c.bytes.begin(), c.bytes.end());
-    write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
-    write_file_atomic(dir / "latest.pt", bytes);
+    o_.store_checkpoint(dir, c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pnn: %s\n", e.what());
   }
@@ -211,8 +210,13 @@ double collector_state::done() {
     samples_.push_back(s);
   done_ = true;
   line_->finish();
-  if (!o_.out_dir.empty())
-    write_file_atomic(o_.out_dir / "cpu.csv", cpu_csv(samples_));
+  if (o_.store_cpu) {
+    try {
+      o_.store_cpu(samples_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pnn: %s\n", e.what());
+    }
+  }
   double sum = 0;
   for (const auto& x : samples_)
     sum += x.utilization;

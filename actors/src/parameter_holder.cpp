@@ -3,7 +3,6 @@
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/parameters.hpp>
-#include <pnn/training/records.hpp>
 
 #include <caf/all.hpp>
 
@@ -11,59 +10,6 @@
 #include <cstring>
 
 namespace pnn {
-
-namespace {
-
-constexpr char magic[8] = {'P', 'N', 'N', 'H', 'O', 'L', 'D', '1'};
-
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint64_t get_u64(const std::string& in, size_t at) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + static_cast<size_t>(i)]))
-      << (8 * i);
-  return v;
-}
-
-} // namespace
-
-std::string holder_file_bytes(const param_blob& params) {
-  std::string out(magic, sizeof magic);
-  put_u64(out, params.version);
-  put_u64(out, params.layout);
-  put_u64(out, params.count);
-  out.append(params.bytes.begin(), params.bytes.end());
-  return out;
-}
-
-void write_holder_file(const std::filesystem::path& file, const param_blob& params) {
-  pnn::write_file_atomic(file, holder_file_bytes(params));
-}
-
-param_blob read_holder_file(const std::filesystem::path& file) {
-  const auto text = pnn::read_text_file(file);
-  auto bad = [&](const std::string& why) {
-    return pnn::error(error_code::invalid_argument, file.string() + ": " + why);
-  };
-  if (text.size() < 32 || text.compare(0, sizeof magic, magic, sizeof magic) != 0)
-    throw bad("not a parameter holder file (expected PNNHOLD1 and a 32-byte header)");
-  param_blob b;
-  b.version = get_u64(text, 8);
-  b.layout = get_u64(text, 16);
-  b.count = get_u64(text, 24);
-  if (b.count > (text.size() - 32) / sizeof(float) || text.size() - 32 != b.count * sizeof(float))
-    throw bad("truncated or padded: " + std::to_string(text.size() - 32) + " bytes of values for "
-              + std::to_string(b.count) + " floats");
-  b.bytes.assign(text.begin() + 32, text.end());
-  auto why = training::check_floats(b.bytes, b.count);
-  if (!why.empty())
-    throw bad(why);
-  return b;
-}
 
 namespace {
 
@@ -125,7 +71,7 @@ caf::result<uint64_t> holder_state::push(const param_blob& update) {
 
 void holder_state::save() {
   try {
-    write_holder_file(options_.checkpoint_file, params_);
+    options_.save(params_);
   } catch (const std::exception& e) {
     // Training goes on; the failure is said once (the disk may fill up).
     if (save_failures_++ == 0)
@@ -151,11 +97,11 @@ holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_opt
   auto why = training::check_floats(initial.bytes, initial.count);
   if (!why.empty())
     throw pnn::error(error_code::invalid_argument, "parameter holder: initial parameters: " + why);
-  if (options.checkpoint_every > 0 && options.checkpoint_file.empty())
+  if (options.checkpoint_every > 0 && !options.save)
     throw pnn::error(error_code::invalid_argument,
                      "parameter holder: checkpoints every "
                        + std::to_string(options.checkpoint_every)
-                       + " updates need a checkpoint file");
+                       + " updates need a save function");
   return sys.spawn(parameter_holder, std::move(initial), std::move(options));
 }
 

@@ -192,7 +192,7 @@ std::vector<job_result> train_workers(const hogwild_options& o, const std::vecto
   so.threads = std::min(cores, n);
   run_session session{so};
   collector_options co;
-  co.out_dir = o.out;
+  record_to_files(co, o.out);
   co.progress = o.progress;
   co.total_jobs = static_cast<size_t>(n);
   for (const auto& s : specs) {
@@ -332,13 +332,14 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   detail::save_model(*master, o.out / "model.pt");
   detail::set_spending(report, meter);
 
-  report.summary =
+  auto summary =
     detail::shared_summary("hogwild", report, o, o, o,
                            {dataset, model_name, models::parameter_count(*master),
                             data.train->size(), data.test ? data.test->size() : 0, cores});
-  report.summary.update({{"workers", n},
-                         {"balance", n > 1 ? o.balance : "none"},
-                         {"worker_list", worker_list(report, specs, o.out)}});
+  summary.workers = n;
+  summary.more.update(
+    {{"balance", n > 1 ? o.balance : "none"}, {"worker_list", worker_list(report, specs, o.out)}});
+  report.summary = summary.to_json();
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md", hogwild_markdown(o, report, model_name, dataset, n));
   return report;

@@ -5,6 +5,7 @@
 #include <pnn/actors/fold_dispatcher.hpp>
 #include <pnn/actors/host_watcher.hpp>
 #include <pnn/experiments/session.hpp>
+#include <pnn/experiments/summary.hpp>
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/actors/training_worker.hpp>
@@ -43,7 +44,8 @@ namespace {
   throw pnn::error(error_code::invalid_argument, msg);
 }
 
-nlohmann::json to_json(const job_result& r, double t0) {
+/// A job's entry in summary.json's "jobs" (and its result.json); times relative to t0.
+job_summary summary_of(const job_result& r, double t0) {
   nlohmann::json threads = nlohmann::json::array();
   for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
     threads.push_back({{"at", r.thread_times[i] - t0}, {"threads", r.thread_counts[i]}});
@@ -59,26 +61,28 @@ nlohmann::json to_json(const job_result& r, double t0) {
                       {"train_loss", num(r.epoch_train_loss[i])},
                       {"val_loss", num(r.epoch_val_loss[i])},
                       {"val_accuracy", num(r.epoch_val_accuracy[i])}});
-  return {{"id", r.id},
-          {"model", r.model},
-          {"scheduler", r.scheduler},
-          {"fold", r.fold},
-          {"host", r.host},
-          {"slot", r.slot},
-          {"threads", r.thread_counts.empty() ? 1 : r.thread_counts.front()},
-          {"max_threads", max_threads},
-          {"threads_over_time", threads},
-          {"ok", r.ok()},
-          {"error", r.error},
-          {"val_accuracy", num(r.val_accuracy)},
-          {"val_loss", num(r.val_loss)},
-          {"train_loss", num(r.train_loss)},
-          {"started_at", r.started_at - t0},
-          {"finished_at", r.finished_at - t0},
-          {"seconds", r.finished_at - r.started_at},
-          {"epochs_done", r.epochs_done},
-          {"resumed_from_epoch", r.resumed_from_epoch},
-          {"epochs", epochs}};
+  job_summary s;
+  s.model = r.model;
+  s.scheduler = r.scheduler;
+  s.fold = r.fold;
+  s.host = r.host;
+  s.slot = r.slot;
+  s.ok = r.ok();
+  s.error = r.error;
+  s.val_accuracy = r.val_accuracy;
+  s.val_loss = r.val_loss;
+  s.train_loss = r.train_loss;
+  s.started_at = r.started_at - t0;
+  s.finished_at = r.finished_at - t0;
+  s.more = {{"id", r.id},
+            {"threads", r.thread_counts.empty() ? 1 : r.thread_counts.front()},
+            {"max_threads", max_threads},
+            {"threads_over_time", threads},
+            {"seconds", r.finished_at - r.started_at},
+            {"epochs_done", r.epochs_done},
+            {"resumed_from_epoch", r.resumed_from_epoch},
+            {"epochs", epochs}};
+  return s;
 }
 
 std::string fold_name(int32_t fold) {
@@ -95,7 +99,7 @@ void store_result(const fs::path& out, const job_result& r, double t0) {
       continue; // only plain file names, inside the job's folder
     write_file_atomic(dir / name, r.files.contents[f]);
   }
-  auto stored = to_json(r, t0);
+  auto stored = to_json(summary_of(r, t0));
   stored["started_at_wall"] = r.started_at;
   stored["finished_at_wall"] = r.finished_at;
   write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
@@ -321,7 +325,7 @@ struct queue_outcome {
 collector_options kfold_collector(const kfold_options& o, const std::vector<job_spec>& todo,
                                   double t0) {
   collector_options co;
-  co.out_dir = o.out;
+  record_to_files(co, o.out);
   co.progress = o.progress;
   co.total_jobs = todo.size();
   for (const auto& j : todo) {
@@ -401,21 +405,22 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
 
 /// Per job: result.json beside its files (a failed job's, here; a finished job's was
 /// stored when it ended); per model and scheduler: time.json. The jobs' JSON list.
-nlohmann::json write_job_files(const kfold_options& o, const std::vector<job_result>& results,
-                               const std::map<uint32_t, job_result>& kept, double t0) {
+std::vector<job_summary> write_job_files(const kfold_options& o,
+                                         const std::vector<job_result>& results,
+                                         const std::map<uint32_t, job_result>& kept, double t0) {
   std::map<std::pair<std::string, std::string>, nlohmann::json> times;
-  nlohmann::json job_list = nlohmann::json::array();
+  std::vector<job_summary> jobs;
   for (const auto& r : results) {
-    auto j = to_json(r, t0);
+    auto j = summary_of(r, t0);
     if (!kept.count(r.id)) {
       if (!r.ok())
         store_result(o.out, r, t0);
     } else {
-      j["kept_from_earlier_run"] = true;
+      j.more["kept_from_earlier_run"] = true;
     }
     times[{r.model, r.scheduler}].push_back(
       {{"fold", r.fold}, {"seconds", r.finished_at - r.started_at}, {"host", r.host}});
-    job_list.push_back(j);
+    jobs.push_back(std::move(j));
   }
   for (const auto& [key, list] : times) {
     double total = 0;
@@ -424,7 +429,7 @@ nlohmann::json write_job_files(const kfold_options& o, const std::vector<job_res
     write_file_atomic(o.out / folder_name(key.first) / folder_name(key.second) / "time.json",
                       nlohmann::json{{"folds", list}, {"total_seconds", total}}.dump(2) + "\n");
   }
-  return job_list;
+  return jobs;
 }
 
 /// Accuracy table: mean and (population) std over the folds that finished.
@@ -465,46 +470,42 @@ std::string summary_markdown(const kfold_options& o, const kfold_report& report)
   return md.str();
 }
 
-nlohmann::json kfold_summary(const kfold_options& o, const kfold_report& report, const placement& p,
-                             const queue_outcome& q, int64_t train_samples,
-                             nlohmann::json job_list) {
-  nlohmann::json table = nlohmann::json::array();
-  for (const auto& c : report.table)
-    table.push_back({{"model", c.model},
-                     {"scheduler", c.scheduler},
-                     {"val_accuracy_mean", c.mean},
-                     {"val_accuracy_std", c.std},
-                     {"folds_ok", c.folds_ok}});
+run_summary kfold_summary(const kfold_options& o, const kfold_report& report, const placement& p,
+                          const queue_outcome& q, int64_t train_samples,
+                          std::vector<job_summary> jobs) {
   size_t failed = 0;
   for (const auto& r : report.jobs)
     failed += r.ok() ? 0 : 1;
   auto hosts_joined = nlohmann::json::array();
   for (const auto& j : q.joined)
     hosts_joined.push_back({{"address", j.address}, {"joined_at", j.at}, {"slots", j.slots}});
-  return {{"command", "kfold"},
-          {"mode", o.serial ? "serial" : "parallel"},
-          {"wall_seconds", report.wall_seconds},
-          {"cpu_utilization_mean", report.cpu_utilization_mean},
-          {"user_cpu_seconds", report.user_cpu_seconds},
-          {"system_cpu_seconds", report.system_cpu_seconds},
-          {"peak_rss_bytes", report.peak_rss_bytes},
-          {"cores", p.cores},
-          {"slots", q.slots_used},
-          {"hosts", o.hosts},
-          {"hosts_joined", hosts_joined},
-          {"local_slots", o.use_local ? p.slots : 0},
-          {"threads_per_job", p.threads},
-          {"dataset", o.dataset},
-          {"train_samples", train_samples},
-          {"folds", o.folds},
-          {"epochs", o.epochs},
-          {"batch_size", o.batch_size},
-          {"optimizer", o.optimizer},
-          {"lr", o.lr},
-          {"seed", o.seed},
-          {"jobs_failed", failed},
-          {"table", table},
-          {"jobs", std::move(job_list)}};
+  run_summary s;
+  s.command = "kfold";
+  s.dataset = o.dataset;
+  s.wall_seconds = report.wall_seconds;
+  s.cpu_utilization_mean = report.cpu_utilization_mean;
+  s.cores = p.cores;
+  s.mode = o.serial ? "serial" : "parallel";
+  s.slots = static_cast<int64_t>(q.slots_used);
+  for (const auto& c : report.table)
+    s.table.push_back({c.model, c.scheduler, c.mean, c.std, c.folds_ok});
+  s.jobs = std::move(jobs);
+  s.more = {{"user_cpu_seconds", report.user_cpu_seconds},
+            {"system_cpu_seconds", report.system_cpu_seconds},
+            {"peak_rss_bytes", report.peak_rss_bytes},
+            {"hosts", o.hosts},
+            {"hosts_joined", hosts_joined},
+            {"local_slots", o.use_local ? p.slots : 0},
+            {"threads_per_job", p.threads},
+            {"train_samples", train_samples},
+            {"folds", o.folds},
+            {"epochs", o.epochs},
+            {"batch_size", o.batch_size},
+            {"optimizer", o.optimizer},
+            {"lr", o.lr},
+            {"seed", o.seed},
+            {"jobs_failed", failed}};
+  return s;
 }
 
 } // namespace
@@ -552,9 +553,10 @@ kfold_report run_kfold(const kfold_options& o) {
   report.user_cpu_seconds = spent.user_cpu_seconds;
   report.system_cpu_seconds = spent.system_cpu_seconds;
   report.peak_rss_bytes = spent.peak_rss_bytes;
-  auto job_list = write_job_files(o, report.jobs, kept, t0);
+  auto jobs_written = write_job_files(o, report.jobs, kept, t0);
   report.table = accuracy_table(o, report.jobs);
-  report.summary = kfold_summary(o, report, p, q, data.train->size(), std::move(job_list));
+  report.summary =
+    kfold_summary(o, report, p, q, data.train->size(), std::move(jobs_written)).to_json();
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md", summary_markdown(o, report));
   return report;

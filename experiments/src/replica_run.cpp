@@ -119,43 +119,43 @@ void set_spending(replica_report& r, const run_meter& meter) {
   r.peak_rss_bytes = spent.peak_rss_bytes;
 }
 
-nlohmann::json shared_summary(const char* command, const replica_report& r,
-                              const optimizer_group& opt, const schedule_group& s,
-                              const replica_group& g, const run_facts& facts) {
-  nlohmann::json per_class = nlohmann::json::array();
+run_summary shared_summary(const char* command, const replica_report& r, const optimizer_group& opt,
+                           const schedule_group& s, const replica_group& g,
+                           const run_facts& facts) {
+  run_summary out;
+  out.command = command;
+  out.dataset = facts.dataset;
+  out.wall_seconds = r.wall_seconds;
+  out.cpu_utilization_mean = r.cpu_utilization_mean;
+  out.cores = facts.cores;
+  out.test_accuracy = r.test_accuracy;
+  out.samples_per_second = r.samples_per_second;
+  out.final_train_loss = r.final_train_loss;
+  out.per_class_accuracy.emplace();
   if (!r.confusion.empty()) {
     training::evaluation e;
     e.confusion = r.confusion;
-    for (auto a : e.per_class_accuracy())
-      per_class.push_back(finite_or_null(a));
+    out.per_class_accuracy = e.per_class_accuracy();
   }
-  return {{"command", command},
-          {"wall_seconds", r.wall_seconds},
-          {"cpu_utilization_mean", r.cpu_utilization_mean},
-          {"test_accuracy", finite_or_null(r.test_accuracy)},
-          {"test_loss", finite_or_null(r.test_loss)},
-          {"samples_per_second", r.samples_per_second},
-          {"train_seconds", r.train_seconds},
-          {"final_train_loss", finite_or_null(r.final_train_loss)},
-          {"threads_per_worker", g.threads_per_worker},
-          {"cores", facts.cores},
-          {"dataset", facts.dataset},
-          {"train_samples", facts.train_samples},
-          {"test_samples", facts.test_samples},
-          {"model", facts.model},
-          {"parameters", facts.parameters},
-          {"optimizer", opt.optimizer},
-          {"lr", opt.lr},
-          {"scheduler", g.scheduler},
-          {"epochs", s.epochs},
-          {"batch_size", s.batch_size},
-          {"seed", s.seed},
-          {"shard_seed", g.shard_seed},
-          {"user_cpu_seconds", r.user_cpu_seconds},
-          {"system_cpu_seconds", r.system_cpu_seconds},
-          {"peak_rss_bytes", r.peak_rss_bytes},
-          {"per_class_accuracy", per_class},
-          {"confusion", r.confusion}};
+  out.more = {{"test_loss", finite_or_null(r.test_loss)},
+              {"train_seconds", r.train_seconds},
+              {"threads_per_worker", g.threads_per_worker},
+              {"train_samples", facts.train_samples},
+              {"test_samples", facts.test_samples},
+              {"model", facts.model},
+              {"parameters", facts.parameters},
+              {"optimizer", opt.optimizer},
+              {"lr", opt.lr},
+              {"scheduler", g.scheduler},
+              {"epochs", s.epochs},
+              {"batch_size", s.batch_size},
+              {"seed", s.seed},
+              {"shard_seed", g.shard_seed},
+              {"user_cpu_seconds", r.user_cpu_seconds},
+              {"system_cpu_seconds", r.system_cpu_seconds},
+              {"peak_rss_bytes", r.peak_rss_bytes},
+              {"confusion", r.confusion}};
+  return out;
 }
 
 } // namespace pnn::detail

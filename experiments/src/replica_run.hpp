@@ -8,6 +8,7 @@
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/experiments/options.hpp>
 #include <pnn/experiments/session.hpp>
+#include <pnn/experiments/summary.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/transforms.hpp>
 
@@ -66,8 +67,7 @@ struct run_facts {
 
 /// The keys both commands write: the report's timings, CPU and test figures, the
 /// optimisation options and the run's facts. Each command adds its own keys.
-nlohmann::json shared_summary(const char* command, const replica_report& r,
-                              const optimizer_group& opt, const schedule_group& s,
-                              const replica_group& g, const run_facts& facts);
+run_summary shared_summary(const char* command, const replica_report& r, const optimizer_group& opt,
+                           const schedule_group& s, const replica_group& g, const run_facts& facts);
 
 } // namespace pnn::detail

@@ -1,5 +1,6 @@
 #include <pnn/experiments/session.hpp>
 
+#include <pnn/files.hpp>
 #include <pnn/system.hpp>
 
 #include <caf/all.hpp>
@@ -26,6 +27,18 @@ run_meter::reading run_meter::read() const {
   r.system_cpu_seconds = cpu.system_seconds - system_start_;
   r.peak_rss_bytes = pnn::peak_rss_bytes();
   return r;
+}
+
+void record_to_files(collector_options& options, const std::filesystem::path& out) {
+  options.out_dir = out;
+  options.store_checkpoint = [](const std::filesystem::path& dir, const job_checkpoint& c) {
+    const std::string bytes(c.bytes.begin(), c.bytes.end());
+    write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
+    write_file_atomic(dir / "latest.pt", bytes);
+  };
+  options.store_cpu = [out](const std::vector<cpu_sample>& samples) {
+    write_file_atomic(out / "cpu.csv", cpu_csv(samples));
+  };
 }
 
 run_session::run_session(const session_options& o) {

@@ -1,6 +1,7 @@
 #include <pnn/experiments/sgd.hpp>
 
 #include <pnn/actors/cluster.hpp>
+#include <pnn/experiments/holder_file.hpp>
 #include <pnn/experiments/session.hpp>
 #include <pnn/experiments/distributed.hpp>
 #include <pnn/actors/metric_collector.hpp>
@@ -132,7 +133,7 @@ struct worker_set {
 
 collector_options sgd_collector(const sgd_options& o, const Cluster& cluster, int32_t local) {
   collector_options co;
-  co.out_dir = o.out;
+  record_to_files(co, o.out);
   co.progress = o.progress;
   // Progress labels, in the order the workers are started.
   uint32_t id = 0;
@@ -175,7 +176,7 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
                                               const std::optional<param_blob>& restart) {
   holder_options ho;
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
-  ho.checkpoint_file = o.out / "holder.pt";
+  ho.save = [file = o.out / "holder.pt"](const param_blob& p) { write_holder_file(file, p); };
   if (!restart)
     return std::make_unique<ParameterHolder>(sys, model, ho);
   load_parameter_bytes(model, restart->bytes);
@@ -438,28 +439,29 @@ sgd_report run_sgd(const sgd_options& o) {
   for (const auto& h : outcome.hosts)
     if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
       host_list.push_back(h);
-  report.summary =
+  auto summary =
     detail::shared_summary("sgd", report, o, o, o,
                            {dataset, model_name, models::parameter_count(*model),
                             data.train->size(), data.test ? data.test->size() : 0, cores});
-  report.summary.update({{"rejected_updates", report.rejected_updates},
-                         {"holder",
-                          {{"version", report.holder.version},
-                           {"applied", report.holder.applied},
-                           {"rejected", report.holder.rejected},
-                           {"pulls", report.holder.pulls}}},
-                         {"workers", report.workers.size()},
-                         {"local_workers", local},
-                         {"hosts", host_list},
-                         {"n_push", o.n_push},
-                         {"n_pull", o.n_pull},
-                         {"max_pushes", o.max_pushes},
-                         {"resumed_from_version", restart ? restart->version : 0},
-                         {"batchnorm_layers", bn.first},
-                         {"batchnorm_statistics_samples", bn.second},
-                         {"failed_workers", outcomes.failures},
-                         {"lost_workers", outcomes.lost},
-                         {"worker_list", worker_list(report)}});
+  summary.workers = static_cast<int64_t>(report.workers.size());
+  summary.more.update({{"rejected_updates", report.rejected_updates},
+                       {"holder",
+                        {{"version", report.holder.version},
+                         {"applied", report.holder.applied},
+                         {"rejected", report.holder.rejected},
+                         {"pulls", report.holder.pulls}}},
+                       {"local_workers", local},
+                       {"hosts", host_list},
+                       {"n_push", o.n_push},
+                       {"n_pull", o.n_pull},
+                       {"max_pushes", o.max_pushes},
+                       {"resumed_from_version", restart ? restart->version : 0},
+                       {"batchnorm_layers", bn.first},
+                       {"batchnorm_statistics_samples", bn.second},
+                       {"failed_workers", outcomes.failures},
+                       {"lost_workers", outcomes.lost},
+                       {"worker_list", worker_list(report)}});
+  report.summary = summary.to_json();
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md",
                     sgd_markdown(o, report, model_name, dataset, host_list.size()));

@@ -1,6 +1,7 @@
 #include <pnn/runtime/report.hpp>
 
 #include <pnn/error.hpp>
+#include <pnn/experiments/summary.hpp>
 #include <pnn/training/records.hpp>
 
 #include <nlohmann/json.hpp>
@@ -23,32 +24,15 @@
 extern char** environ;
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace pnn::runtime {
+
+using pnn::run_summary;
 
 namespace {
 
 [[noreturn]] void fail(error_code code, const std::string& msg) {
   throw pnn::error(code, msg);
-}
-
-json read_summary(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    fail(error_code::file_not_found, dir.string() + ": not a folder (expected a run's --out)");
-  const auto file = dir / "summary.json";
-  if (!fs::exists(file, ec))
-    fail(error_code::file_not_found,
-         file.string() + ": not found (expected the output folder of a kfold, hogwild or sgd run)");
-  try {
-    auto s = json::parse(pnn::read_text_file(file));
-    if (!s.is_object() || !s.contains("command") || !s["command"].is_string())
-      fail(error_code::malformed_file, file.string() + ": no \"command\" key, not a pnn summary");
-    return s;
-  } catch (const json::exception& e) {
-    fail(error_code::malformed_file, file.string() + ": " + e.what());
-  }
 }
 
 /// A CSV file with a header line: columns by name. Quoted fields ("a,b") are kept
@@ -286,40 +270,35 @@ private:
   std::vector<fs::path> plots_;
 };
 
-double num(const json& j, const char* key, double fallback = 0) {
-  auto i = j.find(key);
-  return i != j.end() && i->is_number() ? i->get<double>() : fallback;
+/// A figure of a summary for tables and plots: 0 when absent or not finite.
+double figure(const std::optional<double>& v) {
+  return v && std::isfinite(*v) ? *v : 0;
 }
 
-std::string str(const json& j, const char* key, const std::string& fallback = "") {
-  auto i = j.find(key);
-  return i != j.end() && i->is_string() ? i->get<std::string>() : fallback;
-}
-
-std::string run_facts(const json& s) {
+std::string run_facts(const run_summary& s) {
   std::ostringstream out;
-  out << str(s, "command") << " on " << str(s, "dataset", "?") << ": wall time "
-      << fixed(num(s, "wall_seconds"), 1) << " s, mean CPU utilisation "
-      << fixed(100 * num(s, "cpu_utilization_mean"), 1) << "%";
-  if (s.contains("cores"))
-    out << ", " << s["cores"].dump() << " core(s)";
-  if (s.contains("mode"))
-    out << ", " << str(s, "mode");
-  if (s.contains("slots"))
-    out << ", " << s["slots"].dump() << " slot(s)";
-  if (s.contains("workers"))
-    out << ", " << s["workers"].dump() << " worker(s)";
+  out << s.command << " on " << (s.dataset.empty() ? "?" : s.dataset) << ": wall time "
+      << fixed(s.wall_seconds, 1) << " s, mean CPU utilisation "
+      << fixed(100 * s.cpu_utilization_mean, 1) << "%";
+  if (s.cores)
+    out << ", " << *s.cores << " core(s)";
+  if (s.mode)
+    out << ", " << *s.mode;
+  if (s.slots)
+    out << ", " << *s.slots << " slot(s)";
+  if (s.workers)
+    out << ", " << *s.workers << " worker(s)";
   out << ".";
   return out.str();
 }
 
 /// CPU utilisation over the run, from cpu.csv.
-void cpu_plot(report_builder& r, const fs::path& dir, const json& s) {
+void cpu_plot(report_builder& r, const fs::path& dir, const run_summary& s) {
   auto cpu = read_csv(dir / "cpu.csv");
   if (cpu.rows.empty())
     return;
   r.data("cpu.csv", pnn::read_text_file(dir / "cpu.csv"));
-  const double cores = num(s, "cores", 1);
+  const double cores = static_cast<double>(s.cores.value_or(1));
   r.plot("cpu", "CPU utilisation over the run",
          "set xlabel \"seconds since the start\"\nset ylabel \"machine CPU %\"\n"
          "set y2label \"cores busy with pnn\"\nset yrange [0:105]\nset y2range [0:"
@@ -340,13 +319,13 @@ struct cell_key {
 };
 
 /// Per (model, scheduler): first start to last end of its jobs, in seconds.
-std::map<cell_key, double> spans(const json& s) {
+std::map<cell_key, double> spans(const run_summary& s) {
   std::map<cell_key, std::pair<double, double>> range;
-  for (const auto& j : s.value("jobs", json::array())) {
-    if (!j.value("ok", false))
+  for (const auto& j : s.jobs) {
+    if (!j.ok)
       continue;
-    cell_key k{str(j, "model"), str(j, "scheduler")};
-    auto a = num(j, "started_at"), b = num(j, "finished_at");
+    cell_key k{j.model, j.scheduler};
+    auto a = j.started_at, b = j.finished_at;
     auto it = range.find(k);
     if (it == range.end())
       range[k] = {a, b};
@@ -359,7 +338,7 @@ std::map<cell_key, double> spans(const json& s) {
   return out;
 }
 
-void kfold_report(report_builder& r, const fs::path& dir, const json& s,
+void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
                   const std::vector<fs::path>& compare) {
   r.paragraph(run_facts(s));
   // Accuracy table and bars.
@@ -368,13 +347,13 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
   table acc{{"model", "scheduler", "val accuracy mean", "std", "folds ok"}, {}};
   std::ostringstream acc_dat;
   int i = 0;
-  for (const auto& c : s.value("table", json::array())) {
-    cell_key k{str(c, "model"), str(c, "scheduler")};
+  for (const auto& c : s.table) {
+    cell_key k{c.model, c.scheduler};
     cells.push_back(k);
-    acc.rows.push_back({k.model, k.scheduler, fixed(num(c, "val_accuracy_mean")),
-                        fixed(num(c, "val_accuracy_std")), c.value("folds_ok", json(0)).dump()});
-    acc_dat << i++ << "," << gp_string(k.label()) << "," << num(c, "val_accuracy_mean") << ","
-            << num(c, "val_accuracy_std") << "\n";
+    acc.rows.push_back({k.model, k.scheduler, fixed(c.val_accuracy_mean), fixed(c.val_accuracy_std),
+                        std::to_string(c.folds_ok)});
+    acc_dat << i++ << "," << gp_string(k.label()) << "," << c.val_accuracy_mean << ","
+            << c.val_accuracy_std << "\n";
   }
   if (cells.empty())
     fail(error_code::malformed_file, (dir / "summary.json").string() + ": no \"table\" of results");
@@ -389,12 +368,12 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
   // Per-class accuracy: validation confusion matrices summed over folds.
   std::vector<std::string> classes;
   std::map<cell_key, std::vector<std::vector<double>>> confusion;
-  for (const auto& j : s.value("jobs", json::array())) {
-    if (!j.value("ok", false))
+  for (const auto& j : s.jobs) {
+    if (!j.ok)
       continue;
-    cell_key k{str(j, "model"), str(j, "scheduler")};
-    auto c = read_csv(dir / k.model / k.scheduler / ("fold" + std::to_string(j.value("fold", 0)))
-                      / "confusion.csv");
+    cell_key k{j.model, j.scheduler};
+    auto c =
+      read_csv(dir / k.model / k.scheduler / ("fold" + std::to_string(j.fold)) / "confusion.csv");
     if (c.header.size() < 2 || c.rows.empty())
       continue;
     const size_t n = c.header.size() - 1;
@@ -451,10 +430,10 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
   r.heading("Job timeline");
   std::set<std::pair<std::string, int>> lanes;
   std::vector<std::string> models;
-  for (const auto& j : s.value("jobs", json::array())) {
-    lanes.insert({str(j, "host", "local"), j.value("slot", 0)});
-    if (std::find(models.begin(), models.end(), str(j, "model")) == models.end())
-      models.push_back(str(j, "model"));
+  for (const auto& j : s.jobs) {
+    lanes.insert({j.host, j.slot});
+    if (std::find(models.begin(), models.end(), j.model) == models.end())
+      models.push_back(j.model);
   }
   std::map<std::pair<std::string, int>, int> lane_of;
   std::string ytics;
@@ -466,17 +445,14 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
   }
   std::ostringstream tl;
   table jobs_table{{"job", "host", "slot", "start (s)", "end (s)", "val accuracy"}, {}};
-  for (const auto& j : s.value("jobs", json::array())) {
-    if (!j.contains("started_at") || !j.contains("finished_at"))
-      continue;
-    double a = num(j, "started_at"), b = num(j, "finished_at");
-    auto lane = lane_of[{str(j, "host", "local"), j.value("slot", 0)}];
-    auto model = std::find(models.begin(), models.end(), str(j, "model")) - models.begin();
+  for (const auto& j : s.jobs) {
+    double a = j.started_at, b = j.finished_at;
+    auto lane = lane_of[{j.host, j.slot}];
+    auto model = std::find(models.begin(), models.end(), j.model) - models.begin();
     tl << (a + b) / 2 << "," << lane << "," << (b - a) / 2 << ",0.35," << model + 1 << "\n";
-    jobs_table.rows.push_back(
-      {str(j, "model") + "/" + str(j, "scheduler") + "/fold" + std::to_string(j.value("fold", 0)),
-       str(j, "host", "local"), std::to_string(j.value("slot", 0)), fixed(a, 2), fixed(b, 2),
-       j.value("ok", false) ? fixed(num(j, "val_accuracy")) : "failed"});
+    jobs_table.rows.push_back({j.model + "/" + j.scheduler + "/fold" + std::to_string(j.fold),
+                               j.host, std::to_string(j.slot), fixed(a, 2), fixed(b, 2),
+                               j.ok ? fixed(figure(j.val_accuracy)) : "failed"});
   }
   r.data("timeline.csv", tl.str());
   std::string legend;
@@ -497,22 +473,22 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
 
   // Against a serial reference run: time and speedup per model and scheduler.
   for (const auto& ref_dir : compare) {
-    auto ref = read_summary(ref_dir);
-    if (str(ref, "command") != "kfold")
+    auto ref = run_summary::read(ref_dir);
+    if (ref.command != "kfold")
       fail(error_code::invalid_argument,
-           "--compare " + ref_dir.string() + ": a " + str(ref, "command")
+           "--compare " + ref_dir.string() + ": a " + ref.command
              + " run; a kfold report compares with another kfold run (e.g. --serial)");
     auto mine = spans(s), theirs = spans(ref);
-    r.heading("Against " + ref_dir.string() + " (" + str(ref, "mode", "?") + ")");
-    const double wall_ref = num(ref, "wall_seconds"), wall = num(s, "wall_seconds");
+    r.heading("Against " + ref_dir.string() + " (" + ref.mode.value_or("?") + ")");
+    const double wall_ref = ref.wall_seconds, wall = s.wall_seconds;
     r.paragraph("Whole run: " + fixed(wall_ref, 1) + " s there, " + fixed(wall, 1)
                 + " s here: speedup " + fixed(wall > 0 ? wall_ref / wall : 0, 2) + "x.");
-    table t{{"model", "scheduler", str(ref, "mode", "reference") + " (s)",
-             str(s, "mode", "this run") + " (s)", "speedup"},
+    table t{{"model", "scheduler", ref.mode.value_or("reference") + " (s)",
+             s.mode.value_or("this run") + " (s)", "speedup"},
             {}};
     std::ostringstream dat;
-    dat << "cell," << gp_string(str(ref, "mode", "reference")) << ","
-        << gp_string(str(s, "mode", "this")) << ",speedup\n";
+    dat << "cell," << gp_string(ref.mode.value_or("reference")) << ","
+        << gp_string(s.mode.value_or("this")) << ",speedup\n";
     for (const auto& k : cells) {
       if (!mine.count(k) || !theirs.count(k))
         continue;
@@ -542,24 +518,24 @@ void kfold_report(report_builder& r, const fs::path& dir, const json& s,
 /// One run's line in a HOGWILD/SGD comparison.
 struct sgd_run {
   fs::path dir;
-  json summary;
+  run_summary summary;
   std::string label;
 };
 
-std::string sgd_label(const json& s) {
-  std::string mode = str(s, "command");
-  if (s.contains("worker_list"))
-    mode += " " + std::to_string(s["worker_list"].size()) + " worker(s)";
+std::string sgd_label(const run_summary& s) {
+  std::string mode = s.command;
+  if (s.worker_list_size)
+    mode += " " + std::to_string(*s.worker_list_size) + " worker(s)";
   return mode;
 }
 
-void sgd_report(report_builder& r, const fs::path& dir, const json& s,
+void sgd_report(report_builder& r, const fs::path& dir, const run_summary& s,
                 const std::vector<fs::path>& compare) {
   r.paragraph(run_facts(s));
   std::vector<sgd_run> runs{{dir, s, sgd_label(s)}};
   for (const auto& c : compare) {
-    auto other = read_summary(c);
-    auto cmd = str(other, "command");
+    auto other = run_summary::read(c);
+    const auto cmd = other.command;
     if (cmd != "hogwild" && cmd != "sgd")
       fail(error_code::invalid_argument,
            "--compare " + c.string() + ": a " + cmd + " run; expected hogwild or sgd");
@@ -578,11 +554,11 @@ void sgd_report(report_builder& r, const fs::path& dir, const json& s,
   std::ostringstream bars;
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& rs = runs[i].summary;
-    t.rows.push_back({runs[i].label, fixed(num(rs, "test_accuracy")),
-                      fixed(num(rs, "samples_per_second"), 0), fixed(num(rs, "wall_seconds"), 1),
-                      rs.contains("final_train_loss") ? fixed(num(rs, "final_train_loss")) : "-"});
-    bars << i << "," << gp_string(runs[i].label) << "," << num(rs, "test_accuracy") << ","
-         << num(rs, "samples_per_second") << "\n";
+    t.rows.push_back({runs[i].label, fixed(figure(rs.test_accuracy)),
+                      fixed(figure(rs.samples_per_second), 0), fixed(rs.wall_seconds, 1),
+                      rs.final_train_loss ? fixed(figure(rs.final_train_loss)) : "-"});
+    bars << i << "," << gp_string(runs[i].label) << "," << figure(rs.test_accuracy) << ","
+         << figure(rs.samples_per_second) << "\n";
   }
   r.add(t);
 
@@ -627,16 +603,16 @@ void sgd_report(report_builder& r, const fs::path& dir, const json& s,
              "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
              "plot \"runs.csv\" using 1:4:xtic(2) with boxes lc rgb \"#228833\"");
 
-  if (s.contains("per_class_accuracy") && s["per_class_accuracy"].is_array()) {
+  if (s.per_class_accuracy) {
     r.heading("Per-class test accuracy");
     std::ostringstream dat;
     table pc{{"class", "test accuracy"}, {}};
-    const auto& pca = s["per_class_accuracy"];
+    const auto& pca = *s.per_class_accuracy;
     for (size_t c = 0; c < pca.size(); ++c) {
       std::string name = "class " + std::to_string(c);
-      if (s.contains("classes") && s["classes"].is_array() && c < s["classes"].size())
-        name = s["classes"][c].get<std::string>();
-      double a = pca[c].is_number() ? pca[c].get<double>() : 0;
+      if (s.classes && c < s.classes->size())
+        name = (*s.classes)[c];
+      double a = std::isfinite(pca[c]) ? pca[c] : 0;
       dat << c << "," << gp_string(name) << "," << a << "\n";
       pc.rows.push_back({name, fixed(a, 3)});
     }
@@ -654,8 +630,8 @@ void sgd_report(report_builder& r, const fs::path& dir, const json& s,
 } // namespace
 
 report_files write_report(const report_request& request) {
-  auto s = read_summary(request.dir);
-  const auto command = str(s, "command");
+  const auto s = run_summary::read(request.dir);
+  const auto& command = s.command;
   report_builder r{request.dir};
   if (command == "kfold")
     kfold_report(r, request.dir, s, request.compare);

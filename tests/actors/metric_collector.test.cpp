@@ -4,6 +4,7 @@
 #include "test_util.hpp"
 
 #include <pnn/actors/metric_collector.hpp>
+#include <pnn/experiments/session.hpp>
 
 #include <caf/all.hpp>
 
@@ -17,7 +18,7 @@ struct fixture : test_coordinator_fixture<> {
 
   fixture() {
     collector_options o;
-    o.out_dir = dir.path();
+    record_to_files(o, dir.path());
     o.progress = "none";
     o.total_jobs = 1;
     collector = spawn_collector(sys, o);

@@ -7,6 +7,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
+#include <pnn/experiments/holder_file.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/parameters.hpp>
 #include <pnn/training/records.hpp>
@@ -134,17 +135,18 @@ CAF_TEST(a holder saves its parameters every N updates to a file that restores t
   test::temp_dir dir;
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();
+  const auto file = dir / "holder.pt";
   holder_options o;
   o.checkpoint_every = 2;
-  o.checkpoint_file = dir / "holder.pt";
+  o.save = [file](const param_blob& p) { write_holder_file(file, p); };
   holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
   run();
   push(blob_of({1, 1, 1, 1}, 42));
-  CAF_CHECK(!std::filesystem::exists(o.checkpoint_file));
+  CAF_CHECK(!std::filesystem::exists(file));
   push(blob_of({0, 0, 0, 0.5f}, 42));
-  CAF_REQUIRE(std::filesystem::exists(o.checkpoint_file));
+  CAF_REQUIRE(std::filesystem::exists(file));
   push(blob_of({5, 5, 5, 5}, 42)); // the 3rd: not saved (every 2)
-  auto saved = read_holder_file(o.checkpoint_file);
+  auto saved = read_holder_file(file);
   CAF_CHECK_EQUAL(saved.version, 9u);
   CAF_CHECK_EQUAL(saved.layout, 42u);
   CAF_CHECK_EQUAL(saved.count, 4u);

@@ -10,6 +10,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
+#include <pnn/experiments/holder_file.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/models/network.hpp>

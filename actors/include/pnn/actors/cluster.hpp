@@ -90,7 +90,7 @@ public:
   /// says. Throws pnn::error when a parameter is not finite.
   ParameterHolder(caf::actor_system& sys, const models::Network& model,
                   holder_options options = {});
-  /// Holds `initial` (e.g. read_holder_file of an earlier run's checkpoint; its
+  /// Holds `initial` (e.g. the parameters of an earlier run's checkpoint; its
   /// version goes on counting).
   ParameterHolder(caf::actor_system& sys, param_blob initial, holder_options options = {});
   ~ParameterHolder();

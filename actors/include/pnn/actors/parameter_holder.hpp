@@ -4,7 +4,7 @@
 
 #include <caf/actor_system.hpp>
 
-#include <filesystem>
+#include <functional>
 #include <string>
 
 namespace pnn {
@@ -16,25 +16,16 @@ namespace pnn {
 // update of the wrong layout or size, or with a NaN/Inf, is rejected with an error
 // (error_code::invalid_argument) and counted, never applied.
 
-/// Where and how often a holder saves its parameters (a checkpoint to restart from).
+/// How often a holder saves its parameters (a checkpoint to restart from), and how.
 struct holder_options {
-  uint64_t checkpoint_every = 0;         ///< applied updates between saves; 0: never
-  std::filesystem::path checkpoint_file; ///< written atomically (read_holder_file reads it)
+  uint64_t checkpoint_every = 0; ///< applied updates between saves; 0: never
+  /// In-process only: saves the parameters (in the holder's context; experiments/
+  /// writes holder.pt, write_holder_file). An exception is said once; training goes on.
+  std::function<void(const param_blob&)> save;
 };
 
 /// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes; throws pnn::error otherwise.
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {});
-
-/// The file form of a holder's parameters: "PNNHOLD1", version, layout, count
-/// (little-endian uint64) and count float32 values.
-std::string holder_file_bytes(const param_blob& params);
-
-/// Writes holder_file_bytes(params) to `file` atomically; throws pnn::error(io_error).
-void write_holder_file(const std::filesystem::path& file, const param_blob& params);
-
-/// Reads a holder file; throws pnn::error naming the file when it is missing,
-/// truncated, not a holder file, or holds a non-finite value.
-param_blob read_holder_file(const std::filesystem::path& file);
 
 } // namespace pnn

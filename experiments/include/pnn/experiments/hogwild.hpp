@@ -13,14 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace pnn::models {
-class Network;
-}
-
-namespace pnn::training {
-struct job_options;
-struct dataset;
-} // namespace pnn::training
+// (models::Network and training::dataset are declared by options.hpp.)
 
 namespace pnn {
 

@@ -15,6 +15,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,11 @@ private:
   double user_start_ = 0;
   double system_start_ = 0;
 };
+
+/// Has the collector keep its records as files of the run's folder `out`: cpu.csv,
+/// and each accepted remote checkpoint as epoch_<epoch>.pt and latest.pt in its job
+/// folder.
+void record_to_files(collector_options& options, const std::filesystem::path& out);
 
 /// What a session needs to start its actor system.
 struct session_options {
