@@ -35,8 +35,6 @@ using namespace pnn::training;
 
 namespace {
 
-using detail::finite_or_null;
-
 [[noreturn]] void bad(const std::string& msg) {
   throw pnn::error(error_code::invalid_argument, msg);
 }
@@ -254,13 +252,13 @@ nlohmann::json worker_list(const hogwild_report& report, const std::vector<job_s
     const auto& w = report.workers[i];
     nlohmann::json losses = nlohmann::json::array();
     for (auto l : w.result.epoch_train_loss)
-      losses.push_back(finite_or_null(l));
+      losses.push_back(number_or_null(l));
     workers.push_back({{"worker", i},
                        {"samples", w.samples},
                        {"steps", w.steps.size()},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
-                       {"train_loss", finite_or_null(w.result.train_loss)},
+                       {"train_loss", number_or_null(w.result.train_loss)},
                        {"epoch_train_loss", losses},
                        {"files", fs::relative(specs[i].out_dir, out).string()}});
   }

@@ -52,15 +52,12 @@ job_summary summary_of(const job_result& r, double t0) {
   int32_t max_threads = 0;
   for (auto t : r.thread_counts)
     max_threads = std::max(max_threads, t);
-  auto num = [](double v) {
-    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-  };
   nlohmann::json epochs = nlohmann::json::array();
   for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
     epochs.push_back({{"epoch", i + 1},
-                      {"train_loss", num(r.epoch_train_loss[i])},
-                      {"val_loss", num(r.epoch_val_loss[i])},
-                      {"val_accuracy", num(r.epoch_val_accuracy[i])}});
+                      {"train_loss", number_or_null(r.epoch_train_loss[i])},
+                      {"val_loss", number_or_null(r.epoch_val_loss[i])},
+                      {"val_accuracy", number_or_null(r.epoch_val_accuracy[i])}});
   job_summary s;
   s.model = r.model;
   s.scheduler = r.scheduler;
@@ -93,12 +90,7 @@ std::string fold_name(int32_t fold) {
 /// host sent along, and result.json (what --resume keeps).
 void store_result(const fs::path& out, const job_result& r, double t0) {
   auto dir = job_dir(out, r.model, r.scheduler, fold_name(r.fold));
-  for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
-    const auto& name = r.files.names[f];
-    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
-      continue; // only plain file names, inside the job's folder
-    write_file_atomic(dir / name, r.files.contents[f]);
-  }
+  write_record_files(dir, r.files.names, r.files.contents);
   auto stored = to_json(summary_of(r, t0));
   stored["started_at_wall"] = r.started_at;
   stored["finished_at_wall"] = r.finished_at;

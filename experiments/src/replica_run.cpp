@@ -18,10 +18,6 @@
 
 namespace pnn::detail {
 
-nlohmann::json finite_or_null(double v) {
-  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-}
-
 std::string worker_name(size_t i) {
   return "worker" + std::to_string(i);
 }
@@ -137,7 +133,7 @@ run_summary shared_summary(const char* command, const replica_report& r, const o
     e.confusion = r.confusion;
     out.per_class_accuracy = e.per_class_accuracy();
   }
-  out.more = {{"test_loss", finite_or_null(r.test_loss)},
+  out.more = {{"test_loss", training::number_or_null(r.test_loss)},
               {"train_seconds", r.train_seconds},
               {"threads_per_worker", g.threads_per_worker},
               {"train_samples", facts.train_samples},

@@ -21,9 +21,6 @@
 
 namespace pnn::detail {
 
-/// A number for JSON, or null when it is NaN or infinite (JSON has neither).
-nlohmann::json finite_or_null(double v);
-
 std::string worker_name(size_t i);
 
 /// This host's data: the in-process datasets when given, else the dataset by name.

@@ -39,8 +39,6 @@ using namespace pnn::training;
 
 namespace {
 
-using detail::finite_or_null;
-
 [[noreturn]] void bad(const std::string& msg) {
   throw pnn::error(error_code::invalid_argument, msg);
 }
@@ -264,13 +262,9 @@ void collect_workers(sgd_report& report, sgd_outcome& outcome, const fs::path& o
     sgd_worker_report w;
     w.host = outcome.hosts[i];
     const fs::path dir = out / "workers" / worker_name(i);
+    write_record_files(dir, r.files.names, r.files.contents);
     for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
-      const auto& name = r.files.names[f];
-      if (name.empty() || name.find('/') != std::string::npos
-          || name.find("..") != std::string::npos)
-        continue; // a file name that is not a plain name is never written
-      write_file_atomic(dir / name, r.files.contents[f]);
-      if (name != "metrics.json")
+      if (r.files.names[f] != "metrics.json")
         continue;
       auto j = nlohmann::json::parse(r.files.contents[f], nullptr, false);
       if (j.is_object() && j.contains("steps") && j["steps"].is_array())
@@ -339,7 +333,7 @@ nlohmann::json worker_list(const sgd_report& report) {
                        {"rejected_pushes", r.sgd.rejected_pushes},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
-                       {"train_loss", finite_or_null(r.train_loss)},
+                       {"train_loss", number_or_null(r.train_loss)},
                        {"files", (fs::path("workers") / worker_name(i)).string()}});
   }
   return workers;

@@ -2,6 +2,7 @@
 
 #include <pnn/error.hpp>
 #include <pnn/files.hpp>
+#include <pnn/training/records.hpp>
 
 #include <cmath>
 
@@ -11,11 +12,6 @@ using nlohmann::json;
 namespace pnn {
 
 namespace {
-
-/// A number for JSON, or null when it is NaN or infinite (JSON has neither).
-json number(double v) {
-  return std::isfinite(v) ? json(v) : json(nullptr);
-}
 
 /// Reads typed keys out of one JSON object, removing each from `rest`; a key of the
 /// wrong type is an error naming the file and the key.
@@ -136,9 +132,9 @@ json to_json(const job_summary& s) {
             {"slot", s.slot},
             {"ok", s.ok},
             {"error", s.error},
-            {"val_accuracy", number(s.val_accuracy)},
-            {"val_loss", number(s.val_loss)},
-            {"train_loss", number(s.train_loss)},
+            {"val_accuracy", training::number_or_null(s.val_accuracy)},
+            {"val_loss", training::number_or_null(s.val_loss)},
+            {"train_loss", training::number_or_null(s.train_loss)},
             {"started_at", s.started_at},
             {"finished_at", s.finished_at}});
   return j;
@@ -185,17 +181,17 @@ json run_summary::to_json() const {
     j["jobs"] = jobs_json;
   }
   if (test_accuracy)
-    j["test_accuracy"] = number(*test_accuracy);
+    j["test_accuracy"] = training::number_or_null(*test_accuracy);
   if (samples_per_second)
     j["samples_per_second"] = *samples_per_second;
   if (final_train_loss)
-    j["final_train_loss"] = number(*final_train_loss);
+    j["final_train_loss"] = training::number_or_null(*final_train_loss);
   if (workers)
     j["workers"] = *workers;
   if (per_class_accuracy) {
     json pca = json::array();
     for (auto a : *per_class_accuracy)
-      pca.push_back(number(a));
+      pca.push_back(training::number_or_null(a));
     j["per_class_accuracy"] = pca;
   }
   if (classes)

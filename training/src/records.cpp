@@ -18,11 +18,21 @@ namespace fs = std::filesystem;
 
 namespace pnn::training {
 
-namespace {
-
 nlohmann::json number_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
 }
+
+void write_record_files(const std::filesystem::path& dir, const std::vector<std::string>& names,
+                        const std::vector<std::string>& contents) {
+  for (size_t f = 0; f < names.size() && f < contents.size(); ++f) {
+    const auto& name = names[f];
+    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+      continue;
+    write_file_atomic(dir / name, contents[f]);
+  }
+}
+
+namespace {
 
 double number_or_nan(const nlohmann::json& j) {
   return j.is_number() ? j.get<double>() : NAN;

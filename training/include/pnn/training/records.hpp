@@ -44,4 +44,13 @@ std::string epochs_csv(const std::vector<epoch_record>& records);
 std::string confusion_csv(const std::vector<std::vector<int64_t>>& confusion,
                           const std::vector<std::string>& classes);
 
+/// A number for JSON, or null when it is NaN or infinite (JSON has neither).
+nlohmann::json number_or_null(double v);
+
+/// Writes the record files a job on another host sent back (job_record_files' names
+/// and contents) into `dir`; a name that is not a plain file name is never written
+/// (a peer does not choose where its files go).
+void write_record_files(const std::filesystem::path& dir, const std::vector<std::string>& names,
+                        const std::vector<std::string>& contents);
+
 } // namespace pnn::training
