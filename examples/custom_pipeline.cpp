@@ -106,6 +106,12 @@ stopper_actor::behavior_type early_stopper(stopper_actor::stateful_pointer<stopp
     [=](pnn::checkpoint_atom, const pnn::job_checkpoint& c) {
       self->send(next, pnn::checkpoint_atom::value, c);
     },
+    // Whom each job went to. (The collector behind us trusts what we forward, as
+    // it comes from this process: a stopper whose workers ran on other hosts would
+    // check, as the collector does, that an event comes from the job's worker.)
+    [=](pnn::assign_atom, const pnn::job_spec& j, const pnn::worker_actor& w) {
+      self->send(next, pnn::assign_atom::value, j, w);
+    },
     [=](pnn::done_atom) {
       return std::make_tuple(self->state.stopped_ids, self->state.stopped_epochs);
     },

@@ -16,6 +16,7 @@ struct sink_record {
   std::vector<job_progress> progress;
   std::vector<job_result> results;
   std::vector<job_checkpoint> checkpoints;
+  std::vector<std::pair<job_spec, worker_actor>> assigned;
 };
 
 /// An event sink (the collector's interface) that appends every event to `record`.
@@ -26,6 +27,9 @@ inline event_sink_actor spawn_recording_sink(caf::actor_system& sys,
       [record](progress_atom, const job_progress& p) { record->progress.push_back(p); },
       [record](result_atom, const job_result& r) { record->results.push_back(r); },
       [record](checkpoint_atom, const job_checkpoint& c) { record->checkpoints.push_back(c); },
+      [record](assign_atom, const job_spec& j, const worker_actor& w) {
+        record->assigned.emplace_back(j, w);
+      },
     };
   });
 }

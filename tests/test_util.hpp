@@ -4,12 +4,14 @@
 
 #include <pnn/error.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <csignal>
@@ -102,6 +104,20 @@ inline double time_scale() {
   return v >= 1 && v <= 50 ? v : 1.0;
 }
 
+/// Polls `done` every 10 ms until it is true or `seconds` x time_scale() passed;
+/// returns its last value.
+template <class Predicate>
+bool wait_until(Predicate done, double seconds) {
+  const auto until = std::chrono::steady_clock::now()
+    + std::chrono::duration<double>(seconds * time_scale());
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until)
+      return done();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 /// `seconds` x time_scale(), as text for a flag.
 inline std::string scaled(double seconds) {
   char buf[32];
@@ -139,8 +155,11 @@ public:
   background_process(const background_process&) = delete;
   background_process& operator=(const background_process&) = delete;
 
-  /// The next line of stdout, or "" after `timeout_ms` or at end of output.
-  std::string read_line(int timeout_ms = 30000) {
+  /// The next line of stdout, or "" after `timeout_ms` (default 30 s x
+  /// time_scale()) or at end of output.
+  std::string read_line(int timeout_ms = -1) {
+    if (timeout_ms < 0)
+      timeout_ms = static_cast<int>(30000 * time_scale());
     std::string line;
     char c = 0;
     while (true) {

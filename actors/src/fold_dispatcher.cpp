@@ -1,11 +1,14 @@
 #include <pnn/actors/fold_dispatcher.hpp>
 
+#include <pnn/training/records.hpp>
+
 #include <caf/all.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 
 namespace pnn {
 
@@ -66,7 +69,10 @@ private:
   void assign();
   void send_job(const caf::actor_addr& addr, slot& s, job_spec job);
   void balance_threads();
-  void on_result(const caf::actor_addr& addr, job_result r);
+  void on_result(const caf::actor_addr& addr, uint32_t id, job_result r);
+  void on_error(const caf::actor_addr& addr, uint32_t id, const caf::error& e);
+  void requeue_or_fail(uint32_t id, const std::string& why);
+  static std::string refused_files(const record_files& files);
   void record(job_result r);
   void orphaned();
   void maybe_finish();
@@ -140,19 +146,23 @@ void dispatcher_state::send_job(const caf::actor_addr& addr, slot& s, job_spec j
   s.threads = job.threads;
   running_[job.id] = job;
   ++attempts_[job.id];
-  auto answer = [this, addr](job_result& r) { on_result(addr, std::move(r)); };
-  auto lost = [](caf::error&) {
-    // The worker is gone: its down message re-queues the job.
+  if (sink_) // before the job: the sink takes the job's events from this worker only
+    self_->send(sink_, assign_atom::value, job, s.worker);
+  auto answer = [this, addr, id = job.id](job_result& r) {
+    if (self_->current_sender() != addr)
+      return; // not the worker's own answer
+    on_result(addr, id, std::move(r));
   };
+  auto failed = [this, addr, id = job.id](caf::error& e) { on_error(addr, id, e); };
   // Another host cannot read our folder: a job resumed there takes its checkpoint.
   std::optional<job_checkpoint> checkpoint;
   if (job.resume && s.worker.node() != self_->node() && options_.checkpoint_of)
     checkpoint = options_.checkpoint_of(job);
   if (checkpoint)
     self_->request(s.worker, caf::infinite, run_atom::value, job, std::move(*checkpoint))
-      .then(answer, lost);
+      .then(answer, failed);
   else
-    self_->request(s.worker, caf::infinite, run_atom::value, job).then(answer, lost);
+    self_->request(s.worker, caf::infinite, run_atom::value, job).then(answer, failed);
 }
 
 /// Thread policy: base threads while jobs wait; in the tail, spread the cores.
@@ -171,17 +181,84 @@ void dispatcher_state::balance_threads() {
     }
 }
 
-/// A worker's job ended: free its slot, record, hand out the next job.
-void dispatcher_state::on_result(const caf::actor_addr& addr, job_result r) {
+/// A worker's job ended: free its slot, record, hand out the next job. The job is
+/// the one this dispatcher gave the worker, whatever the result says: its identity
+/// (id, model, scheduler, fold) comes from the dispatch record, not from the peer.
+void dispatcher_state::on_result(const caf::actor_addr& addr, uint32_t id, job_result r) {
   auto i = slots_.find(addr);
-  if (i == slots_.end() || !i->second.busy || i->second.job != r.id)
+  if (i == slots_.end() || !i->second.busy || i->second.job != id)
     return; // stale: the slot was lost and its job re-queued meanwhile
   i->second.busy = false;
   i->second.threads = 0;
-  running_.erase(r.id);
+  const auto job = running_.at(id);
+  running_.erase(id);
+  if (r.id != id) {
+    auto claimed = r.id;
+    r = failed_job(id, error_code::run_failed,
+                   "the worker answered job " + std::to_string(id) + " with a result for job "
+                     + std::to_string(claimed));
+  }
+  if (auto why = refused_files(r.files); !why.empty()) {
+    auto claimed = std::move(r);
+    r = failed_job(id, error_code::run_failed, why);
+    r.host = claimed.host;
+    r.slot = claimed.slot;
+  }
+  r.model = job.model;
+  r.scheduler = job.scheduler;
+  r.fold = job.fold;
   record(std::move(r));
   assign();
   maybe_finish();
+}
+
+/// Why a job's record files cannot be taken ("" if they can): another host sends
+/// back the files a job writes (training::record_file_names), each once, and nothing
+/// else; a result with any other file is refused whole.
+std::string dispatcher_state::refused_files(const record_files& files) {
+  const auto& allowed = training::record_file_names();
+  std::set<std::string> seen;
+  std::string bad;
+  for (const auto& name : files.names)
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()
+        || !seen.insert(name).second)
+      bad += (bad.empty() ? "'" : ", '") + name.substr(0, 64) + "'";
+  if (files.names.size() != files.contents.size())
+    bad += (bad.empty() ? "" : "; ") + std::to_string(files.names.size()) + " names for "
+      + std::to_string(files.contents.size()) + " contents";
+  return bad.empty() ? "" : "refused the result: record files not written by a job: " + bad;
+}
+
+/// A live worker answered with an error instead of a result (a dead one's down
+/// message comes too; whichever comes first frees the slot): the job goes back to
+/// the queue, to resume from its checkpoint, until it has used its attempts.
+void dispatcher_state::on_error(const caf::actor_addr& addr, uint32_t id, const caf::error& e) {
+  auto i = slots_.find(addr);
+  if (i == slots_.end() || !i->second.busy || i->second.job != id)
+    return;
+  i->second.busy = false;
+  i->second.threads = 0;
+  requeue_or_fail(id, "worker answered with an error: " + self_->system().render(e));
+  assign();
+  maybe_finish();
+}
+
+/// Job `id` did not end on its worker: back to the queue front, or failed after
+/// max_attempts.
+void dispatcher_state::requeue_or_fail(uint32_t id, const std::string& why) {
+  auto job = running_.at(id);
+  running_.erase(id);
+  if (attempts_[id] >= options_.max_attempts) {
+    auto r = failed_job(id, error_code::worker_lost,
+                        why + " (" + std::to_string(attempts_[id]) + " attempts)");
+    r.model = job.model;
+    r.scheduler = job.scheduler;
+    r.fold = job.fold;
+    record(std::move(r));
+  } else {
+    job.resume = true; // continue from its latest checkpoint, if any
+    queue_.push_front(job);
+  }
 }
 
 void dispatcher_state::record(job_result r) {
@@ -198,21 +275,8 @@ void dispatcher_state::worker_down(const caf::down_msg& msg) {
   slots_.erase(i);
   slot_order_.erase(std::remove(slot_order_.begin(), slot_order_.end(), msg.source),
                     slot_order_.end());
-  if (s.busy) {
-    auto job = running_.at(s.job);
-    running_.erase(s.job);
-    if (attempts_[job.id] >= options_.max_attempts) {
-      auto r = failed_job(job.id, error_code::worker_lost,
-                          "worker lost " + std::to_string(attempts_[job.id]) + " times");
-      r.model = job.model;
-      r.scheduler = job.scheduler;
-      r.fold = job.fold;
-      record(std::move(r));
-    } else {
-      job.resume = true; // continue from its latest checkpoint, if any
-      queue_.push_front(job);
-    }
-  }
+  if (s.busy)
+    requeue_or_fail(s.job, "worker lost");
   if (active_ && slots_.empty() && results_.size() < expected_) {
     orphaned();
     return;
@@ -274,17 +338,35 @@ void dispatcher_state::maybe_finish() {
   promise_.deliver(std::move(results));
 }
 
+/// Whether the message being handled comes from this process: only the run that
+/// owns a dispatcher (or a host watcher beside it) adds workers, runs and cancels.
+bool from_here(dispatcher_state::pointer self) {
+  const auto& sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
 dispatcher_impl::behavior_type fold_dispatcher(dispatcher_state::pointer self,
                                                event_sink_actor sink, dispatcher_options options) {
   self->state.init(self, std::move(sink), std::move(options));
   self->set_down_handler([self](const caf::down_msg& msg) { self->state.worker_down(msg); });
   return {
-    [self](add_atom, worker_actor w) { self->state.add(std::move(w)); },
+    [self](add_atom, worker_actor w) {
+      if (from_here(self))
+        self->state.add(std::move(w));
+    },
     [self](run_atom, std::vector<job_spec> jobs) -> caf::result<std::vector<job_result>> {
+      if (!from_here(self))
+        return caf::make_error(caf::sec::unexpected_message, "run: only from this process");
       return self->state.run(std::move(jobs));
     },
-    [self](cancel_atom, uint32_t id) { self->state.cancel(id); },
-    [self](orphan_atom, uint64_t wait) { self->state.wait_over(wait); },
+    [self](cancel_atom, uint32_t id) {
+      if (from_here(self))
+        self->state.cancel(id);
+    },
+    [self](orphan_atom, uint64_t wait) {
+      if (self->current_sender() == self->address())
+        self->state.wait_over(wait);
+    },
   };
 }
 

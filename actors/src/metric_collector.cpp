@@ -35,10 +35,14 @@ public:
   void progress(const job_progress& p);
   void checkpoint(const job_checkpoint& c);
   void result(const job_result& r);
+  void assign(const job_spec& job, const worker_actor& worker);
   void sample_cpu();
-  double done();
+  caf::result<double> done();
 
 private:
+  bool from_here() const;
+  bool from_assigned_worker(uint32_t id) const;
+  void refuse(const char* what, uint32_t id, const char* why = "not from the job's worker");
   double cost_of(uint32_t id) const;
   double total_cost() const;
   std::string label_of(uint32_t id) const;
@@ -57,6 +61,13 @@ private:
   /// Per job folder, the newest checkpoint epoch written: an older one (from a host
   /// that was dropped and wakes up later) must not replace latest.pt.
   std::map<std::string, int64_t> newest_checkpoint_;
+  /// Who runs each job, and its folder (from the assignment message).
+  struct assignment {
+    caf::actor_addr worker;
+    std::string out_dir;
+  };
+  std::map<uint32_t, assignment> assigned_;
+  size_t refused_events_ = 0;
   size_t stale_checkpoints_ = 0;
   size_t refused_checkpoints_ = 0;
   size_t finished_ = 0;
@@ -120,7 +131,40 @@ void collector_state::show(bool force) {
   line_->update(buf + text, force);
 }
 
+/// Whether the message being handled comes from an actor of this process (a
+/// dispatcher, a run, a local worker, a user's actor in front of the collector).
+bool collector_state::from_here() const {
+  const auto& sender = self_->current_sender();
+  return sender && sender->node() == self_->node();
+}
+
+/// Whether the message being handled comes from here or from the worker job `id`
+/// was assigned to.
+bool collector_state::from_assigned_worker(uint32_t id) const {
+  if (from_here())
+    return true;
+  auto i = assigned_.find(id);
+  return i != assigned_.end() && i->second.worker == self_->current_sender();
+}
+
+/// Drops a message a peer had no business sending; says so once.
+void collector_state::refuse(const char* what, uint32_t id, const char* why) {
+  if (refused_events_++ == 0) {
+    const auto& sender = self_->current_sender();
+    std::fprintf(stderr, "pnn: refused a %s for job %u from node %s (%s)\n", what, id,
+                 sender ? caf::to_string(sender->node()).c_str() : "(anonymous)", why);
+  }
+}
+
+void collector_state::assign(const job_spec& job, const worker_actor& worker) {
+  if (!from_here())
+    return refuse("job assignment", job.id, "only this process assigns jobs");
+  assigned_[job.id] = assignment{worker.address(), job.out_dir};
+}
+
 void collector_state::progress(const job_progress& p) {
+  if (!from_assigned_worker(p.id))
+    return refuse("progress event", p.id);
   if (ended_.count(p.id))
     return;
   running_[p.id] = p;
@@ -129,6 +173,10 @@ void collector_state::progress(const job_progress& p) {
 
 void collector_state::checkpoint(const job_checkpoint& c) {
   namespace fs = std::filesystem;
+  if (!from_assigned_worker(c.id))
+    return refuse("checkpoint", c.id);
+  if (auto i = assigned_.find(c.id); !from_here() && i->second.out_dir != c.out_dir)
+    return refuse("checkpoint", c.id, "not for the job's own folder");
   std::error_code ec;
   const auto root = fs::weakly_canonical(o_.out_dir, ec);
   const auto dir = fs::weakly_canonical(c.out_dir, ec);
@@ -159,6 +207,9 @@ void collector_state::checkpoint(const job_checkpoint& c) {
 }
 
 void collector_state::result(const job_result& r) {
+  if (!from_here())
+    return refuse("result", r.id, "results come from whoever gave the job out, in this process");
+  assigned_.erase(r.id);
   if (o_.on_result) {
     try {
       o_.on_result(r);
@@ -196,20 +247,24 @@ void collector_state::print_result(const job_result& r) const {
 }
 
 void collector_state::sample_cpu() {
-  if (done_)
-    return;
+  if (done_ || self_->current_sender() != self_->address())
+    return; // only its own timer (a peer's extra ticks would start more timers)
   cpu_sample s;
   if (sampler_.sample(s))
     samples_.push_back(s);
   self_->delayed_send(self_, interval_, cpu_atom::value);
 }
 
-double collector_state::done() {
+caf::result<double> collector_state::done() {
+  if (!from_here())
+    return caf::make_error(caf::sec::unexpected_message, "done: only the run ends its collector");
   cpu_sample s;
   if (!done_ && sampler_.sample(s))
     samples_.push_back(s);
   done_ = true;
   line_->finish();
+  if (refused_events_ > 1)
+    std::fprintf(stderr, "pnn: refused %zu messages from peers in all\n", refused_events_);
   if (o_.store_cpu) {
     try {
       o_.store_cpu(samples_);
@@ -230,8 +285,11 @@ collector_impl::behavior_type metric_collector(collector_state::pointer self,
     [self](progress_atom, const job_progress& p) { self->state.progress(p); },
     [self](checkpoint_atom, const job_checkpoint& c) { self->state.checkpoint(c); },
     [self](result_atom, const job_result& r) { self->state.result(r); },
+    [self](assign_atom, const job_spec& job, const worker_actor& w) {
+      self->state.assign(job, w);
+    },
     [self](cpu_atom) { self->state.sample_cpu(); },
-    [self](done_atom) -> double { return self->state.done(); },
+    [self](done_atom) -> caf::result<double> { return self->state.done(); },
   };
 }
 

@@ -24,7 +24,7 @@ public:
     o_ = std::move(options);
   }
   node_info status() const;
-  std::vector<worker_actor> spawn_workers(const event_sink_actor& sink);
+  caf::result<std::vector<worker_actor>> spawn_workers(const event_sink_actor& sink);
   void worker_or_node_exit(const caf::exit_msg& msg);
   void coordinator_down(const caf::down_msg& msg);
 
@@ -48,7 +48,13 @@ node_info node_state::status() const {
   return info;
 }
 
-std::vector<worker_actor> node_state::spawn_workers(const event_sink_actor& sink) {
+caf::result<std::vector<worker_actor>>
+node_state::spawn_workers(const event_sink_actor& sink) {
+  if (o_.max_workers > 0 && static_cast<int64_t>(spawned_.size()) + o_.slots > o_.max_workers)
+    return caf::make_error(caf::sec::runtime_error,
+                           "this host runs " + std::to_string(spawned_.size())
+                             + " workers already, at most " + std::to_string(o_.max_workers)
+                             + " (pnn-node serve --max-workers)");
   std::vector<worker_actor> result;
   for (int32_t s = 0; s < o_.slots; ++s) {
     worker_options wo;
@@ -56,6 +62,7 @@ std::vector<worker_actor> node_state::spawn_workers(const event_sink_actor& sink
     wo.host = o_.host->get();
     wo.remote = true;
     wo.data_dir = o_.data_dir;
+    wo.limits = o_.limits;
     auto w = spawn_worker(self_->system(), sink, wo);
     self_->link_to(w);
     spawned_.insert(w.address());
@@ -100,7 +107,7 @@ node_actor::behavior_type node(node_state::pointer self, node_options options) {
   self->set_down_handler([self](const caf::down_msg& msg) { self->state.coordinator_down(msg); });
   return {
     [self](status_atom) -> node_info { return self->state.status(); },
-    [self](spawn_atom, const event_sink_actor& sink) -> std::vector<worker_actor> {
+    [self](spawn_atom, const event_sink_actor& sink) -> caf::result<std::vector<worker_actor>> {
       return self->state.spawn_workers(sink);
     },
   };

@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -55,11 +56,24 @@ caf::result<uint64_t> holder_state::push(const param_blob& update) {
     ++status_.rejected;
     return make_error(error_code::invalid_argument, "update rejected: " + why);
   }
-  // Adds the delta in place (both buffers hold count float32 values).
+  // Adds the delta in place (both buffers hold count float32 values), unless a sum
+  // overflows: finite updates of finite parameters can still make an infinity, and
+  // one infinity would poison every worker's next pull.
   auto* p = reinterpret_cast<float*>(params_.bytes.data());
+  const auto* u = update.bytes.data();
   for (uint64_t i = 0; i < update.count; ++i) {
     float v;
-    std::memcpy(&v, update.bytes.data() + i * sizeof(float), sizeof v);
+    std::memcpy(&v, u + i * sizeof(float), sizeof v);
+    if (!std::isfinite(p[i] + v)) {
+      ++status_.rejected;
+      return make_error(error_code::invalid_argument,
+                        "update rejected: the sum at value " + std::to_string(i)
+                          + " is not finite (the parameters are kept)");
+    }
+  }
+  for (uint64_t i = 0; i < update.count; ++i) {
+    float v;
+    std::memcpy(&v, u + i * sizeof(float), sizeof v);
     p[i] += v;
   }
   ++status_.applied;

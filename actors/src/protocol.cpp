@@ -10,11 +10,36 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <utility>
 
 namespace pnn {
+
+std::string job_settings(const job_spec& j) {
+  char lr[32];
+  std::snprintf(lr, sizeof lr, "%.17g", j.lr);
+  std::string s;
+  auto add = [&s](const char* key, const std::string& value) {
+    s += std::string{key} + "=" + value + ";";
+  };
+  add("model", j.model);
+  add("scheduler", j.scheduler);
+  add("optimizer", j.optimizer);
+  add("lr", lr);
+  add("dataset", j.dataset);
+  add("subset", std::to_string(j.subset));
+  add("folds", std::to_string(j.folds));
+  add("fold", std::to_string(j.fold));
+  add("shards", std::to_string(j.shards));
+  add("shard", std::to_string(j.shard));
+  add("split_seed", std::to_string(j.split_seed));
+  add("seed", std::to_string(j.seed));
+  add("epochs", std::to_string(j.epochs));
+  add("batch_size", std::to_string(j.batch_size));
+  return s;
+}
 
 void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_spec>("pnn::job_spec");

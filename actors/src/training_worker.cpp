@@ -13,7 +13,9 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 
 namespace pnn {
@@ -62,6 +64,7 @@ private:
   enum class mode { idle, training, first_pull, push_wait, draining };
 
   void open_result(const job_spec& spec);
+  void check_limits(const job_checkpoint* resume);
   void prepare_folders(const job_checkpoint* resume);
   void build_job();
   void schedule_slice();
@@ -114,10 +117,12 @@ caf::result<job_result> worker_state::start(const job_spec& spec, const job_chec
   if (link && !link->holder)
     return failed_job(spec.id, error_code::invalid_argument, "no parameter holder given");
   spec_ = spec;
+  if (options_.limits.max_threads > 0) // a serve node's cap, whatever is asked
+    spec_.threads = std::min(spec_.threads, options_.limits.max_threads);
   link_.reset();
   if (link)
     link_ = *link;
-  open_result(spec);
+  open_result(spec_);
   promise_ = self_->make_response_promise<job_result>();
   auto promise = promise_;
   mode_ = mode::training;
@@ -126,6 +131,7 @@ caf::result<job_result> worker_state::start(const job_spec& spec, const job_chec
       throw pnn::error(error_code::invalid_argument,
                        "job " + std::to_string(spec.id)
                          + ": n_pull, n_push and max_pushes must be at least 1");
+    check_limits(resume);
     prepare_folders(resume);
     build_job();
   } catch (const pnn::error& e) {
@@ -164,6 +170,34 @@ void worker_state::open_result(const job_spec& spec) {
   snapshot_.clear();
   pushed_at_ = 0;
   version_ = 0;
+}
+
+/// A serve node's limits (peer_limits; its thread cap applies in start): a
+/// checkpoint or a data folder beyond them is refused with the flag that allows more.
+void worker_state::check_limits(const job_checkpoint* resume) {
+  const auto& l = options_.limits;
+  const auto job = "job " + std::to_string(spec_.id) + ": ";
+  if (resume && l.max_checkpoint_bytes > 0
+      && static_cast<int64_t>(resume->bytes.size()) > l.max_checkpoint_bytes)
+    throw pnn::error(error_code::invalid_argument,
+                     job + "a checkpoint of " + std::to_string(resume->bytes.size())
+                       + " bytes is over this host's limit of "
+                       + std::to_string(l.max_checkpoint_bytes)
+                       + " (pnn-node serve --max-checkpoint-mb)");
+  if (!l.restrict_data_dirs || !options_.data_dir.empty() || spec_.data_dir.empty())
+    return;
+  std::error_code ec;
+  const auto dir = std::filesystem::weakly_canonical(spec_.data_dir, ec);
+  for (const auto& allowed : l.data_dirs) {
+    const auto root = std::filesystem::weakly_canonical(allowed, ec);
+    auto [r, d] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
+    if (!ec && !root.empty() && r == root.end())
+      return;
+  }
+  throw pnn::error(error_code::invalid_argument,
+                   job + "data folder " + spec_.data_dir
+                     + " is not one this host serves (pnn-node serve --data-dir DIR, or "
+                       "--allow-data-dir DIR)");
 }
 
 /// Where the job writes and what it resumes from. A remote worker writes nothing into
@@ -482,6 +516,8 @@ void worker_state::on_pulled(param_blob& blob) {
 }
 
 void worker_state::set_threads(int32_t n) {
+  if (options_.limits.max_threads > 0)
+    n = std::min(n, options_.limits.max_threads);
   if (!job_ || n < 1 || n == job_->threads())
     return;
   job_->set_threads(n);
@@ -583,6 +619,7 @@ job_options job_options_from(const job_spec& s) {
   o.threads = std::max(1, s.threads);
   o.checkpoint_every = s.checkpoint_every;
   o.checkpoint_dir = s.out_dir;
+  o.settings = job_settings(s);
   o.train_transform = default_transform(s.dataset, true);
   o.eval_transform = default_transform(s.dataset, false);
   return o;

@@ -88,12 +88,15 @@ std::string fold_name(int32_t fold) {
 
 /// Writes a finished job's files into its folder: the record files a job on another
 /// host sent along, and result.json (what --resume keeps).
-void store_result(const fs::path& out, const job_result& r, double t0) {
+void store_result(const fs::path& out, const job_result& r, double t0, const job_spec& job) {
   auto dir = job_dir(out, r.model, r.scheduler, fold_name(r.fold));
-  write_record_files(dir, r.files.names, r.files.contents);
+  for (const auto& name : write_record_files(dir, r.files.names, r.files.contents))
+    std::fprintf(stderr, "pnn kfold: refused a record file named '%s' from %s\n", name.c_str(),
+                 r.host.c_str());
   auto stored = to_json(summary_of(r, t0));
   stored["started_at_wall"] = r.started_at;
   stored["finished_at_wall"] = r.finished_at;
+  stored["settings"] = job_settings(job); // what --resume checks before keeping it
   write_file_atomic(dir / "result.json", stored.dump(2) + "\n");
 }
 
@@ -240,6 +243,13 @@ std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
       auto r = nlohmann::json::parse(read_text_file(file));
       if (!r.at("ok").get<bool>())
         continue;
+      // Kept only if made with this run's settings: another run's accuracy must not
+      // pass for this one's.
+      const auto was = r.value("settings", std::string{"(none recorded)"});
+      if (was != job_settings(j))
+        bad("--resume: " + file.string() + " was made with other settings ("
+            + settings_difference(was, job_settings(j))
+            + "): use another --out, or the settings it was run with");
       job_result k;
       k.id = j.id;
       k.model = j.model;
@@ -255,6 +265,8 @@ std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
       k.finished_at = r.at("finished_at_wall").get<double>();
       k.epochs_done = r.at("epochs_done").get<int64_t>();
       kept[j.id] = k;
+    } catch (const pnn::error&) {
+      throw;
     } catch (const std::exception&) {
       // A damaged result file means the job runs again.
     }
@@ -325,9 +337,13 @@ collector_options kfold_collector(const kfold_options& o, const std::vector<job_
     co.costs[j.id] = j.cost;
   }
   // Each job is stored the moment it ends, not at the end of the run.
-  co.on_result = [out = o.out, t0](const job_result& r) {
-    if (r.ok())
-      store_result(out, r, t0);
+  std::map<uint32_t, job_spec> specs;
+  for (const auto& j : todo)
+    specs[j.id] = j;
+  co.on_result = [out = o.out, t0, specs](const job_result& r) {
+    auto j = specs.find(r.id);
+    if (r.ok() && j != specs.end())
+      store_result(out, r, t0, j->second);
   };
   return co;
 }
@@ -399,14 +415,15 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
 /// stored when it ended); per model and scheduler: time.json. The jobs' JSON list.
 std::vector<job_summary> write_job_files(const kfold_options& o,
                                          const std::vector<job_result>& results,
-                                         const std::map<uint32_t, job_result>& kept, double t0) {
+                                         const std::map<uint32_t, job_result>& kept, double t0,
+                                         const std::vector<job_spec>& specs) {
   std::map<std::pair<std::string, std::string>, nlohmann::json> times;
   std::vector<job_summary> jobs;
   for (const auto& r : results) {
     auto j = summary_of(r, t0);
     if (!kept.count(r.id)) {
-      if (!r.ok())
-        store_result(o.out, r, t0);
+      if (!r.ok() && r.id < specs.size())
+        store_result(o.out, r, t0, specs[r.id]);
     } else {
       j.more["kept_from_earlier_run"] = true;
     }
@@ -545,7 +562,7 @@ kfold_report run_kfold(const kfold_options& o) {
   report.user_cpu_seconds = spent.user_cpu_seconds;
   report.system_cpu_seconds = spent.system_cpu_seconds;
   report.peak_rss_bytes = spent.peak_rss_bytes;
-  auto jobs_written = write_job_files(o, report.jobs, kept, t0);
+  auto jobs_written = write_job_files(o, report.jobs, kept, t0, jobs);
   report.table = accuracy_table(o, report.jobs);
   report.summary =
     kfold_summary(o, report, p, q, data.train->size(), std::move(jobs_written)).to_json();

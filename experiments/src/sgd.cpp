@@ -90,9 +90,20 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
       }
       for (size_t i = 0; i < workers.size(); ++i) {
         self->monitor(workers[i]);
+        // Before the share: the sink takes its events from this worker only.
+        self->send(sink, assign_atom::value, specs[i], workers[i]);
         self->request(workers[i], caf::infinite, run_atom::value, specs[i], link)
-          .then([=](job_result& r) { settle(i, std::move(r)); },
-                [=](caf::error& e) { settle(i, lost(i, self->system().render(e))); });
+          .then(
+            [=](job_result& r) {
+              if (self->current_sender() != workers[i].address())
+                return; // not the worker's own answer
+              // The share is the one sent to worker i, whatever the answer claims.
+              if (r.id != specs[i].id)
+                r = failed_job(specs[i].id, error_code::run_failed,
+                               "the worker answered with a result for another share");
+              settle(i, std::move(r));
+            },
+            [=](caf::error& e) { settle(i, lost(i, self->system().render(e))); });
       }
     },
   };
@@ -262,7 +273,9 @@ void collect_workers(sgd_report& report, sgd_outcome& outcome, const fs::path& o
     sgd_worker_report w;
     w.host = outcome.hosts[i];
     const fs::path dir = out / "workers" / worker_name(i);
-    write_record_files(dir, r.files.names, r.files.contents);
+    for (const auto& name : write_record_files(dir, r.files.names, r.files.contents))
+      std::fprintf(stderr, "pnn sgd: refused a record file named '%s' from %s\n", name.c_str(),
+                   r.host.c_str());
     for (size_t f = 0; f < r.files.names.size() && f < r.files.contents.size(); ++f) {
       if (r.files.names[f] != "metrics.json")
         continue;

@@ -398,6 +398,7 @@ int sgd_command(int argc, const char* const* argv) {
 int serve_command(int argc, const char* const* argv) {
   serve_request r;
   int port = 0;
+  std::string allowed_dirs;
   po::options_description desc{"serve flags"};
   desc.add_options()("port", po::value(&port)->default_value(0),
                      "TCP port to listen on (0: any free port, printed)")(
@@ -406,7 +407,15 @@ int serve_command(int argc, const char* const* argv) {
     "slots", po::value(&r.slots)->default_value(0), "jobs at once on this host (0: one per core)")(
     "data-dir", po::value(&r.data_dir), "this host's folder of dataset files")(
     "peer-timeout", po::value(&r.peer_timeout)->default_value(r.peer_timeout),
-    "seconds of silence after which a coordinator counts as gone (its workers end)");
+    "seconds of silence after which a coordinator counts as gone (its workers end)")(
+    "max-dataset-cache-mb", po::value(&r.max_dataset_cache_mb)->default_value(r.max_dataset_cache_mb),
+    "datasets kept loaded for coordinators' jobs, in MB (unused ones are dropped)")(
+    "max-checkpoint-mb", po::value(&r.max_checkpoint_mb)->default_value(r.max_checkpoint_mb),
+    "largest checkpoint a coordinator may send with a job, in MB")(
+    "max-workers", po::value(&r.max_workers)->default_value(0),
+    "workers alive at once over all coordinators (0: 4 x slots)")(
+    "allow-data-dir", po::value(&allowed_dirs),
+    "folders a coordinator's --data-dir may name, comma-separated (none unless given)");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
   if (!parse("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
@@ -415,6 +424,8 @@ int serve_command(int argc, const char* const* argv) {
   if (port < 0 || port > 65535)
     bad("--port " + std::to_string(port) + ": expected 0..65535");
   r.port = static_cast<uint16_t>(port);
+  if (!allowed_dirs.empty())
+    r.allowed_data_dirs = split_list(allowed_dirs, "--allow-data-dir");
   r.dry_run = vm.count("dry-run") > 0;
   return run_serve(r);
 }

@@ -4,12 +4,14 @@
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
 #include <pnn/system.hpp>
+#include <pnn/training/dataset.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <string>
 
@@ -38,6 +40,22 @@ int run_serve(const serve_request& r) {
                        + ": expected seconds >= 1");
   if (r.bind.empty())
     throw pnn::error(error_code::invalid_argument, "--bind: expected an address");
+  if (r.max_dataset_cache_mb < 1 || r.max_dataset_cache_mb > (int64_t{1} << 30))
+    throw pnn::error(error_code::invalid_argument,
+                     "--max-dataset-cache-mb " + std::to_string(r.max_dataset_cache_mb)
+                       + ": expected 1 or more (MB)");
+  if (r.max_checkpoint_mb < 1 || r.max_checkpoint_mb > (int64_t{1} << 30))
+    throw pnn::error(error_code::invalid_argument,
+                     "--max-checkpoint-mb " + std::to_string(r.max_checkpoint_mb)
+                       + ": expected 1 or more (MB)");
+  if (r.max_workers < 0 || r.max_workers > 65536)
+    throw pnn::error(error_code::invalid_argument,
+                     "--max-workers " + std::to_string(r.max_workers)
+                       + ": expected 0 (4 x slots) or 1..65536");
+  for (const auto& d : r.allowed_data_dirs)
+    if (d.empty() || !std::filesystem::is_directory(d))
+      throw pnn::error(error_code::invalid_argument,
+                       "--allow-data-dir " + d + ": expected an existing folder");
   if (r.dry_run) {
     std::printf("pnn-node serve: flags ok (--dry-run: nothing run)\n");
     return 0;
@@ -60,6 +78,12 @@ int run_serve(const serve_request& r) {
   caf::actor_system sys{cfg};
   o.cores = cores;
   o.data_dir = r.data_dir;
+  o.max_workers = r.max_workers > 0 ? r.max_workers : 4 * o.slots;
+  o.limits.max_threads = cores;
+  o.limits.max_checkpoint_bytes = r.max_checkpoint_mb << 20;
+  o.limits.restrict_data_dirs = true;
+  o.limits.data_dirs = r.allowed_data_dirs;
+  training::set_dataset_cache_limit(r.max_dataset_cache_mb << 20, "--max-dataset-cache-mb");
   auto node = spawn_node(sys, o);
   auto port = publish_actor(sys, node, r.port, r.bind);
   if (!port) {

@@ -21,6 +21,13 @@ struct fake_worker_state {
   std::vector<int32_t> threads;
   caf::typed_response_promise<job_result> promise;
   bool next_ok = true;
+  /// Answer with a result that claims another identity (a rogue host's worker).
+  bool forge = false;
+  uint32_t forged_id = 0;
+  /// Answer with record files a job does not write.
+  bool forge_files = false;
+  /// Answer with an error instead of a result (a live worker whose job broke).
+  bool answer_error = false;
   static inline const char* name = "fake_worker";
 };
 
@@ -44,10 +51,23 @@ worker_actor::behavior_type fake_worker(fake_pointer self) {
     [=](threads_atom, int32_t n) { self->state.threads.push_back(n); },
     [=](cancel_atom) {
       auto& s = self->state;
+      if (s.answer_error) {
+        s.promise.deliver(caf::make_error(caf::sec::runtime_error, "broken"));
+        return;
+      }
       job_result r;
-      r.id = s.jobs.back().id;
+      r.id = s.forge ? s.forged_id : s.jobs.back().id;
       r.code = s.next_ok ? error_code::none : error_code::run_failed;
       r.error = s.next_ok ? "" : "boom";
+      if (s.forge_files) {
+        r.files.names = {"steps.csv", "../../time.json"};
+        r.files.contents = {"s", "t"};
+      }
+      if (s.forge) {
+        r.model = "..";
+        r.scheduler = "..";
+        r.fold = -31337;
+      }
       s.promise.deliver(r);
     },
   };
@@ -76,7 +96,7 @@ struct fixture : test_coordinator_fixture<> {
 
   worker_actor add_worker() {
     auto w = sys.spawn(fake_worker);
-    caf::anon_send(dispatcher, add_atom::value, w);
+    self->send(dispatcher, add_atom::value, w);
     run();
     return w;
   }
@@ -258,22 +278,115 @@ CAF_TEST(a job cancelled by id ends where it runs and a queued one never starts)
   CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
   CAF_CHECK_EQUAL(state(a).jobs[0].id, 0u);
   // Job 1 waits in the queue: cancelling it records it at once, without a worker.
-  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{1});
+  self->send(dispatcher, cancel_atom::value, uint32_t{1});
   run();
   CAF_REQUIRE_EQUAL(sunk.size(), 1u);
   CAF_CHECK_EQUAL(sunk[0].id, 1u);
   CAF_CHECK_EQUAL(sunk[0].code, error_code::cancelled);
   // Job 0 runs on a: the dispatcher tells that worker (the fake answers a cancel by
   // ending its job).
-  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{0});
+  self->send(dispatcher, cancel_atom::value, uint32_t{0});
   run();
   CAF_REQUIRE_EQUAL(results->size(), 2u);
   CAF_CHECK_EQUAL(state(a).jobs.size(), 1u); // job 1 never reached a worker
   CAF_CHECK_EQUAL((*results)[1].code, error_code::cancelled);
   // A job that already ended is not cancelled again.
-  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{0});
+  self->send(dispatcher, cancel_atom::value, uint32_t{0});
   run();
   CAF_CHECK_EQUAL(sunk.size(), 2u);
+}
+
+CAF_TEST(a result names the job the dispatcher gave out whatever the worker claims) {
+  auto a = add_worker();
+  auto jobs = jobs_with_costs({2, 1});
+  for (auto& j : jobs) {
+    j.model = "lenet5";
+    j.scheduler = "cosine";
+    j.fold = static_cast<int32_t>(j.id);
+  }
+  auto results = start(jobs);
+  // The sink heard whom the job went to before the job was sent.
+  CAF_REQUIRE_EQUAL(events->assigned.size(), 1u);
+  CAF_CHECK_EQUAL(events->assigned[0].first.id, 0u);
+  CAF_CHECK(events->assigned[0].second == a);
+  // Job 0's worker answers as job 0 but with names and a fold made up to escape
+  // the run's folder: the result keeps job 0's own names.
+  state(a).forge = true;
+  state(a).forged_id = 0;
+  finish(a);
+  CAF_REQUIRE_EQUAL(sunk.size(), 1u);
+  CAF_CHECK(sunk[0].ok());
+  CAF_CHECK_EQUAL(sunk[0].model, "lenet5");
+  CAF_CHECK_EQUAL(sunk[0].scheduler, "cosine");
+  CAF_CHECK_EQUAL(sunk[0].fold, 0);
+  // Job 1's answer claims job 0 (already done): it fails job 1, it is not taken as
+  // a second result of job 0.
+  finish(a);
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK((*results)[0].ok());
+  CAF_CHECK_EQUAL((*results)[1].id, 1u);
+  CAF_CHECK(!(*results)[1].ok());
+  CAF_CHECK_EQUAL((*results)[1].fold, 1);
+  CAF_CHECK_NOT_EQUAL((*results)[1].error.find("result for job 0"), std::string::npos);
+}
+
+CAF_TEST(a result carrying files a job does not write is refused whole) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1}));
+  state(a).forge_files = true;
+  finish(a);
+  CAF_REQUIRE_EQUAL(results->size(), 1u);
+  CAF_CHECK(!(*results)[0].ok());
+  CAF_CHECK((*results)[0].files.names.empty());
+  CAF_CHECK_NOT_EQUAL((*results)[0].error.find("'../../time.json'"), std::string::npos);
+}
+
+CAF_TEST(a live worker answering with an error frees its slot and the job runs again) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({2, 1}));
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
+  auto broken = state(a).jobs[0].id;
+  state(a).answer_error = true;
+  finish(a);
+  // a is alive and free again: it takes the job back (to resume it), b keeps its own.
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 2u);
+  CAF_CHECK_EQUAL(state(a).jobs[1].id, broken);
+  CAF_CHECK(state(a).jobs[1].resume);
+  state(a).answer_error = false;
+  finish(a);
+  finish(b);
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK((*results)[0].ok() && (*results)[1].ok());
+}
+
+CAF_TEST(a job whose worker keeps answering with errors fails after its attempts) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1}));
+  state(a).answer_error = true;
+  for (int i = 0; i < 10 && results->empty(); ++i)
+    finish(a);
+  CAF_REQUIRE_EQUAL(results->size(), 1u);
+  CAF_CHECK_EQUAL((*results)[0].code, error_code::worker_lost);
+  CAF_CHECK_NOT_EQUAL((*results)[0].error.find("broken"), std::string::npos);
+  CAF_CHECK_EQUAL(static_cast<int>(state(a).jobs.size()), dispatcher_options{}.max_attempts);
+}
+
+CAF_TEST(control messages without a sender of this process are ignored) {
+  auto a = add_worker();
+  auto results = start(jobs_with_costs({1, 1}));
+  caf::anon_send(dispatcher, cancel_atom::value, uint32_t{0});
+  run();
+  CAF_CHECK(sunk.empty()); // not cancelled
+  auto b = sys.spawn(fake_worker);
+  caf::anon_send(dispatcher, add_atom::value, b);
+  run();
+  CAF_CHECK(state(b).jobs.empty()); // not added: job 1 still waits for a
+  finish(a);
+  finish(a);
+  CAF_CHECK_EQUAL(results->size(), 2u);
+  CAF_CHECK(state(b).jobs.empty());
+  anon_send_exit(b, caf::exit_reason::user_shutdown);
 }
 
 CAF_TEST(losing every worker fails the experiment instead of hanging) {

@@ -38,8 +38,7 @@ CAF_TEST(an unreachable host is reported once and tried again every interval) {
       lines->push_back(what);
     };
     auto watcher = spawn_host_watcher(sys, cluster, dispatcher, {}, o);
-    for (int i = 0; i < 200 && *looks < 4; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    test::wait_until([&] { return *looks >= 4; }, 2);
     CAF_CHECK_GREATER_OR_EQUAL(looks->load(), 4); // the first look at once, then every 50 ms
     std::vector<host_join> joined{{"x", 0, 0}};
     caf::scoped_actor self{sys};

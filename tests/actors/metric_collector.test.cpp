@@ -35,7 +35,7 @@ struct fixture : test_coordinator_fixture<> {
     c.out_dir = job_dir.string();
     c.epoch = epoch;
     c.bytes.assign(text.begin(), text.end());
-    caf::anon_send(collector, checkpoint_atom::value, std::move(c));
+    self->send(collector, checkpoint_atom::value, std::move(c));
     sched.run(); // messages only: the CPU sampling timer stays pending
   }
 };

@@ -131,6 +131,18 @@ CAF_TEST(wrong layouts and non finite updates are rejected and never applied) {
   CAF_CHECK_EQUAL(push(blob_of({1, 1, 1, 1}, 42)).first, 8u);
 }
 
+CAF_TEST(a finite update whose sum overflows is rejected and the parameters kept) {
+  const float big = std::numeric_limits<float>::max();
+  CAF_CHECK_EQUAL(push(blob_of({0, 0, 0, big}, 42)).first, 8u); // 4 + max rounds to max
+  auto [version, code] = push(blob_of({-1, -1, -1, big}, 42));  // max + max overflows
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK_EQUAL(version, 0u);
+  CAF_CHECK_EQUAL(status().rejected, 1u);
+  auto p = pull();
+  CAF_CHECK_EQUAL(p.version, 8u);
+  CAF_CHECK(floats_of(p) == (std::vector<float>{1, 2, 3, 4 + big})); // nothing half applied
+}
+
 CAF_TEST(a holder saves its parameters every N updates to a file that restores them) {
   test::temp_dir dir;
   anon_send_exit(holder, caf::exit_reason::user_shutdown);

@@ -6,6 +6,7 @@
 #include "actor_util.hpp"
 #include "test_util.hpp"
 
+#include <pnn/actors/node.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
@@ -13,6 +14,7 @@
 #include <caf/all.hpp>
 
 #include <cmath>
+#include <optional>
 
 using namespace pnn;
 
@@ -47,14 +49,17 @@ struct fixture : test_coordinator_fixture<> {
   }
 
   /// Runs `job` on a fresh worker and returns its result (run() drives every slice).
-  job_result run_job(const job_spec& job, worker_options o = {}) {
+  job_result run_job(const job_spec& job, worker_options o = {},
+                     std::optional<job_checkpoint> checkpoint = std::nullopt) {
     o.progress_interval = 0; // an event per slice
     auto w = spawn_worker(sys, sink, o);
     auto result = std::make_shared<job_result>();
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(w, caf::infinite, run_atom::value, job).then([result](job_result& r) {
-        *result = std::move(r);
-      });
+      auto take = [result](job_result& r) { *result = std::move(r); };
+      if (checkpoint)
+        self->request(w, caf::infinite, run_atom::value, job, *checkpoint).then(take);
+      else
+        self->request(w, caf::infinite, run_atom::value, job).then(take);
     });
     run();
     anon_send_exit(w, caf::exit_reason::user_shutdown);
@@ -161,6 +166,71 @@ CAF_TEST(a thread change is applied and recorded) {
   CAF_CHECK_EQUAL(result->thread_counts[0], 1);
   CAF_CHECK_EQUAL(result->thread_counts[1], 2);
   anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(serve limits cap threads and refuse big checkpoints and foreign folders) {
+  test::temp_dir dir;
+  worker_options o;
+  o.remote = true;
+  o.limits.max_threads = 1;
+  o.limits.max_checkpoint_bytes = 1000;
+  o.limits.restrict_data_dirs = true;
+  o.limits.data_dirs = {(dir / "allowed").string()};
+  std::filesystem::create_directories(dir / "allowed" / "mnist");
+  // Threads: a coordinator asking for 64 gets the cap.
+  auto job = tiny_job();
+  job.epochs = 1;
+  job.threads = 64;
+  auto r = run_job(job, o);
+  CAF_CHECK(r.ok());
+  CAF_REQUIRE(!r.thread_counts.empty());
+  CAF_CHECK_EQUAL(r.thread_counts.front(), 1);
+  // A checkpoint over the limit is refused before anything reads it.
+  job_checkpoint big;
+  big.id = job.id;
+  big.bytes.assign(1001, 'x');
+  r = run_job(job, o, big);
+  CAF_CHECK(!r.ok());
+  CAF_CHECK(test::contains(r.error, "--max-checkpoint-mb"));
+  // Data folders: inside an allowed one is fine (the synthetic set reads nothing),
+  // anywhere else (a way out included) fails naming the flags.
+  job.data_dir = (dir / "allowed" / "mnist").string();
+  CAF_CHECK(run_job(job, o).ok());
+  for (const auto& bad : {(dir / "other").string(), (dir / "allowed" / ".." / "x").string(),
+                          std::string{"/etc"}}) {
+    job.data_dir = bad;
+    r = run_job(job, o);
+    CAF_CHECK(!r.ok());
+    CAF_CHECK(test::contains(r.error, "--allow-data-dir"));
+  }
+  // A node's own --data-dir replaces whatever the coordinator named.
+  o.data_dir = (dir / "allowed").string();
+  job.data_dir = "/etc";
+  CAF_CHECK(run_job(job, o).ok());
+}
+
+CAF_TEST(a node spawns no more workers than its cap over all coordinators) {
+  node_options o;
+  o.slots = 2;
+  o.max_workers = 3;
+  auto node = spawn_node(sys, o);
+  run();
+  auto ask = [&] {
+    auto out = std::make_shared<std::pair<size_t, std::string>>(0, "");
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(node, caf::infinite, spawn_atom::value, sink)
+        .then([=](std::vector<worker_actor>& ws) { out->first = ws.size(); },
+              [=](caf::error& e) { out->second = self->system().render(e); });
+    });
+    run();
+    return *out;
+  };
+  CAF_CHECK_EQUAL(ask().first, 2u);
+  auto refused = ask(); // 2 + 2 > 3
+  CAF_CHECK_EQUAL(refused.first, 0u);
+  CAF_CHECK(test::contains(refused.second, "--max-workers"));
+  anon_send_exit(node, caf::exit_reason::user_shutdown);
   run();
 }
 

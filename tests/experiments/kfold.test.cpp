@@ -10,6 +10,7 @@
 #include <pnn/models/registry.hpp>
 
 #include <atomic>
+#include <functional>
 
 #include <set>
 
@@ -104,6 +105,26 @@ CAF_TEST(resume keeps finished jobs and runs only the missing ones) {
   CAF_CHECK_EQUAL(kept, 5);
   for (size_t i = 0; i < 6; ++i)
     CAF_CHECK_EQUAL(first.jobs[i].val_accuracy, second.jobs[i].val_accuracy);
+  // Results of other settings are not kept as this run's: one clear error, and
+  // nothing of the earlier run is touched.
+  const auto before = test::read_text(dir / "run/lenet5/cosine/fold0/result.json");
+  for (auto change : std::vector<std::function<void(kfold_options&)>>{
+         [](kfold_options& x) { x.epochs = 3; }, [](kfold_options& x) { x.lr = 3e-3; },
+         [](kfold_options& x) { x.seed = 2; },
+         [](kfold_options& x) { x.dataset = "synthetic:train=200,test=10,noise=150"; }}) {
+    auto other = o;
+    change(other);
+    try {
+      run_kfold(other);
+      CAF_FAIL("a resume with other settings ran");
+    } catch (const pnn::error& e) {
+      CAF_MESSAGE(e.what());
+      CAF_CHECK(e.code() == error_code::invalid_argument);
+      CAF_CHECK(test::contains(e.what(), "--resume: "));
+      CAF_CHECK(test::contains(e.what(), "other settings"));
+    }
+  }
+  CAF_CHECK_EQUAL(test::read_text(dir / "run/lenet5/cosine/fold0/result.json"), before);
 }
 
 CAF_TEST(bad options are errors before anything runs) {

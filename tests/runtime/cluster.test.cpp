@@ -142,12 +142,12 @@ void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
   const auto fold_dir = [&](int f) {
     return out / "lenet5" / "cosine" / ("fold" + std::to_string(f));
   };
-  for (int i = 0; i < 3000; ++i) {
-    if (std::filesystem::exists(fold_dir(0) / "epoch_1.pt")
-        && std::filesystem::exists(fold_dir(1) / "epoch_1.pt"))
-      break;
-    ::usleep(10000);
-  }
+  test::wait_until(
+    [&] {
+      return std::filesystem::exists(fold_dir(0) / "epoch_1.pt")
+        && std::filesystem::exists(fold_dir(1) / "epoch_1.pt");
+    },
+    30);
   CAF_REQUIRE(std::filesystem::exists(fold_dir(0) / "epoch_1.pt"));
   CAF_REQUIRE(std::filesystem::exists(fold_dir(1) / "epoch_1.pt"));
   ::kill(a.process.pid(), sig);
@@ -208,19 +208,18 @@ CAF_TEST(a coordinator killed mid K - fold resumes without rerunning finished jo
   std::map<std::filesystem::path, std::string> finished;
   {
     test::background_process coordinator(run);
-    bool ready = false;
-    for (int i = 0; i < 6000 && !ready; ++i) {
-      bool done_one = false, started_one = false;
-      for (const auto& d : dirs) {
-        done_one = done_one || std::filesystem::exists(d / "result.json");
-        started_one = started_one
-          || (std::filesystem::exists(d / "epoch_1.pt")
-              && !std::filesystem::exists(d / "result.json"));
-      }
-      ready = done_one && started_one;
-      if (!ready)
-        ::usleep(10000);
-    }
+    const bool ready = test::wait_until(
+      [&] {
+        bool done_one = false, started_one = false;
+        for (const auto& d : dirs) {
+          done_one = done_one || std::filesystem::exists(d / "result.json");
+          started_one = started_one
+            || (std::filesystem::exists(d / "epoch_1.pt")
+                && !std::filesystem::exists(d / "result.json"));
+        }
+        return done_one && started_one;
+      },
+      60);
     CAF_REQUIRE(ready);
     ::kill(coordinator.pid(), SIGKILL);
     coordinator.wait_exit(10000);
@@ -278,9 +277,7 @@ CAF_TEST(a new host and a host that comes back join a running K - fold) {
           return true;
     return false;
   };
-  for (int i = 0; i < 3000 && !any_checkpoint(); ++i)
-    ::usleep(10000);
-  CAF_REQUIRE(any_checkpoint());
+  CAF_REQUIRE(test::wait_until(any_checkpoint, 30));
   server b{1};
   CAF_REQUIRE_GREATER(b.port, 0);
   std::ofstream(hosts, std::ios::app) << "not-a-host\n" << b.address() << "\n";
@@ -694,5 +691,55 @@ CAF_TEST(bad sgd flags and unreachable hosts are one line with exit code 2) {
     CAF_CHECK_EQUAL(std::count(e.err.begin(), e.err.end(), '\n'), 1);
     if (e.exit_code != 2 || std::count(e.err.begin(), e.err.end(), '\n') != 1)
       CAF_MESSAGE(args << ": " << e.err);
+  }
+}
+
+CAF_TEST(a serve node that lies about its jobs cannot write outside the run or replace results) {
+  test::temp_dir dir;
+  const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  for (const std::string mode : {"names", "files"}) {
+    CAF_MESSAGE("rogue node, mode " << mode);
+    test::background_process rogue{self_exe + " --rogue-node " + mode};
+    auto line = rogue.read_line();
+    CAF_REQUIRE(test::contains(line, "listening "));
+    const auto port = line.substr(line.find(' ') + 1);
+    const auto base = dir / mode;
+    const auto out = base / "r" / "out";
+    auto r = test::run_command(node + " " + kfold_run + " --no-local --hosts 127.0.0.1:" + port
+                               + " --out " + out.string());
+    CAF_MESSAGE(r.err);
+    // Nothing outside --out, nothing in it under a name the rogue chose.
+    for (const auto& e : std::filesystem::recursive_directory_iterator(base)) {
+      const auto rel = std::filesystem::relative(e.path(), out).string();
+      CAF_CHECK(rel.rfind("..", 0) != 0 || e.path() == out.parent_path());
+      CAF_CHECK(!test::contains(rel, "31337") && !test::contains(rel, "forged")
+                && !test::contains(rel, "_."));
+      if (e.is_regular_file())
+        CAF_CHECK(!test::contains(test::read_text(e.path()), "forged"));
+    }
+    // The forged result for a job it was not given, and its other events, were refused.
+    CAF_CHECK(test::contains(r.err, "refused a "));
+    // Every job is the coordinator's own: ids, names and folds as dispatched.
+    auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+    CAF_REQUIRE_EQUAL(s["jobs"].size(), 4u);
+    std::set<std::string> jobs;
+    for (const auto& j : s["jobs"]) {
+      CAF_CHECK_EQUAL(j["model"].get<std::string>(), "lenet5");
+      jobs.insert(j["scheduler"].get<std::string>() + "/" + std::to_string(j["fold"].get<int>()));
+      const auto job_dir = out / "lenet5" / j["scheduler"].get<std::string>()
+        / ("fold" + std::to_string(j["fold"].get<int>()));
+      CAF_CHECK(std::filesystem::exists(job_dir / "result.json"));
+      if (mode == "names") {
+        CAF_CHECK(j["ok"].get<bool>()); // it may lie about accuracy, not about which job
+        CAF_CHECK(std::filesystem::exists(job_dir / "steps.csv"));
+      } else {
+        CAF_CHECK(!j["ok"].get<bool>());
+        CAF_CHECK(test::contains(j["error"].get<std::string>(), "record files"));
+        CAF_CHECK(!std::filesystem::exists(job_dir / "steps.csv"));
+      }
+    }
+    CAF_CHECK((jobs == std::set<std::string>{"cosine/0", "cosine/1", "warm/0", "warm/1"}));
+    // A run with refused results does not pass for a good one.
+    CAF_CHECK_EQUAL(r.exit_code, mode == "names" ? 0 : 1);
   }
 }

@@ -348,3 +348,25 @@ CAF_TEST(Fashion - MNIST from the Debian package loads with its class names) {
   CAF_CHECK_EQUAL(counts.min().item<int64_t>(), 6000);
   CAF_CHECK_EQUAL(counts.max().item<int64_t>(), 6000);
 }
+
+CAF_TEST(the shared dataset cache drops unused datasets to stay within its limit) {
+  // synthetic:train=1000,test=10 takes 1010 x 784 bytes of images + 8 per label.
+  const int64_t one = dataset_bytes(*load_dataset("synthetic:train=1000,test=10").train)
+    + dataset_bytes(*load_dataset("synthetic:train=1000,test=10").test);
+  set_dataset_cache_limit(2 * one + one / 2, "--max-dataset-cache-mb");
+  {
+    auto held = shared_dataset("synthetic:train=1000,test=10,seed=1");
+    for (int seed = 2; seed <= 6; ++seed)
+      shared_dataset("synthetic:train=1000,test=10,seed=" + std::to_string(seed));
+    // Within the limit all along; the one a job holds was never dropped.
+    CAF_CHECK_LESS_OR_EQUAL(dataset_cache_bytes(), 2 * one + one / 2);
+    auto again = shared_dataset("synthetic:train=1000,test=10,seed=1");
+    CAF_CHECK(again.train.get() == held.train.get());
+  }
+  // One dataset alone over the limit is an error naming it, and is not kept.
+  auto [code, msg] = test::error_of([] { shared_dataset("synthetic:train=5000,test=10"); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--max-dataset-cache-mb"));
+  CAF_CHECK_LESS_OR_EQUAL(dataset_cache_bytes(), 2 * one + one / 2);
+  set_dataset_cache_limit(0);
+}

@@ -129,6 +129,31 @@ CAF_TEST(resuming from an epoch checkpoint reproduces the uninterrupted losses) 
   CAF_CHECK_EQUAL(full.schedule().lr(), resumed.schedule().lr());
 }
 
+CAF_TEST(resuming from an epoch checkpoint with augmentation reproduces the run) {
+  test::temp_dir dir;
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 3;
+  o.train_transform.crop_padding = 2;
+  o.train_transform.horizontal_flip = true;
+  o.checkpoint_every = 1;
+  o.checkpoint_dir = dir.path();
+  training_job full{o, data.train, all_indices(data.train->size()), {}};
+  full.run_to_end();
+  for (const char* epoch : {"epoch_1.pt", "epoch_2.pt"}) {
+    auto o2 = o;
+    o2.checkpoint_dir = dir / "resumed";
+    training_job resumed{o2, data.train, all_indices(data.train->size()), {}};
+    resumed.load_checkpoint(dir / epoch);
+    CAF_CHECK_EQUAL(resumed.batch_in_epoch(), 0);
+    resumed.run_to_end();
+    // Every step of the epochs after the checkpoint, to the last bit.
+    CAF_CHECK(losses(full) == losses(resumed));
+    CAF_CHECK_EQUAL(full.epoch_records().back().train_loss,
+                    resumed.epoch_records().back().train_loss);
+  }
+}
+
 CAF_TEST(resuming from a mid - epoch checkpoint with augmentation reproduces the run) {
   test::temp_dir dir;
   auto data = small_data();
@@ -165,6 +190,21 @@ CAF_TEST(a checkpoint of another model or a broken file is refused with the file
   CAF_CHECK(test::contains(msg2, "junk.pt"));
   auto [code3, msg3] = test::error_of([&] { job.load_checkpoint(dir / "none.pt"); });
   CAF_CHECK(code3 == error_code::file_not_found);
+  // A checkpoint of the same model made with other settings (another fold, more
+  // epochs) is not this job's.
+  auto a = o;
+  a.settings = "model=lenet5;fold=0;epochs=2;";
+  training_job fold0{a, data.train, all_indices(data.train->size()), {}};
+  fold0.save_checkpoint(dir / "fold0.pt");
+  auto b = a;
+  b.settings = "model=lenet5;fold=1;epochs=3;";
+  training_job fold1{b, data.train, all_indices(data.train->size()), {}};
+  auto [code4, msg4] = test::error_of([&] { fold1.load_checkpoint(dir / "fold0.pt"); });
+  CAF_CHECK(code4 == error_code::malformed_file);
+  CAF_CHECK(test::contains(msg4, "fold0.pt: checkpoint was taken with other settings"));
+  CAF_CHECK(test::contains(msg4, "epochs 2, now 3, fold 0, now 1"));
+  training_job same{a, data.train, all_indices(data.train->size()), {}};
+  same.load_checkpoint(dir / "fold0.pt"); // the same settings load
 }
 
 CAF_TEST(a diverging loss fails the job with a clear error) {

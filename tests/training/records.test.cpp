@@ -3,6 +3,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/training/folders.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/system.hpp>
 
@@ -85,4 +86,34 @@ CAF_TEST(the cpu monitor samples utilisation between 0 and 1) {
   CAF_CHECK_GREATER(samples[1].process_cores, 0.5);
   CAF_CHECK(test::contains(m.csv(), "time,utilization,process_cores\n"));
   CAF_CHECK_GREATER_OR_EQUAL(available_cores(), 1);
+}
+
+CAF_TEST(record files from a peer are written only under the names a job writes) {
+  test::temp_dir dir;
+  auto job = dir / "lenet5/cosine/fold0";
+  auto refused = write_record_files(
+    job, {"steps.csv", "../../../time.json", "..", "result.json", "epochs.csv", "steps.csv", ""},
+    {"s", "escape", "dots", "forged", "e", "again", "empty"});
+  CAF_CHECK_EQUAL(test::read_text(job / "steps.csv"), "s");
+  CAF_CHECK_EQUAL(test::read_text(job / "epochs.csv"), "e");
+  CAF_CHECK((refused
+             == std::vector<std::string>{"../../../time.json", "..", "result.json", "steps.csv",
+                                         ""}));
+  CAF_CHECK(!std::filesystem::exists(dir / "time.json"));
+  CAF_CHECK(!std::filesystem::exists(job / "result.json"));
+  // A name without content is refused too.
+  refused = write_record_files(job, {"metrics.json"}, {});
+  CAF_CHECK_EQUAL(refused.size(), 1u);
+  CAF_CHECK(!std::filesystem::exists(job / "metrics.json"));
+}
+
+CAF_TEST(a folder name is one level below its parent whatever the name) {
+  CAF_CHECK_EQUAL(folder_name("warm:t_0=0.5"), "warm_t_0_0.5");
+  CAF_CHECK_EQUAL(folder_name(".."), "_.");
+  CAF_CHECK_EQUAL(folder_name("."), "_");
+  CAF_CHECK_EQUAL(folder_name(""), "_");
+  CAF_CHECK_EQUAL(folder_name("../x"), "_._x");
+  CAF_CHECK_EQUAL(folder_name(".hidden"), "_hidden");
+  auto dir = job_dir("/r/out", "..", "..", "fold-31337");
+  CAF_CHECK_EQUAL(dir.lexically_normal().string(), "/r/out/_./_./fold-31337");
 }

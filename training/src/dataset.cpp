@@ -7,11 +7,13 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 namespace fs = std::filesystem;
 
@@ -495,33 +497,116 @@ dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int
   return result;
 }
 
-dataset_pair shared_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
+int64_t dataset_bytes(const dataset& d) {
+  int64_t n = 0;
+  for (const auto* t : {&d.images, &d.labels})
+    if (t->defined())
+      n += static_cast<int64_t>(t->nbytes());
+  return n;
+}
+
+namespace {
+
+/// shared_dataset's cache: one entry per (name, data_dir, subset).
+struct dataset_cache {
   using key_type = std::tuple<std::string, std::string, int64_t>;
-  static std::mutex mtx;
-  static std::map<key_type, std::shared_future<dataset_pair>> cache;
+  struct entry {
+    std::shared_future<dataset_pair> value;
+    int64_t bytes = 0; ///< 0 while loading
+    uint64_t used = 0; ///< tick of the last ask
+  };
+  std::mutex mtx;
+  std::map<key_type, entry> entries;
+  uint64_t tick = 0;
+  int64_t limit = 0;
+  std::string flag = "the dataset cache limit";
+
+  int64_t total() const {
+    int64_t t = 0;
+    for (const auto& [k, e] : entries)
+      t += e.bytes;
+    return t;
+  }
+
+  /// Drops loaded entries no job holds (the cache's copy is the only one), least
+  /// recently used first, until the cache is within its limit. Caller holds mtx.
+  void trim(const key_type& keep) {
+    while (limit > 0 && total() > limit) {
+      auto victim = entries.end();
+      for (auto i = entries.begin(); i != entries.end(); ++i) {
+        if (i->first == keep || i->second.bytes == 0)
+          continue;
+        const auto& pair = i->second.value.get();
+        if (pair.train.use_count() > 1 || (pair.test && pair.test.use_count() > 1))
+          continue; // a job trains on it
+        if (victim == entries.end() || i->second.used < victim->second.used)
+          victim = i;
+      }
+      if (victim == entries.end())
+        return; // everything left is in use
+      entries.erase(victim);
+    }
+  }
+};
+
+dataset_cache& cache() {
+  static dataset_cache c;
+  return c;
+}
+
+} // namespace
+
+void set_dataset_cache_limit(int64_t bytes, std::string flag) {
+  auto& c = cache();
+  std::lock_guard<std::mutex> guard{c.mtx};
+  c.limit = std::max<int64_t>(0, bytes);
+  c.flag = std::move(flag);
+}
+
+int64_t dataset_cache_bytes() {
+  auto& c = cache();
+  std::lock_guard<std::mutex> guard{c.mtx};
+  return c.total();
+}
+
+dataset_pair shared_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
+  auto& c = cache();
+  const dataset_cache::key_type key{name, data_dir.string(), subset};
   std::shared_future<dataset_pair> entry;
   std::promise<dataset_pair> mine;
   bool load = false;
   {
-    std::lock_guard<std::mutex> guard{mtx};
-    key_type key{name, data_dir.string(), subset};
-    auto i = cache.find(key);
-    if (i == cache.end()) {
+    std::lock_guard<std::mutex> guard{c.mtx};
+    auto i = c.entries.find(key);
+    if (i == c.entries.end()) {
       entry = mine.get_future().share();
-      cache.emplace(key, entry);
+      c.entries.emplace(key, dataset_cache::entry{entry, 0, ++c.tick});
       load = true;
     } else {
-      entry = i->second;
+      entry = i->second.value;
+      i->second.used = ++c.tick;
     }
   }
   if (load) {
     try {
-      mine.set_value(load_dataset(name, data_dir, subset));
+      auto pair = load_dataset(name, data_dir, subset);
+      const int64_t bytes = dataset_bytes(*pair.train) + (pair.test ? dataset_bytes(*pair.test) : 0);
+      {
+        std::lock_guard<std::mutex> guard{c.mtx};
+        if (c.limit > 0 && bytes > c.limit)
+          throw pnn::error(error_code::invalid_argument,
+                           "dataset " + name + " takes " + std::to_string(bytes >> 20)
+                             + " MB, over " + c.flag + " of " + std::to_string(c.limit >> 20)
+                             + " MB");
+        c.entries.at(key).bytes = bytes;
+        mine.set_value(std::move(pair));
+        c.trim(key);
+      }
     } catch (...) {
       // Do not cache failures: the next caller tries again (e.g. after a fix).
       {
-        std::lock_guard<std::mutex> guard{mtx};
-        cache.erase(key_type{name, data_dir.string(), subset});
+        std::lock_guard<std::mutex> guard{c.mtx};
+        c.entries.erase(key);
       }
       mine.set_exception(std::current_exception());
     }

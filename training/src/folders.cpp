@@ -9,6 +9,9 @@ std::string folder_name(const std::string& spec) {
       || c == '-' || c == '.';
     result += keep ? c : '_';
   }
+  // Never ".", ".." or a hidden name: a folder name stays one level below its parent.
+  if (!result.empty() && result[0] == '.')
+    result[0] = '_';
   return result.empty() ? "_" : result;
 }
 

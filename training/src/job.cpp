@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -351,6 +352,42 @@ evaluation training_job::evaluate(const dataset& data, const std::vector<int64_t
   return training::evaluate(*d_->model, data, indices, d_->o.eval_transform, d_->o.eval_batch_size);
 }
 
+namespace {
+
+std::map<std::string, std::string> settings_map(const std::string& text) {
+  std::map<std::string, std::string> m;
+  std::istringstream in{text};
+  std::string item;
+  while (std::getline(in, item, ';')) {
+    auto eq = item.find('=');
+    if (eq != std::string::npos)
+      m[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return m;
+}
+
+} // namespace
+
+std::string settings_difference(const std::string& was, const std::string& now) {
+  const auto a = settings_map(was);
+  const auto b = settings_map(now);
+  std::string diff;
+  auto add = [&](const std::string& key) {
+    auto i = a.find(key);
+    auto j = b.find(key);
+    std::string x = i != a.end() ? i->second : "(none)";
+    std::string y = j != b.end() ? j->second : "(none)";
+    if (x != y)
+      diff += (diff.empty() ? "" : ", ") + key + " " + x + ", now " + y;
+  };
+  for (const auto& [key, value] : a)
+    add(key);
+  for (const auto& [key, value] : b)
+    if (!a.count(key))
+      add(key);
+  return diff;
+}
+
 void training_job::save_checkpoint(const fs::path& file) const {
   const auto& d = *d_;
   nlohmann::json meta;
@@ -366,6 +403,7 @@ void training_job::save_checkpoint(const fs::path& file) const {
   meta["correct"] = d.correct;
   meta["seen"] = d.seen;
   meta["epoch_started_at"] = d.epoch_started_at;
+  meta["settings"] = d.o.settings;
   std::ostringstream rng_state;
   rng_state << d.aug;
   meta["rng"] = rng_state.str();
@@ -413,6 +451,11 @@ void training_job::load_checkpoint(const fs::path& file) {
                          + meta.at("model").get<std::string>() + " with "
                          + meta.at("optimizer").get<std::string>() + ", this job trains "
                          + d.o.model + " with " + d.o.optimizer.name);
+    const auto settings = meta.value("settings", std::string{});
+    if (!d.o.settings.empty() && !settings.empty() && settings != d.o.settings)
+      throw pnn::error(error_code::malformed_file,
+                       file.string() + ": checkpoint was taken with other settings ("
+                         + settings_difference(settings, d.o.settings) + ")");
     torch::serialize::InputArchive model_archive, optimizer_archive;
     archive.read("model", model_archive);
     archive.read("optimizer", optimizer_archive);
@@ -428,18 +471,23 @@ void training_job::load_checkpoint(const fs::path& file) {
   }
   try {
     d.epoch = meta.at("epoch").get<int64_t>();
-    d.begin_epoch();
     d.batch = meta.at("batch").get<int64_t>();
     d.steps = meta.at("steps").get<int64_t>();
     d.samples = meta.value("samples", int64_t{0});
     d.elapsed_before = meta.at("elapsed").get<double>();
     d.started = clock_type::now();
-    d.loss_sum = meta.at("loss_sum").get<double>();
-    d.correct = meta.at("correct").get<int64_t>();
-    d.seen = meta.at("seen").get<int64_t>();
-    d.epoch_started_at = meta.at("epoch_started_at").get<double>();
-    std::istringstream rng_state{meta.at("rng").get<std::string>()};
-    rng_state >> d.aug;
+    d.begin_epoch(); // the epoch's order; its sums and generator as at its start
+    // Mid-epoch, the sums and the augmentation generator go on from where they
+    // were. At an epoch's start (an epoch-end checkpoint holds the finished epoch's
+    // sums and generator) they stay as begin_epoch set them.
+    if (d.batch > 0) {
+      d.loss_sum = meta.at("loss_sum").get<double>();
+      d.correct = meta.at("correct").get<int64_t>();
+      d.seen = meta.at("seen").get<int64_t>();
+      d.epoch_started_at = meta.at("epoch_started_at").get<double>();
+      std::istringstream rng_state{meta.at("rng").get<std::string>()};
+      rng_state >> d.aug;
+    }
     d.schedule->load_state(meta.at("schedule"));
     d.steps_log.clear();
     for (const auto& j : meta.at("steps_log"))

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -22,14 +23,30 @@ nlohmann::json number_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
 }
 
-void write_record_files(const std::filesystem::path& dir, const std::vector<std::string>& names,
-                        const std::vector<std::string>& contents) {
-  for (size_t f = 0; f < names.size() && f < contents.size(); ++f) {
+const std::vector<std::string>& record_file_names() {
+  static const std::vector<std::string> names{"steps.csv", "epochs.csv", "metrics.json",
+                                              "confusion.csv"};
+  return names;
+}
+
+std::vector<std::string> write_record_files(const std::filesystem::path& dir,
+                                            const std::vector<std::string>& names,
+                                            const std::vector<std::string>& contents) {
+  const auto& allowed = record_file_names();
+  std::vector<std::string> refused;
+  std::vector<std::string> written;
+  for (size_t f = 0; f < names.size(); ++f) {
     const auto& name = names[f];
-    if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+    const bool known = std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+    const bool again = std::find(written.begin(), written.end(), name) != written.end();
+    if (!known || again || f >= contents.size()) {
+      refused.push_back(name);
       continue;
+    }
     write_file_atomic(dir / name, contents[f]);
+    written.push_back(name);
   }
+  return refused;
 }
 
 namespace {

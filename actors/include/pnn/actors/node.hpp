@@ -1,6 +1,7 @@
 #pragma once
 
 #include <pnn/actors/protocol.hpp>
+#include <pnn/actors/training_worker.hpp>
 
 #include <caf/actor_system.hpp>
 
@@ -39,6 +40,12 @@ struct node_options {
   int32_t slots = 1;
   int32_t cores = 1;
   std::string data_dir; ///< where this host's datasets are ("" : their default folders)
+  /// What its workers take from a coordinator (threads capped at `cores` by serve).
+  peer_limits limits;
+  /// Workers alive at once, over all coordinators (0: no cap): a spawn request
+  /// beyond it is refused. A coordinator that reconnects while its old workers
+  /// wind down needs room for a second set (serve's default: 4 x slots).
+  int32_t max_workers = 0;
 };
 
 /// Spawns a node.

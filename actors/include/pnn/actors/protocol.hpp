@@ -36,6 +36,7 @@ using spawn_atom = caf::atom_constant<caf::atom("spawn")>;        ///< ask a nod
 using pull_atom = caf::atom_constant<caf::atom("pull")>;          ///< fetch the holder's parameters
 using push_atom = caf::atom_constant<caf::atom("push")>;          ///< send an update to the holder
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a job's checkpoint travels
+using assign_atom = caf::atom_constant<caf::atom("assign")>;      ///< a job was given to a worker
 
 /// What every job needs: what to train, on which part of which dataset, for how
 /// long, and where its files go. Data never travels with a job: the host that runs
@@ -76,6 +77,12 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.seed, x.epochs, x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume,
            x.cost);
 }
+
+/// What job `j` trains, as "key=value;..." (model, scheduler, optimizer, lr,
+/// dataset, subset, folds, fold, shards, shard, split_seed, seed, epochs,
+/// batch_size): what a checkpoint or a kept result.json must have been made with
+/// to count for the job (training::settings_difference says how two differ).
+std::string job_settings(const job_spec& j);
 
 /// Where a running job is.
 struct job_progress {
@@ -270,21 +277,6 @@ typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
            x.holder_timeout);
 }
 
-/// Where workers and dispatchers send what happens: progress, results and the
-/// checkpoints of jobs on other hosts. The metric collector implements it; a user's
-/// actor in front of it (examples/custom_pipeline.cpp) implements it too.
-using event_sink_actor = caf::typed_actor<
-  /// A running job's progress (every worker_options::progress_interval).
-  caf::reacts_to<progress_atom, job_progress>,
-  /// A job ended.
-  caf::reacts_to<result_atom, job_result>,
-  /// A checkpoint of a job on another host, for the job's folder here.
-  caf::reacts_to<checkpoint_atom, job_checkpoint>>;
-
-/// A run's metric collector (metric_collector.hpp): an event sink that also
-/// answers, when the run ended, the run's mean CPU utilisation (0..1).
-using collector_actor = event_sink_actor::extend<caf::replies_to<done_atom>::with<double>>;
-
 /// A training worker (training_worker.hpp): runs one job at a time, in slices of a
 /// few batches, so it stays responsive to thread changes, cancel and shutdown.
 using worker_actor = caf::typed_actor<
@@ -302,6 +294,30 @@ using worker_actor = caf::typed_actor<
   caf::reacts_to<threads_atom, int32_t>,
   /// Drop the running job (its result: code cancelled).
   caf::reacts_to<cancel_atom>>;
+
+/// Where workers and dispatchers send what happens: progress, results and the
+/// checkpoints of jobs on other hosts. The metric collector implements it; a user's
+/// actor in front of it (examples/custom_pipeline.cpp) implements it too.
+///
+/// Its handle travels to other hosts (their workers send progress and checkpoints
+/// to it), so any peer may send it anything: the collector takes results and
+/// assignments only from actors of its own process, and a job's progress and
+/// checkpoints from another host only from the worker the job was assigned to.
+using event_sink_actor = caf::typed_actor<
+  /// A running job's progress (every worker_options::progress_interval).
+  caf::reacts_to<progress_atom, job_progress>,
+  /// A job ended (sent by whoever gave it out: a dispatcher, a run).
+  caf::reacts_to<result_atom, job_result>,
+  /// A checkpoint of a job on another host, for the job's folder here.
+  caf::reacts_to<checkpoint_atom, job_checkpoint>,
+  /// `job` was given to `worker` (sent before the job itself): the job's events
+  /// from another host count only when they come from that worker, and its
+  /// checkpoints only for the job's own folder (job_spec::out_dir).
+  caf::reacts_to<assign_atom, job_spec, worker_actor>>;
+
+/// A run's metric collector (metric_collector.hpp): an event sink that also
+/// answers, when the run ended, the run's mean CPU utilisation (0..1).
+using collector_actor = event_sink_actor::extend<caf::replies_to<done_atom>::with<double>>;
 
 /// A fold dispatcher (fold_dispatcher.hpp): one K-fold experiment's queue.
 using dispatcher_actor = caf::typed_actor<

@@ -24,6 +24,17 @@ class training_job;
 namespace pnn {
 
 /// How a worker runs its jobs.
+/// What a worker on a serve node takes from a coordinator (serve's flags): a job
+/// beyond them fails with a message naming the flag, the host keeps serving.
+struct peer_limits {
+  int32_t max_threads = 0;          ///< a job's intra-op threads are capped here (0: no cap)
+  int64_t max_checkpoint_bytes = 0; ///< a checkpoint sent with a job (0: no cap)
+  /// When set, job_spec::data_dir must be "" or inside one of `data_dirs`
+  /// (worker_options::data_dir, when set, replaces it and is always allowed).
+  bool restrict_data_dirs = false;
+  std::vector<std::string> data_dirs;
+};
+
 struct worker_options {
   int32_t slot = 0;           ///< reported in progress and results
   std::string host = "local"; ///< reported in results
@@ -47,6 +58,8 @@ struct worker_options {
   /// checkpoint), before its first batch; HOGWILD shares the parameters here.
   /// An exception fails the job with its message.
   std::function<void(const job_spec&, training::training_job&)> prepare;
+  /// Limits on what a coordinator asks (a serve node's workers).
+  peer_limits limits;
 };
 
 /// The job options a spec describes (model, optimizer, schedule, sizes, seed,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pnn::runtime {
 
@@ -16,6 +17,11 @@ struct serve_request {
   double peer_timeout = 30;       ///< seconds of silence after which a coordinator counts as gone
   tls_files tls;                  ///< all three set: TLS with mutual authentication
   bool dry_run = false;           ///< check the flags, then return 0 without listening
+  // What a coordinator may ask of this host (a job beyond them fails, naming the flag).
+  int64_t max_dataset_cache_mb = 4096; ///< datasets kept loaded for coordinators' jobs
+  int64_t max_checkpoint_mb = 1024;    ///< a checkpoint sent along with a job
+  int32_t max_workers = 0;             ///< workers alive at once (0: 4 x slots)
+  std::vector<std::string> allowed_data_dirs; ///< folders a job_spec may name as data_dir
 };
 
 /// Publishes this host's node actor and serves until SIGINT or SIGTERM. Prints one

@@ -105,8 +105,20 @@ dataset_pair load_dataset(const std::string& name, const std::filesystem::path& 
 
 /// load_dataset through a process-wide cache: every job in the process that asks for
 /// the same (name, data_dir, subset) shares one copy, loaded by the first caller
-/// (others asking meanwhile wait for it). Thread-safe.
+/// (others asking meanwhile wait for it). Thread-safe. Under a cache limit
+/// (set_dataset_cache_limit), datasets no job holds any more are dropped, least
+/// recently asked first, to stay within it; one that alone is over the limit is an
+/// error naming the limit (and is not kept).
 dataset_pair shared_dataset(const std::string& name, const std::filesystem::path& data_dir = {},
                             int64_t subset = 0);
+
+/// The bytes shared_dataset may keep (0: no limit, the default).
+void set_dataset_cache_limit(int64_t bytes, std::string flag = "the dataset cache limit");
+
+/// The bytes the cache holds now (for tests and logs).
+int64_t dataset_cache_bytes();
+
+/// The bytes a dataset's tensors take.
+int64_t dataset_bytes(const dataset& d);
 
 } // namespace pnn::training

@@ -5,7 +5,9 @@
 
 namespace pnn::training {
 
-/// A scheduler spec as a folder name ("cosine", "cosine_t_max_10").
+/// A model, scheduler or fold name as a folder name ("cosine", "cosine_t_max_10"):
+/// letters, digits, '-' and '.' kept, anything else '_', and a leading '.' too, so
+/// that it is never "", "." or ".." (always one level below its parent).
 std::string folder_name(const std::string& spec);
 
 /// <out>/<model>/<scheduler>/<fold>/, the folder of one job (DESIGN.md "Outputs").

@@ -65,7 +65,15 @@ struct job_options {
   /// epoch are the queue's divided by its consumers. A checkpoint of such a job
   /// keeps its model and optimizer but not its place in the shared epoch.
   std::shared_ptr<batch_queue> shared_batches;
+  /// What the job trains, as "key=value;..." (job_settings of its job_spec):
+  /// written into its checkpoints, and a checkpoint written with other settings is
+  /// refused (empty: not checked).
+  std::string settings;
 };
+
+/// How two settings strings ("key=value;...") differ, e.g. "epochs 2, now 3"
+/// ("" when they are equal).
+std::string settings_difference(const std::string& was, const std::string& now);
 
 /// One training job, no actors: a model, its optimizer and schedule, trained on
 /// index views of a shared dataset. It runs in slices (run(n) does at most n

@@ -47,10 +47,15 @@ std::string confusion_csv(const std::vector<std::vector<int64_t>>& confusion,
 /// A number for JSON, or null when it is NaN or infinite (JSON has neither).
 nlohmann::json number_or_null(double v);
 
+/// The names of the record files a job writes (job_record_files): steps.csv,
+/// epochs.csv, metrics.json, confusion.csv.
+const std::vector<std::string>& record_file_names();
+
 /// Writes the record files a job on another host sent back (job_record_files' names
-/// and contents) into `dir`; a name that is not a plain file name is never written
-/// (a peer does not choose where its files go).
-void write_record_files(const std::filesystem::path& dir, const std::vector<std::string>& names,
-                        const std::vector<std::string>& contents);
+/// and contents) into `dir`. Only record_file_names() are written, each once: a peer
+/// does not choose which files the coordinator writes. Returns the names refused.
+std::vector<std::string> write_record_files(const std::filesystem::path& dir,
+                                            const std::vector<std::string>& names,
+                                            const std::vector<std::string>& contents);
 
 } // namespace pnn::training
