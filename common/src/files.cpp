@@ -2,14 +2,15 @@
 
 #include <pnn/error.hpp>
 
-#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -97,10 +98,38 @@ std::string read_text_file(const fs::path& file) {
 }
 
 scratch_folder::scratch_folder() {
-  static std::atomic<uint64_t> next{0};
-  path_ = fs::temp_directory_path()
-    / ("pnn-node-" + std::to_string(::getpid()) + "-" + std::to_string(next++));
-  ensure_directory(path_);
+  auto pattern = (fs::temp_directory_path() / ("pnn-node-" + std::to_string(::getpid()) + "-XXXXXX"))
+                   .string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw pnn::error(error_code::io_error,
+                     pattern + ": cannot create a scratch folder: " + std::strerror(errno));
+  path_ = pattern;
+}
+
+size_t scratch_folder::remove_stale() {
+  size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+    const auto name = e.path().filename().string();
+    const std::string prefix = "pnn-node-";
+    if (name.rfind(prefix, 0) != 0)
+      continue;
+    const auto dash = name.find('-', prefix.size());
+    const auto pid_text = name.substr(prefix.size(), dash - prefix.size());
+    if (dash == std::string::npos || pid_text.empty()
+        || pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9)
+      continue;
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid())
+      continue; // not a folder of ours (a link, another user's)
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH)
+      continue; // its process runs (or cannot be told apart from running)
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    removed += rm ? 0 : 1;
+  }
+  return removed;
 }
 
 scratch_folder::~scratch_folder() {

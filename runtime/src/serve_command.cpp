@@ -3,6 +3,7 @@
 #include <pnn/actors/network.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
+#include <pnn/files.hpp>
 #include <pnn/system.hpp>
 #include <pnn/training/dataset.hpp>
 
@@ -68,6 +69,10 @@ int run_serve(const serve_request& r) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Scratch folders of earlier serve processes that were killed (SIGKILL, a crash)
+  // hold checkpoints of other coordinators' jobs: they go now.
+  if (auto n = scratch_folder::remove_stale(); n > 0)
+    std::fprintf(stderr, "pnn serve: removed %zu scratch folder(s) left by ended processes\n", n);
   node_options o;
   o.slots = r.slots > 0 ? r.slots : cores;
   caf::actor_system_config cfg;

@@ -327,10 +327,37 @@ CAF_TEST(a run writes its loss curves and the summary the contract names) {
   for (const char* f : {"loss_worker0.csv", "loss_worker1.csv", "confusion.csv", "test.json",
                         "model.pt", "cpu.csv", "summary.md", "workers/worker1/steps.csv"})
     CAF_CHECK(std::filesystem::exists(dir / f));
-  // The curve reaches its own maximum at once and never a negative loss.
-  const double first_time = merged_loss_curve(report, 4).front().time;
-  CAF_CHECK_EQUAL(time_to_loss(report, 1e9, 4), first_time);
-  CAF_CHECK(std::isnan(time_to_loss(report, -1, 4)));
+}
+
+CAF_TEST(the merged loss curve interleaves workers by time and time to loss reads it) {
+  // Two workers' steps, known by hand: merged by time 4, 3, 2, 1; a moving mean
+  // over 2 steps gives 4, 3.5, 2.5, 1.5.
+  hogwild_report report;
+  report.workers.resize(2);
+  auto step = [](double time, int64_t n, double loss) {
+    training::step_record r;
+    r.time = time;
+    r.step = n;
+    r.loss = loss;
+    return r;
+  };
+  report.workers[0].steps = {step(1, 1, 4), step(3, 2, 2)};
+  report.workers[1].steps = {step(2, 1, 3), step(4, 2, 1)};
+  auto curve = merged_loss_curve(report, 2);
+  CAF_REQUIRE_EQUAL(curve.size(), 4u);
+  std::vector<int32_t> workers;
+  std::vector<double> smoothed;
+  for (const auto& p : curve) {
+    workers.push_back(p.worker);
+    smoothed.push_back(p.smoothed);
+  }
+  CAF_CHECK((workers == std::vector<int32_t>{0, 1, 0, 1}));
+  CAF_CHECK((smoothed == std::vector<double>{4, 3.5, 2.5, 1.5}));
+  CAF_CHECK_EQUAL(time_to_loss(report, 3.5, 2), 2.0);  // reached on the second step
+  CAF_CHECK_EQUAL(time_to_loss(report, 3.0, 2), 3.0);  // 3.5 is not yet 3
+  CAF_CHECK_EQUAL(time_to_loss(report, 1.5, 2), 4.0);  // the last step
+  CAF_CHECK(std::isnan(time_to_loss(report, 1.4, 2))); // never
+  CAF_CHECK_EQUAL(time_to_loss(report, 3.0, 1), 2.0);  // no smoothing: worker 1's 3
 }
 
 CAF_TEST(static balance trains each worker on its own fixed shard) {

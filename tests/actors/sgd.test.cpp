@@ -8,6 +8,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/cluster.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/experiments/holder_file.hpp>
@@ -420,11 +421,23 @@ CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
   CAF_CHECK_EQUAL(first.holder.version, 4u);
   CAF_CHECK_EQUAL(saved.version, first.holder.version);
   o.resume = true;
+  // The second run's holder starts from holder.pt's parameters, to the bit.
+  param_blob restored;
+  o.on_holder = [&](ParameterHolder& holder) {
+    caf::scoped_actor self{holder.handle()->home_system()};
+    self->request(holder.handle(), std::chrono::seconds(30), pull_atom::value)
+      .receive([&](param_blob& b) { restored = std::move(b); },
+               [&](caf::error& e) { CAF_FAIL("no pull: " << to_string(e)); });
+  };
   auto second = run_sgd(o);
+  CAF_CHECK_EQUAL(restored.version, saved.version);
+  CAF_CHECK_EQUAL(restored.layout, saved.layout);
+  CAF_CHECK(restored.bytes == saved.bytes);
   CAF_CHECK_EQUAL(second.summary["resumed_from_version"].get<uint64_t>(), saved.version);
   CAF_CHECK_EQUAL(second.holder.version, saved.version + second.holder.applied);
   CAF_CHECK_GREATER_OR_EQUAL(second.test_accuracy, 0.9);
   // Another model cannot resume from these parameters.
+  o.on_holder = nullptr;
   o.model = "lenet";
   auto [code, msg] = test::error_of([&] { run_sgd(o); });
   CAF_CHECK(code == error_code::invalid_argument);

@@ -10,9 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <set>
 #include <thread>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace pnn;
 using namespace pnn::training;
@@ -116,4 +119,36 @@ CAF_TEST(a folder name is one level below its parent whatever the name) {
   CAF_CHECK_EQUAL(folder_name(".hidden"), "_hidden");
   auto dir = job_dir("/r/out", "..", "..", "fold-31337");
   CAF_CHECK_EQUAL(dir.lexically_normal().string(), "/r/out/_./_./fold-31337");
+}
+
+CAF_TEST(scratch folders have unguessable private names and those of dead processes go) {
+  std::set<std::string> names;
+  for (int i = 0; i < 3; ++i) {
+    scratch_folder s;
+    const auto name = s.path().filename().string();
+    const auto prefix = "pnn-node-" + std::to_string(::getpid()) + "-";
+    CAF_CHECK_EQUAL(name.rfind(prefix, 0), 0u);
+    CAF_CHECK_EQUAL(name.size(), prefix.size() + 6); // mkdtemp's random part
+    struct stat st {};
+    CAF_REQUIRE_EQUAL(::stat(s.path().c_str(), &st), 0);
+    CAF_CHECK_EQUAL(st.st_mode & 0777, 0700u);
+    names.insert(name);
+  }
+  CAF_CHECK_EQUAL(names.size(), 3u);
+  // A folder left by a process that ended (a child that already exited), one of a
+  // running process (this one) and a file named like one.
+  const pid_t child = ::fork();
+  if (child == 0)
+    ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  const auto tmp = std::filesystem::temp_directory_path();
+  const auto dead = tmp / ("pnn-node-" + std::to_string(child) + "-abcdef");
+  const auto alive = tmp / ("pnn-node-" + std::to_string(::getpid()) + "-ghijkl");
+  std::filesystem::create_directories(dead / "sub");
+  write_file_atomic(dead / "latest.pt", "x");
+  std::filesystem::create_directories(alive);
+  CAF_CHECK_GREATER_OR_EQUAL(scratch_folder::remove_stale(), 1u);
+  CAF_CHECK(!std::filesystem::exists(dead));
+  CAF_CHECK(std::filesystem::exists(alive));
+  std::filesystem::remove_all(alive);
 }

@@ -29,7 +29,7 @@ std::string read_text_file(const std::filesystem::path& file);
 /// The private folder of a job that runs on a host other than its coordinator's:
 /// the job writes its checkpoints here (the coordinator's folder is not on this
 /// host), each is read back to be sent home, and the folder goes when this object
-/// does. (temp_dir/pnn-node-PID-N.)
+/// does. (temp_dir/pnn-node-PID-XXXXXX: mkdtemp, mode 0700, a random name.)
 class scratch_folder {
 public:
   /// Creates the folder; throws pnn::error(io_error) when it cannot.
@@ -46,6 +46,11 @@ public:
   /// latest.pt's bytes, once the job wrote the checkpoint of `epoch`; epoch_<epoch>.pt
   /// is removed (only the latest is kept here). Throws pnn::error naming the file.
   std::vector<char> take_checkpoint(int64_t epoch);
+
+  /// Removes scratch folders of processes that are gone (a serve node killed with
+  /// SIGKILL leaves its folders behind): temp_dir/pnn-node-PID-* of this user whose
+  /// PID no longer runs. Returns how many it removed.
+  static size_t remove_stale();
 
 private:
   std::filesystem::path path_;
