@@ -76,6 +76,7 @@ worker_actor::behavior_type rogue_worker(worker_actor::pointer self, event_sink_
     [=](run_atom, const job_spec& j, const sgd_link&) { return answer(j); },
     [](threads_atom, int32_t) {},
     [](cancel_atom) {},
+    [](interrupt_atom) {},
   };
 }
 

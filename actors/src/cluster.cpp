@@ -50,7 +50,9 @@ const remote_node& Cluster::connect(const std::string& host_port, const std::str
     const bool handshake = node.error() == caf::sec::disconnect_during_handshake;
     bad(named + " " + host_port + ": cannot connect (" + sys_.render(node.error()) + "); "
         + (handshake ? "the node ended the handshake: with TLS, both sides need certificates "
-                       "signed by the CA the other trusts (--tls-cert, --tls-key, --tls-ca)"
+                       "signed by the CA the other trusts (--tls-cert, --tls-key, --tls-ca), "
+                       "and with roles a coordinator's here and a worker's there "
+                       "(scripts/make-certs.sh NAME:coordinator, NAME:worker)"
                      : "is `pnn-node serve --port " + std::to_string(port) + "` running there?"));
   }
   remote_node r;

@@ -57,6 +57,7 @@ public:
   void worker_down(const caf::down_msg& msg);
   void wait_over(uint64_t wait);
   void cancel(uint32_t id);
+  void interrupt();
 
 private:
   struct slot {
@@ -89,6 +90,7 @@ private:
   std::vector<job_result> results_;
   size_t expected_ = 0;
   bool active_ = false;
+  bool interrupted_ = false; ///< no job starts any more
   uint64_t orphan_waits_ = 0; ///< counts the waits for a worker; a stale reminder is ignored
   caf::typed_response_promise<std::vector<job_result>> promise_;
 };
@@ -98,6 +100,7 @@ caf::result<std::vector<job_result>> dispatcher_state::run(std::vector<job_spec>
     return caf::make_error(caf::sec::runtime_error, "an experiment is already running");
   results_.clear();
   attempts_.clear();
+  interrupted_ = false;
   expected_ = jobs.size();
   for (auto& j : longest_first(std::move(jobs)))
     queue_.push_back(std::move(j));
@@ -248,7 +251,13 @@ void dispatcher_state::on_error(const caf::actor_addr& addr, uint32_t id, const 
 void dispatcher_state::requeue_or_fail(uint32_t id, const std::string& why) {
   auto job = running_.at(id);
   running_.erase(id);
-  if (attempts_[id] >= options_.max_attempts) {
+  if (interrupted_) {
+    auto r = failed_job(id, error_code::interrupted, why + " after the run was interrupted");
+    r.model = job.model;
+    r.scheduler = job.scheduler;
+    r.fold = job.fold;
+    record(std::move(r));
+  } else if (attempts_[id] >= options_.max_attempts) {
     auto r = failed_job(id, error_code::worker_lost,
                         why + " (" + std::to_string(attempts_[id]) + " attempts)");
     r.model = job.model;
@@ -323,6 +332,27 @@ void dispatcher_state::cancel(uint32_t id) {
   maybe_finish();
 }
 
+/// The run was interrupted: queued jobs end unstarted, running ones save where they
+/// are and end (their results come back as usual), nothing new starts.
+void dispatcher_state::interrupt() {
+  if (!active_ || interrupted_)
+    return;
+  interrupted_ = true;
+  while (!queue_.empty()) {
+    auto job = queue_.front();
+    queue_.pop_front();
+    auto r = failed_job(job.id, error_code::interrupted, "not started: the run was interrupted");
+    r.model = job.model;
+    r.scheduler = job.scheduler;
+    r.fold = job.fold;
+    record(std::move(r));
+  }
+  for (auto& addr : slot_order_)
+    if (slots_.at(addr).busy)
+      self_->send(slots_.at(addr).worker, interrupt_atom::value);
+  maybe_finish();
+}
+
 void dispatcher_state::fail(std::string why) {
   active_ = false;
   promise_.deliver(caf::make_error(caf::sec::runtime_error, std::move(why)));
@@ -362,6 +392,10 @@ dispatcher_impl::behavior_type fold_dispatcher(dispatcher_state::pointer self,
     [self](cancel_atom, uint32_t id) {
       if (from_here(self))
         self->state.cancel(id);
+    },
+    [self](interrupt_atom) {
+      if (from_here(self))
+        self->state.interrupt();
     },
     [self](orphan_atom, uint64_t wait) {
       if (self->current_sender() == self->address())

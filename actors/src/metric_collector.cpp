@@ -188,15 +188,17 @@ void collector_state::checkpoint(const job_checkpoint& c) {
                    o_.out_dir.string().c_str());
     return;
   }
+  // Positions: the end of epoch e is 2e, a point within epoch e + 1 is 2e + 1.
   auto& newest = newest_checkpoint_[dir.string()];
-  if (c.epoch < newest) {
+  const int64_t position = 2 * c.epoch + (c.mid_epoch ? 1 : 0);
+  if (position < newest) {
     if (stale_checkpoints_++ == 0)
       std::fprintf(stderr, "pnn: dropped a stale checkpoint for %s (epoch %lld after %lld)\n",
                    c.out_dir.c_str(), static_cast<long long>(c.epoch),
-                   static_cast<long long>(newest));
+                   static_cast<long long>(newest / 2));
     return;
   }
-  newest = c.epoch;
+  newest = position;
   if (!o_.store_checkpoint)
     return;
   try {

@@ -2,6 +2,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
+#include <pnn/files.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
@@ -55,6 +56,7 @@ public:
   void slice(uint64_t generation);
   void set_threads(int32_t n);
   void cancel();
+  void interrupt();
 
 private:
   /// What the worker waits for. A job runs as a chain of slices, exactly one
@@ -83,6 +85,9 @@ private:
 
   pointer self_ = nullptr;
   event_sink_actor sink_;
+  /// A remote job's folder on its coordinator (spec_.out_dir names a scratch folder
+  /// here once the job runs).
+  std::string coordinator_dir_;
   worker_options options_;
   mode mode_ = mode::idle;
   uint64_t generation_ = 0; ///< of the running job: answers for an older one are dropped
@@ -209,6 +214,7 @@ void worker_state::prepare_folders(const job_checkpoint* resume) {
   resume_file_.reset();
   if (!options_.data_dir.empty())
     spec_.data_dir = options_.data_dir;
+  coordinator_dir_ = options_.remote ? spec_.out_dir : "";
   const bool has_bytes = resume && !resume->bytes.empty();
   if (options_.remote) {
     const bool checkpoints = spec_.checkpoint_every > 0 && !spec_.out_dir.empty() && sink_;
@@ -262,6 +268,7 @@ void worker_state::build_job() {
   if (resume_file_) {
     job_->load_checkpoint(*resume_file_);
     result_.resumed_from_epoch = job_->epochs_done();
+    result_.resumed_from_step = job_->steps_done();
   }
   job_->on_step = [this](const step_record& s) {
     loss_sum_ += s.loss;
@@ -530,6 +537,45 @@ void worker_state::cancel() {
     finish(error_code::cancelled, "cancelled");
 }
 
+/// The run was interrupted: the job saves where it is, between two slices, and
+/// ends. A job of this host writes latest.pt into its folder; one from another
+/// host's coordinator sends it home (mid_epoch, so it replaces latest.pt only).
+/// An SGD share just ends: the holder has the parameters.
+void worker_state::interrupt() {
+  if (mode_ == mode::idle)
+    return;
+  if (!job_ || link_) {
+    finish(error_code::interrupted, "interrupted");
+    return;
+  }
+  const auto where = "interrupted in epoch " + std::to_string(job_->epochs_done() + 1)
+    + " after batch " + std::to_string(job_->batch_in_epoch());
+  try {
+    if (options_.remote && !coordinator_dir_.empty() && sink_) {
+      if (!scratch_)
+        scratch_ = std::make_unique<scratch_folder>();
+      job_->save_checkpoint(scratch_->path() / "latest.pt");
+      const auto text = read_text_file(scratch_->path() / "latest.pt");
+      job_checkpoint c;
+      c.id = spec_.id;
+      c.out_dir = coordinator_dir_;
+      c.epoch = job_->epochs_done();
+      c.mid_epoch = job_->batch_in_epoch() > 0;
+      c.bytes.assign(text.begin(), text.end());
+      self_->send(sink_, checkpoint_atom::value, std::move(c));
+    } else if (!options_.remote && !spec_.out_dir.empty()) {
+      job_->save_checkpoint(std::filesystem::path{spec_.out_dir} / "latest.pt");
+    } else {
+      finish(error_code::interrupted, where + " (no folder to save it in)");
+      return;
+    }
+  } catch (const std::exception& e) {
+    finish(error_code::interrupted, where + "; saving it failed: " + first_line(e));
+    return;
+  }
+  finish(error_code::interrupted, where + " (saved)");
+}
+
 /// The job trained its last batch: its records go out (or into the result) and the
 /// promise is delivered.
 void worker_state::complete() {
@@ -603,6 +649,7 @@ worker_impl::behavior_type training_worker(worker_state::pointer self, event_sin
     [self](slice_atom, uint64_t generation) { self->state.slice(generation); },
     [self](threads_atom, int32_t n) { self->state.set_threads(n); },
     [self](cancel_atom) { self->state.cancel(); },
+    [self](interrupt_atom) { self->state.interrupt(); },
   };
 }
 

@@ -10,6 +10,7 @@
 #include <pnn/actors/node.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/interrupt.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/job.hpp>
@@ -78,6 +79,7 @@ job_summary summary_of(const job_result& r, double t0) {
             {"seconds", r.finished_at - r.started_at},
             {"epochs_done", r.epochs_done},
             {"resumed_from_epoch", r.resumed_from_epoch},
+            {"resumed_from_step", r.resumed_from_step},
             {"epochs", epochs}};
   return s;
 }
@@ -324,6 +326,7 @@ struct queue_outcome {
   std::vector<host_join> joined;
   double cpu_mean = 0;
   size_t slots_used = 0;
+  bool interrupted = false;
 };
 
 collector_options kfold_collector(const kfold_options& o, const std::vector<job_spec>& todo,
@@ -398,9 +401,21 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
   queue_outcome out;
   out.slots_used = workers.size();
   caf::error failure;
-  self->request(dispatcher, caf::infinite, run_atom::value, todo)
-    .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
-             [&](caf::error& e) { failure = std::move(e); });
+  {
+    // Ctrl-C: every running job saves where it is, the queue stops, results come in.
+    std::unique_ptr<interrupt_watch> watch;
+    if (o.handle_interrupts)
+      watch = std::make_unique<interrupt_watch>([&session, dispatcher] {
+        std::fprintf(stderr, "\npnn kfold: interrupted: saving the running jobs (Ctrl-C again "
+                             "to quit at once)\n");
+        caf::scoped_actor s{session.system()};
+        s->send(dispatcher, interrupt_atom::value);
+      });
+    self->request(dispatcher, caf::infinite, run_atom::value, todo)
+      .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
+               [&](caf::error& e) { failure = std::move(e); });
+    out.interrupted = watch && watch->fired();
+  }
   if (watcher)
     self->request(watcher, caf::infinite, done_atom::value)
       .receive([&](std::vector<host_join>& j) { out.joined = std::move(j); }, [&](caf::error&) {});
@@ -513,7 +528,8 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
             {"optimizer", o.optimizer},
             {"lr", o.lr},
             {"seed", o.seed},
-            {"jobs_failed", failed}};
+            {"jobs_failed", failed},
+            {"interrupted", report.interrupted}};
   return s;
 }
 
@@ -551,6 +567,7 @@ kfold_report run_kfold(const kfold_options& o) {
     q = run_queue(o, todo, p, t0);
 
   kfold_report report;
+  report.interrupted = q.interrupted;
   report.jobs = q.results;
   for (auto& [id, r] : kept)
     report.jobs.push_back(r);

@@ -33,7 +33,8 @@ void record_to_files(collector_options& options, const std::filesystem::path& ou
   options.out_dir = out;
   options.store_checkpoint = [](const std::filesystem::path& dir, const job_checkpoint& c) {
     const std::string bytes(c.bytes.begin(), c.bytes.end());
-    write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
+    if (!c.mid_epoch) // an interrupted job's checkpoint is no epoch's end
+      write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
     write_file_atomic(dir / "latest.pt", bytes);
   };
   options.store_cpu = [out](const std::vector<cpu_sample>& samples) {

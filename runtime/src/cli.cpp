@@ -4,6 +4,7 @@
 #include <pnn/experiments/kfold.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
+#include <pnn/interrupt.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
 #include <pnn/runtime/report.hpp>
@@ -46,7 +47,7 @@ commands:
   datasets   list the datasets pnn knows and whether their files are found
 
 Every command takes --help and --config FILE (any long flag as key = value).
-Exit codes: 0 success, 2 bad input, 1 failed run.
+Exit codes: 0 success, 2 bad input, 1 failed run, 130 interrupted (train, kfold).
 )";
 
 [[noreturn]] void bad(const std::string& msg) {
@@ -287,6 +288,7 @@ int kfold_command(int argc, const char* const* argv) {
   o.models = split_list(models, "--models");
   o.schedulers = split_list(schedulers, "--schedulers");
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
+  o.handle_interrupts = true;
   progress_line_check(o.progress);
   return run_with_report("kfold", vm, o, run_kfold_command, no_report);
 }
@@ -484,7 +486,48 @@ int datasets_command(int argc, const char* const* argv) {
 
 } // namespace
 
+namespace {
+
+std::vector<std::string>& command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+std::string shell_quoted(const std::string& arg) {
+  if (!arg.empty()
+      && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                               "-_./:=,+@%")
+        == std::string::npos)
+    return arg;
+  std::string q = "'";
+  for (char c : arg)
+    q += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+  return q + "'";
+}
+
+} // namespace
+
+std::string continue_command() {
+  const auto& args = command_line();
+  std::string cmd;
+  bool resume = false;
+  for (const auto& a : args) {
+    cmd += (cmd.empty() ? "" : " ") + shell_quoted(a);
+    resume = resume || a == "--resume";
+  }
+  return cmd.empty() || resume ? cmd : cmd + " --resume";
+}
+
+int report_interrupted(const char* verb, const std::string& what_finished) {
+  std::fprintf(stderr,
+               "pnn-node %s: interrupted: %s; running jobs saved where they were. Continue "
+               "with:\n  %s\n",
+               verb, what_finished.c_str(), continue_command().c_str());
+  return interrupted_exit_code;
+}
+
 int run_cli(int argc, const char* const* argv) {
+  command_line().assign(argv, argv + argc);
   if (argc < 2) {
     std::cerr << usage;
     return 2;

@@ -1,6 +1,7 @@
 #include <pnn/runtime/kfold_command.hpp>
 
 #include <pnn/experiments/kfold.hpp>
+#include <pnn/runtime/cli.hpp>
 
 #include <cstdio>
 
@@ -22,7 +23,7 @@ int run_kfold_command(const kfold_options& o) {
               "peak RSS %.0f MiB\n",
               report.wall_seconds, 100 * report.cpu_utilization_mean, report.user_cpu_seconds,
               report.system_cpu_seconds, static_cast<double>(report.peak_rss_bytes) / (1 << 20));
-  if (failed > 0) {
+  if (failed > 0 && !report.interrupted) {
     std::printf("%zu job(s) FAILED (see summary.json)\n", failed);
     // The first failure's reason on stderr too: one line a script or a person can act on.
     for (const auto& j : report.jobs)
@@ -35,6 +36,9 @@ int run_kfold_command(const kfold_options& o) {
   std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in "
               "<model>/<scheduler>/fold<i>/)\n",
               o.out.c_str());
+  if (report.interrupted)
+    return report_interrupted("kfold", std::to_string(report.jobs.size() - failed) + " of "
+                                         + std::to_string(report.jobs.size()) + " jobs finished");
   return failed == 0 ? 0 : 1;
 }
 

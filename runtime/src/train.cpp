@@ -2,8 +2,10 @@
 
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/interrupt.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
+#include <pnn/runtime/cli.hpp>
 #include <pnn/training/folders.hpp>
 #include <pnn/training/progress.hpp>
 #include <pnn/training/dataset.hpp>
@@ -135,8 +137,37 @@ int run_train(const train_request& r) {
     std::fflush(stdout);
     write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
   };
-  job.run_to_end();
+  bool finished = false;
+  bool interrupted = false;
+  {
+    // Ctrl-C: the job stops between two batches and saves where it is.
+    interrupt_watch watch{[] {
+      std::fprintf(stderr, "\npnn train: interrupted: saving (Ctrl-C again to quit at once)\n");
+    }};
+    while (!(finished = job.run(4)) && !watch.fired()) {
+    }
+    interrupted = !finished;
+  }
   progress.finish();
+  if (interrupted) {
+    job.save_checkpoint(dir / "latest.pt");
+    write_job_records(dir, job, nullptr, "", data.train->classes);
+    nlohmann::json summary{{"command", "train"},
+                           {"interrupted", true},
+                           {"wall_seconds", seconds_since(wall_start)},
+                           {"dataset", r.dataset},
+                           {"model", r.model},
+                           {"epochs", r.epochs},
+                           {"epochs_done", job.epochs_done()},
+                           {"batch_in_epoch", job.batch_in_epoch()},
+                           {"steps", job.steps_done()},
+                           {"job_dir", fs::relative(dir, r.out).string()}};
+    write_file_atomic(r.out / "summary.json", summary.dump(2) + "\n");
+    return report_interrupted(
+      "train", "epoch " + std::to_string(job.epochs_done() + 1) + " of " + std::to_string(r.epochs)
+                 + " after batch " + std::to_string(job.batch_in_epoch()) + ", saved in "
+                 + (dir / "latest.pt").string());
+  }
   const double train_seconds = seconds_since(train_start);
   const int64_t steps_run = job.steps_done() - steps_at_start;
 

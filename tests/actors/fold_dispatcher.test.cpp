@@ -26,6 +26,7 @@ struct fake_worker_state {
   uint32_t forged_id = 0;
   /// Answer with record files a job does not write.
   bool forge_files = false;
+  bool interrupted = false; ///< it was told to save and stop
   /// Answer with an error instead of a result (a live worker whose job broke).
   bool answer_error = false;
   static inline const char* name = "fake_worker";
@@ -49,6 +50,11 @@ worker_actor::behavior_type fake_worker(fake_pointer self) {
       return job_result{}; // SGD shares are not the dispatcher's business
     },
     [=](threads_atom, int32_t n) { self->state.threads.push_back(n); },
+    [=](interrupt_atom) {
+      auto& s = self->state;
+      s.interrupted = true;
+      s.promise.deliver(failed_job(s.jobs.back().id, error_code::interrupted, "interrupted"));
+    },
     [=](cancel_atom) {
       auto& s = self->state;
       if (s.answer_error) {
@@ -387,6 +393,40 @@ CAF_TEST(control messages without a sender of this process are ignored) {
   CAF_CHECK_EQUAL(results->size(), 2u);
   CAF_CHECK(state(b).jobs.empty());
   anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(an interrupt saves the running jobs and starts no other) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({3, 2, 1, 1}));
+  CAF_REQUIRE_EQUAL(state(a).jobs.size(), 1u);
+  CAF_REQUIRE_EQUAL(state(b).jobs.size(), 1u);
+  self->send(dispatcher, interrupt_atom::value);
+  run();
+  // Both running workers were told (the fake answers at once), the queued jobs
+  // never started, and the run answered with every job.
+  CAF_CHECK(state(a).interrupted);
+  CAF_CHECK(state(b).interrupted);
+  CAF_CHECK_EQUAL(state(a).jobs.size(), 1u);
+  CAF_CHECK_EQUAL(state(b).jobs.size(), 1u);
+  CAF_REQUIRE_EQUAL(results->size(), 4u);
+  for (const auto& r : *results)
+    CAF_CHECK_EQUAL(r.code, error_code::interrupted);
+  CAF_CHECK_NOT_EQUAL((*results)[3].error.find("not started"), std::string::npos);
+}
+
+CAF_TEST(a worker lost after an interrupt does not send its job elsewhere) {
+  auto a = add_worker();
+  auto b = add_worker();
+  auto results = start(jobs_with_costs({2, 1}));
+  // a's job: the interrupt reaches a, which dies before it answers.
+  auto lost = state(a).jobs[0].id;
+  anon_send_exit(a, caf::exit_reason::kill);
+  self->send(dispatcher, interrupt_atom::value);
+  run();
+  CAF_CHECK_EQUAL(state(b).jobs.size(), 1u); // b got no second job
+  CAF_REQUIRE_EQUAL(results->size(), 2u);
+  CAF_CHECK_EQUAL((*results)[lost].code, error_code::interrupted);
 }
 
 CAF_TEST(losing every worker fails the experiment instead of hanging) {

@@ -210,6 +210,42 @@ CAF_TEST(serve limits cap threads and refuse big checkpoints and foreign folders
   CAF_CHECK(run_job(job, o).ok());
 }
 
+CAF_TEST(an interrupted job saves mid - epoch and its resumed run ends as if never interrupted) {
+  test::temp_dir dir;
+  auto job = tiny_job(); // 128 training samples: 4 batches an epoch
+  job.epochs = 3;
+  worker_options o;
+  o.batches_per_slice = 1;
+  job.out_dir = (dir / "straight").string();
+  auto straight = run_job(job, o);
+  CAF_REQUIRE(straight.ok());
+  job.out_dir = (dir / "cut").string();
+  auto w = spawn_worker(sys, sink, o);
+  auto result = std::make_shared<job_result>();
+  sys.spawn([=](caf::event_based_actor* client) {
+    client->request(w, caf::infinite, run_atom::value, job).then([result](job_result& r) {
+      *result = std::move(r);
+    });
+  });
+  for (int i = 0; i < 7; ++i) // the request and a few one-batch slices
+    sched.run_once();
+  self->send(w, interrupt_atom::value);
+  run();
+  CAF_CHECK_EQUAL(result->code, error_code::interrupted);
+  CAF_MESSAGE(result->error);
+  CAF_REQUIRE(std::filesystem::exists(dir / "cut" / "latest.pt"));
+  CAF_CHECK(!std::filesystem::exists(dir / "cut" / "epoch_1.pt")); // no epoch's end
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+  job.resume = true;
+  auto resumed = run_job(job, o);
+  CAF_REQUIRE(resumed.ok());
+  CAF_CHECK_GREATER(resumed.resumed_from_step, 0);
+  CAF_CHECK(resumed.epoch_train_loss == straight.epoch_train_loss);
+  CAF_CHECK(resumed.epoch_val_loss == straight.epoch_val_loss);
+  CAF_CHECK_EQUAL(resumed.val_accuracy, straight.val_accuracy);
+}
+
 CAF_TEST(a node spawns no more workers than its cap over all coordinators) {
   node_options o;
   o.slots = 2;

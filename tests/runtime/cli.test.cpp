@@ -7,8 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <fstream>
 #include <sstream>
+
+#include <sys/wait.h>
 
 using namespace pnn;
 
@@ -422,4 +425,61 @@ CAF_TEST(docs / cli.md names every flag of every command) {
     }
     CAF_CHECK_GREATER(flags, 0u);
   }
+}
+
+CAF_TEST(ctrl - c saves every running job and the continued run ends as an uninterrupted one) {
+  test::temp_dir dir;
+  const std::string run = "kfold --dataset synthetic:train=4000,test=10 --models lenet5 "
+                          "--schedulers cosine,warm --folds 2 --epochs 2 --slots 2 "
+                          "--threads-per-job 1 --no-tail-threads --no-report --progress plain";
+  // The reference: the same run never interrupted.
+  CAF_REQUIRE_EQUAL(pnn_node(run + " --out " + (dir / "straight").string()).exit_code, 0);
+  const auto out = dir / "cut";
+  test::background_process cut{node + " " + run + " --out " + out.string() + " 2>"
+                               + (dir / "err.txt").string()};
+  // Into the first epoch of the first two jobs (no --checkpoint-every: nothing saved
+  // on its own), then Ctrl-C.
+  CAF_REQUIRE(test::contains(cut.read_line(), "pnn kfold:"));
+  for (std::string line; !test::contains(line, " b2/");)
+    line = cut.read_line();
+  ::kill(cut.pid(), SIGINT);
+  const int status = cut.wait_exit(static_cast<int>(60000 * test::time_scale()));
+  CAF_REQUIRE(WIFEXITED(status));
+  CAF_CHECK_EQUAL(WEXITSTATUS(status), 130);
+  const auto err = test::read_text(dir / "err.txt");
+  CAF_MESSAGE(err);
+  CAF_CHECK(test::contains(err, "interrupted"));
+  const auto nl = err.rfind("\n  ");
+  CAF_REQUIRE(nl != std::string::npos);
+  const auto again = err.substr(nl + 3, err.find('\n', nl + 3) - nl - 3);
+  CAF_CHECK(test::contains(again, "--resume"));
+  CAF_CHECK(test::contains(again, "--out " + out.string()));
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(s["interrupted"].get<bool>());
+  int saved = 0;
+  for (const auto& j : s["jobs"])
+    saved += std::filesystem::exists(out / "lenet5" / j["scheduler"].get<std::string>()
+                                     / ("fold" + std::to_string(j["fold"].get<int>()))
+                                     / "latest.pt")
+      ? 1
+      : 0;
+  CAF_CHECK_GREATER_OR_EQUAL(saved, 1);
+  // The exact command it printed continues the run.
+  auto r = test::run_command(again);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto a = nlohmann::json::parse(test::read_text(dir / "straight" / "summary.json"));
+  auto b = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(!b["interrupted"].get<bool>());
+  CAF_REQUIRE_EQUAL(a["jobs"].size(), b["jobs"].size());
+  int resumed = 0;
+  for (size_t i = 0; i < a["jobs"].size(); ++i) {
+    CAF_CHECK(b["jobs"][i]["ok"].get<bool>());
+    // The same numbers to the last digit, mid-epoch resume or not.
+    CAF_CHECK_EQUAL(a["jobs"][i]["val_loss"].get<double>(), b["jobs"][i]["val_loss"].get<double>());
+    CAF_CHECK_EQUAL(a["jobs"][i]["train_loss"].get<double>(),
+                    b["jobs"][i]["train_loss"].get<double>());
+    resumed += b["jobs"][i]["resumed_from_step"].get<int>() > 0 ? 1 : 0;
+  }
+  // The jobs that were running went on from where they stopped, not from scratch.
+  CAF_CHECK_EQUAL(resumed, saved);
 }

@@ -654,6 +654,37 @@ CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
   auto again = test::run_command(run + tls(cluster, "coordinator", cluster) + " --out "
                                  + (dir / "again").string());
   CAF_CHECK_EQUAL(again.exit_code, 0);
+  // Roles (make-certs.sh NAME:coordinator / NAME:worker, extendedKeyUsage checked in
+  // the handshake): a serve node's certificate cannot drive another serve node, and
+  // a coordinator's cannot serve.
+  const auto roles = dir / "roles";
+  CAF_REQUIRE_EQUAL(test::run_command(certs + roles.string()
+                                      + " coord:coordinator host:worker other:worker")
+                      .exit_code,
+                    0);
+  {
+    server w{1, tls(roles, "host", roles)};
+    CAF_REQUIRE_GREATER(w.port, 0);
+    const std::string to_w =
+      node + " " + kfold_run + " --no-local --connect-timeout 5 --hosts " + w.address();
+    auto good = test::run_command(to_w + tls(roles, "coord", roles) + " --out "
+                                  + (dir / "roles-ok").string());
+    CAF_CHECK_EQUAL(good.exit_code, 0);
+    auto worker_as_coordinator = test::run_command(to_w + tls(roles, "other", roles) + " --out "
+                                                   + (dir / "roles-bad").string());
+    CAF_CHECK_EQUAL(worker_as_coordinator.exit_code, 2);
+    CAF_CHECK(test::contains(worker_as_coordinator.err, "--hosts " + w.address()));
+    CAF_CHECK(!std::filesystem::exists(dir / "roles-bad" / "summary.json"));
+  }
+  {
+    server c{1, tls(roles, "coord", roles)}; // a coordinator's certificate serving
+    CAF_REQUIRE_GREATER(c.port, 0);
+    auto r = test::run_command(node + " " + kfold_run + " --no-local --connect-timeout 5 --hosts "
+                               + c.address() + tls(roles, "coord", roles) + " --out "
+                               + (dir / "roles-bad2").string());
+    CAF_CHECK_EQUAL(r.exit_code, 2);
+    CAF_CHECK(!std::filesystem::exists(dir / "roles-bad2" / "summary.json"));
+  }
   // Half a TLS setup is bad input.
   for (const std::string& flags :
        {" --tls-cert " + (cluster / "host.pem").string(),

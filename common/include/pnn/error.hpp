@@ -19,6 +19,7 @@ enum class error_code : std::uint8_t {
   worker_busy,   ///< the worker was running another job
   cancelled,     ///< someone cancelled the job
   holder_failed, ///< the parameter holder did not answer in time, or is gone
+  interrupted,   ///< the run was interrupted (SIGINT/SIGTERM); the job saved where it was
 };
 
 /// Short name of an error code, for messages and the CAF error category.
@@ -44,6 +45,8 @@ inline const char* to_string(error_code code) {
     return "cancelled";
   case error_code::holder_failed:
     return "holder_failed";
+  case error_code::interrupted:
+    return "interrupted";
   }
   return "unknown";
 }

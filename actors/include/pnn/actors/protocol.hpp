@@ -37,6 +37,7 @@ using pull_atom = caf::atom_constant<caf::atom("pull")>;          ///< fetch the
 using push_atom = caf::atom_constant<caf::atom("push")>;          ///< send an update to the holder
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a job's checkpoint travels
 using assign_atom = caf::atom_constant<caf::atom("assign")>;      ///< a job was given to a worker
+using interrupt_atom = caf::atom_constant<caf::atom("interrupt")>; ///< save where you are and stop
 
 /// What every job needs: what to train, on which part of which dataset, for how
 /// long, and where its files go. Data never travels with a job: the host that runs
@@ -148,6 +149,7 @@ struct job_result {
   double finished_at = 0;
   int64_t epochs_done = 0;
   int64_t resumed_from_epoch = 0;     ///< epochs restored from a checkpoint (0: fresh start)
+  int64_t resumed_from_step = 0;      ///< steps restored from a checkpoint (mid-epoch too)
   int64_t samples = 0;                ///< samples trained (all epochs)
   std::vector<double> thread_times;   ///< when the thread count changed (wall clock)
   std::vector<int32_t> thread_counts; ///< the count from that time on
@@ -177,7 +179,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host, x.slot,
            x.code, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at, x.finished_at,
-           x.epochs_done, x.resumed_from_epoch, x.samples, x.thread_times, x.thread_counts,
+           x.epochs_done, x.resumed_from_epoch, x.resumed_from_step, x.samples, x.thread_times, x.thread_counts,
            x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.clock_zero, x.files,
            x.sgd);
 }
@@ -190,12 +192,16 @@ struct job_checkpoint {
   uint32_t id = 0;
   std::string out_dir;     ///< the job's folder on the coordinator (job_spec::out_dir)
   int64_t epoch = 0;       ///< epochs done when it was taken
+  /// Taken within epoch `epoch` + 1 (an interrupted job): it replaces latest.pt
+  /// only, never epoch_<epoch>.pt, and is newer than that epoch's end.
+  bool mid_epoch = false;
   std::vector<char> bytes; ///< the checkpoint file (training_job::save_checkpoint)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_checkpoint& x) {
-  return f(caf::meta::type_name("job_checkpoint"), x.id, x.out_dir, x.epoch, x.bytes);
+  return f(caf::meta::type_name("job_checkpoint"), x.id, x.out_dir, x.epoch, x.mid_epoch,
+           x.bytes);
 }
 
 /// Parameters or an update as raw float32 bytes with a layout header: what travels
@@ -293,7 +299,11 @@ using worker_actor = caf::typed_actor<
   /// Use this many intra-op threads from the next slice on.
   caf::reacts_to<threads_atom, int32_t>,
   /// Drop the running job (its result: code cancelled).
-  caf::reacts_to<cancel_atom>>;
+  caf::reacts_to<cancel_atom>,
+  /// The run was interrupted: save the running job where it is (mid-epoch, into
+  /// its folder's latest.pt, or home through the sink from another host) and end it
+  /// (its result: code interrupted). An SGD share just ends (its holder saves).
+  caf::reacts_to<interrupt_atom>>;
 
 /// Where workers and dispatchers send what happens: progress, results and the
 /// checkpoints of jobs on other hosts. The metric collector implements it; a user's
@@ -327,7 +337,11 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<run_atom, std::vector<job_spec>>::with<std::vector<job_result>>,
   /// Cancels job `id` wherever it runs, or drops it from the queue (its result:
   /// code cancelled). Nothing happens for a job that already ended.
-  caf::reacts_to<cancel_atom, uint32_t>>;
+  caf::reacts_to<cancel_atom, uint32_t>,
+  /// The run was interrupted: no job starts any more (queued ones end with code
+  /// interrupted), running ones save where they are and end; the run's reply comes
+  /// once every job has its result.
+  caf::reacts_to<interrupt_atom>>;
 
 /// A host's node (node.hpp), published on a port by `pnn-node serve`: the entry
 /// point a coordinator reaches on a remote host.

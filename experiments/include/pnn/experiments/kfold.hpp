@@ -59,6 +59,9 @@ struct kfold_report {
   double system_cpu_seconds = 0;
   long long peak_rss_bytes = 0;
   nlohmann::json summary; ///< the content of summary.json
+  /// SIGINT/SIGTERM ended the run early (output_group::handle_interrupts): jobs
+  /// that had not finished saved where they were; `--resume` continues them.
+  bool interrupted = false;
   /// Mean and std of validation accuracy per (model, scheduler), in input order.
   struct cell {
     std::string model, scheduler;

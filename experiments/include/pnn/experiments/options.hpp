@@ -68,6 +68,10 @@ struct cluster_group {
 struct output_group {
   std::filesystem::path out;     ///< required: where the outputs go
   std::string progress = "auto"; ///< auto, plain or none
+  /// Take SIGINT/SIGTERM while the run goes (pnn::interrupt_watch): the first one
+  /// has every running job save where it is and the run end in order, marked
+  /// interrupted (the command line sets it; a library call leaves signals alone).
+  bool handle_interrupts = false;
   /// Throws pnn::error naming --out when it is empty.
   void validate() const;
 };
