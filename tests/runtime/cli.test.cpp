@@ -429,7 +429,7 @@ CAF_TEST(docs / cli.md names every flag of every command) {
 
 CAF_TEST(ctrl - c saves every running job and the continued run ends as an uninterrupted one) {
   test::temp_dir dir;
-  const std::string run = "kfold --dataset synthetic:train=4000,test=10 --models lenet5 "
+  const std::string run = "kfold --dataset synthetic:train=8000,test=10 --models lenet5 "
                           "--schedulers cosine,warm --folds 2 --epochs 2 --slots 2 "
                           "--threads-per-job 1 --no-tail-threads --no-report --progress plain";
   // The reference: the same run never interrupted.
@@ -437,11 +437,13 @@ CAF_TEST(ctrl - c saves every running job and the continued run ends as an unint
   const auto out = dir / "cut";
   test::background_process cut{node + " " + run + " --out " + out.string() + " 2>"
                                + (dir / "err.txt").string()};
-  // Into the first epoch of the first two jobs (no --checkpoint-every: nothing saved
-  // on its own), then Ctrl-C.
+  // Into the first two jobs (no --checkpoint-every: nothing saved on its own), as
+  // soon as the progress line shows a batch, then Ctrl-C.
   CAF_REQUIRE(test::contains(cut.read_line(), "pnn kfold:"));
-  for (std::string line; !test::contains(line, " b2/");)
+  for (std::string line = "-"; !test::contains(line, "/2 b");) {
     line = cut.read_line();
+    CAF_REQUIRE(!line.empty()); // no progress line within the timeout, or the run ended
+  }
   ::kill(cut.pid(), SIGINT);
   const int status = cut.wait_exit(static_cast<int>(60000 * test::time_scale()));
   CAF_REQUIRE(WIFEXITED(status));
