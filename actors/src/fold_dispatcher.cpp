@@ -1,4 +1,5 @@
 #include <pnn/actors/fold_dispatcher.hpp>
+#include <pnn/actors/network.hpp>
 
 #include <pnn/training/records.hpp>
 
@@ -252,18 +253,10 @@ void dispatcher_state::requeue_or_fail(uint32_t id, const std::string& why) {
   auto job = running_.at(id);
   running_.erase(id);
   if (interrupted_) {
-    auto r = failed_job(id, error_code::interrupted, why + " after the run was interrupted");
-    r.model = job.model;
-    r.scheduler = job.scheduler;
-    r.fold = job.fold;
-    record(std::move(r));
+    record(failed_job(job, error_code::interrupted, why + " after the run was interrupted"));
   } else if (attempts_[id] >= options_.max_attempts) {
-    auto r = failed_job(id, error_code::worker_lost,
-                        why + " (" + std::to_string(attempts_[id]) + " attempts)");
-    r.model = job.model;
-    r.scheduler = job.scheduler;
-    r.fold = job.fold;
-    record(std::move(r));
+    record(failed_job(job, error_code::worker_lost,
+                      why + " (" + std::to_string(attempts_[id]) + " attempts)"));
   } else {
     job.resume = true; // continue from its latest checkpoint, if any
     queue_.push_front(job);
@@ -323,10 +316,7 @@ void dispatcher_state::cancel(uint32_t id) {
     std::find_if(queue_.begin(), queue_.end(), [id](const job_spec& j) { return j.id == id; });
   if (queued == queue_.end())
     return;
-  auto r = failed_job(id, error_code::cancelled, "cancelled");
-  r.model = queued->model;
-  r.scheduler = queued->scheduler;
-  r.fold = queued->fold;
+  auto r = failed_job(*queued, error_code::cancelled, "cancelled");
   queue_.erase(queued);
   record(std::move(r));
   maybe_finish();
@@ -341,11 +331,7 @@ void dispatcher_state::interrupt() {
   while (!queue_.empty()) {
     auto job = queue_.front();
     queue_.pop_front();
-    auto r = failed_job(job.id, error_code::interrupted, "not started: the run was interrupted");
-    r.model = job.model;
-    r.scheduler = job.scheduler;
-    r.fold = job.fold;
-    record(std::move(r));
+    record(failed_job(job, error_code::interrupted, "not started: the run was interrupted"));
   }
   for (auto& addr : slot_order_)
     if (slots_.at(addr).busy)
@@ -368,33 +354,28 @@ void dispatcher_state::maybe_finish() {
   promise_.deliver(std::move(results));
 }
 
-/// Whether the message being handled comes from this process: only the run that
-/// owns a dispatcher (or a host watcher beside it) adds workers, runs and cancels.
-bool from_here(dispatcher_state::pointer self) {
-  const auto& sender = self->current_sender();
-  return sender && sender->node() == self->node();
-}
-
+/// Only the run that owns a dispatcher (or a host watcher beside it) adds workers,
+/// runs, cancels and interrupts: see sent_from_this_process.
 dispatcher_impl::behavior_type fold_dispatcher(dispatcher_state::pointer self,
                                                event_sink_actor sink, dispatcher_options options) {
   self->state.init(self, std::move(sink), std::move(options));
   self->set_down_handler([self](const caf::down_msg& msg) { self->state.worker_down(msg); });
   return {
     [self](add_atom, worker_actor w) {
-      if (from_here(self))
+      if (sent_from_this_process(self))
         self->state.add(std::move(w));
     },
     [self](run_atom, std::vector<job_spec> jobs) -> caf::result<std::vector<job_result>> {
-      if (!from_here(self))
+      if (!sent_from_this_process(self))
         return caf::make_error(caf::sec::unexpected_message, "run: only from this process");
       return self->state.run(std::move(jobs));
     },
     [self](cancel_atom, uint32_t id) {
-      if (from_here(self))
+      if (sent_from_this_process(self))
         self->state.cancel(id);
     },
     [self](interrupt_atom) {
-      if (from_here(self))
+      if (sent_from_this_process(self))
         self->state.interrupt();
     },
     [self](orphan_atom, uint64_t wait) {

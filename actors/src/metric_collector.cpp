@@ -1,4 +1,5 @@
 #include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/network.hpp>
 
 #include <pnn/training/progress.hpp>
 #include <pnn/system.hpp>
@@ -134,8 +135,7 @@ void collector_state::show(bool force) {
 /// Whether the message being handled comes from an actor of this process (a
 /// dispatcher, a run, a local worker, a user's actor in front of the collector).
 bool collector_state::from_here() const {
-  const auto& sender = self_->current_sender();
-  return sender && sender->node() == self_->node();
+  return sent_from_this_process(self_);
 }
 
 /// Whether the message being handled comes from here or from the worker job `id`

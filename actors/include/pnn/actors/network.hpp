@@ -9,6 +9,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/local_actor.hpp>
 #include <caf/openssl/publish.hpp>
 #include <caf/openssl/remote_actor.hpp>
 
@@ -16,6 +17,14 @@
 #include <string>
 
 namespace pnn {
+
+/// Whether the message `self` is handling comes from an actor of this process (not
+/// from a peer, and not sent anonymously). Control messages (add a worker, run,
+/// cancel; a collector's results and assignments) are taken only from here.
+inline bool sent_from_this_process(caf::local_actor* self) {
+  const auto& sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
 
 /// Publishes `handle` on `bind`:`port` (0: the OS picks); the port it listens on.
 template <class Handle>

@@ -175,6 +175,15 @@ inline job_result failed_job(uint32_t id, error_code code, std::string why) {
   return r;
 }
 
+/// A failed result of `job`, named by the job's own identity (model, scheduler, fold).
+inline job_result failed_job(const job_spec& job, error_code code, std::string why) {
+  auto r = failed_job(job.id, code, std::move(why));
+  r.model = job.model;
+  r.scheduler = job.scheduler;
+  r.fold = job.fold;
+  return r;
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_result& x) {
   return f(caf::meta::type_name("job_result"), x.id, x.model, x.scheduler, x.fold, x.host, x.slot,
