@@ -72,6 +72,7 @@ private:
   void schedule_slice();
   void send_progress(bool epoch_ended, bool done);
   void send_checkpoint_home();
+  void add_new_steps(job_checkpoint& c);
   void after_sgd_slice(bool done);
   void continue_training();
   void push();
@@ -104,6 +105,7 @@ private:
   std::optional<std::filesystem::path> resume_file_;
   double loss_sum_ = 0; ///< since the last progress event
   int64_t loss_count_ = 0;
+  int64_t steps_sent_ = 0; ///< a remote job's steps the coordinator has (job_checkpoint)
   double last_progress_ = 0;
   // Distributed SGD (link_ set):
   uint64_t layout_ = 0;
@@ -182,10 +184,10 @@ void worker_state::open_result(const job_spec& spec) {
 void worker_state::check_limits(const job_checkpoint* resume) {
   const auto& l = options_.limits;
   const auto job = "job " + std::to_string(spec_.id) + ": ";
-  if (resume && l.max_checkpoint_bytes > 0
-      && static_cast<int64_t>(resume->bytes.size()) > l.max_checkpoint_bytes)
+  const auto bytes = resume ? resume->bytes.size() + resume->steps.size() : 0;
+  if (resume && l.max_checkpoint_bytes > 0 && static_cast<int64_t>(bytes) > l.max_checkpoint_bytes)
     throw pnn::error(error_code::invalid_argument,
-                     job + "a checkpoint of " + std::to_string(resume->bytes.size())
+                     job + "a checkpoint of " + std::to_string(bytes)
                        + " bytes is over this host's limit of "
                        + std::to_string(l.max_checkpoint_bytes)
                        + " (pnn-node serve --max-checkpoint-mb)");
@@ -232,6 +234,7 @@ void worker_state::prepare_folders(const job_checkpoint* resume) {
   if (has_bytes) {
     try {
       scratch_->put_latest(resume->bytes);
+      training::write_steps_file(scratch_->path() / training::steps_file_name, 0, resume->steps);
       resume_file_ = scratch_->path() / "latest.pt";
     } catch (const std::exception&) {
       // No scratch space: the job starts afresh (result.resumed_from_epoch says so).
@@ -270,6 +273,7 @@ void worker_state::build_job() {
     result_.resumed_from_epoch = job_->epochs_done();
     result_.resumed_from_step = job_->steps_done();
   }
+  steps_sent_ = static_cast<int64_t>(job_->step_records().size());
   job_->on_step = [this](const step_record& s) {
     loss_sum_ += s.loss;
     ++loss_count_;
@@ -331,7 +335,17 @@ void worker_state::send_checkpoint_home() {
     finish(e.code(), e.what());
     return;
   }
+  add_new_steps(c);
   self_->send(sink_, checkpoint_atom::value, std::move(c));
+}
+
+/// A checkpoint going home carries the steps the coordinator does not have yet
+/// (those since the last one it got; its steps file holds the rest).
+void worker_state::add_new_steps(job_checkpoint& c) {
+  const auto& steps = job_->step_records();
+  c.steps_from = steps_sent_;
+  c.steps = training::encode_steps(steps, static_cast<size_t>(steps_sent_));
+  steps_sent_ = static_cast<int64_t>(steps.size());
 }
 
 void worker_state::send_progress(bool epoch_ended, bool done) {
@@ -562,6 +576,7 @@ void worker_state::interrupt() {
       c.epoch = job_->epochs_done();
       c.mid_epoch = job_->batch_in_epoch() > 0;
       c.bytes.assign(text.begin(), text.end());
+      add_new_steps(c);
       self_->send(sink_, checkpoint_atom::value, std::move(c));
     } else if (!options_.remote && !spec_.out_dir.empty()) {
       job_->save_checkpoint(std::filesystem::path{spec_.out_dir} / "latest.pt");

@@ -307,6 +307,10 @@ std::optional<job_checkpoint> latest_checkpoint_of(const job_spec& job) {
   try {
     const auto bytes = read_text_file(file);
     c.bytes.assign(bytes.begin(), bytes.end());
+    // Its steps file too (none beside a checkpoint that carries its steps inside).
+    const auto steps = fs::path(job.out_dir) / training::steps_file_name;
+    if (fs::exists(steps, ec))
+      c.steps = training::read_steps_file(steps);
   } catch (const pnn::error&) {
     return std::nullopt; // unreadable: the job starts afresh there
   }

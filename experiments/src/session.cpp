@@ -2,6 +2,7 @@
 
 #include <pnn/files.hpp>
 #include <pnn/system.hpp>
+#include <pnn/training/records.hpp>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -33,6 +34,9 @@ void record_to_files(collector_options& options, const std::filesystem::path& ou
   options.out_dir = out;
   options.store_checkpoint = [](const std::filesystem::path& dir, const job_checkpoint& c) {
     const std::string bytes(c.bytes.begin(), c.bytes.end());
+    // Its steps first: the checkpoint names how many it needs (a refusal here, a
+    // gap or a bad size, keeps the last good pair).
+    training::write_steps_file(dir / training::steps_file_name, c.steps_from, c.steps);
     if (!c.mid_epoch) // an interrupted job's checkpoint is no epoch's end
       write_file_atomic(dir / ("epoch_" + std::to_string(c.epoch) + ".pt"), bytes);
     write_file_atomic(dir / "latest.pt", bytes);

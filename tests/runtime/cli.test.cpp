@@ -95,6 +95,9 @@ CAF_TEST(resume continues from the latest checkpoint with the uninterrupted loss
   const auto cut = dir / "cut/lenet5/cosine/all";
   std::filesystem::create_directories(cut);
   std::filesystem::copy_file(full / "epoch_1.pt", cut / "latest.pt");
+  // Its steps file goes along (it holds both epochs' steps: the checkpoint takes
+  // its own first ones).
+  std::filesystem::copy_file(full / "steps.bin", cut / "steps.bin");
   auto r = pnn_node(flags + " --resume --out " + (dir / "cut").string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   CAF_CHECK(test::contains(r.out, "resuming from"));

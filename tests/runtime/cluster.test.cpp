@@ -14,12 +14,14 @@
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
+#include <pnn/training/records.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 using namespace pnn;
 
@@ -116,6 +118,10 @@ CAF_TEST(checkpoints of remote jobs come back to the coordinator) {
     training::training_job job{job_options_from(spec), data, split.train, split.validation};
     job.load_checkpoint(job_dir / "latest.pt");
     CAF_CHECK_EQUAL(job.epochs_done(), 2);
+    // Its steps came home in pieces, one per checkpoint, into steps.bin: all of them.
+    CAF_CHECK_EQUAL(static_cast<int64_t>(job.step_records().size()), job.steps_done());
+    CAF_CHECK_EQUAL(test::read_text(job_dir / "steps.csv"),
+                    training::steps_csv(job.step_records()));
   }
   // Nothing was left behind on the serving host.
   auto leftovers = test::run_command("ls -d /tmp/pnn-node-" + std::to_string(a.process.pid())
@@ -172,6 +178,20 @@ void lose_a_host_mid_kfold(int sig, const std::string& extra_flags) {
       CAF_CHECK_LESS(from, 6);
       CAF_CHECK(std::filesystem::exists(fold_dir(j["fold"].get<int>())
                                         / ("epoch_" + std::to_string(from) + ".pt")));
+      // The steps before the checkpoint travelled to host b with it: steps.csv has
+      // every step once, in order.
+      std::istringstream csv{test::read_text(fold_dir(j["fold"].get<int>()) / "steps.csv")};
+      std::string line;
+      std::getline(csv, line);
+      int64_t expected = 1;
+      bool in_order = true;
+      while (std::getline(csv, line)) {
+        const auto a = line.find(',', line.find(',', line.find(',') + 1) + 1) + 1;
+        in_order = in_order && std::stoll(line.substr(a, line.find(',', a) - a)) == expected;
+        ++expected;
+      }
+      CAF_CHECK(in_order);
+      CAF_CHECK_EQUAL(expected - 1, 6 * 47); // 6 epochs of 1,500 samples in batches of 32
     }
   }
   CAF_CHECK_EQUAL(folds.size(), 2u); // each job once

@@ -172,6 +172,59 @@ CAF_TEST(resuming from a mid - epoch checkpoint with augmentation reproduces the
   CAF_CHECK(losses(full) == losses(resumed));
 }
 
+CAF_TEST(checkpoints keep one size however long the run and their steps go to the steps file once) {
+  test::temp_dir dir;
+  auto data = small_data();
+  auto o = small_options();
+  o.epochs = 4;
+  o.checkpoint_every = 1;
+  o.checkpoint_dir = dir.path();
+  training_job full{o, data.train, all_indices(data.train->size()), {}};
+  full.run_to_end();
+  const auto first = std::filesystem::file_size(dir / "epoch_1.pt");
+  const auto last = std::filesystem::file_size(dir / "epoch_4.pt");
+  CAF_MESSAGE("epoch_1.pt " << first << " bytes, epoch_4.pt " << last << " bytes");
+  // Only the epoch log (4 short records) and a few numbers grow; 30 more steps in
+  // the checkpoint would add far more than this.
+  CAF_CHECK_LESS(last, first + 1024);
+  // Every step once in steps.bin, however many checkpoints were saved (8 here).
+  CAF_CHECK_EQUAL(std::filesystem::file_size(dir / steps_file_name),
+                  8 + step_record_bytes * full.step_records().size());
+  // Each checkpoint takes its own prefix of the steps, to the bit.
+  for (int epoch = 1; epoch <= 4; ++epoch) {
+    training_job back{o, data.train, all_indices(data.train->size()), {}};
+    back.load_checkpoint(dir / ("epoch_" + std::to_string(epoch) + ".pt"));
+    const auto& steps = back.step_records();
+    CAF_REQUIRE_EQUAL(steps.size(), static_cast<size_t>(10 * epoch));
+    for (size_t i = 0; i < steps.size(); ++i) {
+      CAF_CHECK_EQUAL(steps[i].loss, full.step_records()[i].loss);
+      CAF_CHECK_EQUAL(steps[i].step, full.step_records()[i].step);
+      CAF_CHECK_EQUAL(steps[i].time, full.step_records()[i].time);
+    }
+  }
+  // Resumed in the same folder from epoch 2, the run overwrites the steps after it.
+  training_job again{o, data.train, all_indices(data.train->size()), {}};
+  again.load_checkpoint(dir / "epoch_2.pt");
+  again.run_to_end();
+  CAF_CHECK(losses(full) == losses(again));
+  CAF_CHECK_EQUAL(std::filesystem::file_size(dir / steps_file_name),
+                  8 + step_record_bytes * full.step_records().size());
+  training_job last_one{o, data.train, all_indices(data.train->size()), {}};
+  last_one.load_checkpoint(dir / "latest.pt");
+  CAF_CHECK(losses(full) == losses(last_one));
+  // A steps file shorter than its checkpoint says is refused, naming it.
+  std::filesystem::resize_file(dir / steps_file_name, 8 + step_record_bytes * 5);
+  training_job short_one{o, data.train, all_indices(data.train->size()), {}};
+  try {
+    short_one.load_checkpoint(dir / "epoch_1.pt");
+    CAF_FAIL("a steps file with 5 of 10 steps was taken");
+  } catch (const pnn::error& e) {
+    CAF_MESSAGE(e.what());
+    CAF_CHECK(test::contains(e.what(), "steps.bin"));
+    CAF_CHECK(test::contains(e.what(), "holds 5 steps"));
+  }
+}
+
 CAF_TEST(a checkpoint of another model or a broken file is refused with the file named) {
   test::temp_dir dir;
   auto data = small_data();

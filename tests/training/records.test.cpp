@@ -152,3 +152,48 @@ CAF_TEST(scratch folders have unguessable private names and those of dead proces
   CAF_CHECK(std::filesystem::exists(alive));
   std::filesystem::remove_all(alive);
 }
+
+CAF_TEST(the steps file keeps a prefix and appends and refuses gaps and foreign files) {
+  test::temp_dir dir;
+  std::vector<step_record> steps;
+  for (int i = 0; i < 7; ++i)
+    steps.push_back({0.5 * i, i / 3, i % 3, i, 2.0 / (i + 1), 1e-3 * i});
+  const auto file = dir / steps_file_name;
+  write_steps_file(file, 0, encode_steps({steps.begin(), steps.begin() + 4}));
+  write_steps_file(file, 4, encode_steps(steps, 4));
+  auto back = decode_steps(read_steps_file(file), file.string());
+  CAF_REQUIRE_EQUAL(back.size(), 7u);
+  for (size_t i = 0; i < back.size(); ++i) {
+    CAF_CHECK_EQUAL(back[i].time, steps[i].time);
+    CAF_CHECK_EQUAL(back[i].epoch, steps[i].epoch);
+    CAF_CHECK_EQUAL(back[i].batch, steps[i].batch);
+    CAF_CHECK_EQUAL(back[i].step, steps[i].step);
+    CAF_CHECK_EQUAL(back[i].loss, steps[i].loss);
+    CAF_CHECK_EQUAL(back[i].lr, steps[i].lr);
+  }
+  CAF_CHECK_EQUAL(decode_steps(read_steps_file(file, 3), "x").size(), 3u);
+  // Keeping 2 drops the rest before the append.
+  write_steps_file(file, 2, encode_steps({steps[6]}));
+  back = decode_steps(read_steps_file(file), file.string());
+  CAF_REQUIRE_EQUAL(back.size(), 3u);
+  CAF_CHECK_EQUAL(back[2].step, 6);
+  // A gap (keep more than it holds), a torn record, a foreign file, a short read.
+  auto refused = [&](auto f, const std::string& says) {
+    try {
+      f();
+      CAF_FAIL("taken, expected: " << says);
+    } catch (const pnn::error& e) {
+      CAF_CHECK(test::contains(e.what(), says));
+      CAF_CHECK(test::contains(e.what(), "steps"));
+    }
+  };
+  refused([&] { write_steps_file(file, 4, encode_steps(steps)); }, "holds 3 steps");
+  refused([&] { write_steps_file(file, 3, "12345"); }, "5 bytes");
+  refused([&] { decode_steps(std::string(50, 'x'), "peer"); }, "peer");
+  refused([&] { read_steps_file(file, 4); }, "holds 3 steps");
+  CAF_CHECK_EQUAL(decode_steps(read_steps_file(file), "x").size(), 3u); // unchanged
+  pnn::write_file_atomic(dir / "other.bin", "not a steps file");
+  refused([&] { write_steps_file(dir / "other.bin", 0, ""); }, "PNNSTEP1");
+  refused([&] { read_steps_file(dir / "other.bin"); }, "PNNSTEP1");
+  refused([&] { write_steps_file(dir / "new.bin", 1, ""); }, "empty");
+}

@@ -126,6 +126,10 @@ struct training_job::impl {
 
   std::vector<step_record> steps_log;
   std::vector<epoch_record> epochs_log;
+  // The steps file the last checkpoint was saved with (or loaded from), and how many
+  // of steps_log it holds: the next save there appends only the rest.
+  mutable fs::path steps_file;
+  mutable int64_t steps_in_file = 0;
   std::optional<evaluation> last_val;
 
   double now() const {
@@ -408,9 +412,14 @@ void training_job::save_checkpoint(const fs::path& file) const {
   rng_state << d.aug;
   meta["rng"] = rng_state.str();
   meta["schedule"] = d.schedule->state();
-  auto& steps = meta["steps_log"] = nlohmann::json::array();
-  for (const auto& r : d.steps_log)
-    steps.push_back(to_json(r));
+  // The steps go to the steps file beside the checkpoint, before it: a checkpoint
+  // never names steps its file lacks.
+  const auto steps_file = file.parent_path() / steps_file_name;
+  const int64_t keep = steps_file == d.steps_file ? d.steps_in_file : 0;
+  write_steps_file(steps_file, keep, encode_steps(d.steps_log, static_cast<size_t>(keep)));
+  d.steps_file = steps_file;
+  d.steps_in_file = static_cast<int64_t>(d.steps_log.size());
+  meta["steps_logged"] = d.steps_in_file;
   auto& epochs = meta["epochs_log"] = nlohmann::json::array();
   for (const auto& r : d.epochs_log)
     epochs.push_back(to_json(r));
@@ -490,8 +499,21 @@ void training_job::load_checkpoint(const fs::path& file) {
     }
     d.schedule->load_state(meta.at("schedule"));
     d.steps_log.clear();
-    for (const auto& j : meta.at("steps_log"))
-      d.steps_log.push_back(step_from_json(j));
+    d.steps_file.clear();
+    d.steps_in_file = 0;
+    if (meta.contains("steps_log")) { // checkpoints before steps.bin carried them
+      for (const auto& j : meta.at("steps_log"))
+        d.steps_log.push_back(step_from_json(j));
+    } else {
+      const auto steps_file = file.parent_path() / steps_file_name;
+      const auto count = meta.at("steps_logged").get<int64_t>();
+      if (count < 0)
+        throw pnn::error(error_code::malformed_file,
+                         file.string() + ": checkpoint names a negative number of steps");
+      d.steps_log = decode_steps(read_steps_file(steps_file, count), steps_file.string());
+      d.steps_file = steps_file;
+      d.steps_in_file = count;
+    }
     d.epochs_log.clear();
     for (const auto& j : meta.at("epochs_log"))
       d.epochs_log.push_back(epoch_from_json(j));

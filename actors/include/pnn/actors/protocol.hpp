@@ -205,12 +205,17 @@ struct job_checkpoint {
   /// only, never epoch_<epoch>.pt, and is newer than that epoch's end.
   bool mid_epoch = false;
   std::vector<char> bytes; ///< the checkpoint file (training_job::save_checkpoint)
+  /// The job's steps from record `steps_from` on, as in its steps file
+  /// (training::encode_steps): from the worker, those not sent home before; to a
+  /// worker, all of them (steps_from 0).
+  int64_t steps_from = 0;
+  std::string steps;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_checkpoint& x) {
   return f(caf::meta::type_name("job_checkpoint"), x.id, x.out_dir, x.epoch, x.mid_epoch,
-           x.bytes);
+           x.bytes, x.steps_from, x.steps);
 }
 
 /// Parameters or an update as raw float32 bytes with a layout header: what travels

@@ -58,4 +58,28 @@ std::vector<std::string> write_record_files(const std::filesystem::path& dir,
                                             const std::vector<std::string>& names,
                                             const std::vector<std::string>& contents);
 
+/// The steps log beside a job's checkpoints (steps.bin in the checkpoint's folder):
+/// an 8-byte header "PNNSTEP1", then one 48-byte record per optimizer step (time,
+/// epoch, batch, step, loss, lr; little-endian doubles and int64s). A checkpoint
+/// records how many of them it covers (meta "steps_logged"), so checkpoints stay the
+/// same size however long the run, and saving one appends only the new steps.
+inline constexpr const char* steps_file_name = "steps.bin";
+inline constexpr size_t step_record_bytes = 48;
+
+/// Records [from, end) of `steps`, encoded as in steps.bin (no header).
+std::string encode_steps(const std::vector<step_record>& steps, size_t from = 0);
+/// Decodes records encoded by encode_steps; throws pnn::error(malformed_file) naming
+/// `what` when `bytes` is not a whole number of records.
+std::vector<step_record> decode_steps(const std::string& bytes, const std::string& what);
+
+/// Keeps the first `keep` records of steps file `file` (creating it when it does not
+/// exist and `keep` is 0) and appends `records` (encode_steps' bytes). Throws
+/// pnn::error naming the file when it holds fewer than `keep` records, is not a steps
+/// file, or `records` is not a whole number of records.
+void write_steps_file(const std::filesystem::path& file, int64_t keep, const std::string& records);
+/// The records of steps file `file` (encode_steps' bytes): its first `count`, or all
+/// when `count` < 0. Throws pnn::error naming the file when it is missing, not a
+/// steps file, or shorter.
+std::string read_steps_file(const std::filesystem::path& file, int64_t count = -1);
+
 } // namespace pnn::training
