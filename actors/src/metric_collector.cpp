@@ -242,8 +242,9 @@ void collector_state::print_result(const job_result& r) const {
     std::printf("done %s (%s, slot %d): train loss %.4f, %.1f s\n", label_of(r.id).c_str(),
                 r.host.c_str(), r.slot, r.train_loss, r.finished_at - r.started_at);
   } else {
-    std::printf("FAILED %s (%s, slot %d): %s\n", label_of(r.id).c_str(), r.host.c_str(), r.slot,
-                r.error.c_str());
+    std::printf("%s %s (%s, slot %d): %s\n",
+                r.code == error_code::interrupted ? "stopped" : "FAILED", label_of(r.id).c_str(),
+                r.host.c_str(), r.slot, r.error.c_str());
   }
   std::fflush(stdout);
 }

@@ -79,7 +79,7 @@ private:
   void on_push_answered(bool rejected);
   void pull(bool first);
   void on_pulled(param_blob& blob);
-  void complete();
+  void complete(error_code code = error_code::none, std::string why = "");
   void finish(error_code code, std::string why);
   std::string holder_failure(const char* what, const caf::error& e) const;
   std::chrono::milliseconds holder_timeout() const;
@@ -554,12 +554,18 @@ void worker_state::cancel() {
 /// The run was interrupted: the job saves where it is, between two slices, and
 /// ends. A job of this host writes latest.pt into its folder; one from another
 /// host's coordinator sends it home (mid_epoch, so it replaces latest.pt only).
-/// An SGD share just ends: the holder has the parameters.
+/// An SGD share ends with its records so far: the holder has the parameters.
 void worker_state::interrupt() {
   if (mode_ == mode::idle)
     return;
-  if (!job_ || link_) {
+  if (!job_) {
     finish(error_code::interrupted, "interrupted");
+    return;
+  }
+  if (link_) { // the holder has what it pushed; its records so far go out as usual
+    complete(error_code::interrupted,
+             "interrupted in epoch " + std::to_string(job_->epochs_done() + 1) + " after batch "
+               + std::to_string(job_->batch_in_epoch()));
     return;
   }
   const auto where = "interrupted in epoch " + std::to_string(job_->epochs_done() + 1)
@@ -593,7 +599,7 @@ void worker_state::interrupt() {
 
 /// The job trained its last batch: its records go out (or into the result) and the
 /// promise is delivered.
-void worker_state::complete() {
+void worker_state::complete(error_code code, std::string why) {
   try {
     const auto& val = job_->last_validation();
     if (options_.remote) {
@@ -613,7 +619,7 @@ void worker_state::complete() {
     finish(error_code::run_failed, e.what());
     return;
   }
-  finish(error_code::none, "");
+  finish(code, std::move(why));
 }
 
 /// Ends the job (finished, failed or cancelled): the result goes to the requester and

@@ -5,8 +5,10 @@
 #include <pnn/experiments/session.hpp>
 #include <pnn/experiments/distributed.hpp>
 #include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/network.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/interrupt.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
@@ -81,6 +83,15 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
         settle(i, lost(i, self->system().render(msg.reason)));
   });
   return {
+    // Ctrl-C (from this process only): every share still running ends at its next
+    // slice; its result comes back as usual, marked interrupted.
+    [=](interrupt_atom) {
+      if (!sent_from_this_process(self))
+        return;
+      for (size_t i = 0; i < workers.size(); ++i)
+        if (!st->done[i])
+          self->send(workers[i], interrupt_atom::value);
+    },
     [=](run_atom) {
       st->promise = self->make_response_promise();
       if (workers.empty()) {
@@ -196,6 +207,7 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
 struct sgd_outcome {
   std::vector<job_result> results;
   std::vector<std::string> hosts;
+  bool interrupted = false; ///< Ctrl-C stopped the workers
 };
 
 /// Trains the model through a holder with one worker per slot; the holder's final
@@ -235,19 +247,32 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   out.hosts = workers.hosts;
   auto gatherer = session.system().spawn(gather_results, workers.handles, specs, link,
                                          event_sink_actor{collector});
-  session.self()
-    ->request(gatherer, caf::infinite, run_atom::value)
-    .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
-             [&](caf::error& e) {
-               out.results.assign(n,
-                                  failed_job(0, error_code::worker_lost,
-                                             "worker lost: " + session.system().render(e)));
-             });
+  {
+    // Ctrl-C: every worker stops at its next slice; the holder keeps what they pushed.
+    std::unique_ptr<interrupt_watch> watch;
+    if (o.handle_interrupts)
+      watch = std::make_unique<interrupt_watch>([&session, gatherer] {
+        std::fprintf(stderr, "\npnn sgd: interrupted: stopping the workers and saving the "
+                             "holder (Ctrl-C again to quit at once)\n");
+        caf::scoped_actor s{session.system()};
+        s->send(gatherer, interrupt_atom::value);
+      });
+    session.self()
+      ->request(gatherer, caf::infinite, run_atom::value)
+      .receive([&](std::vector<job_result>& r) { out.results = std::move(r); },
+               [&](caf::error& e) {
+                 out.results.assign(n,
+                                    failed_job(0, error_code::worker_lost,
+                                               "worker lost: " + session.system().render(e)));
+               });
+    out.interrupted = watch && watch->fired();
+  }
   report.holder = holder->status();
   report.rejected_updates = report.holder.rejected;
   const auto final_version = holder->load_into(model);
-  if (o.holder_checkpoint_every > 0) {
-    // The end state, whatever the last multiple of holder_checkpoint_every was.
+  if (o.holder_checkpoint_every > 0 || out.interrupted) {
+    // The end state, whatever the last multiple of holder_checkpoint_every was (an
+    // interrupted run always keeps it: --resume goes on from there).
     param_blob last;
     last.version = final_version;
     last.layout = layout_hash(model);
@@ -311,6 +336,7 @@ std::pair<int64_t, int64_t> recompute_statistics(models::Network& model, const j
 /// What went wrong with which workers: lost (their host went) or failed.
 struct worker_outcomes {
   size_t finished = 0;
+  size_t interrupted = 0; ///< stopped by Ctrl-C: no failure
   std::vector<std::string> failures, lost;
 };
 
@@ -321,6 +347,8 @@ worker_outcomes sort_outcomes(const sgd_report& report) {
     const auto name = worker_name(i) + "@" + report.workers[i].host;
     if (r.ok())
       ++w.finished;
+    else if (r.code == error_code::interrupted)
+      ++w.interrupted;
     else if (r.code == error_code::worker_lost)
       w.lost.push_back(name);
     else
@@ -386,7 +414,7 @@ void check_outcomes(const worker_outcomes& w) {
   if (!w.lost.empty())
     std::fprintf(stderr, "pnn sgd: %zu worker(s) lost during the run (%s%s); the others finished\n",
                  w.lost.size(), w.lost.front().c_str(), w.lost.size() > 1 ? ", ..." : "");
-  if (w.finished == 0 && w.failures.empty())
+  if (w.finished == 0 && w.interrupted == 0 && w.failures.empty())
     throw pnn::error(error_code::run_failed, "sgd: every worker was lost");
   if (!w.failures.empty())
     throw pnn::error(error_code::run_failed,
@@ -431,6 +459,7 @@ sgd_report run_sgd(const sgd_options& o) {
   detail::set_throughput(report, traces);
   write_loss_files(o.out, traces, o.loss_window);
   std::pair<int64_t, int64_t> bn{0, 0};
+  report.interrupted = outcome.interrupted;
   report.test_accuracy = report.test_loss = std::numeric_limits<double>::quiet_NaN();
   if (!outcome.results.empty()) {
     const auto first = detail::worker_spec(o, o, o, o, model_name, dataset, 0,
@@ -465,6 +494,7 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"resumed_from_version", restart ? restart->version : 0},
                        {"batchnorm_layers", bn.first},
                        {"batchnorm_statistics_samples", bn.second},
+                       {"interrupted", report.interrupted},
                        {"failed_workers", outcomes.failures},
                        {"lost_workers", outcomes.lost},
                        {"worker_list", worker_list(report)}});

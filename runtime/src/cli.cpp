@@ -47,7 +47,7 @@ commands:
   datasets   list the datasets pnn knows and whether their files are found
 
 Every command takes --help and --config FILE (any long flag as key = value).
-Exit codes: 0 success, 2 bad input, 1 failed run, 130 interrupted (train, kfold).
+Exit codes: 0 success, 2 bad input, 1 failed run, 130 interrupted (train, kfold, sgd).
 )";
 
 [[noreturn]] void bad(const std::string& msg) {
@@ -393,6 +393,7 @@ int sgd_command(int argc, const char* const* argv) {
     o.hosts = split_list(hosts, "--hosts");
   o.use_local = !no_local;
   o.out = required_out(out);
+  o.handle_interrupts = true;
   progress_line_check(o.progress);
   return run_with_report("sgd", vm, o, run_sgd_command, no_report);
 }
@@ -518,11 +519,10 @@ std::string continue_command() {
   return cmd.empty() || resume ? cmd : cmd + " --resume";
 }
 
-int report_interrupted(const char* verb, const std::string& what_finished) {
-  std::fprintf(stderr,
-               "pnn-node %s: interrupted: %s; running jobs saved where they were. Continue "
-               "with:\n  %s\n",
-               verb, what_finished.c_str(), continue_command().c_str());
+int report_interrupted(const char* verb, const std::string& what_finished,
+                       const std::string& saved) {
+  std::fprintf(stderr, "pnn-node %s: interrupted: %s; %s. Continue with:\n  %s\n", verb,
+               what_finished.c_str(), saved.c_str(), continue_command().c_str());
   return interrupted_exit_code;
 }
 

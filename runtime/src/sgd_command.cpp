@@ -1,6 +1,7 @@
 #include <pnn/runtime/sgd_command.hpp>
 
 #include <pnn/experiments/sgd.hpp>
+#include <pnn/runtime/cli.hpp>
 #include <pnn/system.hpp>
 
 #include "run_footer.hpp"
@@ -32,6 +33,11 @@ int run_sgd_command(const sgd_options& o) {
               static_cast<unsigned long long>(r.holder.rejected),
               static_cast<unsigned long long>(r.holder.pulls));
   detail::print_run_footer(r, o.out);
+  if (r.interrupted)
+    return report_interrupted("sgd", "the workers stopped",
+                              "the holder's parameters (version "
+                                + std::to_string(r.holder.version) + ") saved in "
+                                + (o.out / "holder.pt").string());
   return 0;
 }
 

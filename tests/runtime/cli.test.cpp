@@ -488,3 +488,42 @@ CAF_TEST(ctrl - c saves every running job and the continued run ends as an unint
   // The jobs that were running went on from where they stopped, not from scratch.
   CAF_CHECK_EQUAL(resumed, saved);
 }
+
+CAF_TEST(ctrl - c stops sgd with the holder saved and the printed command goes on from it) {
+  test::temp_dir dir;
+  const auto out = dir / "run";
+  test::background_process cut{node
+                               + " sgd --dataset synthetic:train=20000,test=200 --model lenet5 "
+                                 "--slots 2 --epochs 3 --n-push 5 --n-pull 5 --progress plain "
+                                 "--no-report --out "
+                               + out.string() + " 2>" + (dir / "err.txt").string()};
+  CAF_REQUIRE(test::contains(cut.read_line(), "pnn sgd:"));
+  for (std::string line = "-"; !test::contains(line, "/3 b");) {
+    line = cut.read_line();
+    CAF_REQUIRE(!line.empty()); // no progress line within the timeout, or the run ended
+  }
+  ::kill(cut.pid(), SIGINT);
+  const int status = cut.wait_exit(static_cast<int>(60000 * test::time_scale()));
+  CAF_REQUIRE(WIFEXITED(status));
+  CAF_CHECK_EQUAL(WEXITSTATUS(status), 130);
+  const auto err = test::read_text(dir / "err.txt");
+  CAF_MESSAGE(err);
+  const auto nl = err.rfind("\n  ");
+  CAF_REQUIRE(nl != std::string::npos);
+  const auto again = err.substr(nl + 3, err.find('\n', nl + 3) - nl - 3);
+  CAF_CHECK(test::contains(again, "--resume"));
+  auto a = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(a["interrupted"].get<bool>());
+  CAF_CHECK(a["failed_workers"].empty());
+  const auto version = a["holder"]["version"].get<int64_t>();
+  CAF_CHECK_GREATER(version, 0);
+  // Stopped early: fewer updates than 3 epochs of 2 x 10,000 samples in 5-batch pushes.
+  CAF_CHECK_LESS(version, 3 * 2 * 313 / 5);
+  CAF_REQUIRE(std::filesystem::exists(out / "holder.pt"));
+  // The printed command goes on from the holder's parameters.
+  auto r = test::run_command(again);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto b = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(!b["interrupted"].get<bool>());
+  CAF_CHECK_EQUAL(b["resumed_from_version"].get<int64_t>(), version);
+}

@@ -70,6 +70,9 @@ struct sgd_report : replica_report {
   std::vector<sgd_worker_report> workers;
   holder_status holder;
   uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
+  /// SIGINT/SIGTERM stopped the workers early (output_group::handle_interrupts): the
+  /// holder's parameters so far are in holder.pt, and --resume goes on from them.
+  bool interrupted = false;
 };
 
 /// Checks the options without loading data or connecting; throws pnn::error.

@@ -15,7 +15,9 @@ int run_cli(int argc, const char* const* argv);
 std::string continue_command();
 
 /// Says on stderr that the run was interrupted, what finished and how to go on
-/// (continue_command); returns pnn::interrupted_exit_code.
-int report_interrupted(const char* verb, const std::string& what_finished);
+/// (continue_command); returns pnn::interrupted_exit_code. `saved` says what was
+/// kept to go on from.
+int report_interrupted(const char* verb, const std::string& what_finished,
+                       const std::string& saved = "running jobs saved where they were");
 
 } // namespace pnn::runtime
