@@ -10,6 +10,7 @@
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include <sys/wait.h>
 
@@ -430,6 +431,35 @@ CAF_TEST(docs / cli.md names every flag of every command) {
   }
 }
 
+namespace {
+
+/// Reads `run`'s output until its first progress line showing a batch of epoch 1..E
+/// (`marker`, e.g. "/2 b"), sends SIGINT, and checks it ends with exit code 130.
+/// Returns its stderr (written to `err`) and the continue command printed last.
+std::pair<std::string, std::string> interrupt_mid_run(test::background_process& run,
+                                                      const std::string& banner,
+                                                      const std::string& marker,
+                                                      const std::filesystem::path& err) {
+  CAF_REQUIRE(test::contains(run.read_line(), banner));
+  for (std::string line = "-"; !test::contains(line, marker);) {
+    line = run.read_line();
+    CAF_REQUIRE(!line.empty()); // no progress line within the timeout, or the run ended
+  }
+  ::kill(run.pid(), SIGINT);
+  const int status = run.wait_exit(static_cast<int>(60000 * test::time_scale()));
+  CAF_REQUIRE(WIFEXITED(status));
+  CAF_CHECK_EQUAL(WEXITSTATUS(status), 130);
+  const auto text = test::read_text(err);
+  CAF_MESSAGE(text);
+  const auto nl = text.rfind("\n  ");
+  CAF_REQUIRE(nl != std::string::npos);
+  const auto again = text.substr(nl + 3, text.find('\n', nl + 3) - nl - 3);
+  CAF_CHECK(test::contains(again, "--resume"));
+  return {text, again};
+}
+
+} // namespace
+
 CAF_TEST(ctrl - c saves every running job and the continued run ends as an uninterrupted one) {
   test::temp_dir dir;
   const std::string run = "kfold --dataset synthetic:train=8000,test=10 --models lenet5 "
@@ -442,22 +472,8 @@ CAF_TEST(ctrl - c saves every running job and the continued run ends as an unint
                                + (dir / "err.txt").string()};
   // Into the first two jobs (no --checkpoint-every: nothing saved on its own), as
   // soon as the progress line shows a batch, then Ctrl-C.
-  CAF_REQUIRE(test::contains(cut.read_line(), "pnn kfold:"));
-  for (std::string line = "-"; !test::contains(line, "/2 b");) {
-    line = cut.read_line();
-    CAF_REQUIRE(!line.empty()); // no progress line within the timeout, or the run ended
-  }
-  ::kill(cut.pid(), SIGINT);
-  const int status = cut.wait_exit(static_cast<int>(60000 * test::time_scale()));
-  CAF_REQUIRE(WIFEXITED(status));
-  CAF_CHECK_EQUAL(WEXITSTATUS(status), 130);
-  const auto err = test::read_text(dir / "err.txt");
-  CAF_MESSAGE(err);
+  const auto [err, again] = interrupt_mid_run(cut, "pnn kfold:", "/2 b", dir / "err.txt");
   CAF_CHECK(test::contains(err, "interrupted"));
-  const auto nl = err.rfind("\n  ");
-  CAF_REQUIRE(nl != std::string::npos);
-  const auto again = err.substr(nl + 3, err.find('\n', nl + 3) - nl - 3);
-  CAF_CHECK(test::contains(again, "--resume"));
   CAF_CHECK(test::contains(again, "--out " + out.string()));
   auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
   CAF_CHECK(s["interrupted"].get<bool>());
@@ -497,21 +513,7 @@ CAF_TEST(ctrl - c stops sgd with the holder saved and the printed command goes o
                                  "--slots 2 --epochs 3 --n-push 5 --n-pull 5 --progress plain "
                                  "--no-report --out "
                                + out.string() + " 2>" + (dir / "err.txt").string()};
-  CAF_REQUIRE(test::contains(cut.read_line(), "pnn sgd:"));
-  for (std::string line = "-"; !test::contains(line, "/3 b");) {
-    line = cut.read_line();
-    CAF_REQUIRE(!line.empty()); // no progress line within the timeout, or the run ended
-  }
-  ::kill(cut.pid(), SIGINT);
-  const int status = cut.wait_exit(static_cast<int>(60000 * test::time_scale()));
-  CAF_REQUIRE(WIFEXITED(status));
-  CAF_CHECK_EQUAL(WEXITSTATUS(status), 130);
-  const auto err = test::read_text(dir / "err.txt");
-  CAF_MESSAGE(err);
-  const auto nl = err.rfind("\n  ");
-  CAF_REQUIRE(nl != std::string::npos);
-  const auto again = err.substr(nl + 3, err.find('\n', nl + 3) - nl - 3);
-  CAF_CHECK(test::contains(again, "--resume"));
+  const auto again = interrupt_mid_run(cut, "pnn sgd:", "/3 b", dir / "err.txt").second;
   auto a = nlohmann::json::parse(test::read_text(out / "summary.json"));
   CAF_CHECK(a["interrupted"].get<bool>());
   CAF_CHECK(a["failed_workers"].empty());
