@@ -103,8 +103,10 @@ stopper_actor::behavior_type early_stopper(stopper_actor::stateful_pointer<stopp
     [=](pnn::result_atom, const pnn::job_result& r) {
       self->send(next, pnn::result_atom::value, r);
     },
+    // A checkpoint is answered (taken or refused, which tells its worker to send
+    // all its steps with the next one): the collector's answer goes back.
     [=](pnn::checkpoint_atom, const pnn::job_checkpoint& c) {
-      self->send(next, pnn::checkpoint_atom::value, c);
+      return self->delegate(next, pnn::checkpoint_atom::value, c);
     },
     // Whom each job went to. (The collector behind us trusts what we forward, as
     // it comes from this process: a stopper whose workers ran on other hosts would

@@ -1,4 +1,5 @@
 #include <pnn/actors/metric_collector.hpp>
+#include <pnn/actors/errors.hpp>
 #include <pnn/actors/network.hpp>
 
 #include <pnn/training/progress.hpp>
@@ -34,7 +35,7 @@ public:
 
   void init(pointer self, collector_options options);
   void progress(const job_progress& p);
-  void checkpoint(const job_checkpoint& c);
+  caf::error checkpoint(const job_checkpoint& c);
   void result(const job_result& r);
   void assign(const job_spec& job, const worker_actor& worker);
   void sample_cpu();
@@ -171,12 +172,21 @@ void collector_state::progress(const job_progress& p) {
   show(false);
 }
 
-void collector_state::checkpoint(const job_checkpoint& c) {
+/// A refused or dropped checkpoint answers an error: its worker then sends all its
+/// steps with the next one (this one's steps never reached the steps file).
+caf::error collector_state::checkpoint(const job_checkpoint& c) {
   namespace fs = std::filesystem;
-  if (!from_assigned_worker(c.id))
-    return refuse("checkpoint", c.id);
-  if (auto i = assigned_.find(c.id); !from_here() && i->second.out_dir != c.out_dir)
-    return refuse("checkpoint", c.id, "not for the job's own folder");
+  auto refused = [](const char* why) {
+    return make_error(error_code::invalid_argument, std::string("checkpoint refused: ") + why);
+  };
+  if (!from_assigned_worker(c.id)) {
+    refuse("checkpoint", c.id);
+    return refused("not from the job's worker");
+  }
+  if (auto i = assigned_.find(c.id); !from_here() && i->second.out_dir != c.out_dir) {
+    refuse("checkpoint", c.id, "not for the job's own folder");
+    return refused("not for the job's own folder");
+  }
   std::error_code ec;
   const auto root = fs::weakly_canonical(o_.out_dir, ec);
   const auto dir = fs::weakly_canonical(c.out_dir, ec);
@@ -186,7 +196,7 @@ void collector_state::checkpoint(const job_checkpoint& c) {
     if (refused_checkpoints_++ == 0)
       std::fprintf(stderr, "pnn: dropped a checkpoint for %s (outside %s)\n", c.out_dir.c_str(),
                    o_.out_dir.string().c_str());
-    return;
+    return refused("outside the run's folder");
   }
   // Positions: the end of epoch e is 2e, a point within epoch e + 1 is 2e + 1.
   auto& newest = newest_checkpoint_[dir.string()];
@@ -196,16 +206,18 @@ void collector_state::checkpoint(const job_checkpoint& c) {
       std::fprintf(stderr, "pnn: dropped a stale checkpoint for %s (epoch %lld after %lld)\n",
                    c.out_dir.c_str(), static_cast<long long>(c.epoch),
                    static_cast<long long>(newest / 2));
-    return;
+    return refused("older than one already taken");
   }
   newest = position;
   if (!o_.store_checkpoint)
-    return;
+    return {};
   try {
     o_.store_checkpoint(dir, c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pnn: %s\n", e.what());
+    return make_error(error_code::io_error, e.what());
   }
+  return {};
 }
 
 void collector_state::result(const job_result& r) {
@@ -286,7 +298,11 @@ collector_impl::behavior_type metric_collector(collector_state::pointer self,
   self->state.init(self, std::move(options));
   return {
     [self](progress_atom, const job_progress& p) { self->state.progress(p); },
-    [self](checkpoint_atom, const job_checkpoint& c) { self->state.checkpoint(c); },
+    [self](checkpoint_atom, const job_checkpoint& c) -> caf::result<void> {
+      if (auto e = self->state.checkpoint(c))
+        return e;
+      return caf::unit;
+    },
     [self](result_atom, const job_result& r) { self->state.result(r); },
     [self](assign_atom, const job_spec& job, const worker_actor& w) {
       self->state.assign(job, w);

@@ -73,6 +73,7 @@ private:
   void send_progress(bool epoch_ended, bool done);
   void send_checkpoint_home();
   void add_new_steps(job_checkpoint& c);
+  void send_checkpoint(job_checkpoint c);
   void after_sgd_slice(bool done);
   void continue_training();
   void push();
@@ -336,7 +337,7 @@ void worker_state::send_checkpoint_home() {
     return;
   }
   add_new_steps(c);
-  self_->send(sink_, checkpoint_atom::value, std::move(c));
+  send_checkpoint(std::move(c));
 }
 
 /// A checkpoint going home carries the steps the coordinator does not have yet
@@ -346,6 +347,19 @@ void worker_state::add_new_steps(job_checkpoint& c) {
   c.steps_from = steps_sent_;
   c.steps = training::encode_steps(steps, static_cast<size_t>(steps_sent_));
   steps_sent_ = static_cast<int64_t>(steps.size());
+}
+
+/// The sink answers each checkpoint: one it refused or could not store took its
+/// steps with it, so the next one carries all of them (a later one in flight
+/// meanwhile is refused too: its steps start past what the coordinator holds).
+void worker_state::send_checkpoint(job_checkpoint c) {
+  const auto generation = generation_;
+  self_->request(sink_, caf::infinite, checkpoint_atom::value, std::move(c))
+    .then([] {},
+          [this, generation](caf::error&) {
+            if (generation == generation_)
+              steps_sent_ = 0;
+          });
 }
 
 void worker_state::send_progress(bool epoch_ended, bool done) {
@@ -583,7 +597,7 @@ void worker_state::interrupt() {
       c.mid_epoch = job_->batch_in_epoch() > 0;
       c.bytes.assign(text.begin(), text.end());
       add_new_steps(c);
-      self_->send(sink_, checkpoint_atom::value, std::move(c));
+      send_checkpoint(std::move(c));
     } else if (!options_.remote && !spec_.out_dir.empty()) {
       job_->save_checkpoint(std::filesystem::path{spec_.out_dir} / "latest.pt");
     } else {

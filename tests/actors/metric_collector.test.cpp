@@ -30,13 +30,17 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 
-  void checkpoint(const std::filesystem::path& job_dir, int64_t epoch, const std::string& text) {
+  /// Sends a checkpoint; true when the collector answers that it stored it.
+  bool checkpoint(const std::filesystem::path& job_dir, int64_t epoch, const std::string& text) {
     job_checkpoint c;
     c.out_dir = job_dir.string();
     c.epoch = epoch;
     c.bytes.assign(text.begin(), text.end());
-    self->send(collector, checkpoint_atom::value, std::move(c));
+    auto answer = self->request(collector, caf::infinite, checkpoint_atom::value, std::move(c));
     sched.run(); // messages only: the CPU sampling timer stays pending
+    bool stored = false;
+    answer.receive([&] { stored = true; }, [&](caf::error&) { stored = false; });
+    return stored;
   }
 };
 
@@ -46,12 +50,12 @@ CAF_TEST_FIXTURE_SCOPE(collector_tests, fixture)
 
 CAF_TEST(remote checkpoints land in the job folder and a stale one never replaces latest) {
   const auto job = dir / "lenet5" / "cosine" / "fold0";
-  checkpoint(job, 1, "epoch one");
-  checkpoint(job, 3, "epoch three");
+  CAF_CHECK(checkpoint(job, 1, "epoch one"));
+  CAF_CHECK(checkpoint(job, 3, "epoch three"));
   CAF_CHECK_EQUAL(test::read_text(job / "latest.pt"), "epoch three");
   CAF_CHECK_EQUAL(test::read_text(job / "epoch_1.pt"), "epoch one");
   // A host that was dropped wakes up and sends its (older) epoch 2.
-  checkpoint(job, 2, "stale epoch two");
+  CAF_CHECK(!checkpoint(job, 2, "stale epoch two")); // answered: refused
   CAF_CHECK_EQUAL(test::read_text(job / "latest.pt"), "epoch three");
   CAF_CHECK(!std::filesystem::exists(job / "epoch_2.pt"));
   // The resumed job goes on from epoch 3.
@@ -64,8 +68,8 @@ CAF_TEST(remote checkpoints land in the job folder and a stale one never replace
 
 CAF_TEST(a checkpoint for a folder outside the run is dropped) {
   test::temp_dir elsewhere;
-  checkpoint(elsewhere / "evil", 1, "x");
-  checkpoint(dir / ".." / "escape", 1, "x");
+  CAF_CHECK(!checkpoint(elsewhere / "evil", 1, "x"));
+  CAF_CHECK(!checkpoint(dir / ".." / "escape", 1, "x"));
   CAF_CHECK(!std::filesystem::exists(elsewhere / "evil"));
   CAF_CHECK(!std::filesystem::exists(dir / ".." / "escape" / "latest.pt"));
 }

@@ -10,6 +10,7 @@
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
+#include <pnn/training/records.hpp>
 
 #include <caf/all.hpp>
 
@@ -244,6 +245,46 @@ CAF_TEST(an interrupted job saves mid - epoch and its resumed run ends as if nev
   CAF_CHECK(resumed.epoch_train_loss == straight.epoch_train_loss);
   CAF_CHECK(resumed.epoch_val_loss == straight.epoch_val_loss);
   CAF_CHECK_EQUAL(resumed.val_accuracy, straight.val_accuracy);
+}
+
+CAF_TEST(a checkpoint the sink refused makes the next one carry every step) {
+  test::temp_dir dir;
+  worker_options o;
+  o.remote = true;
+  o.batches_per_slice = 1;
+  auto job = tiny_job(); // 4 batches an epoch
+  job.epochs = 3;
+  job.checkpoint_every = 1;
+  job.out_dir = (dir / "fold1").string();
+  events->refuse_checkpoints = 1;
+  // The sink answers each checkpoint before the worker's next slice.
+  auto w = spawn_worker(sys, sink, o);
+  auto result = std::make_shared<job_result>();
+  sys.spawn([=](caf::event_based_actor* client) {
+    client->request(w, caf::infinite, run_atom::value, job).then([result](job_result& r) {
+      *result = std::move(r);
+    });
+  });
+  while (!sched.jobs.empty()) {
+    sched.prioritize(sink);
+    sched.run_once();
+  }
+  CAF_REQUIRE(result->ok());
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+  const auto& sent = events->checkpoints;
+  CAF_REQUIRE_EQUAL(sent.size(), 3u);
+  auto records = [](const job_checkpoint& c) {
+    return c.steps.size() / training::step_record_bytes;
+  };
+  CAF_CHECK_EQUAL(sent[0].steps_from, 0);
+  CAF_CHECK_EQUAL(records(sent[0]), 4u);
+  // The first never reached a steps file: the second starts from 0 again.
+  CAF_CHECK_EQUAL(sent[1].steps_from, 0);
+  CAF_CHECK_EQUAL(records(sent[1]), 8u);
+  // Taken: the third carries only its own epoch.
+  CAF_CHECK_EQUAL(sent[2].steps_from, 8);
+  CAF_CHECK_EQUAL(records(sent[2]), 4u);
 }
 
 CAF_TEST(a node spawns no more workers than its cap over all coordinators) {

@@ -172,11 +172,17 @@ CAF_TEST(the steps file keeps a prefix and appends and refuses gaps and foreign 
     CAF_CHECK_EQUAL(back[i].lr, steps[i].lr);
   }
   CAF_CHECK_EQUAL(decode_steps(read_steps_file(file, 3), "x").size(), 3u);
-  // Keeping 2 drops the rest before the append.
+  // Keeping 2 drops the rest before the append, in a new file: the old one (here
+  // kept alive by a second name) is never cut, so a crash before the checkpoint
+  // that needs the new records is written leaves the old checkpoint's records whole.
+  std::filesystem::create_hard_link(file, dir / "before-branch.bin");
   write_steps_file(file, 2, encode_steps({steps[6]}));
   back = decode_steps(read_steps_file(file), file.string());
   CAF_REQUIRE_EQUAL(back.size(), 3u);
+  CAF_CHECK_EQUAL(back[0].step, 0);
+  CAF_CHECK_EQUAL(back[1].loss, steps[1].loss);
   CAF_CHECK_EQUAL(back[2].step, 6);
+  CAF_CHECK_EQUAL(decode_steps(read_steps_file(dir / "before-branch.bin"), "x").size(), 7u);
   // A gap (keep more than it holds), a torn record, a foreign file, a short read.
   auto refused = [&](auto f, const std::string& says) {
     try {

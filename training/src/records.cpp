@@ -1,6 +1,7 @@
 #include <pnn/training/records.hpp>
 
 #include <pnn/error.hpp>
+#include <pnn/files.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -253,6 +254,16 @@ void write_steps_file(const fs::path& file, int64_t keep, const std::string& rec
       throw pnn::error(error_code::malformed_file,
                        file.string() + ": holds " + std::to_string(have)
                          + " steps, a checkpoint needs " + std::to_string(keep));
+    if (have > keep) {
+      // A run that branched from an older checkpoint: the records past `keep` belong
+      // to checkpoints still on disk until the new one replaces them, so the file is
+      // replaced whole (a crash keeps the old one) rather than cut in place.
+      std::string bytes(steps_header_bytes + static_cast<size_t>(keep) * step_record_bytes, '\0');
+      if (::pread(f.fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
+        steps_file_error(file, std::string("cannot read: ") + std::strerror(errno));
+      write_file_atomic(file, bytes + records);
+      return;
+    }
   }
   const off_t end = static_cast<off_t>(steps_header_bytes + keep * step_record_bytes);
   if (::ftruncate(f.fd, end) != 0 || ::lseek(f.fd, end, SEEK_SET) != end)

@@ -332,7 +332,9 @@ using event_sink_actor = caf::typed_actor<
   caf::reacts_to<progress_atom, job_progress>,
   /// A job ended (sent by whoever gave it out: a dispatcher, a run).
   caf::reacts_to<result_atom, job_result>,
-  /// A checkpoint of a job on another host, for the job's folder here.
+  /// A checkpoint of a job on another host, for the job's folder here. Answered
+  /// (a request) with nothing when stored, an error when refused or not stored: the
+  /// worker then sends all its steps with the next one.
   caf::reacts_to<checkpoint_atom, job_checkpoint>,
   /// `job` was given to `worker` (sent before the job itself): the job's events
   /// from another host count only when they come from that worker, and its

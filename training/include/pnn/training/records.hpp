@@ -73,7 +73,9 @@ std::string encode_steps(const std::vector<step_record>& steps, size_t from = 0)
 std::vector<step_record> decode_steps(const std::string& bytes, const std::string& what);
 
 /// Keeps the first `keep` records of steps file `file` (creating it when it does not
-/// exist and `keep` is 0) and appends `records` (encode_steps' bytes). Throws
+/// exist and `keep` is 0) and appends `records` (encode_steps' bytes): in place when
+/// the file holds exactly `keep`, else (a run branched from an older checkpoint) by
+/// replacing the file atomically, so a crash never mixes two runs' records. Throws
 /// pnn::error naming the file when it holds fewer than `keep` records, is not a steps
 /// file, or `records` is not a whole number of records.
 void write_steps_file(const std::filesystem::path& file, int64_t keep, const std::string& records);
