@@ -4,6 +4,7 @@
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/interrupt.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
@@ -162,6 +163,8 @@ worker_options hogwild_worker(const hogwild_options& o, int32_t i, const dataset
     share_parameters(*master, *job.model());
     auto& t = (*recorded)[static_cast<size_t>(i)];
     t.zero = wall_clock_seconds() - job.elapsed_seconds();
+    t.steps = job.step_records(); // a resumed job's steps before the interrupt
+    t.samples = job.samples_done();
     auto inner = job.on_step;
     job.on_step = [inner, &t, &job](const step_record& s) {
       t.steps.push_back(s);
@@ -173,17 +176,20 @@ worker_options hogwild_worker(const hogwild_options& o, int32_t i, const dataset
   return wo;
 }
 
-/// Trains the workers' specs to their end; their results in worker order.
-std::vector<job_result> train_workers(const hogwild_options& o, const std::vector<job_spec>& specs,
-                                      const dataset_pair& data,
-                                      std::shared_ptr<models::Network> master,
-                                      std::shared_ptr<traces> recorded, int32_t cores,
-                                      double& cpu_mean) {
+/// How the workers ended.
+struct training_outcome {
+  std::vector<job_result> results; ///< in worker order
+  double cpu_mean = 0;
+  bool interrupted = false; ///< Ctrl-C: each worker saved where it was
+};
+
+/// Trains the workers' specs to their end (or, on Ctrl-C, to their next slice);
+/// `queue`: the shared batches (dynamic balance), else null.
+training_outcome train_workers(const hogwild_options& o, const std::vector<job_spec>& specs,
+                               const dataset_pair& data, std::shared_ptr<models::Network> master,
+                               std::shared_ptr<traces> recorded, int32_t cores,
+                               std::shared_ptr<batch_queue> queue) {
   const auto n = static_cast<int32_t>(specs.size());
-  std::shared_ptr<batch_queue> queue;
-  if (o.balance == "dynamic" && n > 1)
-    queue = std::make_shared<batch_queue>(all_indices(data.train->size()), o.batch_size, n,
-                                          derive_seed(o.seed, 0xBA7C4));
   // No more scheduler threads than workers: an idle scheduler thread only steals a
   // worker's next slice and moves it to another core, cache-cold.
   session_options so;
@@ -211,19 +217,32 @@ std::vector<job_result> train_workers(const hogwild_options& o, const std::vecto
   for (int32_t i = 0; i < n; ++i)
     pending.push_back(self->request(workers[static_cast<size_t>(i)], caf::infinite, run_atom::value,
                                     specs[static_cast<size_t>(i)]));
-  std::vector<job_result> results(static_cast<size_t>(n));
-  for (int32_t i = 0; i < n; ++i)
-    pending[static_cast<size_t>(i)].receive(
-      [&](job_result& r) {
-        self->send(collector, result_atom::value, r);
-        results[static_cast<size_t>(i)] = std::move(r);
-      },
-      [&](caf::error& e) {
-        results[static_cast<size_t>(i)] =
-          failed_job(static_cast<uint32_t>(i), error_code::worker_lost, session.system().render(e));
+  training_outcome out;
+  out.results.resize(static_cast<size_t>(n));
+  {
+    // Ctrl-C: every worker saves where it is at its next slice and ends.
+    std::unique_ptr<interrupt_watch> watch;
+    if (o.handle_interrupts)
+      watch = std::make_unique<interrupt_watch>([workers] {
+        std::fprintf(stderr, "\npnn hogwild: interrupted: the workers save where they are "
+                             "(Ctrl-C again to quit at once)\n");
+        for (const auto& w : workers)
+          caf::anon_send(w, interrupt_atom::value);
       });
-  cpu_mean = session.finish_collector();
-  return results;
+    for (int32_t i = 0; i < n; ++i)
+      pending[static_cast<size_t>(i)].receive(
+        [&](job_result& r) {
+          self->send(collector, result_atom::value, r);
+          out.results[static_cast<size_t>(i)] = std::move(r);
+        },
+        [&](caf::error& e) {
+          out.results[static_cast<size_t>(i)] = failed_job(
+            static_cast<uint32_t>(i), error_code::worker_lost, session.system().render(e));
+        });
+    out.interrupted = watch && watch->fired();
+  }
+  out.cpu_mean = session.finish_collector();
+  return out;
 }
 
 /// Each worker's result and steps, times relative to the start of training (the
@@ -286,6 +305,85 @@ std::string hogwild_markdown(const hogwild_options& o, const hogwild_report& rep
 
 } // namespace
 
+namespace {
+
+/// The settings a resumed run must share with the run it continues (summary.json
+/// keys, each the flag of the same name).
+nlohmann::json resume_settings(const hogwild_options& o, const std::string& model,
+                               const std::string& dataset, int64_t train_samples, int32_t n) {
+  return {{"command", "hogwild"},  {"model", model},
+          {"dataset", dataset},    {"train_samples", train_samples},
+          {"optimizer", o.optimizer}, {"lr", o.lr},
+          {"scheduler", o.scheduler}, {"epochs", o.epochs},
+          {"batch_size", o.batch_size}, {"seed", o.seed},
+          {"shard_seed", o.shard_seed}, {"workers", n},
+          {"balance", n > 1 ? o.balance : "none"}};
+}
+
+/// --resume: the stopped run's summary must say it was interrupted with these settings.
+void check_resumable(const fs::path& out, const nlohmann::json& settings) {
+  const auto file = out / "summary.json";
+  std::error_code ec;
+  if (!fs::exists(file, ec))
+    bad("--resume: " + file.string()
+        + " not found (--resume continues a hogwild run that Ctrl-C stopped in --out)");
+  nlohmann::json before;
+  try {
+    before = nlohmann::json::parse(read_text_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw pnn::error(error_code::malformed_file, file.string() + ": not JSON (" + e.what() + ")");
+  }
+  if (!before.is_object() || !before.value("interrupted", false))
+    bad("--resume: " + file.string() + " is a finished run, not an interrupted one");
+  for (const auto& [key, value] : settings.items())
+    if (!before.contains(key) || before.at(key) != value) {
+      auto flag = key;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      bad("--resume: the run in " + out.string() + " had " + key + " "
+          + (before.contains(key) ? before.at(key).dump() : std::string{"(none)"})
+          + ", this one asks " + value.dump() + " (--" + flag
+          + "): resume with the run's own settings, or start another --out");
+    }
+}
+
+void load_model(models::Network& model, const fs::path& file) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(file.string());
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    const std::string why = e.what_without_backtrace();
+    throw pnn::error(error_code::malformed_file, file.string() + ": not this run's model ("
+                                                   + why.substr(0, why.find('\n')) + ")");
+  }
+}
+
+nlohmann::json queue_json(const batch_queue::position& p) {
+  nlohmann::json taken = nlohmann::json::object();
+  for (const auto& [epoch, samples] : p.taken)
+    taken[std::to_string(epoch)] = samples;
+  return {{"first_epoch", p.first_epoch}, {"taken", taken}};
+}
+
+batch_queue::position queue_position(const fs::path& file) {
+  try {
+    const auto j = nlohmann::json::parse(read_text_file(file));
+    batch_queue::position p;
+    p.first_epoch = j.at("first_epoch").get<int64_t>();
+    for (const auto& [epoch, samples] : j.at("taken").items())
+      p.taken[std::stoll(epoch)] = samples.get<int64_t>();
+    return p;
+  } catch (const std::exception& e) {
+    if (const auto* pe = dynamic_cast<const pnn::error*>(&e))
+      throw *pe;
+    throw pnn::error(error_code::malformed_file,
+                     file.string() + ": expected {\"first_epoch\": N, \"taken\": {epoch: samples}} ("
+                       + e.what() + ")");
+  }
+}
+
+} // namespace
+
 hogwild_report run_hogwild(const hogwild_options& o) {
   validate(o);
   const run_meter meter;
@@ -303,23 +401,41 @@ hogwild_report run_hogwild(const hogwild_options& o) {
     master = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = master->registry_name();
   const std::string dataset = detail::replica_dataset_name(o, o);
+  const auto settings = resume_settings(o, model_name, dataset, data.train->size(), n);
+  std::shared_ptr<batch_queue> queue;
+  if (o.balance == "dynamic" && n > 1)
+    queue = std::make_shared<batch_queue>(all_indices(data.train->size()), o.batch_size, n,
+                                          derive_seed(o.seed, 0xBA7C4));
+  const auto queue_file = o.out / "batch_queue.json";
+  if (o.resume) {
+    check_resumable(o.out, settings);
+    load_model(*master, o.out / "model.pt");
+    if (queue)
+      queue->restore(queue_position(queue_file));
+  }
   std::vector<job_spec> specs;
   for (int32_t i = 0; i < n; ++i) {
     specs.push_back(detail::worker_spec(o, o, o, o, model_name, dataset, i, n));
     specs.back().out_dir = (o.out / "workers" / worker_name(i)).string();
+    specs.back().resume = o.resume;
+    // A run that may be interrupted keeps each worker's end: one that finished before
+    // the others were stopped has nothing left to do when the run resumes.
+    if (o.handle_interrupts)
+      specs.back().checkpoint_every = o.epochs;
   }
 
   hogwild_report report;
   report.model = master;
   auto recorded = std::make_shared<traces>(static_cast<size_t>(n));
-  auto results =
-    train_workers(o, specs, data, master, recorded, cores, report.cpu_utilization_mean);
-  for (int32_t i = 0; i < n; ++i)
-    if (!results[static_cast<size_t>(i)].ok())
-      throw pnn::error(error_code::run_failed,
-                       "hogwild: " + worker_name(i)
-                         + " failed: " + results[static_cast<size_t>(i)].error);
-  collect_workers(report, results, *recorded);
+  auto outcome = train_workers(o, specs, data, master, recorded, cores, queue);
+  report.cpu_utilization_mean = outcome.cpu_mean;
+  report.interrupted = outcome.interrupted;
+  for (int32_t i = 0; i < n; ++i) {
+    const auto& r = outcome.results[static_cast<size_t>(i)];
+    if (!r.ok() && !(outcome.interrupted && r.code == error_code::interrupted))
+      throw pnn::error(error_code::run_failed, "hogwild: " + worker_name(i) + " failed: " + r.error);
+  }
+  collect_workers(report, outcome.results, *recorded);
   std::vector<const hogwild_worker_report*> workers;
   for (const auto& w : report.workers)
     workers.push_back(&w);
@@ -328,6 +444,16 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   detail::test_model(report, *master, specs.front(), o, data.test, o.out, cores);
   write_loss_files(o.out, workers, o.loss_window);
   detail::save_model(*master, o.out / "model.pt");
+  if (outcome.interrupted && queue)
+    write_file_atomic(queue_file, queue_json(queue->where()).dump() + "\n");
+  if (!outcome.interrupted) { // the workers' ends are of no more use
+    std::error_code ec;
+    fs::remove(queue_file, ec);
+    const auto last = "epoch_" + std::to_string(o.epochs) + ".pt";
+    for (const auto& spec : specs)
+      for (const auto& name : {std::string{"latest.pt"}, std::string{"steps.bin"}, last})
+        fs::remove(fs::path{spec.out_dir} / name, ec);
+  }
   detail::set_spending(report, meter);
 
   auto summary =
@@ -337,6 +463,8 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   summary.workers = n;
   summary.more.update(
     {{"balance", n > 1 ? o.balance : "none"}, {"worker_list", worker_list(report, specs, o.out)}});
+  if (outcome.interrupted || o.resume)
+    summary.more["interrupted"] = outcome.interrupted;
   report.summary = summary.to_json();
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md", hogwild_markdown(o, report, model_name, dataset, n));

@@ -337,7 +337,9 @@ int hogwild_command(int argc, const char* const* argv) {
     "workers", po::value(&o.workers)->default_value(0),
     "workers sharing the model, each on its own shard (0: one per core; 1: plain SGD)")(
     "balance", po::value(&o.balance)->default_value(o.balance),
-    "dynamic: workers take batches from one shared queue; static: fixed shards");
+    "dynamic: workers take batches from one shared queue; static: fixed shards")(
+    "resume", po::bool_switch(&o.resume),
+    "continue the run in --out that Ctrl-C stopped (same settings)");
   add_step_flags(desc, o, out);
   desc.add_options()("progress", po::value(&o.progress)->default_value(o.progress),
                      "auto, plain or none");
@@ -349,6 +351,7 @@ int hogwild_command(int argc, const char* const* argv) {
     return 0;
   o.out = required_out(out);
   progress_line_check(o.progress);
+  o.handle_interrupts = true;
   return run_with_report("hogwild", vm, o, run_hogwild_command, no_report);
 }
 

@@ -3,6 +3,8 @@
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/system.hpp>
 
+#include <pnn/runtime/cli.hpp>
+
 #include "run_footer.hpp"
 
 #include <cstdio>
@@ -26,6 +28,10 @@ int run_hogwild_command(const hogwild_options& o) {
   }
   std::printf("\n");
   detail::print_run_footer(r, o.out);
+  if (r.interrupted)
+    return report_interrupted("hogwild", "the workers stopped",
+                              "the model so far in " + (o.out / "model.pt").string()
+                                + ", each worker's place in its latest.pt");
   return 0;
 }
 

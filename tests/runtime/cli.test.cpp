@@ -505,6 +505,55 @@ CAF_TEST(ctrl - c saves every running job and the continued run ends as an unint
   CAF_CHECK_EQUAL(resumed, saved);
 }
 
+CAF_TEST(ctrl - c stops hogwild where it is and the printed command finishes it exactly) {
+  test::temp_dir dir;
+  const std::string run = "hogwild --dataset synthetic:train=8000,test=200 --model lenet5 "
+                          "--epochs 2 --progress plain --no-report";
+  // One worker is deterministic: the continued run ends as the uninterrupted one.
+  CAF_REQUIRE_EQUAL(pnn_node(run + " --workers 1 --out " + (dir / "straight").string()).exit_code,
+                    0);
+  const auto out = dir / "cut";
+  test::background_process cut{node + " " + run + " --workers 1 --out " + out.string() + " 2>"
+                               + (dir / "err.txt").string()};
+  const auto again = interrupt_mid_run(cut, "pnn hogwild:", "e1/2 b", dir / "err.txt").second;
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(s["interrupted"].get<bool>());
+  CAF_CHECK(std::filesystem::exists(out / "model.pt"));
+  CAF_CHECK(std::filesystem::exists(out / "workers" / "worker0" / "latest.pt"));
+  CAF_CHECK_LESS(s["worker_list"][0]["samples"].get<int64_t>(), 16000);
+  auto r = test::run_command(again);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto a = nlohmann::json::parse(test::read_text(dir / "straight" / "summary.json"));
+  auto b = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK(!b["interrupted"].get<bool>());
+  CAF_CHECK_EQUAL(a["final_train_loss"].get<double>(), b["final_train_loss"].get<double>());
+  CAF_CHECK_EQUAL(a["test_loss"].get<double>(), b["test_loss"].get<double>());
+  CAF_CHECK_EQUAL(b["worker_list"][0]["samples"].get<int64_t>(), 16000);
+  CAF_CHECK_EQUAL(b["worker_list"][0]["steps"].get<int64_t>(), 500); // the steps before it too
+  CAF_CHECK(!std::filesystem::exists(out / "workers" / "worker0" / "latest.pt")); // cleaned up
+  // Two workers on the shared queue: the resumed run takes every batch exactly once.
+  const auto two = dir / "two";
+  test::background_process cut2{node + " " + run + " --workers 2 --out " + two.string() + " 2>"
+                                + (dir / "err2.txt").string()};
+  const auto again2 = interrupt_mid_run(cut2, "pnn hogwild:", "e1/2 b", dir / "err2.txt").second;
+  CAF_REQUIRE(std::filesystem::exists(two / "batch_queue.json"));
+  // Another setting is refused, naming the flag.
+  r = test::run_command(again2 + " --lr 0.1");
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_CHECK(test::contains(r.err, "--lr"));
+  r = test::run_command(again2);
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto c = nlohmann::json::parse(test::read_text(two / "summary.json"));
+  int64_t samples = 0;
+  for (const auto& w : c["worker_list"])
+    samples += w["samples"].get<int64_t>();
+  CAF_CHECK_EQUAL(samples, 16000);
+  // Nothing to resume in a finished run.
+  r = test::run_command(again2);
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_CHECK(test::contains(r.err, "finished run"));
+}
+
 CAF_TEST(ctrl - c stops sgd with the holder saved and the printed command goes on from it) {
   test::temp_dir dir;
   const auto out = dir / "run";

@@ -57,6 +57,14 @@ batch_queue::batch_queue(std::vector<int64_t> indices, int64_t batch_size, int c
                      "batch queue: expected samples, a batch size and consumers of at least 1");
 }
 
+/// Epoch `epoch`'s seeded shuffle of the samples.
+std::vector<int64_t> batch_queue::order_of(int64_t epoch) const {
+  auto order = indices_;
+  rng gen{derive_seed(seed_, 1000 + static_cast<uint64_t>(epoch))};
+  shuffle(order, gen);
+  return order;
+}
+
 bool batch_queue::next(int64_t epoch, std::vector<int64_t>& out) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (epoch < spent_below_)
@@ -64,9 +72,7 @@ bool batch_queue::next(int64_t epoch, std::vector<int64_t>& out) {
   auto i = epochs_.find(epoch);
   if (i == epochs_.end()) {
     epoch_state e;
-    e.order = indices_;
-    rng gen{derive_seed(seed_, 1000 + static_cast<uint64_t>(epoch))};
-    shuffle(e.order, gen);
+    e.order = order_of(epoch);
     i = epochs_.emplace(epoch, std::move(e)).first;
     // Forget epochs two behind once every batch of them is taken (a job still
     // asking for one hears that it is over).
@@ -84,6 +90,36 @@ bool batch_queue::next(int64_t epoch, std::vector<int64_t>& out) {
              e.order.begin() + static_cast<std::ptrdiff_t>(end));
   e.cursor = end;
   return true;
+}
+
+batch_queue::position batch_queue::where() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  position p;
+  p.first_epoch = spent_below_;
+  for (const auto& [epoch, e] : epochs_)
+    p.taken[epoch] = static_cast<int64_t>(e.cursor);
+  return p;
+}
+
+void batch_queue::restore(const position& p) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (p.first_epoch < 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "batch queue: first epoch " + std::to_string(p.first_epoch) + " < 0");
+  epochs_.clear();
+  spent_below_ = p.first_epoch;
+  for (const auto& [epoch, taken] : p.taken) {
+    if (epoch < p.first_epoch || taken < 0 || taken > static_cast<int64_t>(indices_.size()))
+      throw pnn::error(error_code::invalid_argument,
+                       "batch queue: epoch " + std::to_string(epoch) + " with "
+                         + std::to_string(taken) + " samples taken does not fit a queue of "
+                         + std::to_string(indices_.size()) + " samples from epoch "
+                         + std::to_string(p.first_epoch));
+    epoch_state e;
+    e.order = order_of(epoch);
+    e.cursor = static_cast<size_t>(taken);
+    epochs_.emplace(epoch, std::move(e));
+  }
 }
 
 int64_t batch_queue::batches_per_epoch() const {

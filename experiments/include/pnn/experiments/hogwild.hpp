@@ -45,6 +45,10 @@ struct hogwild_options
     replica_group {
   int32_t workers = 0;             ///< 0: one per core
   std::string balance = "dynamic"; ///< "dynamic" (shared batch queue) or "static" (fixed shards)
+  /// Continue the run in `out` that SIGINT/SIGTERM stopped (handle_interrupts): the
+  /// master from model.pt, each worker from its latest.pt, the shared queue from
+  /// batch_queue.json. The settings must be the run's own (summary.json says them).
+  bool resume = false;
 };
 
 /// One worker's share of a HOGWILD run.
@@ -74,6 +78,9 @@ struct replica_report {
 /// What a HOGWILD run produced (also written under `out`).
 struct hogwild_report : replica_report {
   std::vector<hogwild_worker_report> workers;
+  /// SIGINT/SIGTERM stopped the workers early (output_group::handle_interrupts):
+  /// each saved where it was, the master is in model.pt, and --resume goes on.
+  bool interrupted = false;
 };
 
 /// Checks the options (names, numbers) without loading data; throws pnn::error.

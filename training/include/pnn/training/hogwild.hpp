@@ -49,7 +49,20 @@ public:
   /// Samples per epoch.
   int64_t size() const;
 
+  /// Where the queue stands: batches taken so far of each epoch it still holds, and
+  /// the first epoch it holds (earlier ones are over). A run stopped at a slice
+  /// boundary saves it, so its resumed run takes every batch exactly once.
+  struct position {
+    std::map<int64_t, int64_t> taken; ///< epoch -> samples taken
+    int64_t first_epoch = 0;
+  };
+  position where() const;
+  /// Puts the queue where `p` says (a fresh queue of the same samples, batch size
+  /// and seed); throws pnn::error(invalid_argument) naming what does not fit.
+  void restore(const position& p);
+
 private:
+  std::vector<int64_t> order_of(int64_t epoch) const;
   struct epoch_state {
     std::vector<int64_t> order;
     size_t cursor = 0;
@@ -58,7 +71,7 @@ private:
   int64_t batch_size_;
   int consumers_;
   uint64_t seed_;
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::map<int64_t, epoch_state> epochs_;
   int64_t spent_below_ = 0; ///< epochs before this one are over and forgotten
 };
