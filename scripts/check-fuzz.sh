@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad input, two ways (issue #6):
-#  1. libFuzzer targets (fuzz/): the idx loader, the CIFAR-10 loader and the
-#     flag/config parser, built with clang + ASan + UBSan in ./build-fuzz and run for
+#  1. libFuzzer targets (fuzz/): the idx loader, the CIFAR-10 loader, the
+#     flag/config parser and peer messages (issue #10), built with clang + ASan + UBSan in ./build-fuzz and run for
 #     SECONDS each (default 60), starting from the seeds in fuzz/corpus/.
 #  2. The bad-input corpus (fuzz/corpus/) through the real pnn-node of ./build: every
 #     file as a dataset or --config file; each must end with exit code 0 or 2 and at
@@ -16,17 +16,17 @@ secs=${1:-60}
 ./scripts/install-deps.sh clang libclang-rt-14-dev
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPNN_FUZZ=ON \
   -DPNN_BUILD_TESTS=OFF -DPNN_BUILD_BENCH=OFF -DPNN_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-fuzz -j "${JOBS:-2}" --target fuzz_idx fuzz_cifar fuzz_config >&2
+cmake --build build-fuzz -j "${JOBS:-2}" --target fuzz_idx fuzz_cifar fuzz_config fuzz_peer >&2
 [ -x build/runtime/pnn-node ] || ./scripts/build.sh --target pnn-node >&2
 
 export ASAN_OPTIONS=detect_leaks=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/scripts/ubsan.supp
-findings=build-fuzz/findings
+findings=$PWD/build-fuzz/findings
 mkdir -p "$findings"
 json_targets=""
 crashed=0
-for t in idx cifar config; do
-  work=build-fuzz/corpus-$t
+for t in idx cifar config peer; do
+  work=$PWD/build-fuzz/corpus-$t
   mkdir -p "$work"
   cp -n fuzz/corpus/$t/* "$work"/
   log=build-fuzz/fuzz_$t.log
@@ -37,8 +37,9 @@ for t in idx cifar config; do
     -malloc_limit_mb=2048 -close_fd_mask=3 -artifact_prefix="$findings/$t-" >"$log" 2>&1 || rc=$?
   runs=$(grep -o 'Done [0-9]* runs' "$log" | grep -o '[0-9]*' || echo 0)
   corpus=$(ls "$work" | wc -l)
+  rss=$(grep -o 'rss: [0-9]*Mb' "$log" | grep -o '[0-9]*' | sort -n | tail -1 || true)
   [ "$rc" -ne 0 ] && crashed=$((crashed + 1)) && echo "fuzz_$t: finding, see $log and $findings" >&2
-  json_targets+="\"fuzz_$t\": {\"runs\": ${runs:-0}, \"seconds\": $secs, \"corpus\": $corpus, \"crashed\": $([ "$rc" -eq 0 ] && echo false || echo true)},"
+  json_targets+="\"fuzz_$t\": {\"runs\": ${runs:-0}, \"seconds\": $secs, \"corpus\": $corpus, \"peak_rss_mb\": ${rss:-0}, \"crashed\": $([ "$rc" -eq 0 ] && echo false || echo true)},"
 done
 
 # The corpus through the real binary.

@@ -175,6 +175,7 @@ void collector_state::progress(const job_progress& p) {
 /// A refused or dropped checkpoint answers an error: its worker then sends all its
 /// steps with the next one (this one's steps never reached the steps file).
 caf::error collector_state::checkpoint(const job_checkpoint& c) {
+  constexpr int64_t max_epochs = int64_t{1} << 40; // more is a lie (and 2e would overflow)
   namespace fs = std::filesystem;
   auto refused = [](const char* why) {
     return make_error(error_code::invalid_argument, std::string("checkpoint refused: ") + why);
@@ -192,7 +193,7 @@ caf::error collector_state::checkpoint(const job_checkpoint& c) {
   const auto dir = fs::weakly_canonical(c.out_dir, ec);
   auto [r, rest] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
   if (o_.out_dir.empty() || c.out_dir.empty() || ec || r != root.end() || rest == dir.end()
-      || c.epoch < 0) {
+      || c.epoch < 0 || c.epoch > max_epochs) {
     if (refused_checkpoints_++ == 0)
       std::fprintf(stderr, "pnn: dropped a checkpoint for %s (outside %s)\n", c.out_dir.c_str(),
                    o_.out_dir.string().c_str());

@@ -4,6 +4,8 @@
 #include <pnn/actors/host_watcher.hpp>
 
 #include <caf/actor_system_config.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/deserializer.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
@@ -16,6 +18,31 @@
 #include <utility>
 
 namespace pnn {
+
+caf::error load_wire_bytes(caf::deserializer& source, std::vector<char>& bytes) {
+  size_t n = 0;
+  if (auto e = source.begin_sequence(n))
+    return e;
+  bytes.clear();
+  if (auto* binary = dynamic_cast<caf::binary_deserializer*>(&source)) {
+    if (n > binary->remaining())
+      return caf::sec::end_of_stream;
+    bytes.resize(n);
+    if (auto e = n > 0 ? source.apply_raw(n, bytes.data()) : caf::error{})
+      return e;
+  } else {
+    // Another source: grow with what actually arrives, 1 MiB at a time.
+    constexpr size_t chunk = size_t{1} << 20;
+    for (size_t done = 0; done < n;) {
+      const size_t take = std::min(chunk, n - done);
+      bytes.resize(done + take);
+      if (auto e = source.apply_raw(take, bytes.data() + done))
+        return e;
+      done += take;
+    }
+  }
+  return source.end_sequence();
+}
 
 std::string job_settings(const job_spec& j) {
   char lr[32];

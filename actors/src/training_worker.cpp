@@ -237,8 +237,12 @@ void worker_state::prepare_folders(const job_checkpoint* resume) {
       scratch_->put_latest(resume->bytes);
       training::write_steps_file(scratch_->path() / training::steps_file_name, 0, resume->steps);
       resume_file_ = scratch_->path() / "latest.pt";
-    } catch (const std::exception&) {
+    } catch (const pnn::error& e) {
       // No scratch space: the job starts afresh (result.resumed_from_epoch says so).
+      // Steps that are no steps fail the job: nothing a peer sent is replaced.
+      if (e.code() != error_code::io_error)
+        throw pnn::error(e.code(), "job " + std::to_string(spec_.id)
+                                     + ": the checkpoint sent with it: " + e.what());
     }
   }
 }

@@ -6,9 +6,12 @@
 #define CAF_SUITE runtime.cluster
 #include <caf/test/unit_test.hpp>
 
+#include "actor_util.hpp"
 #include "test_util.hpp"
 
 #include <pnn/actors/cluster.hpp>
+#include <pnn/models/registry.hpp>
+#include <pnn/training/parameters.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/training/dataset.hpp>
@@ -793,4 +796,184 @@ CAF_TEST(a serve node that lies about its jobs cannot write outside the run or r
     // A run with refused results does not pass for a good one.
     CAF_CHECK_EQUAL(r.exit_code, mode == "names" ? 0 : 1);
   }
+}
+
+namespace {
+
+/// A parameter holder that lies: its pull answers `blob` whatever was asked.
+holder_actor::behavior_type lying_holder(holder_actor::pointer, param_blob blob) {
+  return {
+    [blob](pull_atom) { return blob; },
+    [](push_atom, const param_blob&) -> uint64_t { return 1; },
+    [](status_atom) { return holder_status{}; },
+  };
+}
+
+} // namespace
+
+CAF_TEST(a rogue coordinator gets a clear failure for every bad job and the serve node lives on) {
+  test::temp_dir dir;
+  server a{1, "--max-checkpoint-mb 1 --max-dataset-cache-mb 64 --max-workers 2"};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, 2);
+  configure_network(cfg, 30);
+  caf::actor_system sys{cfg};
+  auto events = std::make_shared<test::sink_record>();
+  auto sink = test::spawn_recording_sink(sys, events);
+  {
+    Cluster cluster{sys};
+    const auto& host = cluster.connect(a.address());
+    auto workers = cluster.spawn_workers(host, sink);
+    CAF_REQUIRE_EQUAL(workers.size(), 1u);
+    const auto w = workers.front();
+    caf::scoped_actor self{sys};
+    const auto wait = std::chrono::seconds(static_cast<int>(120 * test::time_scale()));
+    auto answer = [&](auto request) {
+      job_result out;
+      bool answered = false;
+      std::move(request).receive(
+        [&](job_result& r) {
+          out = std::move(r);
+          answered = true;
+        },
+        [&](caf::error& e) { out.error = "no answer: " + sys.render(e); });
+      CAF_CHECK(answered);
+      return out;
+    };
+    auto good = [] {
+      job_spec j;
+      j.id = 1;
+      j.model = "lenet5";
+      j.scheduler = "cosine";
+      j.dataset = "synthetic:train=64,test=8";
+      j.folds = 2;
+      j.epochs = 1;
+      j.batch_size = 16;
+      return j;
+    };
+    auto refused = [&](const std::string& what, const job_result& r, const std::string& says) {
+      CAF_MESSAGE(what << ": " << r.error);
+      CAF_CHECK(!r.ok());
+      CAF_CHECK(test::contains(r.error, says));
+    };
+    // Bad names, paths out of bounds, sizes beyond serve's limits, numbers that are no
+    // numbers: each job fails at once, saying what.
+    struct bad_job {
+      const char* what;
+      std::function<void(job_spec&)> change;
+      const char* says;
+    };
+    const std::vector<bad_job> bad_jobs{
+      {"model as a path", [](job_spec& j) { j.model = "../../etc/passwd"; }, "../../etc/passwd"},
+      {"scheduler as a path", [](job_spec& j) { j.scheduler = "../x"; }, "../x"},
+      {"3 GB of generated data",
+       [](job_spec& j) { j.dataset = "synthetic-cifar:train=1000000"; }, "--max-dataset-cache-mb"},
+      {"a count that is no count", [](job_spec& j) { j.dataset = "synthetic:train=1e300"; },
+       "train expected"},
+      {"a data folder it does not serve", [](job_spec& j) { j.data_dir = "/etc"; },
+       "--allow-data-dir"},
+      {"a way out of it",
+       [](job_spec& j) {
+         j.dataset = "fashion-mnist";
+         j.data_dir = "../../../../etc";
+       },
+       "--allow-data-dir"},
+      {"a fold beyond the folds", [](job_spec& j) { j.fold = 7; }, "fold"},
+      {"a negative batch", [](job_spec& j) { j.batch_size = -1; }, "batch"},
+      {"a learning rate that is no number", [](job_spec& j) { j.lr = std::nan(""); }, "lr"},
+    };
+    for (const auto& b : bad_jobs) {
+      auto j = good();
+      b.change(j);
+      refused(b.what, answer(self->request(w, wait, run_atom::value, j)), b.says);
+    }
+    // A million threads asked, the node's cores given.
+    auto j = good();
+    j.threads = 1000000;
+    auto r = answer(self->request(w, wait, run_atom::value, j));
+    CAF_CHECK(r.ok());
+    CAF_REQUIRE(!r.thread_counts.empty());
+    CAF_CHECK_LESS_OR_EQUAL(r.thread_counts.front(), host.info.cores);
+    // A folder that climbs out: the serve node writes only into its scratch folder;
+    // the checkpoint comes home to the coordinator, which decides where it goes.
+    j = good();
+    const auto escape = dir / "a" / ".." / ".." / "escape-from-rogue";
+    j.out_dir = escape.string();
+    j.checkpoint_every = 1;
+    r = answer(self->request(w, wait, run_atom::value, j));
+    CAF_CHECK(r.ok());
+    CAF_CHECK(!std::filesystem::exists(dir.path().parent_path() / "escape-from-rogue"));
+    // Checkpoints: too big, not a checkpoint, another model's, torn steps.
+    job_checkpoint c;
+    c.bytes.assign((1 << 20) + 1, 'x');
+    refused("a checkpoint over --max-checkpoint-mb",
+            answer(self->request(w, wait, run_atom::value, good(), c)), "--max-checkpoint-mb");
+    c.bytes.assign(100, 'x');
+    refused("a checkpoint that is none", answer(self->request(w, wait, run_atom::value, good(), c)),
+            "checkpoint");
+    j = good();
+    j.model = "lenet";
+    j.out_dir = (dir / "lenet").string();
+    j.checkpoint_every = 1;
+    auto local = cluster.spawn_local_workers(1, sink);
+    CAF_REQUIRE(answer(self->request(local.front(), wait, run_atom::value, j)).ok());
+    const auto other = test::read_text(dir / "lenet" / "latest.pt");
+    c.bytes.assign(other.begin(), other.end());
+    c.steps = training::read_steps_file(dir / "lenet" / training::steps_file_name);
+    refused("another model's checkpoint",
+            answer(self->request(w, wait, run_atom::value, good(), c)), "checkpoint is for model lenet");
+    c.steps = "torn";
+    refused("torn steps", answer(self->request(w, wait, run_atom::value, good(), c)), "steps");
+    // Wrong shapes from the holder an SGD job is given: the job fails, saying so.
+    auto model = models::make_model("lenet5", 1, 10);
+    param_blob lie;
+    lie.layout = training::layout_hash(*model);
+    lie.bytes = training::parameter_bytes(*model);
+    lie.count = lie.bytes.size() / sizeof(float);
+    struct bad_blob {
+      const char* what;
+      std::function<void(param_blob&)> change;
+      const char* says;
+    };
+    const std::vector<bad_blob> bad_blobs{
+      {"another layout", [](param_blob& b) { b.layout ^= 1; }, "layout"},
+      {"fewer values", [](param_blob& b) { b.bytes.resize(b.bytes.size() / 2); }, "bytes for"},
+      {"a count that does not match", [](param_blob& b) { b.count += 1; }, "values"},
+      {"not finite",
+       [](param_blob& b) {
+         const float nan = std::nanf("");
+         std::memcpy(b.bytes.data(), &nan, sizeof nan);
+       },
+       "finite"},
+    };
+    for (const auto& b : bad_blobs) {
+      auto blob = lie;
+      b.change(blob);
+      sgd_link link;
+      link.holder = sys.spawn(lying_holder, blob);
+      link.n_pull = link.n_push = 1;
+      j = good();
+      j.shards = 1;
+      refused(b.what, answer(self->request(w, wait, run_atom::value, j, link)), b.says);
+      caf::anon_send_exit(link.holder, caf::exit_reason::user_shutdown);
+    }
+    // Wrong types: a message no worker or node understands is answered with an error.
+    self->request(caf::actor_cast<caf::actor>(w), wait, std::string{"rm -rf"}, 42)
+      .receive([](std::string&) { CAF_FAIL("a worker answered a message it has no handler for"); },
+               [](caf::error& e) { CAF_CHECK(e == caf::sec::unexpected_message); });
+    // More workers than --max-workers: refused with the flag's name.
+    bool refused_spawn = false;
+    for (int i = 0; i < 4 && !refused_spawn; ++i)
+      self->request(host.handle, wait, spawn_atom::value, sink)
+        .receive([](std::vector<worker_actor>&) {},
+                 [&](caf::error& e) {
+                   refused_spawn = test::contains(sys.render(e), "--max-workers");
+                 });
+    CAF_CHECK(refused_spawn);
+    // After all that the node still trains a good job.
+    r = answer(self->request(w, wait, run_atom::value, good()));
+    CAF_CHECK(r.ok());
+  }
+  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
 }

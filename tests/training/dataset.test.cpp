@@ -5,6 +5,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/system.hpp>
 #include <pnn/training/dataset.hpp>
 
 #include <zlib.h>
@@ -368,5 +369,21 @@ CAF_TEST(the shared dataset cache drops unused datasets to stay within its limit
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "--max-dataset-cache-mb"));
   CAF_CHECK_LESS_OR_EQUAL(dataset_cache_bytes(), 2 * one + one / 2);
+  // A generated set is refused by its size before it is made: 1,000,000 CIFAR-sized
+  // samples would be 3 GB (a peer's dataset name is all it takes).
+  const auto rss_before = pnn::peak_rss_bytes();
+  std::tie(code, msg) =
+    test::error_of([] { shared_dataset("synthetic-cifar:train=1000000,test=10"); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "would take"));
+  CAF_CHECK(test::contains(msg, "--max-dataset-cache-mb"));
+  CAF_CHECK_LESS(pnn::peak_rss_bytes() - rss_before, 64 << 20);
   set_dataset_cache_limit(0);
+  // Counts that are no counts.
+  for (const char* bad : {"synthetic:train=1e300", "synthetic:train=nan", "synthetic:train=-4",
+                          "synthetic:noise=1e300", "synthetic:classes=0", "synthetic:seed=-1"}) {
+    std::tie(code, msg) = test::error_of([bad] { load_dataset(bad); });
+    CAF_CHECK(code == error_code::invalid_argument);
+    CAF_CHECK(test::contains(msg, "expected"));
+  }
 }

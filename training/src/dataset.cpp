@@ -444,6 +444,55 @@ std::vector<dataset_info> list_datasets(const fs::path& data_dir) {
   return result;
 }
 
+namespace {
+
+/// "synthetic[-cifar][:train=N,test=N,noise=X,seed=S,classes=K]"
+synthetic_options synthetic_from_name(const std::string& name) {
+  auto s = spec::parse(name, "--dataset");
+  synthetic_options o;
+  if (s.name == "synthetic-cifar") {
+    o.channels = 3;
+    o.height = o.width = 32;
+  } else if (s.name != "synthetic") {
+    throw pnn::error(
+      error_code::invalid_argument,
+      "unknown dataset '" + name
+        + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
+  }
+  // Counts are checked as numbers before they become integers (1e300 or nan from a
+  // peer would not fit).
+  auto count = [&](const char* key, double fallback, double low, double high) {
+    const double v = s.take_number(key, fallback);
+    if (!(v >= low && v <= high))
+      throw pnn::error(error_code::invalid_argument,
+                       "--dataset " + name + ": " + key + " expected " + std::to_string(int64_t(low))
+                         + ".." + std::to_string(int64_t(high)));
+    return static_cast<int64_t>(v);
+  };
+  o.train_size = count("train", static_cast<double>(o.train_size), 1, 1000000);
+  o.test_size = count("test", static_cast<double>(o.test_size), 0, 1000000);
+  o.noise = s.take_number("noise", o.noise);
+  if (!(o.noise >= 0 && o.noise <= 255))
+    throw pnn::error(error_code::invalid_argument,
+                     "--dataset " + name + ": noise expected 0..255");
+  o.seed = static_cast<uint64_t>(count("seed", static_cast<double>(o.seed), 0, 9.0e15));
+  o.num_classes = count("classes", static_cast<double>(o.num_classes), 2, 1000);
+  s.expect_consumed();
+  return o;
+}
+
+/// What a dataset will take in memory when that is known before loading it (the
+/// generated ones: a peer's name alone could ask for gigabytes); 0 when not.
+int64_t planned_bytes(const std::string& name) {
+  if (name.rfind("synthetic", 0) != 0)
+    return 0;
+  const auto o = synthetic_from_name(name);
+  const int64_t sample = o.channels * o.height * o.width + 8; // uint8 pixels, int64 label
+  return (o.train_size + o.test_size) * sample;
+}
+
+} // namespace
+
 dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int64_t subset) {
   dataset_pair result;
   if (name == "fashion-mnist") {
@@ -461,29 +510,7 @@ dataset_pair load_dataset(const std::string& name, const fs::path& data_dir, int
                        "test_batch.bin");
     result = load_cifar10_dir(data_dir);
   } else if (name.rfind("synthetic", 0) == 0) {
-    // "synthetic[-cifar][:train=N,test=N,noise=X,seed=S,classes=K]"
-    auto s = spec::parse(name, "--dataset");
-    synthetic_options o;
-    if (s.name == "synthetic-cifar") {
-      o.channels = 3;
-      o.height = o.width = 32;
-    } else if (s.name != "synthetic") {
-      throw pnn::error(
-        error_code::invalid_argument,
-        "unknown dataset '" + name
-          + "': expected fashion-mnist, mnist, cifar10, synthetic or synthetic-cifar");
-    }
-    o.train_size = static_cast<int64_t>(s.take_number("train", static_cast<double>(o.train_size)));
-    o.test_size = static_cast<int64_t>(s.take_number("test", static_cast<double>(o.test_size)));
-    o.noise = s.take_number("noise", o.noise);
-    o.seed = static_cast<uint64_t>(s.take_number("seed", static_cast<double>(o.seed)));
-    o.num_classes =
-      static_cast<int64_t>(s.take_number("classes", static_cast<double>(o.num_classes)));
-    s.expect_consumed();
-    if (o.train_size > 1000000 || o.test_size > 1000000)
-      throw pnn::error(error_code::invalid_argument,
-                       "--dataset " + name + ": at most 1,000,000 samples");
-    result = make_synthetic(o);
+    result = make_synthetic(synthetic_from_name(name));
   } else {
     throw pnn::error(error_code::invalid_argument,
                      "unknown dataset '" + name
@@ -589,6 +616,14 @@ dataset_pair shared_dataset(const std::string& name, const fs::path& data_dir, i
   }
   if (load) {
     try {
+      if (const auto planned = planned_bytes(name); planned > 0) {
+        std::lock_guard<std::mutex> guard{c.mtx};
+        if (c.limit > 0 && planned > c.limit)
+          throw pnn::error(error_code::invalid_argument,
+                           "dataset " + name + " would take " + std::to_string(planned >> 20)
+                             + " MB, over " + c.flag + " of " + std::to_string(c.limit >> 20)
+                             + " MB");
+      }
       auto pair = load_dataset(name, data_dir, subset);
       const int64_t bytes = dataset_bytes(*pair.train) + (pair.test ? dataset_bytes(*pair.test) : 0);
       {

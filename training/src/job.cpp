@@ -171,12 +171,17 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
     throw pnn::error(error_code::invalid_argument, "training job: empty dataset");
   if (d.train.empty())
     throw pnn::error(error_code::invalid_argument, "training job: no training samples");
-  if (d.o.epochs < 1)
+  // Upper bounds too: a job from a peer may say anything, and a count of steps
+  // (epochs x batches) must fit in 64 bits.
+  if (d.o.epochs < 1 || d.o.epochs > 1000000)
     throw pnn::error(error_code::invalid_argument,
-                     "--epochs " + std::to_string(d.o.epochs) + ": expected at least 1");
-  if (d.o.batch_size < 1)
+                     "--epochs " + std::to_string(d.o.epochs) + ": expected 1..1000000");
+  if (d.o.batch_size < 1 || d.o.batch_size > 1000000)
     throw pnn::error(error_code::invalid_argument,
-                     "--batch-size " + std::to_string(d.o.batch_size) + ": expected at least 1");
+                     "--batch-size " + std::to_string(d.o.batch_size) + ": expected 1..1000000");
+  if (!(d.o.optimizer.lr >= 0 && std::isfinite(d.o.optimizer.lr)))
+    throw pnn::error(error_code::invalid_argument,
+                     "--lr " + std::to_string(d.o.optimizer.lr) + ": expected a finite number >= 0");
   if (d.o.threads < 1)
     throw pnn::error(error_code::invalid_argument,
                      "--threads " + std::to_string(d.o.threads) + ": expected at least 1");

@@ -17,9 +17,29 @@
 
 namespace caf {
 class actor_system_config;
-}
+class deserializer;
+} // namespace caf
 
 namespace pnn {
+
+/// A byte field of a message (a checkpoint file, parameters) as it crosses the
+/// wire. Loading checks the length a peer claims against the bytes that came before
+/// allocating: CAF 0.17 resizes a std::vector<char> to the claimed length first, so
+/// 5 bytes from a peer could make the receiver allocate and zero 4 GiB.
+struct wire_bytes {
+  std::vector<char>& bytes;
+};
+
+/// Reads a byte sequence into `bytes`, never allocating more than the input holds.
+caf::error load_wire_bytes(caf::deserializer& source, std::vector<char>& bytes);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_bytes& x) {
+  if constexpr (Inspector::reads_state)
+    return f(x.bytes);
+  else
+    return load_wire_bytes(f, x.bytes);
+}
 
 // Atoms (CAF 0.17: at most 10 characters). Atoms an actor sends only to itself
 // (a worker's next slice, a dispatcher's wait, a collector's CPU timer) are private
@@ -215,7 +235,7 @@ struct job_checkpoint {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_checkpoint& x) {
   return f(caf::meta::type_name("job_checkpoint"), x.id, x.out_dir, x.epoch, x.mid_epoch,
-           x.bytes, x.steps_from, x.steps);
+           wire_bytes{x.bytes}, x.steps_from, x.steps);
 }
 
 /// Parameters or an update as raw float32 bytes with a layout header: what travels
@@ -231,7 +251,7 @@ struct param_blob {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, param_blob& x) {
-  return f(caf::meta::type_name("param_blob"), x.version, x.layout, x.count, x.bytes);
+  return f(caf::meta::type_name("param_blob"), x.version, x.layout, x.count, wire_bytes{x.bytes});
 }
 
 /// A parameter holder's counters.
