@@ -160,6 +160,18 @@ uint64_t ParameterHolder::load_into(models::Network& model) {
   return blob.version;
 }
 
+std::pair<param_blob, std::string> ParameterHolder::checkpoint() {
+  std::pair<param_blob, std::string> out;
+  std::string failure;
+  caf::scoped_actor self{sys_};
+  self->request(holder_, millis(timeout_), checkpoint_atom::value)
+    .receive([&](param_blob& b, std::string& state) { out = {std::move(b), std::move(state)}; },
+             [&](caf::error& e) { failure = sys_.render(e); });
+  if (!failure.empty())
+    throw pnn::error(error_code::run_failed, "parameter holder: checkpoint: " + failure);
+  return out;
+}
+
 uint16_t ParameterHolder::publish(uint16_t port, const std::string& bind) {
   if (!sys_.has_middleman())
     bad("parameter holder: the actor system has no network layer (load caf::io::middleman)");

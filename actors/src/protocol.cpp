@@ -75,6 +75,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<node_info>("pnn::node_info");
   cfg.add_message_type<param_blob>("pnn::param_blob");
   cfg.add_message_type<holder_status>("pnn::holder_status");
+  cfg.add_message_type<param_update>("pnn::param_update");
+  cfg.add_message_type<push_ack>("pnn::push_ack");
   cfg.add_message_type<job_checkpoint>("pnn::job_checkpoint");
   cfg.add_message_type<sgd_link>("pnn::sgd_link");
   cfg.add_message_type<holder_actor>("pnn::holder_actor");

@@ -15,6 +15,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -61,9 +62,10 @@ public:
 private:
   /// What the worker waits for. A job runs as a chain of slices, exactly one
   /// scheduled at a time while `training`; an SGD job also waits for its first pull
-  /// (`first_pull`), for a free push slot (`push_wait`) and, after its last batch, for
-  /// its last pushes' answers (`draining`).
-  enum class mode { idle, training, first_pull, push_wait, draining };
+  /// (`first_pull`), for a free push slot (`push_wait`), for a pull after a push
+  /// over max_staleness (`sync_wait`) and, after its last batch, for its last
+  /// pushes' answers (`draining`).
+  enum class mode { idle, training, first_pull, push_wait, sync_wait, draining };
 
   void open_result(const job_spec& spec);
   void check_limits(const job_checkpoint* resume);
@@ -77,7 +79,8 @@ private:
   void after_sgd_slice(bool done);
   void continue_training();
   void push();
-  void on_push_answered(bool rejected);
+  void on_push_answered(const push_ack* ack);
+  void add_gradients(double lr);
   void pull(bool first);
   void on_pulled(param_blob& blob);
   void complete(error_code code = error_code::none, std::string why = "");
@@ -111,6 +114,13 @@ private:
   // Distributed SGD (link_ set):
   uint64_t layout_ = 0;
   uint64_t version_ = 0;        ///< the holder's version last pulled
+  int64_t pushes_sent_ = 0;     ///< pushes sent so far
+  int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
+  int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the pull of version_ was sent
+  bool sync_due_ = false;       ///< a push was over max_staleness: pull before going on
+  std::vector<float> grad_sum_; ///< gradients since the last push (link_->gradients)
+  int32_t grad_steps_ = 0;
+  double lr_sum_ = 0;
   std::vector<char> snapshot_;  ///< parameters at the last pull or push
   std::vector<char> pull_base_; ///< the snapshot when the pull in flight was sent
   int64_t pushed_at_ = 0;       ///< steps_done at the last push (or pull)
@@ -178,6 +188,11 @@ void worker_state::open_result(const job_spec& spec) {
   snapshot_.clear();
   pushed_at_ = 0;
   version_ = 0;
+  pushes_sent_ = pushes_at_pull_ = pushes_at_version_ = 0;
+  sync_due_ = false;
+  grad_sum_.clear();
+  grad_steps_ = 0;
+  lr_sum_ = 0;
 }
 
 /// A serve node's limits (peer_limits; its thread cap applies in start): a
@@ -286,8 +301,33 @@ void worker_state::build_job() {
   if (options_.prepare)
     options_.prepare(spec_, *job_);
   result_.clock_zero = wall_clock_seconds() - job_->elapsed_seconds();
-  if (link_)
+  if (link_) {
     layout_ = layout_hash(*job_->model());
+    if (link_->gradients) {
+      grad_sum_.assign(static_cast<size_t>(parameter_floats(*job_->model())), 0.0f);
+      job_->after_backward = [this](double lr) { add_gradients(lr); };
+    }
+  }
+}
+
+/// Adds this step's gradients (every parameter's, in parameter_bytes' order) to
+/// those not pushed yet. A parameter without a gradient adds nothing.
+void worker_state::add_gradients(double lr) {
+  size_t at = 0;
+  for (const auto& p : job_->model()->parameters()) {
+    const auto n = static_cast<size_t>(p.numel());
+    const auto& g = p.grad();
+    if (g.defined()) {
+      auto c = g.contiguous();
+      const float* v = c.data_ptr<float>();
+      float* sum = grad_sum_.data() + at;
+      for (size_t i = 0; i < n; ++i)
+        sum[i] += v[i];
+    }
+    at += n;
+  }
+  ++grad_steps_;
+  lr_sum_ += lr;
 }
 
 void worker_state::schedule_slice() {
@@ -409,8 +449,17 @@ void worker_state::after_sgd_slice(bool done) {
   continue_training();
 }
 
-/// Schedules the next slice, unless max_pushes pushes are unanswered.
+/// Schedules the next slice, unless a push was over max_staleness (then it waits
+/// for a pull first) or max_pushes pushes are unanswered.
 void worker_state::continue_training() {
+  if (sync_due_) {
+    if (!pull_pending_) {
+      ++result_.sgd.sync_pulls;
+      pull(false);
+    }
+    mode_ = mode::sync_wait;
+    return;
+  }
   if (in_flight_ >= std::max(1, link_->max_pushes)) {
     mode_ = mode::push_wait;
     return;
@@ -431,32 +480,46 @@ std::string worker_state::holder_failure(const char* what, const caf::error& e) 
   return std::string("parameter holder: ") + what + " failed: " + self_->system().render(e);
 }
 
-/// Sends the update since the last push/pull (current parameters minus the
-/// snapshot) and makes the current parameters the snapshot.
+/// Sends the update since the last push/pull: the gradients summed since (the
+/// holder runs the optimizer), or the current parameters minus the snapshot. The
+/// current parameters become the snapshot.
 void worker_state::push() {
   if (job_->steps_done() == pushed_at_)
     return;
   auto current = parameter_bytes(*job_->model());
-  param_blob update;
-  update.version = version_;
+  param_update update;
+  // The holder's updates these parameters reflect: the last pull's, and this
+  // worker's own pushes sent after that pull was.
+  update.seen = version_ + static_cast<uint64_t>(pushes_sent_ - pushes_at_version_);
   update.layout = layout_;
   update.count = current.size() / sizeof(float);
   update.bytes.resize(current.size());
-  auto* delta = reinterpret_cast<float*>(update.bytes.data());
-  const auto* now = reinterpret_cast<const float*>(current.data());
-  const auto* before = reinterpret_cast<const float*>(snapshot_.data());
-  for (uint64_t i = 0; i < update.count; ++i)
-    delta[i] = now[i] - before[i];
+  if (link_->gradients) {
+    update.gradient = true;
+    update.steps = std::max(1, grad_steps_);
+    update.lr = grad_steps_ > 0 ? lr_sum_ / grad_steps_ : 0.0;
+    std::memcpy(update.bytes.data(), grad_sum_.data(), update.bytes.size());
+    std::fill(grad_sum_.begin(), grad_sum_.end(), 0.0f);
+    grad_steps_ = 0;
+    lr_sum_ = 0;
+  } else {
+    auto* delta = reinterpret_cast<float*>(update.bytes.data());
+    const auto* now = reinterpret_cast<const float*>(current.data());
+    const auto* before = reinterpret_cast<const float*>(snapshot_.data());
+    for (uint64_t i = 0; i < update.count; ++i)
+      delta[i] = now[i] - before[i];
+  }
   snapshot_ = std::move(current);
   pushed_at_ = job_->steps_done();
+  ++pushes_sent_;
   ++in_flight_;
   ++result_.sgd.pushes;
   const auto gen = generation_;
   self_->request(link_->holder, holder_timeout(), push_atom::value, std::move(update))
     .then(
-      [this, gen](uint64_t) {
+      [this, gen](push_ack& ack) {
         if (gen == generation_)
-          on_push_answered(false);
+          on_push_answered(&ack);
       },
       [this, gen](caf::error& e) {
         if (gen != generation_)
@@ -468,14 +531,22 @@ void worker_state::push() {
         }
         // The holder refused this update (it counts it too); the next pull brings
         // this worker back to the holder's parameters.
-        on_push_answered(true);
+        on_push_answered(nullptr);
       });
 }
 
-void worker_state::on_push_answered(bool rejected) {
+/// `ack` is null for a refused push.
+void worker_state::on_push_answered(const push_ack* ack) {
   --in_flight_;
-  if (rejected)
+  if (!ack) {
     ++result_.sgd.rejected_pushes;
+  } else {
+    result_.sgd.staleness_sum += ack->staleness;
+    result_.sgd.staleness_max = std::max(result_.sgd.staleness_max, ack->staleness);
+    if (link_->max_staleness > 0 && ack->staleness > static_cast<uint64_t>(link_->max_staleness)
+        && mode_ != mode::draining)
+      sync_due_ = true; // the next step waits for a pull (continue_training)
+  }
   if (mode_ == mode::draining && in_flight_ == 0)
     complete();
   else if (mode_ == mode::push_wait)
@@ -490,6 +561,7 @@ void worker_state::pull(bool first) {
   if (pull_pending_)
     return; // one pull at a time; the next pull step asks again
   pull_pending_ = true;
+  pushes_at_pull_ = pushes_sent_;
   pull_base_ = first ? std::vector<char>{} : snapshot_;
   const auto gen = generation_;
   self_->request(link_->holder, holder_timeout(), pull_atom::value)
@@ -549,9 +621,15 @@ void worker_state::on_pulled(param_blob& blob) {
     return;
   }
   version_ = blob.version;
+  pushes_at_version_ = pushes_at_pull_;
   ++result_.sgd.pulls;
-  if (first)
+  if (sync_due_) {
+    sync_due_ = false;
+    if (mode_ == mode::sync_wait)
+      continue_training();
+  } else if (first) {
     continue_training();
+  }
 }
 
 void worker_state::set_threads(int32_t n) {

@@ -138,6 +138,11 @@ void validate(const sgd_options& o) {
     bad("--max-pushes " + std::to_string(o.max_pushes) + ": expected 1..1024");
   if (!(o.holder_timeout > 0))
     bad("--holder-timeout " + std::to_string(o.holder_timeout) + ": expected seconds > 0");
+  if (o.optimizer_on != "workers" && o.optimizer_on != "holder")
+    bad("--optimizer-on '" + o.optimizer_on + "': expected workers or holder");
+  if (o.max_staleness < 0)
+    bad("--max-staleness " + std::to_string(o.max_staleness)
+        + ": expected 0 (unbounded) or more holder versions");
   if (o.holder_checkpoint_every < 0)
     bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
         + ": expected 0 (never) or more updates");
@@ -190,17 +195,30 @@ worker_set start_workers(const sgd_options& o, Cluster& cluster, event_sink_acto
   return set;
 }
 
-/// The holder: from --resume's holder.pt, else from the model's parameters.
+/// The optimizer the holder runs ("" : the workers run theirs).
+std::string holder_optimizer_name(const sgd_options& o) {
+  return o.optimizer_on == "holder" ? optimizer_options::parse(o.optimizer, o.lr).name : "";
+}
+
+/// The holder: from --resume's holder.pt (parameters, and the optimizer's moments
+/// when it runs the optimizer), else from the model's parameters.
 std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_system& sys,
                                               models::Network& model,
-                                              const std::optional<param_blob>& restart) {
+                                              const std::optional<holder_checkpoint>& restart) {
   holder_options ho;
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
-  ho.save = [file = o.out / "holder.pt"](const param_blob& p) { write_holder_file(file, p); };
+  const auto name = holder_optimizer_name(o);
+  ho.save = [file = o.out / "holder.pt", name](const param_blob& p, const std::string& state) {
+    write_holder_file(file, {p, name, state});
+  };
+  if (!name.empty())
+    ho.optimizer = optimizer_options::parse(o.optimizer, o.lr);
+  ho.staleness_scaling = o.staleness_scaling;
   if (!restart)
     return std::make_unique<ParameterHolder>(sys, model, ho);
-  load_parameter_bytes(model, restart->bytes);
-  return std::make_unique<ParameterHolder>(sys, *restart, ho);
+  load_parameter_bytes(model, restart->params.bytes);
+  ho.optimizer_state = restart->optimizer_state;
+  return std::make_unique<ParameterHolder>(sys, restart->params, ho);
 }
 
 /// What the actors gave back.
@@ -213,7 +231,8 @@ struct sgd_outcome {
 /// Trains the model through a holder with one worker per slot; the holder's final
 /// parameters end up in `model`, its counters in the report.
 sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, models::Network& model,
-                                 const std::optional<param_blob>& restart, int64_t train_samples,
+                                 const std::optional<holder_checkpoint>& restart,
+                                 int64_t train_samples,
                                  const std::string& dataset, int32_t cores, int32_t local) {
   run_session session{{std::max(1, std::min(cores, std::max(1, local))), !o.hosts.empty(),
                        o.peer_timeout, o.connect_timeout, o.tls, "--hosts"}};
@@ -240,6 +259,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
   link.holder_timeout = o.holder_timeout;
+  link.gradients = o.optimizer_on == "holder";
+  link.max_staleness = o.max_staleness;
   // A request to a worker on a host that dies is never answered (the message
   // already left): the gatherer monitors every worker and turns its down message
   // into a "worker lost" result.
@@ -269,16 +290,12 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   }
   report.holder = holder->status();
   report.rejected_updates = report.holder.rejected;
-  const auto final_version = holder->load_into(model);
+  holder->load_into(model);
   if (o.holder_checkpoint_every > 0 || out.interrupted) {
     // The end state, whatever the last multiple of holder_checkpoint_every was (an
     // interrupted run always keeps it: --resume goes on from there).
-    param_blob last;
-    last.version = final_version;
-    last.layout = layout_hash(model);
-    last.bytes = parameter_bytes(model);
-    last.count = last.bytes.size() / sizeof(float);
-    write_holder_file(o.out / "holder.pt", last);
+    auto [params, state] = holder->checkpoint();
+    write_holder_file(o.out / "holder.pt", {std::move(params), holder_optimizer_name(o), state});
   }
   report.cpu_utilization_mean = session.finish_collector();
   holder->stop();
@@ -357,6 +374,32 @@ worker_outcomes sort_outcomes(const sgd_report& report) {
   return w;
 }
 
+/// Mean staleness of a worker's accepted pushes (NaN when none was accepted).
+double mean_staleness(const sgd_counters& c) {
+  const int64_t accepted = c.pushes - c.rejected_pushes;
+  return accepted > 0 ? static_cast<double>(c.staleness_sum) / static_cast<double>(accepted)
+                      : std::numeric_limits<double>::quiet_NaN();
+}
+
+/// Over every worker's accepted pushes.
+nlohmann::json staleness_mean(const sgd_report& report) {
+  uint64_t sum = 0;
+  int64_t accepted = 0;
+  for (const auto& w : report.workers) {
+    sum += w.result.sgd.staleness_sum;
+    accepted += w.result.sgd.pushes - w.result.sgd.rejected_pushes;
+  }
+  return number_or_null(accepted > 0 ? static_cast<double>(sum) / static_cast<double>(accepted)
+                                     : std::numeric_limits<double>::quiet_NaN());
+}
+
+uint64_t staleness_max(const sgd_report& report) {
+  uint64_t m = 0;
+  for (const auto& w : report.workers)
+    m = std::max(m, w.result.sgd.staleness_max);
+  return m;
+}
+
 nlohmann::json worker_list(const sgd_report& report) {
   nlohmann::json workers = nlohmann::json::array();
   for (size_t i = 0; i < report.workers.size(); ++i) {
@@ -372,6 +415,9 @@ nlohmann::json worker_list(const sgd_report& report) {
                        {"pulls", r.sgd.pulls},
                        {"pushes", r.sgd.pushes},
                        {"rejected_pushes", r.sgd.rejected_pushes},
+                       {"staleness_mean", number_or_null(mean_staleness(r.sgd))},
+                       {"staleness_max", r.sgd.staleness_max},
+                       {"sync_pulls", r.sgd.sync_pulls},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
                        {"train_loss", number_or_null(r.train_loss)},
@@ -398,13 +444,18 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
                 static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
                 report.wall_seconds);
   md << buf;
-  md << "\n| worker | host | samples | pulls | pushes | rejected pushes "
-        "|\n|---|---|---|---|---|---|\n";
+  md << "\nOptimizer on the " << (o.optimizer_on == "holder" ? "holder" : "workers")
+     << ", staleness scaling " << (o.staleness_scaling ? "on" : "off") << ", max staleness "
+     << (o.max_staleness > 0 ? std::to_string(o.max_staleness) : std::string("unbounded"))
+     << ".\n\n| worker | host | samples | pulls | pushes | rejected pushes | staleness mean | "
+        "staleness max | sync pulls |\n|---|---|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < report.workers.size(); ++i) {
     const auto& w = report.workers[i];
+    std::snprintf(buf, sizeof buf, "%.2f", mean_staleness(w.result.sgd));
     md << "| " << worker_name(i) << " | " << w.host << " | " << w.result.samples << " | "
        << w.result.sgd.pulls << " | " << w.result.sgd.pushes << " | "
-       << w.result.sgd.rejected_pushes << " |\n";
+       << w.result.sgd.rejected_pushes << " | " << buf << " | " << w.result.sgd.staleness_max
+       << " | " << w.result.sgd.sync_pulls << " |\n";
   }
   return md.str();
 }
@@ -439,12 +490,21 @@ sgd_report run_sgd(const sgd_options& o) {
     model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = model->registry_name();
   // --resume: the holder's last checkpoint, for this very model.
-  std::optional<param_blob> restart;
+  std::optional<holder_checkpoint> restart;
   if (o.resume && fs::exists(o.out / "holder.pt")) {
+    const auto file = (o.out / "holder.pt").string();
     restart = read_holder_file(o.out / "holder.pt");
-    if (restart->layout != layout_hash(*model)
-        || restart->count != static_cast<uint64_t>(parameter_floats(*model)))
-      bad((o.out / "holder.pt").string() + ": parameters of another model than " + model_name);
+    if (restart->params.layout != layout_hash(*model)
+        || restart->params.count != static_cast<uint64_t>(parameter_floats(*model)))
+      bad(file + ": parameters of another model than " + model_name);
+    const auto name = holder_optimizer_name(o);
+    if (restart->optimizer != name)
+      bad("--resume: " + file + " was trained with "
+          + (restart->optimizer.empty() ? std::string("the optimizer on the workers")
+                                        : "the holder running " + restart->optimizer)
+          + ", this run asks for "
+          + (name.empty() ? std::string("--optimizer-on workers")
+                          : "--optimizer-on holder with " + name));
   }
   const std::string dataset = detail::replica_dataset_name(o, o);
 
@@ -491,7 +551,12 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"n_push", o.n_push},
                        {"n_pull", o.n_pull},
                        {"max_pushes", o.max_pushes},
-                       {"resumed_from_version", restart ? restart->version : 0},
+                       {"resumed_from_version", restart ? restart->params.version : 0},
+                       {"optimizer_on", o.optimizer_on},
+                       {"staleness_scaling", o.staleness_scaling},
+                       {"max_staleness", o.max_staleness},
+                       {"staleness_mean", staleness_mean(report)},
+                       {"staleness_max", staleness_max(report)},
                        {"batchnorm_layers", bn.first},
                        {"batchnorm_statistics_samples", bn.second},
                        {"interrupted", report.interrupted},

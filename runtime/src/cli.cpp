@@ -371,6 +371,14 @@ int sgd_command(int argc, const char* const* argv) {
     "steps between a worker's pulls of the holder's parameters")(
     "max-pushes", po::value(&o.max_pushes)->default_value(o.max_pushes),
     "unanswered pushes a worker may have before it waits")(
+    "optimizer-on", po::value(&o.optimizer_on)->default_value(o.optimizer_on),
+    "workers (each its own optimizer, pushing parameter deltas) or holder (workers push "
+    "gradients, the holder runs the optimizer)")(
+    "staleness-scaling", po::bool_switch(&o.staleness_scaling),
+    "divide each update by its staleness (holder versions from other workers it missed)")(
+    "max-staleness", po::value(&o.max_staleness)->default_value(o.max_staleness),
+    "a worker whose push was more than S versions stale pulls before its next step (0: "
+    "unbounded)")(
     "holder-timeout", po::value(&o.holder_timeout)->default_value(o.holder_timeout),
     "seconds a worker waits for the holder's answer before it fails")(
     "connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout),

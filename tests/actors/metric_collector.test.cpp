@@ -1,3 +1,5 @@
+#include <torch/torch.h>
+
 #define CAF_SUITE actors.metric_collector
 #include <caf/test/dsl.hpp>
 

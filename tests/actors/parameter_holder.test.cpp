@@ -9,6 +9,7 @@
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/experiments/holder_file.hpp>
 #include <pnn/models/registry.hpp>
+#include <pnn/training/flat_optimizer.hpp>
 #include <pnn/training/parameters.hpp>
 #include <pnn/training/records.hpp>
 
@@ -70,6 +71,18 @@ struct fixture : test_coordinator_fixture<> {
       self->request(h, caf::infinite, push_atom::value, update)
         .then([=](uint64_t v) { out->first = v; },
               [=](caf::error& e) { out->second = code_of(e); });
+    });
+    run();
+    return *out;
+  }
+
+  /// An update through the param_update interface; the answer (zero on error).
+  push_ack push_update(const param_update& update) {
+    auto out = std::make_shared<push_ack>();
+    auto h = holder;
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(h, caf::infinite, push_atom::value, update)
+        .then([=](push_ack a) { *out = a; }, [](caf::error&) {});
     });
     run();
     return *out;
@@ -150,7 +163,10 @@ CAF_TEST(a holder saves its parameters every N updates to a file that restores t
   const auto file = dir / "holder.pt";
   holder_options o;
   o.checkpoint_every = 2;
-  o.save = [file](const param_blob& p) { write_holder_file(file, p); };
+  o.save = [file](const param_blob& p, const std::string& state) {
+    CAF_CHECK(state.empty()); // no optimizer on this holder
+    write_holder_file(file, {p, "", state});
+  };
   holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
   run();
   push(blob_of({1, 1, 1, 1}, 42));
@@ -158,7 +174,7 @@ CAF_TEST(a holder saves its parameters every N updates to a file that restores t
   push(blob_of({0, 0, 0, 0.5f}, 42));
   CAF_REQUIRE(std::filesystem::exists(file));
   push(blob_of({5, 5, 5, 5}, 42)); // the 3rd: not saved (every 2)
-  auto saved = read_holder_file(file);
+  auto saved = read_holder_file(file).params;
   CAF_CHECK_EQUAL(saved.version, 9u);
   CAF_CHECK_EQUAL(saved.layout, 42u);
   CAF_CHECK_EQUAL(saved.count, 4u);
@@ -174,19 +190,167 @@ CAF_TEST(a holder saves its parameters every N updates to a file that restores t
   CAF_CHECK_EQUAL(push(blob_of({1, 1, 1, 1}, 42)).first, 10u);
 }
 
+CAF_TEST(every push answers its staleness and scaling divides a stale update by it) {
+  auto with_seen = [](std::vector<float> v, uint64_t seen) {
+    auto b = blob_of(std::move(v), 42);
+    param_update u;
+    u.seen = seen;
+    u.layout = b.layout;
+    u.count = b.count;
+    u.bytes = b.bytes;
+    return u;
+  };
+  // Unscaled: the staleness is counted, the delta added whole.
+  auto a = push_update(with_seen({1, 0, 0, 0}, 7)); // built on version 7: fresh
+  CAF_CHECK_EQUAL(a.version, 8u);
+  CAF_CHECK_EQUAL(a.staleness, 0u);
+  auto b = push_update(with_seen({1, 0, 0, 0}, 7)); // one update it has not seen
+  CAF_CHECK_EQUAL(b.staleness, 1u);
+  auto c = push_update(with_seen({0, 4, 0, 0}, 5)); // 9 - 5
+  CAF_CHECK_EQUAL(c.staleness, 4u);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{3, 6, 3, 4}));
+  // Scaled: a delta 4 versions stale counts a quarter.
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.staleness_scaling = true;
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
+  run();
+  push_update(with_seen({0, 0, 0, 0}, 7));
+  push_update(with_seen({0, 0, 0, 0}, 7));
+  auto d = push_update(with_seen({0, 4, 0, 0}, 5));
+  CAF_CHECK_EQUAL(d.staleness, 4u);
+  auto e = push_update(with_seen({0, 0, 8, 0}, 11)); // fresh: whole
+  CAF_CHECK_EQUAL(e.staleness, 0u);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{1, 3, 11, 4}));
+}
+
+CAF_TEST(a holder running the optimizer takes gradients only and keeps its moments across a restart) {
+  test::temp_dir dir;
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  const auto file = dir / "holder.pt";
+  auto adam = training::optimizer_options::parse("adam", 0.1);
+  holder_options o;
+  o.optimizer = adam;
+  o.checkpoint_every = 2;
+  o.save = [file](const param_blob& p, const std::string& state) {
+    write_holder_file(file, {p, "adam", state});
+  };
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
+  run();
+  auto gradient = [](std::vector<float> v, int32_t steps, uint64_t seen) {
+    auto b = blob_of(std::move(v), 42);
+    param_update u;
+    u.gradient = true;
+    u.steps = steps;
+    u.lr = 0.1;
+    u.seen = seen;
+    u.layout = b.layout;
+    u.count = b.count;
+    u.bytes = b.bytes;
+    return u;
+  };
+  // A delta is refused by a holder that runs the optimizer.
+  CAF_CHECK(push(blob_of({1, 1, 1, 1}, 42)).second == error_code::invalid_argument);
+  // The reference: the same optimizer over the same values, no actor.
+  training::flat_optimizer ref(adam, blob_of({1, 2, 3, 4}, 42).bytes);
+  const std::vector<std::vector<float>> grads{{1, -2, 0.5f, 0}, {3, 1, -1, 2}, {-1, 0, 2, 1}};
+  const std::vector<int32_t> steps{1, 2, 1};
+  for (size_t i = 0; i < 2; ++i) {
+    CAF_CHECK_EQUAL(push_update(gradient(grads[i], steps[i], i)).version, i + 1);
+    CAF_CHECK(ref.step(grads[i].data(), 4, steps[i], 0.1).empty());
+  }
+  // Saved after 2 updates: the parameters and the moments are the reference's.
+  auto saved = read_holder_file(file);
+  CAF_CHECK_EQUAL(saved.params.version, 2u);
+  CAF_CHECK(saved.params.bytes == ref.parameter_bytes());
+  training::flat_optimizer from_file(adam, saved.params.bytes);
+  from_file.load_state(saved.optimizer_state);
+  CAF_CHECK_EQUAL(from_file.steps(), 3); // 1 + 2 steps
+  auto want = ref.state_tensors();
+  auto got = from_file.state_tensors();
+  CAF_REQUIRE_EQUAL(got.size(), 2u);
+  CAF_REQUIRE_EQUAL(want.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAF_CHECK_EQUAL(got[i].name, want[i].name);
+    CAF_CHECK(got[i].values == want[i].values);
+  }
+  // A holder restarted from the file takes the next gradient as the reference does;
+  // one restarted without the moments does not.
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  o.checkpoint_every = 0;
+  o.optimizer_state = saved.optimizer_state;
+  holder = spawn_holder(sys, saved.params, o);
+  run();
+  CAF_CHECK_EQUAL(push_update(gradient(grads[2], steps[2], 2)).version, 3u);
+  CAF_CHECK(ref.step(grads[2].data(), 4, steps[2], 0.1).empty());
+  CAF_CHECK(pull().bytes == ref.parameter_bytes());
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  o.optimizer_state.clear();
+  holder = spawn_holder(sys, saved.params, o);
+  run();
+  push_update(gradient(grads[2], steps[2], 2));
+  CAF_CHECK(pull().bytes != ref.parameter_bytes());
+  // A state that does not fit is refused at spawn, naming the optimizer.
+  o.optimizer_state = "not a state";
+  auto [code, msg] = test::error_of([&] { spawn_holder(sys, saved.params, o); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "adam"));
+}
+
+CAF_TEST(gradients a holder cannot step with are rejected and change nothing) {
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.optimizer = training::optimizer_options::parse("sgd:momentum=0.9", 0.5);
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
+  run();
+  auto gradient = [](std::vector<float> v, int32_t steps, double lr) {
+    auto b = blob_of(std::move(v), 42);
+    param_update u;
+    u.gradient = true;
+    u.steps = steps;
+    u.lr = lr;
+    u.layout = b.layout;
+    u.count = b.count;
+    u.bytes = b.bytes;
+    return u;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<param_update> bad{gradient({1, nan, 1, 1}, 1, 0.5),
+                                      gradient({1, 1, 1, 1}, 0, 0.5),     // no steps
+                                      gradient({1, 1, 1, 1}, 1, nan),     // learning rate
+                                      gradient({1, 1, 1, 1e30f}, 1, 0.5), // beyond 1e15
+                                      gradient({1e14f, 1, 1, 1}, 1, 1e30)}; // the step overflows
+  for (const auto& u : bad)
+    CAF_CHECK_EQUAL(push_update(u).version, 0u);
+  CAF_CHECK_EQUAL(status().rejected, bad.size());
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{1, 2, 3, 4}));
+  // A good one: two SGD steps of the mean gradient (1, 1, 1, 1) / 2 at lr 0.5 with
+  // momentum 0.9: 0.25, then 0.25 + 0.9 * 0.25.
+  CAF_CHECK_EQUAL(push_update(gradient({1, 1, 1, 1}, 2, 0.5)).version, 1u);
+  auto now = floats_of(pull());
+  CAF_CHECK_LESS(std::abs(now[0] - (1 - 0.25f - 0.475f)), 1e-6f);
+  CAF_CHECK_LESS(std::abs(now[3] - (4 - 0.25f - 0.475f)), 1e-6f);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST(damaged holder files are one clear error) {
   test::temp_dir dir;
-  const auto good = holder_file_bytes(blob_of({1, 2, 3}, 5, 2));
+  const auto good = holder_file_bytes({blob_of({1, 2, 3}, 5, 2), "adam", "state"});
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  auto with_nan = holder_file_bytes(blob_of({1, nan, 3}, 5, 2));
+  auto with_nan = holder_file_bytes({blob_of({1, nan, 3}, 5, 2), "", ""});
+  auto long_state = good;
+  long_state[good.size() - 5 - 8] = 100; // the state's length: 100 bytes, 5 there
   const std::vector<std::pair<std::string, std::string>> cases{
     {"empty", ""},
     {"garbage", "hello, this is not a holder file at all, no no no"},
     {"truncated", good.substr(0, good.size() - 2)},
     {"padded", good + "xxxx"},
     {"header only", good.substr(0, 32)},
+    {"state longer than the file", long_state},
     {"nan", with_nan}};
   for (const auto& [name, content] : cases) {
     auto file = dir / (name + ".pt");
@@ -200,7 +364,17 @@ CAF_TEST(damaged holder files are one clear error) {
   auto [code, msg] = test::error_of([&] { read_holder_file(dir / "missing.pt"); });
   CAF_CHECK(code == error_code::file_not_found);
   pnn::write_file_atomic(dir / "ok.pt", good);
-  CAF_CHECK(floats_of(read_holder_file(dir / "ok.pt")) == (std::vector<float>{1, 2, 3}));
+  auto ok = read_holder_file(dir / "ok.pt");
+  CAF_CHECK(floats_of(ok.params) == (std::vector<float>{1, 2, 3}));
+  CAF_CHECK_EQUAL(ok.optimizer, "adam");
+  CAF_CHECK_EQUAL(ok.optimizer_state, "state");
+  // A file of the first format (parameters only) still reads.
+  auto v1 = good.substr(0, 32 + 12);
+  v1[7] = '1';
+  pnn::write_file_atomic(dir / "v1.pt", v1);
+  auto old = read_holder_file(dir / "v1.pt");
+  CAF_CHECK(floats_of(old.params) == (std::vector<float>{1, 2, 3}));
+  CAF_CHECK(old.optimizer.empty() && old.optimizer_state.empty());
 }
 
 CAF_TEST(model parameters round trip through bytes with their layout) {

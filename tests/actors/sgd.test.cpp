@@ -16,12 +16,14 @@
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
+#include <pnn/training/flat_optimizer.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
 #include <pnn/training/parameters.hpp>
 
 #include <caf/all.hpp>
 
+#include <cmath>
 #include <cstring>
 
 using namespace pnn;
@@ -35,8 +37,12 @@ struct fake_holder {
   bool hold_pushes = false;   ///< keep push answers until release()
   bool reject_pushes = false; ///< answer pushes with a pnn error
   int pulls = 0;
-  std::vector<param_blob> pushes;
-  std::vector<caf::typed_response_promise<uint64_t>> held;
+  std::vector<param_blob> pushes; ///< version: the push's `seen`
+  std::vector<caf::typed_response_promise<push_ack>> held;
+  /// Push `stale_push` (0-based) is answered with staleness `stale_by`.
+  size_t stale_push = SIZE_MAX;
+  uint64_t stale_by = 0;
+  std::vector<std::string> events; ///< "pull" and "push" in the order they came
   /// Hold the second pull until release_pull; it is then answered with what a
   /// holder had when it was asked (params + the pushes until then) plus an offset
   /// on every value (another worker's progress).
@@ -73,12 +79,13 @@ fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer 
                                                     std::shared_ptr<fake_holder> h) {
   return {
     // Answers held push `index` (promises are delivered from the holder's own context).
-    [=](release_atom, size_t index) { h->held.at(index).deliver(uint64_t{100 + index}); },
+    [=](release_atom, size_t index) { h->held.at(index).deliver(push_ack{100 + index, 0}); },
     [=](release_pull_atom, float offset) {
       h->held_pull.deliver(holder_view(*h, h->pushes_at_pull, offset, 1000));
     },
     [=](pull_atom) -> caf::result<param_blob> {
       ++h->pulls;
+      h->events.push_back("pull");
       if (!h->answer_pulls)
         return self->make_response_promise<param_blob>(); // never delivered
       if (h->hold_second_pull && h->pulls == 2) {
@@ -91,16 +98,29 @@ fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer 
                          h->params.version + (h->reject_pushes ? 0 : h->pushes.size()));
     },
     [=](status_atom) -> holder_status { return {}; },
-    [=](push_atom, param_blob& update) -> caf::result<uint64_t> {
-      h->pushes.push_back(std::move(update));
+    [=](checkpoint_atom) -> caf::result<param_blob, std::string> {
+      return {h->params, std::string{}};
+    },
+    [=](push_atom, param_blob&) -> caf::result<uint64_t> {
+      return make_error(error_code::invalid_argument, "test holder: workers push param_update");
+    },
+    [=](push_atom, param_update& update) -> caf::result<push_ack> {
+      h->events.push_back("push");
+      param_blob b;
+      b.version = update.seen;
+      b.layout = update.layout;
+      b.count = update.count;
+      b.bytes = std::move(update.bytes);
+      h->pushes.push_back(std::move(b));
       if (h->reject_pushes)
         return make_error(error_code::invalid_argument, "update rejected: test");
       if (h->hold_pushes) {
-        auto rp = self->make_response_promise<uint64_t>();
+        auto rp = self->make_response_promise<push_ack>();
         h->held.push_back(rp);
         return rp;
       }
-      return uint64_t{h->pushes.size()};
+      const size_t index = h->pushes.size() - 1;
+      return push_ack{h->pushes.size(), index == h->stale_push ? h->stale_by : 0};
     },
   };
 }
@@ -249,10 +269,12 @@ CAF_TEST(a worker waits when max_pushes pushes are unanswered) {
   CAF_CHECK_EQUAL(h->pulls, 1);
   CAF_REQUIRE_EQUAL(h->pushes.size(), 2u);
   CAF_CHECK(!result->has_value());
-  for (const auto& p : h->pushes) {
+  for (size_t i = 0; i < h->pushes.size(); ++i) {
+    const auto& p = h->pushes[i];
     CAF_CHECK_EQUAL(p.layout, h->params.layout);
     CAF_CHECK_EQUAL(p.count, h->params.count);
-    CAF_CHECK_EQUAL(p.version, 41u); // built on the pulled version
+    // Built on the pulled version and this worker's own pushes since.
+    CAF_CHECK_EQUAL(p.version, 41u + i);
     CAF_CHECK(training::check_floats(p.bytes, p.count).empty());
   }
   // One answer lets exactly one more step (and push) through.
@@ -319,9 +341,10 @@ CAF_TEST(training goes on while a pull is under way and its answer is merged) {
   // Pulls: the first, the merged one, and the one at step 4 (answered at once).
   CAF_CHECK_EQUAL((*result)->sgd.pulls, 3);
   CAF_CHECK_EQUAL(h->pulls, 3);
-  // Push 4 builds on the merged version ...
-  CAF_CHECK_EQUAL(h->pushes[2].version, 0u);
-  CAF_CHECK_EQUAL(h->pushes[3].version, 1000u);
+  // Push 3 has seen version 0 and pushes 1 and 2; push 4 the merged version 1000
+  // and push 3 (sent after the pull, so not in 1000) ...
+  CAF_CHECK_EQUAL(h->pushes[2].version, 2u);
+  CAF_CHECK_EQUAL(h->pushes[3].version, 1001u);
   // ... and no push echoes the +1 back: each carries only this worker's own steps.
   for (size_t p = 0; p < h->pushes.size(); ++p) {
     float largest = 0;
@@ -402,6 +425,123 @@ CAF_TEST(parameters of another layout fail the job before any step) {
   run();
 }
 
+CAF_TEST(a holder running Adam for one worker pushing every step trains as plain Adam) {
+  auto spec = sgd_job();
+  spec.optimizer = "adam";
+  spec.lr = 1e-3;
+  link.n_push = 1;
+  link.n_pull = 1;
+  link.gradients = true;
+  auto initial = initial_blob(spec);
+  holder_options ho;
+  ho.optimizer = training::optimizer_options::parse("adam", 1e-3);
+  auto holder = spawn_holder(sys, initial, ho);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.sgd.pushes, 12); // 2 epochs x 6 batches, one push each
+  CAF_CHECK_EQUAL(r.sgd.rejected_pushes, 0);
+  CAF_CHECK_EQUAL(r.sgd.staleness_max, 0u); // one worker: never stale
+  auto st = ask<holder_status>(holder, status_atom::value);
+  CAF_CHECK_EQUAL(st.applied, 12u);
+  // The reference: plain Adam in one process, no holder.
+  auto data = training::shared_dataset(spec.dataset, "", 0).train;
+  training::training_job ref{job_options_from(spec), data, training::all_indices(data->size()), {}};
+  ref.run_to_end();
+  auto got = floats_of(ask<param_blob>(holder, pull_atom::value).bytes);
+  auto want = floats_of(training::parameter_bytes(*ref.model()));
+  CAF_REQUIRE_EQUAL(got.size(), want.size());
+  double max_diff = 0, moved = 0;
+  const auto start_values = floats_of(initial.bytes);
+  for (size_t i = 0; i < got.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(got[i] - want[i])));
+    moved = std::max(moved, static_cast<double>(std::abs(got[i] - start_values[i])));
+  }
+  CAF_MESSAGE("largest difference to plain Adam: " << max_diff << " (moved up to " << moved << ")");
+  CAF_CHECK_LESS(max_diff, 1e-6);
+  CAF_CHECK_GREATER(moved, 1e-3);
+  // The holder's moments are plain Adam's too.
+  auto saved = std::make_shared<std::pair<param_blob, std::string>>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(holder, caf::infinite, checkpoint_atom::value)
+      .then([=](param_blob& b, std::string& st) { *saved = {std::move(b), std::move(st)}; });
+  });
+  run();
+  auto& [params, state] = *saved;
+  training::flat_optimizer reloaded(ho.optimizer.value(), params.bytes);
+  reloaded.load_state(state);
+  CAF_CHECK_EQUAL(reloaded.steps(), 12);
+  auto moments = reloaded.state_tensors();
+  CAF_REQUIRE_EQUAL(moments.size(), 2u);
+  std::vector<float> ref_avg;
+  for (const auto& p : ref.model()->parameters()) {
+    const auto& key = c10::guts::to_string(p.unsafeGetTensorImpl());
+    auto& st_ref = static_cast<torch::optim::AdamParamState&>(*ref.optimizer().state().at(key));
+    auto t = st_ref.exp_avg().contiguous();
+    ref_avg.insert(ref_avg.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  }
+  CAF_REQUIRE_EQUAL(ref_avg.size(), moments[0].values.size());
+  double avg_diff = 0;
+  for (size_t i = 0; i < ref_avg.size(); ++i)
+    avg_diff = std::max(avg_diff, static_cast<double>(std::abs(ref_avg[i] - moments[0].values[i])));
+  CAF_CHECK_LESS(avg_diff, 1e-6);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(a push answered over max_staleness makes the worker pull and wait before its next step) {
+  for (int32_t bound : {0, 2}) {
+    CAF_MESSAGE("max_staleness " << bound);
+    auto spec = sgd_job();
+    spec.epochs = 1;    // 6 steps
+    link.n_push = 1;    // a push after every step
+    link.n_pull = 100;  // no regular pull after the first
+    link.max_pushes = 1;
+    link.max_staleness = bound;
+    auto h = std::make_shared<fake_holder>();
+    h->params = initial_blob(spec);
+    h->stale_push = 1; // the second push: 5 versions behind
+    h->stale_by = 5;
+    h->hold_second_pull = true;
+    auto holder = sys.spawn(fake_holder_actor, h);
+    worker_actor w;
+    auto result = start(spec, holder, w);
+    sched.run(); // messages only: no request times out here
+    if (bound == 0) {
+      // Unbounded: one pull, then every push.
+      CAF_REQUIRE(result->has_value());
+      CAF_CHECK_EQUAL((*result)->sgd.pulls, 1);
+      CAF_CHECK_EQUAL((*result)->sgd.sync_pulls, 0);
+      CAF_CHECK_EQUAL((*result)->sgd.staleness_max, 5u);
+      CAF_CHECK((h->events == std::vector<std::string>{"pull", "push", "push", "push", "push",
+                                                        "push", "push"}));
+    } else {
+      // The stale answer came before step 3 (max_pushes 1): a pull, and no step
+      // (no push) until its answer is in.
+      CAF_CHECK(!result->has_value());
+      CAF_CHECK((h->events == std::vector<std::string>{"pull", "push", "push", "pull"}));
+      anon_send(holder, release_pull_atom::value, 0.0f);
+      sched.run();
+      CAF_REQUIRE(result->has_value());
+      CAF_CHECK((*result)->ok());
+      CAF_CHECK_EQUAL((*result)->sgd.pulls, 2);
+      CAF_CHECK_EQUAL((*result)->sgd.sync_pulls, 1);
+      CAF_CHECK_EQUAL((*result)->sgd.staleness_max, 5u);
+      CAF_CHECK_EQUAL((*result)->sgd.staleness_sum, 5u);
+      CAF_CHECK_EQUAL(h->pushes.size(), 6u);
+      // After the pull the pushes say they have seen the pulled version (1000).
+      CAF_CHECK_EQUAL(h->pushes.back().version, 1000u + 3u);
+    }
+    anon_send_exit(w, caf::exit_reason::user_shutdown);
+    anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    run();
+  }
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
@@ -416,7 +556,7 @@ CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
   o.out = dir / "run";
   o.progress = "none";
   auto first = run_sgd(o);
-  auto saved = read_holder_file(dir / "run" / "holder.pt");
+  auto saved = read_holder_file(dir / "run" / "holder.pt").params;
   // The end state (2 workers x 2 pushes = 4 updates), not the last multiple of 3.
   CAF_CHECK_EQUAL(first.holder.version, 4u);
   CAF_CHECK_EQUAL(saved.version, first.holder.version);
@@ -442,4 +582,54 @@ CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
   auto [code, msg] = test::error_of([&] { run_sgd(o); });
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "holder.pt"));
+}
+
+CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {
+  test::temp_dir dir;
+  sgd_options o;
+  o.dataset = "synthetic:train=640,test=100";
+  o.model = "lenet5";
+  o.slots = 2;
+  o.cores = 2;
+  o.epochs = 1;
+  o.optimizer_on = "holder";
+  o.max_staleness = 4;
+  o.holder_checkpoint_every = 3;
+  o.out = dir / "run";
+  o.progress = "none";
+  auto first = run_sgd(o);
+  CAF_CHECK_EQUAL(first.summary["optimizer_on"].get<std::string>(), "holder");
+  CAF_CHECK_EQUAL(first.summary["max_staleness"].get<int>(), 4);
+  CAF_CHECK(first.summary["worker_list"][0].contains("staleness_max"));
+  CAF_CHECK(std::isfinite(first.test_accuracy));
+  auto saved = read_holder_file(dir / "run" / "holder.pt");
+  CAF_CHECK_EQUAL(saved.optimizer, "adam");
+  CAF_CHECK_EQUAL(saved.params.version, first.holder.version);
+  training::flat_optimizer from_file(training::optimizer_options::parse("adam", 1e-3),
+                                     saved.params.bytes);
+  from_file.load_state(saved.optimizer_state);
+  CAF_CHECK_GREATER(from_file.steps(), 0);
+  // The resumed holder starts with the file's parameters and moments.
+  o.resume = true;
+  std::pair<param_blob, std::string> restored;
+  o.on_holder = [&](ParameterHolder& holder) { restored = holder.checkpoint(); };
+  auto second = run_sgd(o);
+  CAF_CHECK(restored.first.bytes == saved.params.bytes);
+  // (LibTorch keys optimizer state by tensor address: compare the tensors.)
+  training::flat_optimizer from_holder(training::optimizer_options::parse("adam", 1e-3),
+                                       restored.first.bytes);
+  from_holder.load_state(restored.second);
+  CAF_CHECK_EQUAL(from_holder.steps(), from_file.steps());
+  auto a = from_holder.state_tensors(), b = from_file.state_tensors();
+  CAF_REQUIRE_EQUAL(a.size(), 2u);
+  CAF_REQUIRE_EQUAL(b.size(), 2u);
+  CAF_CHECK(a[0].values == b[0].values);
+  CAF_CHECK(a[1].values == b[1].values);
+  CAF_CHECK_EQUAL(second.summary["resumed_from_version"].get<uint64_t>(), saved.params.version);
+  // Resuming with the optimizer on the workers is refused, naming the flag.
+  o.on_holder = nullptr;
+  o.optimizer_on = "workers";
+  auto [code, msg] = test::error_of([&] { run_sgd(o); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--optimizer-on"));
 }

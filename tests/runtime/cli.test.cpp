@@ -532,8 +532,11 @@ CAF_TEST(ctrl - c stops hogwild where it is and the printed command finishes it 
   CAF_CHECK_EQUAL(b["worker_list"][0]["steps"].get<int64_t>(), 500); // the steps before it too
   CAF_CHECK(!std::filesystem::exists(out / "workers" / "worker0" / "latest.pt")); // cleaned up
   // Two workers on the shared queue: the resumed run takes every batch exactly once.
+  // (3x the samples: two workers would finish 8,000 before their first progress line.)
   const auto two = dir / "two";
-  test::background_process cut2{node + " " + run + " --workers 2 --out " + two.string() + " 2>"
+  const std::string run2 = "hogwild --dataset synthetic:train=24000,test=200 --model lenet5 "
+                           "--epochs 2 --progress plain --no-report";
+  test::background_process cut2{node + " " + run2 + " --workers 2 --out " + two.string() + " 2>"
                                 + (dir / "err2.txt").string()};
   const auto again2 = interrupt_mid_run(cut2, "pnn hogwild:", "e1/2 b", dir / "err2.txt").second;
   CAF_REQUIRE(std::filesystem::exists(two / "batch_queue.json"));
@@ -547,7 +550,7 @@ CAF_TEST(ctrl - c stops hogwild where it is and the printed command finishes it 
   int64_t samples = 0;
   for (const auto& w : c["worker_list"])
     samples += w["samples"].get<int64_t>();
-  CAF_CHECK_EQUAL(samples, 16000);
+  CAF_CHECK_EQUAL(samples, 48000);
   // Nothing to resume in a finished run.
   r = test::run_command(again2);
   CAF_CHECK_EQUAL(r.exit_code, 2);

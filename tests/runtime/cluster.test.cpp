@@ -805,7 +805,11 @@ holder_actor::behavior_type lying_holder(holder_actor::pointer, param_blob blob)
   return {
     [blob](pull_atom) { return blob; },
     [](push_atom, const param_blob&) -> uint64_t { return 1; },
+    [](push_atom, const param_update&) { return push_ack{1, 0}; },
     [](status_atom) { return holder_status{}; },
+    [blob](checkpoint_atom) -> caf::result<param_blob, std::string> {
+      return {blob, std::string{}};
+    },
   };
 }
 

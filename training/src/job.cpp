@@ -227,6 +227,8 @@ bool training_job::run(int64_t max_batches) {
     auto logits = d.model->forward(x);
     auto loss = d.criterion(logits, y);
     loss.backward();
+    if (after_backward)
+      after_backward(lr);
     d.optimizer->step();
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value))

@@ -109,6 +109,9 @@ public:
   /// Copies the holder's current parameters into `model` (same layout); returns
   /// their version. Throws pnn::error when the layout differs.
   uint64_t load_into(models::Network& model);
+  /// The holder's parameters and its optimizer's state (empty without one): what
+  /// its checkpoint keeps. Throws pnn::error when the holder does not answer.
+  std::pair<param_blob, std::string> checkpoint();
   /// Publishes the holder on `bind`:`port` (0: the OS picks) and returns the port.
   /// Requires the middleman. Throws pnn::error when the port cannot be opened.
   uint16_t publish(uint16_t port = 0, const std::string& bind = "127.0.0.1");

@@ -1,31 +1,50 @@
 #pragma once
 
 #include <pnn/actors/protocol.hpp>
+#include <pnn/training/optimizers.hpp>
 
 #include <caf/actor_system.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace pnn {
 
 // The parameter holder (holder_actor in protocol.hpp): the master parameters of a
 // model trained by asynchronous SGD (Downpour-style, the reference's `Hogwild`
-// optimizer done right). Workers pull the parameters and push accumulated updates
-// (parameter deltas); the holder adds each accepted update and counts a version. An
-// update of the wrong layout or size, or with a NaN/Inf, is rejected with an error
+// optimizer done right). Workers pull the parameters and push updates; the holder
+// applies each accepted update and counts a version. Two kinds of holder:
+// - without an optimizer, updates are parameter deltas (each worker runs its own
+//   optimizer) and the holder adds them;
+// - with one (`holder_options::optimizer`, as Downpour SGD ran Adagrad on its
+//   parameter servers), updates are gradients summed over a worker's steps and the
+//   holder takes that many optimizer steps with their mean at the learning rate
+//   the run's schedule gave them. Its moments are the run's, not one worker's.
+// Every update says which version its parameters reflect; its staleness (versions
+// applied since from other workers) is answered, and with `staleness_scaling` the
+// step is divided by it (Zhang et al. 2016, staleness-aware async SGD). An update
+// of the wrong kind, layout or size, or with a NaN/Inf, is rejected with an error
 // (error_code::invalid_argument) and counted, never applied.
 
-/// How often a holder saves its parameters (a checkpoint to restart from), and how.
+/// How a holder runs: its optimizer, checkpoints, staleness scaling.
 struct holder_options {
   uint64_t checkpoint_every = 0; ///< applied updates between saves; 0: never
-  /// In-process only: saves the parameters (in the holder's context; experiments/
+  /// In-process only: saves the parameters and the optimizer's state (empty without
+  /// an optimizer or before its first step), in the holder's context (experiments/
   /// writes holder.pt, write_holder_file). An exception is said once; training goes on.
-  std::function<void(const param_blob&)> save;
+  std::function<void(const param_blob& params, const std::string& optimizer_state)> save;
+  /// The holder runs this optimizer: pushes are gradients (param_update::gradient).
+  std::optional<training::optimizer_options> optimizer;
+  /// The optimizer's state to start from (a checkpoint's; flat_optimizer::state).
+  std::string optimizer_state;
+  /// Divide each update (its learning rate, or a delta) by its staleness when > 1.
+  bool staleness_scaling = false;
 };
 
 /// Spawns a holder starting from `initial` (its version is the starting version).
-/// `initial` must be finite with count * 4 bytes; throws pnn::error otherwise.
+/// `initial` must be finite with count * 4 bytes, and `optimizer_state` must fit
+/// the optimizer; throws pnn::error otherwise.
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {});
 
 } // namespace pnn

@@ -130,11 +130,17 @@ struct sgd_counters {
   int64_t pulls = 0;
   int64_t pushes = 0;
   int64_t rejected_pushes = 0; ///< pushes the holder refused (each one's update is lost)
+  /// Staleness of the accepted pushes (holder updates from other workers applied
+  /// since the parameters they were computed on): sum and maximum.
+  uint64_t staleness_sum = 0;
+  uint64_t staleness_max = 0;
+  int64_t sync_pulls = 0; ///< pulls waited for because a push was over max_staleness
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
-  return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes);
+  return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes,
+           x.staleness_sum, x.staleness_max, x.sync_pulls);
 }
 
 /// Record files of a job run on another host (which writes nothing itself): names
@@ -254,6 +260,38 @@ typename Inspector::result_type inspect(Inspector& f, param_blob& x) {
   return f(caf::meta::type_name("param_blob"), x.version, x.layout, x.count, wire_bytes{x.bytes});
 }
 
+/// An update pushed to a parameter holder: a parameter delta to add (the workers
+/// run the optimizer), or gradients summed over `steps` steps for the holder's own
+/// optimizer. `seen` is the number of holder updates the sender's parameters
+/// reflect (its last pull's version plus its own pushes since): the holder's
+/// version minus `seen` when it applies the update is the update's staleness.
+struct param_update {
+  uint64_t seen = 0;
+  uint64_t layout = 0;     ///< training::layout_hash of the model
+  uint64_t count = 0;      ///< number of float32 values
+  bool gradient = false;   ///< gradients (true) or a parameter delta
+  int32_t steps = 1;       ///< steps the gradients were summed over
+  double lr = 0;           ///< their mean learning rate (the run's schedule)
+  std::vector<char> bytes; ///< count values, little-endian float32
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, param_update& x) {
+  return f(caf::meta::type_name("param_update"), x.seen, x.layout, x.count, x.gradient, x.steps,
+           x.lr, wire_bytes{x.bytes});
+}
+
+/// A holder's answer to an applied update: its new version and the update's staleness.
+struct push_ack {
+  uint64_t version = 0;
+  uint64_t staleness = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, push_ack& x) {
+  return f(caf::meta::type_name("push_ack"), x.version, x.staleness);
+}
+
 /// A parameter holder's counters.
 struct holder_status {
   uint64_t version = 0; ///< updates applied since the start
@@ -291,8 +329,16 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 using holder_actor = caf::typed_actor<
   /// The current parameters and version.
   caf::replies_to<pull_atom>::with<param_blob>,
-  /// Adds `update` (a delta with the holder's layout); answers the new version.
+  /// Adds `update` (a delta with the holder's layout, built on version
+  /// `update.version`); answers the new version. A holder that runs the optimizer
+  /// refuses deltas.
   caf::replies_to<push_atom, param_blob>::with<uint64_t>,
+  /// Applies `update` (a delta, or gradients for a holder that runs the optimizer);
+  /// answers the new version and the update's staleness.
+  caf::replies_to<push_atom, param_update>::with<push_ack>,
+  /// The current parameters and the optimizer's state (empty without an optimizer
+  /// on the holder or before its first step): what a checkpoint keeps.
+  caf::replies_to<checkpoint_atom>::with<param_blob, std::string>,
   /// Counters.
   caf::replies_to<status_atom>::with<holder_status>>;
 
@@ -302,19 +348,25 @@ using holder_actor = caf::typed_actor<
 /// update accumulated since the last push every `n_push` steps, before each pull
 /// and at the end, keep at most `max_pushes` pushes unanswered (the next step
 /// waits), and fail the job (holder_failed) when the holder does not answer within
-/// `holder_timeout` seconds.
+/// `holder_timeout` seconds. With `gradients` the worker pushes its gradients
+/// summed since the last push (the holder runs the optimizer; the worker's own
+/// optimizer keeps its replica moving between pulls), else parameter deltas. With
+/// `max_staleness` > 0, a push answered with a staleness above it makes the worker
+/// pull and wait for the answer before its next step.
 struct sgd_link {
   holder_actor holder;
   int32_t n_pull = 5;
   int32_t n_push = 5;
   int32_t max_pushes = 2;
   double holder_timeout = 30;
+  bool gradients = false;
+  int32_t max_staleness = 0; ///< 0: unbounded
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
-           x.holder_timeout);
+           x.holder_timeout, x.gradients, x.max_staleness);
 }
 
 /// A training worker (training_worker.hpp): runs one job at a time, in slices of a

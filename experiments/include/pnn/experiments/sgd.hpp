@@ -48,6 +48,17 @@ struct sgd_options
   int32_t n_pull = 5;
   int32_t max_pushes = 2;
   double holder_timeout = 30; ///< seconds
+  /// Where the optimizer runs: "workers" (each worker's own optimizer; the holder
+  /// adds their parameter deltas) or "holder" (workers push gradients summed since
+  /// their last push, the holder takes the optimizer steps with the run's schedule
+  /// and keeps the moments; each worker's own optimizer moves its replica between
+  /// pulls).
+  std::string optimizer_on = "workers";
+  /// Divide each update by its staleness when > 1 (Zhang et al. 2016).
+  bool staleness_scaling = false;
+  /// A worker whose push was more than this many holder versions stale pulls and
+  /// waits for the answer before its next step; 0: unbounded.
+  int32_t max_staleness = 0;
   /// Save the holder's parameters to out/holder.pt every this many applied updates
   /// (and at the end); 0: never.
   int64_t holder_checkpoint_every = 0;

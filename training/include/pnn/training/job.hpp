@@ -119,6 +119,10 @@ public:
   /// Called after every step / every epoch (e.g. to forward metrics).
   std::function<void(const step_record&)> on_step;
   std::function<void(const epoch_record&)> on_epoch;
+  /// Called after each step's backward pass, before the optimizer step, with the
+  /// step's learning rate: the model's parameters hold their gradients (e.g. for a
+  /// parameter holder that runs the optimizer).
+  std::function<void(double lr)> after_backward;
 
   /// Evaluates the current model on `indices` of `data` with the eval transform.
   evaluation evaluate(const dataset& data, const std::vector<int64_t>& indices);

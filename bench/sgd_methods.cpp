@@ -1,0 +1,248 @@
+// Distributed SGD methods side by side, measured as a user would run them: test
+// accuracy at equal epochs against one job, and samples/s.
+//   baseline:  `pnn-node train` (one job, the same model, data, optimizer, schedule);
+//   for every method x workers x n (n_push = n_pull = n) x placement x seed: run_sgd.
+// Methods (sgd flags): workers (each worker's optimizer, deltas summed on the holder),
+// holder (--optimizer-on holder); "+scale" adds --staleness-scaling, "+boundS"
+// --max-staleness S, "+lrX" multiplies the workers' learning rate by X.
+// Placements: local (W workers in this process) or serve (two `pnn-node serve`
+// processes on 127.0.0.1 with W/2 slots each, no local workers).
+// Prints JSON: every run, and per configuration the mean test accuracy over the
+// seeds, its difference to the one job's, samples/s and staleness.
+//
+// usage: bench_sgd_methods [--subset N] [--epochs E] [--workers 2,4,8] [--n 1,5,20]
+//          [--methods workers,holder] [--placements local,serve] [--seeds 1,2]
+//          [--out DIR]
+#include <pnn/experiments/sgd.hpp>
+#include <pnn/system.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace pnn;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty())
+      out.push_back(item);
+  return out;
+}
+
+/// `pnn-node serve --port 0 --slots N` on 127.0.0.1; stopped with SIGTERM.
+class serve_process {
+public:
+  explicit serve_process(int slots) {
+    int fds[2];
+    if (::pipe(fds) != 0)
+      throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      const std::string s = std::to_string(slots);
+      ::execl(PNN_NODE_PATH, PNN_NODE_PATH, "serve", "--port", "0", "--slots", s.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    std::string line;
+    char c = 0;
+    pollfd p{fds[0], POLLIN, 0};
+    while (::poll(&p, 1, 30000) > 0 && ::read(fds[0], &c, 1) == 1 && c != '\n')
+      line += c;
+    ::close(fds[0]);
+    auto at = line.find("127.0.0.1:");
+    if (at == std::string::npos)
+      throw std::runtime_error("pnn-node serve did not start: " + line);
+    address_ = "127.0.0.1:" + std::to_string(std::stoi(line.substr(at + 10)));
+  }
+  ~serve_process() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  const std::string& address() const {
+    return address_;
+  }
+
+private:
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+struct common {
+  int64_t subset = 20000, epochs = 2;
+  double lr = 1e-3;
+};
+
+/// One job through `pnn-node train`: its test accuracy.
+double one_job(const common& c, uint64_t seed, const fs::path& out) {
+  std::ostringstream cmd;
+  cmd << PNN_NODE_PATH << " train --dataset fashion-mnist --model lenet5 --optimizer adam --lr "
+      << c.lr << " --scheduler cosine --epochs " << c.epochs << " --batch-size 32 --subset "
+      << c.subset << " --threads 1 --seed " << seed << " --progress none --out " << out
+      << " > /dev/null 2>&1";
+  if (std::system(cmd.str().c_str()) != 0)
+    throw std::runtime_error("pnn-node train failed: " + cmd.str());
+  std::ifstream in(out / "summary.json");
+  return nlohmann::json::parse(in).at("test_accuracy").get<double>();
+}
+
+/// Applies a method name ("holder+scale+bound2+lr0.5") to `o`.
+void apply_method(const std::string& method, sgd_options& o) {
+  std::string rest = method;
+  size_t plus = rest.find('+');
+  const std::string base = rest.substr(0, plus);
+  if (base != "workers" && base != "holder")
+    throw std::runtime_error("unknown method " + method);
+  o.optimizer_on = base;
+  while (plus != std::string::npos) {
+    const size_t next = rest.find('+', plus + 1);
+    const std::string mod = rest.substr(plus + 1, next == std::string::npos ? next : next - plus - 1);
+    if (mod == "scale")
+      o.staleness_scaling = true;
+    else if (mod.rfind("bound", 0) == 0)
+      o.max_staleness = std::stoi(mod.substr(5));
+    else if (mod.rfind("lr", 0) == 0)
+      o.lr *= std::stod(mod.substr(2));
+    else
+      throw std::runtime_error("unknown modifier " + mod + " in " + method);
+    plus = next;
+  }
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v)
+    s += x;
+  return v.empty() ? NAN : s / static_cast<double>(v.size());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  pnn::configure_allocator();
+  common c;
+  std::vector<std::string> workers{"2", "4", "8"}, ns{"1", "5", "20"}, methods{"workers", "holder"},
+    placements{"local"}, seeds{"1"};
+  fs::path out = fs::temp_directory_path() / "pnn-bench-sgd-methods";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--subset")
+      c.subset = std::stoll(value);
+    else if (flag == "--epochs")
+      c.epochs = std::stoll(value);
+    else if (flag == "--workers")
+      workers = split(value);
+    else if (flag == "--n")
+      ns = split(value);
+    else if (flag == "--methods")
+      methods = split(value);
+    else if (flag == "--placements")
+      placements = split(value);
+    else if (flag == "--seeds")
+      seeds = split(value);
+    else if (flag == "--out")
+      out = value;
+    else {
+      std::cerr << "bench_sgd_methods: unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+  fs::remove_all(out);
+  nlohmann::json result{{"bench", "sgd_methods"},
+                        {"model", "lenet5"},
+                        {"dataset", "fashion-mnist"},
+                        {"subset", c.subset},
+                        {"epochs", c.epochs},
+                        {"batch_size", 32},
+                        {"optimizer", "adam lr 1e-3, cosine"},
+                        {"cores", pnn::available_cores()},
+                        {"seeds", seeds}};
+  std::vector<double> base;
+  for (const auto& s : seeds) {
+    base.push_back(one_job(c, std::stoull(s), out / ("train_s" + s)));
+    std::cerr << "one job, seed " << s << ": " << base.back() << "\n";
+  }
+  result["one_job_test_accuracy"] = base;
+  result["one_job_test_accuracy_mean"] = mean(base);
+  nlohmann::json configs = nlohmann::json::array();
+  for (const auto& placement : placements)
+    for (const auto& w : workers)
+      for (const auto& n : ns)
+        for (const auto& method : methods) {
+          std::vector<double> acc, sps, stale;
+          uint64_t stale_max = 0;
+          for (const auto& s : seeds) {
+            sgd_options o;
+            o.dataset = "fashion-mnist";
+            o.subset = c.subset;
+            o.model = "lenet5";
+            o.optimizer = "adam";
+            o.lr = c.lr;
+            o.scheduler = "cosine";
+            o.epochs = c.epochs;
+            o.batch_size = 32;
+            o.seed = std::stoull(s);
+            o.n_push = o.n_pull = std::stoi(n);
+            o.threads_per_worker = 1;
+            o.progress = "none";
+            apply_method(method, o);
+            o.out = out / (placement + "_w" + w + "_n" + n + "_" + method + "_s" + s);
+            const int nw = std::stoi(w);
+            std::vector<std::unique_ptr<serve_process>> servers;
+            if (placement == "serve") {
+              servers.push_back(std::make_unique<serve_process>(nw / 2));
+              servers.push_back(std::make_unique<serve_process>(nw - nw / 2));
+              o.use_local = false;
+              for (const auto& sp : servers)
+                o.hosts.push_back(sp->address());
+            } else {
+              o.slots = nw;
+            }
+            auto r = run_sgd(o);
+            servers.clear();
+            acc.push_back(r.test_accuracy);
+            sps.push_back(r.samples_per_second);
+            stale.push_back(r.summary.value("staleness_mean", 0.0));
+            stale_max = std::max(stale_max, r.summary.value("staleness_max", uint64_t{0}));
+            std::cerr << placement << " " << w << " workers, n " << n << ", " << method
+                      << ", seed " << s << ": test accuracy " << r.test_accuracy << ", "
+                      << r.samples_per_second << " samples/s, staleness "
+                      << stale.back() << "\n";
+          }
+          configs.push_back({{"placement", placement},
+                             {"workers", std::stoi(w)},
+                             {"n", std::stoi(n)},
+                             {"method", method},
+                             {"test_accuracy", acc},
+                             {"test_accuracy_mean", mean(acc)},
+                             {"points_below_one_job", 100 * (mean(base) - mean(acc))},
+                             {"samples_per_second_mean", mean(sps)},
+                             {"staleness_mean", mean(stale)},
+                             {"staleness_max", stale_max}});
+        }
+  result["runs"] = configs;
+  std::cout << result.dump(2) << std::endl;
+  return 0;
+}
