@@ -2,9 +2,10 @@
 // accuracy at equal epochs against one job, and samples/s.
 //   baseline:  `pnn-node train` (one job, the same model, data, optimizer, schedule);
 //   for every method x workers x n (n_push = n_pull = n) x placement x seed: run_sgd.
-// Methods (sgd flags): workers (each worker's optimizer, deltas summed on the holder),
-// holder (--optimizer-on holder); "+scale" adds --staleness-scaling, "+boundS"
-// --max-staleness S, "+lrX" multiplies the workers' learning rate by X.
+// Methods (sgd flags): workers (each worker's optimizer; the holder merges their
+// deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
+// holder); "+scale" adds --staleness-scaling, "+boundS" --max-staleness S, "+lrX"
+// multiplies --lr by X.
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
 // Prints JSON: every run, and per configuration the mean test accuracy over the
@@ -116,11 +117,16 @@ void apply_method(const std::string& method, sgd_options& o) {
   if (base != "workers" && base != "holder")
     throw std::runtime_error("unknown method " + method);
   o.optimizer_on = base;
+  o.merge = base == "workers" ? "average" : "sum";
   while (plus != std::string::npos) {
     const size_t next = rest.find('+', plus + 1);
     const std::string mod = rest.substr(plus + 1, next == std::string::npos ? next : next - plus - 1);
     if (mod == "scale")
       o.staleness_scaling = true;
+    else if (mod == "average")
+      o.merge = "average";
+    else if (mod == "sum")
+      o.merge = "sum";
     else if (mod.rfind("bound", 0) == 0)
       o.max_staleness = std::stoi(mod.substr(5));
     else if (mod.rfind("lr", 0) == 0)

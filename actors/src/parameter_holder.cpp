@@ -77,6 +77,9 @@ caf::expected<push_ack> holder_state::push(const param_update& update) {
                      : "gradients, but this holder runs no optimizer (push parameter deltas)";
   else
     why = training::check_floats(update.bytes, update.count);
+  if (why.empty() && !update.squares.empty())
+    why = !optimizer_ ? "squared gradients, but this holder runs no optimizer"
+                      : training::check_floats(update.squares, update.count);
   if (!why.empty())
     return reject(why);
   // Updates from other workers applied since the sender's parameters (its own are
@@ -87,10 +90,12 @@ caf::expected<push_ack> holder_state::push(const param_update& update) {
   if (optimizer_) {
     if (update.steps < 1 || update.steps > (1 << 20))
       return reject("gradients of " + std::to_string(update.steps) + " steps (expected 1..2^20)");
-    why = optimizer_->step(reinterpret_cast<const float*>(update.bytes.data()), update.count,
-                           update.steps, update.lr * scale);
+    why = optimizer_->step(
+      reinterpret_cast<const float*>(update.bytes.data()), update.count, update.steps,
+      update.lr * scale,
+      update.squares.empty() ? nullptr : reinterpret_cast<const float*>(update.squares.data()));
   } else {
-    why = add_delta(update, scale);
+    why = add_delta(update, scale * options_.delta_scale);
   }
   if (!why.empty())
     return reject(why);

@@ -119,6 +119,7 @@ private:
   int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the pull of version_ was sent
   bool sync_due_ = false;       ///< a push was over max_staleness: pull before going on
   std::vector<float> grad_sum_; ///< gradients since the last push (link_->gradients)
+  std::vector<float> square_sum_; ///< and their squares (an Adam holder)
   int32_t grad_steps_ = 0;
   double lr_sum_ = 0;
   std::vector<char> snapshot_;  ///< parameters at the last pull or push
@@ -191,6 +192,7 @@ void worker_state::open_result(const job_spec& spec) {
   pushes_sent_ = pushes_at_pull_ = pushes_at_version_ = 0;
   sync_due_ = false;
   grad_sum_.clear();
+  square_sum_.clear();
   grad_steps_ = 0;
   lr_sum_ = 0;
 }
@@ -305,6 +307,9 @@ void worker_state::build_job() {
     layout_ = layout_hash(*job_->model());
     if (link_->gradients) {
       grad_sum_.assign(static_cast<size_t>(parameter_floats(*job_->model())), 0.0f);
+      // An Adam holder taking k steps at once needs the gradients' spread too.
+      if (job_->options().optimizer.name != "sgd")
+        square_sum_.assign(grad_sum_.size(), 0.0f);
       job_->after_backward = [this](double lr) { add_gradients(lr); };
     }
   }
@@ -323,6 +328,11 @@ void worker_state::add_gradients(double lr) {
       float* sum = grad_sum_.data() + at;
       for (size_t i = 0; i < n; ++i)
         sum[i] += v[i];
+      if (!square_sum_.empty()) {
+        float* sq = square_sum_.data() + at;
+        for (size_t i = 0; i < n; ++i)
+          sq[i] += v[i] * v[i];
+      }
     }
     at += n;
   }
@@ -500,6 +510,13 @@ void worker_state::push() {
     update.lr = grad_steps_ > 0 ? lr_sum_ / grad_steps_ : 0.0;
     std::memcpy(update.bytes.data(), grad_sum_.data(), update.bytes.size());
     std::fill(grad_sum_.begin(), grad_sum_.end(), 0.0f);
+    if (!square_sum_.empty()) {
+      if (grad_steps_ > 1) { // one step's square is the holder's to take
+        update.squares.resize(update.bytes.size());
+        std::memcpy(update.squares.data(), square_sum_.data(), update.squares.size());
+      }
+      std::fill(square_sum_.begin(), square_sum_.end(), 0.0f);
+    }
     grad_steps_ = 0;
     lr_sum_ = 0;
   } else {

@@ -140,6 +140,8 @@ void validate(const sgd_options& o) {
     bad("--holder-timeout " + std::to_string(o.holder_timeout) + ": expected seconds > 0");
   if (o.optimizer_on != "workers" && o.optimizer_on != "holder")
     bad("--optimizer-on '" + o.optimizer_on + "': expected workers or holder");
+  if (o.merge != "sum" && o.merge != "average")
+    bad("--merge '" + o.merge + "': expected sum or average");
   if (o.max_staleness < 0)
     bad("--max-staleness " + std::to_string(o.max_staleness)
         + ": expected 0 (unbounded) or more holder versions");
@@ -195,6 +197,11 @@ worker_set start_workers(const sgd_options& o, Cluster& cluster, event_sink_acto
   return set;
 }
 
+/// The workers' deltas are averaged (and their learning rate scaled by their number).
+bool averaging(const sgd_options& o) {
+  return o.optimizer_on == "workers" && o.merge == "average";
+}
+
 /// The optimizer the holder runs ("" : the workers run theirs).
 std::string holder_optimizer_name(const sgd_options& o) {
   return o.optimizer_on == "holder" ? optimizer_options::parse(o.optimizer, o.lr).name : "";
@@ -204,8 +211,11 @@ std::string holder_optimizer_name(const sgd_options& o) {
 /// when it runs the optimizer), else from the model's parameters.
 std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_system& sys,
                                               models::Network& model,
-                                              const std::optional<holder_checkpoint>& restart) {
+                                              const std::optional<holder_checkpoint>& restart,
+                                              size_t workers) {
   holder_options ho;
+  if (averaging(o))
+    ho.delta_scale = 1.0 / static_cast<double>(std::max<size_t>(1, workers));
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
   const auto name = holder_optimizer_name(o);
   ho.save = [file = o.out / "holder.pt", name](const param_blob& p, const std::string& state) {
@@ -247,10 +257,13 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     bad("sgd: " + std::to_string(n) + " workers but only " + std::to_string(train_samples)
         + " training samples");
   std::vector<job_spec> specs;
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
     specs.push_back(detail::worker_spec(o, o, o, o, model.registry_name(), dataset,
                                         static_cast<int32_t>(i), static_cast<int32_t>(n)));
-  auto holder = start_holder(o, session.system(), model, restart);
+    if (averaging(o))
+      specs.back().lr *= static_cast<double>(n);
+  }
+  auto holder = start_holder(o, session.system(), model, restart, n);
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
@@ -444,7 +457,11 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
                 static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
                 report.wall_seconds);
   md << buf;
-  md << "\nOptimizer on the " << (o.optimizer_on == "holder" ? "holder" : "workers")
+  md << "\nOptimizer on the "
+     << (o.optimizer_on == "holder"
+           ? std::string("holder")
+           : "workers (deltas " + std::string(averaging(o) ? "averaged, workers at W x lr" : "summed")
+               + ")")
      << ", staleness scaling " << (o.staleness_scaling ? "on" : "off") << ", max staleness "
      << (o.max_staleness > 0 ? std::to_string(o.max_staleness) : std::string("unbounded"))
      << ".\n\n| worker | host | samples | pulls | pushes | rejected pushes | staleness mean | "
@@ -553,6 +570,8 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"max_pushes", o.max_pushes},
                        {"resumed_from_version", restart ? restart->params.version : 0},
                        {"optimizer_on", o.optimizer_on},
+                       {"merge", o.optimizer_on == "workers" ? nlohmann::json(o.merge)
+                                                             : nlohmann::json()},
                        {"staleness_scaling", o.staleness_scaling},
                        {"max_staleness", o.max_staleness},
                        {"staleness_mean", staleness_mean(report)},

@@ -374,6 +374,9 @@ int sgd_command(int argc, const char* const* argv) {
     "optimizer-on", po::value(&o.optimizer_on)->default_value(o.optimizer_on),
     "workers (each its own optimizer, pushing parameter deltas) or holder (workers push "
     "gradients, the holder runs the optimizer)")(
+    "merge", po::value(&o.merge)->default_value(o.merge),
+    "with the optimizer on the workers: average (the holder adds each delta divided by the W "
+    "workers, whose learning rate is W x --lr) or sum (adds every delta as it is)")(
     "staleness-scaling", po::bool_switch(&o.staleness_scaling),
     "divide each update by its staleness (holder versions from other workers it missed)")(
     "max-staleness", po::value(&o.max_staleness)->default_value(o.max_staleness),

@@ -529,6 +529,40 @@ std::string sgd_label(const run_summary& s) {
   return mode;
 }
 
+/// An SGD run's workers: what each pushed and how stale its pushes were (holder
+/// versions from other workers it had not seen), from summary.json's worker_list.
+void sgd_workers(report_builder& r, const fs::path& dir) {
+  auto j = nlohmann::json::parse(pnn::read_text_file(dir / "summary.json"), nullptr, false);
+  if (!j.is_object() || !j.contains("worker_list") || !j["worker_list"].is_array())
+    return;
+  auto text = [](const nlohmann::json& w, const char* key, int digits) -> std::string {
+    if (!w.contains(key) || !w[key].is_number())
+      return "-";
+    return fixed(w[key].get<double>(), digits);
+  };
+  r.heading("Workers and staleness");
+  std::string how = "Optimizer on the ";
+  how += j.value("optimizer_on", std::string("workers"));
+  if (j.contains("merge") && j["merge"].is_string())
+    how += ", updates " + std::string(j["merge"] == "average" ? "averaged" : "summed");
+  how += "; staleness: holder updates from other workers applied since the parameters a push "
+         "was computed on (mean " + text(j, "staleness_mean", 2) + ", max "
+    + text(j, "staleness_max", 0) + ").";
+  r.paragraph(how);
+  table t{{"worker", "host", "samples", "pushes", "rejected", "staleness mean", "staleness max",
+           "sync pulls"},
+          {}};
+  for (const auto& w : j["worker_list"]) {
+    if (!w.is_object())
+      continue;
+    t.rows.push_back({text(w, "worker", 0), w.value("host", std::string("-")),
+                      text(w, "samples", 0), text(w, "pushes", 0), text(w, "rejected_pushes", 0),
+                      text(w, "staleness_mean", 2), text(w, "staleness_max", 0),
+                      text(w, "sync_pulls", 0)});
+  }
+  r.add(t);
+}
+
 void sgd_report(report_builder& r, const fs::path& dir, const run_summary& s,
                 const std::vector<fs::path>& compare) {
   r.paragraph(run_facts(s));
@@ -602,6 +636,9 @@ void sgd_report(report_builder& r, const fs::path& dir, const run_summary& s,
            + "set ylabel \"samples/s\"\nset yrange [0:*]\nset style fill solid 0.6\n"
              "set boxwidth 0.6\nunset key\nset xtics rotate by -20\n"
              "plot \"runs.csv\" using 1:4:xtic(2) with boxes lc rgb \"#228833\"");
+
+  if (s.command == "sgd")
+    sgd_workers(r, dir);
 
   if (s.per_class_accuracy) {
     r.heading("Per-class test accuracy");

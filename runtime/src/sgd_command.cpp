@@ -12,10 +12,13 @@ namespace pnn::runtime {
 
 int run_sgd_command(const sgd_options& o) {
   std::printf("pnn sgd: %s on %s through a parameter holder, %zu host(s)%s, n_push %d, "
-              "n_pull %d, %s lr %g, %s, %lld epoch(s), batch %lld\n",
+              "n_pull %d, %s lr %g, %s, %lld epoch(s), batch %lld, %s\n",
               o.model.c_str(), o.dataset.c_str(), o.hosts.size(), o.use_local ? " + this one" : "",
               o.n_push, o.n_pull, o.optimizer.c_str(), o.lr, o.scheduler.c_str(),
-              static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size));
+              static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size),
+              o.optimizer_on == "holder"  ? "optimizer on the holder"
+              : o.merge == "average" ? "updates averaged (workers at W x lr)"
+                                     : "updates summed");
   std::fflush(stdout);
   auto r = run_sgd(o);
   std::printf("\n%-8s %-28s %8s %7s %7s %9s %11s\n", "worker", "host", "samples", "pulls", "pushes",

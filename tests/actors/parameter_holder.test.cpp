@@ -222,6 +222,15 @@ CAF_TEST(every push answers its staleness and scaling divides a stale update by 
   auto e = push_update(with_seen({0, 0, 8, 0}, 11)); // fresh: whole
   CAF_CHECK_EQUAL(e.staleness, 0u);
   CAF_CHECK(floats_of(pull()) == (std::vector<float>{1, 3, 11, 4}));
+  // Averaging 4 workers: every delta counts a quarter, a stale one a quarter of that.
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  o.delta_scale = 0.25;
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
+  run();
+  push_update(with_seen({4, 0, 0, 0}, 7));
+  push_update(with_seen({0, 0, 0, 0}, 8));
+  push_update(with_seen({0, 16, 0, 0}, 5)); // 9 - 5 = 4 stale
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{2, 3, 3, 4}));
 }
 
 CAF_TEST(a holder running the optimizer takes gradients only and keeps its moments across a restart) {

@@ -584,6 +584,30 @@ CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
   CAF_CHECK(test::contains(msg, "holder.pt"));
 }
 
+CAF_TEST(averaged deltas come from workers at W times the learning rate and summed ones do not) {
+  test::temp_dir dir;
+  for (const std::string merge : {"average", "sum"}) {
+    sgd_options o;
+    o.dataset = "synthetic:train=320,test=50";
+    o.model = "lenet5";
+    o.slots = 2;
+    o.cores = 2;
+    o.epochs = 1;
+    o.scheduler = "none";
+    o.lr = 1e-3;
+    o.merge = merge;
+    o.out = dir / merge;
+    o.progress = "none";
+    auto r = run_sgd(o);
+    CAF_CHECK_EQUAL(r.summary["merge"].get<std::string>(), merge);
+    const auto steps = test::read_text(dir / merge / "workers" / "worker1" / "steps.csv");
+    auto first = steps.substr(steps.find('\n') + 1);
+    first = first.substr(0, first.find('\n'));
+    const double lr = std::stod(first.substr(first.rfind(',') + 1));
+    CAF_CHECK_EQUAL(lr, merge == "average" ? 2e-3 : 1e-3);
+  }
+}
+
 CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {
   test::temp_dir dir;
   sgd_options o;

@@ -511,6 +511,14 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
       CAF_CHECK(std::filesystem::exists(dir / "multi" / w["files"].get<std::string>() / f));
   }
   CAF_CHECK_EQUAL(hosts.size(), 2u);
+  // Staleness per worker, in summary.json and the report, where the workers ran.
+  CAF_CHECK_EQUAL(m["merge"].get<std::string>(), "average");
+  CAF_CHECK(m["staleness_max"].is_number());
+  const auto md = test::read_text(dir / "multi" / "report.md");
+  CAF_CHECK(test::contains(md, "Workers and staleness"));
+  CAF_CHECK(test::contains(md, "updates averaged"));
+  for (const auto& h : hosts)
+    CAF_CHECK(test::contains(md, "| " + h + " |"));
   bool a_seen = false, b_seen = false;
   for (const auto& h : hosts) {
     a_seen = a_seen || test::contains(h, ":" + std::to_string(a.port));

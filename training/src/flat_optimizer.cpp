@@ -10,17 +10,92 @@
 
 namespace pnn::training {
 
+// The steps are written out here (not LibTorch's optimizers) for two reasons: k steps
+// of an Adam with k gradients known only by their mean and mean square need the
+// square, which LibTorch's step cannot take; and the state has one form to save.
+// With k = 1 the arithmetic is LibTorch 1.13's, op for op (the holder test compares
+// against torch::optim::Adam to 1e-6).
 struct flat_optimizer::impl {
-  optimizer_options options;
-  torch::Tensor params; ///< 1-D float32, requires grad (the optimizer's one parameter)
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  optimizer_options o;
+  torch::Tensor params;                     ///< 1-D float32
+  torch::Tensor exp_avg, exp_avg_sq, max_sq; ///< Adam/AdamW (max_sq: amsgrad)
+  torch::Tensor momentum_buffer;            ///< SGD with momentum
   int64_t steps = 0;
+
+  bool adam() const {
+    return o.name == "adam" || o.name == "adamw";
+  }
+
+  /// One step with gradient `g` (for m) and second moment `sq` (for v; Adam only;
+  /// undefined: g^2).
+  void step(torch::Tensor g, const torch::Tensor& sq, double lr) {
+    ++steps;
+    if (adam()) {
+      torch::Tensor square = sq;
+      if (o.name == "adamw") {
+        params.mul_(1 - lr * o.weight_decay);
+      } else if (o.weight_decay != 0) {
+        // g + wd p: its square keeps the gradients' spread (sq - g^2) around the new mean.
+        auto shifted = g.add(params, o.weight_decay);
+        if (sq.defined())
+          square = sq.sub(g * g).clamp_min_(0).add_(shifted * shifted);
+        g = shifted;
+      }
+      if (!exp_avg.defined()) {
+        exp_avg = torch::zeros_like(params);
+        exp_avg_sq = torch::zeros_like(params);
+        if (o.amsgrad)
+          max_sq = torch::zeros_like(params);
+      }
+      exp_avg.mul_(o.beta1).add_(g, 1 - o.beta1);
+      if (square.defined())
+        exp_avg_sq.mul_(o.beta2).add_(square, 1 - o.beta2);
+      else
+        exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
+      const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(steps));
+      const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(steps));
+      torch::Tensor denom;
+      if (o.amsgrad) {
+        torch::max_out(max_sq, exp_avg_sq, max_sq);
+        denom = (max_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+      } else {
+        denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+      }
+      params.addcdiv_(exp_avg, denom, -lr / bc1);
+      return;
+    }
+    // SGD
+    if (o.weight_decay != 0)
+      g = g.add(params, o.weight_decay);
+    if (o.momentum != 0) {
+      if (!momentum_buffer.defined())
+        momentum_buffer = g.clone();
+      else
+        momentum_buffer.mul_(o.momentum).add_(g, 1.0);
+      g = o.nesterov ? g.add(momentum_buffer, o.momentum) : momentum_buffer;
+    }
+    params.add_(g, -lr);
+  }
+
+  std::vector<std::pair<const char*, torch::Tensor*>> state() {
+    return {{"exp_avg", &exp_avg},
+            {"exp_avg_sq", &exp_avg_sq},
+            {"max_exp_avg_sq", &max_sq},
+            {"momentum_buffer", &momentum_buffer}};
+  }
 };
 
 namespace {
 
 [[noreturn]] void bad(const std::string& why) {
   throw pnn::error(error_code::invalid_argument, why);
+}
+
+torch::Tensor tensor_of(const float* values, uint64_t count) {
+  auto t = torch::empty({static_cast<int64_t>(count)}, torch::kFloat32);
+  if (count > 0)
+    std::memcpy(t.data_ptr<float>(), values, count * sizeof(float));
+  return t;
 }
 
 } // namespace
@@ -30,18 +105,17 @@ flat_optimizer::flat_optimizer(const optimizer_options& options, const std::vect
   if (params.size() % sizeof(float) != 0)
     bad("holder optimizer: " + std::to_string(params.size())
         + " parameter bytes are not whole float32 values");
-  d_->options = options;
-  const auto n = static_cast<int64_t>(params.size() / sizeof(float));
-  d_->params = torch::empty({n}, torch::kFloat32);
-  if (n > 0)
-    std::memcpy(d_->params.data_ptr<float>(), params.data(), params.size());
-  d_->params.set_requires_grad(true);
-  d_->optimizer = make_optimizer(options, {d_->params});
+  if (options.name != "adam" && options.name != "adamw" && options.name != "sgd")
+    bad("holder optimizer '" + options.name + "': expected adam, adamw or sgd");
+  d_->o = options;
+  d_->params =
+    tensor_of(reinterpret_cast<const float*>(params.data()), params.size() / sizeof(float));
 }
 
 flat_optimizer::~flat_optimizer() = default;
 
-std::string flat_optimizer::step(const float* grad_sum, uint64_t count, int32_t steps, double lr) {
+std::string flat_optimizer::step(const float* grad_sum, uint64_t count, int32_t steps, double lr,
+                                 const float* square_sum) {
   auto& d = *d_;
   if (count != static_cast<uint64_t>(d.params.numel()))
     return std::to_string(count) + " gradient values, expected "
@@ -51,31 +125,38 @@ std::string flat_optimizer::step(const float* grad_sum, uint64_t count, int32_t 
   if (!std::isfinite(lr) || lr < 0)
     return "learning rate " + std::to_string(lr) + " (expected finite and >= 0)";
   torch::NoGradGuard no_grad;
-  const auto n = static_cast<int64_t>(count);
-  auto grad = torch::empty({n}, torch::kFloat32);
-  std::memcpy(grad.data_ptr<float>(), grad_sum, count * sizeof(float));
+  auto grad = tensor_of(grad_sum, count);
+  torch::Tensor square;
   if (steps > 1)
     grad.div_(static_cast<double>(steps));
   // One check for NaN, Inf and values whose square overflows Adam's second moment.
-  if (n > 0 && !(grad.abs().max().item<float>() <= 1e15f))
+  if (count > 0 && !(grad.abs().max().item<float>() <= 1e15f))
     return "a gradient value that is not finite or beyond 1e15 in magnitude";
-  // The step changes the parameters in place: keep them until it is known to leave
-  // them finite. (With the gradient bounded above, Adam's and SGD's steps stay
-  // finite for any sane learning rate; this is the last line.)
-  auto before = d.params.clone();
-  d.params.mutable_grad() = grad;
-  set_learning_rate(*d.optimizer, lr);
-  for (int32_t i = 0; i < steps; ++i)
-    d.optimizer->step();
-  d.params.mutable_grad() = torch::Tensor();
-  if (n > 0 && !d.params.isfinite().all().item<bool>()) {
-    d.params.copy_(before);
-    d.optimizer = make_optimizer(d.options, {d.params});
-    d.steps = 0;
-    return "the step would make a parameter non-finite (the parameters are kept, the "
-           "optimizer's moments start afresh)";
+  if (d.adam() && square_sum) {
+    square = tensor_of(square_sum, count);
+    if (steps > 1)
+      square.div_(static_cast<double>(steps));
+    if (count > 0 && !(square.min().item<float>() >= 0 && square.max().item<float>() <= 1e30f))
+      return "a mean squared gradient that is negative, not finite or beyond 1e30";
   }
-  d.steps += steps;
+  // The steps change the parameters and the state in place: keep both until it is
+  // known that they leave the parameters finite. (With the gradient bounded above,
+  // the steps stay finite for any sane learning rate; this is the last line.)
+  auto before = d.params.clone();
+  std::vector<torch::Tensor> saved;
+  for (auto& [name, t] : d.state())
+    saved.push_back(t->defined() ? t->clone() : torch::Tensor());
+  const int64_t steps_before = d.steps;
+  for (int32_t i = 0; i < steps; ++i)
+    d.step(grad, square, lr);
+  if (count > 0 && !d.params.isfinite().all().item<bool>()) {
+    d.params.copy_(before);
+    size_t i = 0;
+    for (auto& [name, t] : d.state())
+      *t = saved[i++];
+    d.steps = steps_before;
+    return "the step would make a parameter non-finite (the parameters are kept)";
+  }
   return "";
 }
 
@@ -94,66 +175,72 @@ std::string flat_optimizer::state() const {
   if (d_->steps == 0)
     return {};
   torch::serialize::OutputArchive archive;
-  d_->optimizer->save(archive);
-  archive.write("pnn_steps", torch::tensor({d_->steps}, torch::kInt64));
+  archive.write("optimizer", torch::tensor(std::vector<int64_t>(d_->o.name.begin(), d_->o.name.end())));
+  archive.write("steps", torch::tensor({d_->steps}, torch::kInt64));
+  for (auto& [name, t] : d_->state())
+    if (t->defined())
+      archive.write(name, *t);
   std::ostringstream os;
   archive.save_to(os);
   return os.str();
 }
 
 void flat_optimizer::load_state(const std::string& bytes) {
-  auto fresh = make_optimizer(d_->options, {d_->params});
-  int64_t steps = 0;
+  auto& d = *d_;
+  const auto what = "holder optimizer state (" + d.o.name + " over "
+    + std::to_string(d.params.numel()) + " values): ";
+  impl fresh;
+  fresh.o = d.o;
+  fresh.params = d.params;
   if (!bytes.empty()) {
     try {
       std::istringstream is(bytes);
       torch::serialize::InputArchive archive;
       archive.load_from(is);
-      fresh->load(archive);
-      torch::Tensor t;
-      archive.read("pnn_steps", t);
-      steps = t.item<int64_t>();
+      torch::Tensor name, steps;
+      archive.read("optimizer", name);
+      archive.read("steps", steps);
+      std::string saved_name;
+      for (int64_t i = 0; i < name.numel(); ++i)
+        saved_name.push_back(static_cast<char>(name[i].item<int64_t>()));
+      if (saved_name != d.o.name)
+        bad(what + "saved by a " + saved_name + " optimizer");
+      fresh.steps = steps.item<int64_t>();
+      for (auto& [key, t] : fresh.state()) {
+        torch::Tensor v;
+        if (archive.try_read(key, v)) {
+          if (v.scalar_type() != torch::kFloat32 || v.dim() != 1 || v.numel() != d.params.numel())
+            bad(what + key + " holds " + std::to_string(v.numel()) + " values of another shape");
+          *t = v.contiguous();
+        }
+      }
     } catch (const c10::Error& e) {
-      std::string what = e.what_without_backtrace();
-      bad("holder optimizer state does not fit a " + d_->options.name + " optimizer over "
-          + std::to_string(d_->params.numel()) + " values: " + what.substr(0, what.find('\n')));
+      std::string m = e.what_without_backtrace();
+      bad(what + "does not fit: " + m.substr(0, m.find('\n')));
     }
+    if (fresh.steps < 1)
+      bad(what + std::to_string(fresh.steps) + " steps");
+    const bool needs_adam = fresh.adam();
+    if (needs_adam && (!fresh.exp_avg.defined() || !fresh.exp_avg_sq.defined()
+                       || (fresh.o.amsgrad && !fresh.max_sq.defined())))
+      bad(what + "the moments are missing");
   }
-  d_->optimizer = std::move(fresh);
-  d_->steps = steps;
-  // Every state tensor must match the parameters' size (a damaged file may not).
-  for (const auto& t : state_tensors())
-    if (t.values.size() != count())
-      bad("holder optimizer state: " + t.name + " holds " + std::to_string(t.values.size())
-          + " values, expected " + std::to_string(count()));
+  d.exp_avg = fresh.exp_avg;
+  d.exp_avg_sq = fresh.exp_avg_sq;
+  d.max_sq = fresh.max_sq;
+  d.momentum_buffer = fresh.momentum_buffer;
+  d.steps = fresh.steps;
 }
 
 std::vector<flat_tensor> flat_optimizer::state_tensors() const {
   std::vector<flat_tensor> out;
-  auto copy = [&](const char* name, const torch::Tensor& t) {
-    if (!t.defined())
-      return;
-    auto c = t.contiguous().to(torch::kFloat32);
-    flat_tensor f{name, std::vector<float>(static_cast<size_t>(c.numel()))};
+  for (auto& [name, t] : d_->state()) {
+    if (!t->defined())
+      continue;
+    flat_tensor f{name, std::vector<float>(static_cast<size_t>(t->numel()))};
     if (!f.values.empty())
-      std::memcpy(f.values.data(), c.data_ptr<float>(), f.values.size() * sizeof(float));
+      std::memcpy(f.values.data(), t->data_ptr<float>(), f.values.size() * sizeof(float));
     out.push_back(std::move(f));
-  };
-  auto& states = d_->optimizer->state();
-  auto it = states.find(c10::guts::to_string(d_->params.unsafeGetTensorImpl()));
-  if (it == states.end())
-    return out;
-  const auto* state = it->second.get();
-  if (auto* a = dynamic_cast<const torch::optim::AdamParamState*>(state)) {
-    copy("exp_avg", a->exp_avg());
-    copy("exp_avg_sq", a->exp_avg_sq());
-    copy("max_exp_avg_sq", a->max_exp_avg_sq());
-  } else if (auto* w = dynamic_cast<const torch::optim::AdamWParamState*>(state)) {
-    copy("exp_avg", w->exp_avg());
-    copy("exp_avg_sq", w->exp_avg_sq());
-    copy("max_exp_avg_sq", w->max_exp_avg_sq());
-  } else if (auto* s = dynamic_cast<const torch::optim::SGDParamState*>(state)) {
-    copy("momentum_buffer", s->momentum_buffer());
   }
   return out;
 }
@@ -163,7 +250,7 @@ int64_t flat_optimizer::steps() const {
 }
 
 const optimizer_options& flat_optimizer::options() const {
-  return d_->options;
+  return d_->o;
 }
 
 } // namespace pnn::training

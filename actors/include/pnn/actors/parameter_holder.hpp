@@ -40,6 +40,8 @@ struct holder_options {
   std::string optimizer_state;
   /// Divide each update (its learning rate, or a delta) by its staleness when > 1.
   bool staleness_scaling = false;
+  /// Multiply each delta by this (e.g. 1/W: the holder moves by the workers' mean).
+  double delta_scale = 1.0;
 };
 
 /// Spawns a holder starting from `initial` (its version is the starting version).

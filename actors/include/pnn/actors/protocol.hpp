@@ -273,12 +273,15 @@ struct param_update {
   int32_t steps = 1;       ///< steps the gradients were summed over
   double lr = 0;           ///< their mean learning rate (the run's schedule)
   std::vector<char> bytes; ///< count values, little-endian float32
+  /// Gradients for an Adam holder over more than one step: the sum of their
+  /// squares, as `bytes` (empty: the holder takes the mean's square).
+  std::vector<char> squares;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, param_update& x) {
   return f(caf::meta::type_name("param_update"), x.seen, x.layout, x.count, x.gradient, x.steps,
-           x.lr, wire_bytes{x.bytes});
+           x.lr, wire_bytes{x.bytes}, wire_bytes{x.squares});
 }
 
 /// A holder's answer to an applied update: its new version and the update's staleness.

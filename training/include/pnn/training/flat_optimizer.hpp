@@ -1,9 +1,9 @@
 #pragma once
 
 // The optimizer of a parameter holder that runs it (Downpour SGD ran Adagrad on its
-// parameter servers): one LibTorch optimizer over every parameter of a model as one
-// flat float32 vector, in parameter_bytes' layout. Adam, AdamW and SGD act value by
-// value, so stepping the flat vector is the same as stepping the model's tensors.
+// parameter servers): Adam, AdamW or SGD (LibTorch 1.13's arithmetic) over every
+// parameter of a model as one flat float32 vector, in parameter_bytes' layout. They
+// act value by value, so stepping the flat vector is stepping the model's tensors.
 
 #include <pnn/training/optimizers.hpp>
 
@@ -29,19 +29,24 @@ public:
   flat_optimizer(const flat_optimizer&) = delete;
   flat_optimizer& operator=(const flat_optimizer&) = delete;
 
-  /// `steps` optimizer steps at learning rate `lr`, each with the mean gradient
-  /// `grad_sum / steps` (`count` values, the parameters' layout). Returns "" when
-  /// applied; otherwise why not, and nothing changed: a count that does not fit, a
-  /// gradient or learning rate that is not finite, a mean gradient beyond 1e15 in
-  /// magnitude (its square would overflow the moments), or parameters the step
-  /// would make non-finite.
-  std::string step(const float* grad_sum, uint64_t count, int32_t steps, double lr);
+  /// `steps` optimizer steps at learning rate `lr` with the gradients of that many
+  /// training steps known by their sum `grad_sum` (`count` values in the
+  /// parameters' layout) and, for Adam/AdamW, the sum of their squares
+  /// `square_sum` (null: the mean's square, exact for one step): each step's first
+  /// moment takes the mean gradient, its second moment the mean square. So k steps
+  /// move a value with noisy gradients as little as k real steps would, not as far
+  /// as k steps of a noise-free mean. Returns "" when applied; otherwise why not,
+  /// and nothing changed: a count that does not fit, a gradient or learning rate
+  /// that is not finite, a mean gradient beyond 1e15 in magnitude (its square would
+  /// overflow the moments), or parameters the steps would make non-finite.
+  std::string step(const float* grad_sum, uint64_t count, int32_t steps, double lr,
+                   const float* square_sum = nullptr);
 
   uint64_t count() const;
   /// The parameters, as parameter_bytes writes them.
   std::vector<char> parameter_bytes() const;
-  /// The optimizer's state (moments, step counts) as LibTorch serialises it; empty
-  /// before the first step.
+  /// The optimizer's state (its name, step count and moments, in a LibTorch
+  /// archive); empty before the first step.
   std::string state() const;
   /// Restores state() of an optimizer of the same kind over as many values. Throws
   /// pnn::error(invalid_argument) saying why it does not fit.
@@ -49,7 +54,7 @@ public:
   /// The state's tensors (Adam/AdamW: exp_avg, exp_avg_sq[, max_exp_avg_sq]; SGD:
   /// momentum_buffer), empty before the first step: for checks and tests.
   std::vector<flat_tensor> state_tensors() const;
-  /// Optimizer steps applied (Adam's step count; for SGD, counted here).
+  /// Optimizer steps applied.
   int64_t steps() const;
   const optimizer_options& options() const;
 
