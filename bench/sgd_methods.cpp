@@ -218,7 +218,8 @@ int main(int argc, char** argv) {
             const int nw = std::stoi(w);
             std::vector<std::unique_ptr<serve_process>> servers;
             if (placement == "serve") {
-              servers.push_back(std::make_unique<serve_process>(nw / 2));
+              if (nw / 2 > 0)
+                servers.push_back(std::make_unique<serve_process>(nw / 2));
               servers.push_back(std::make_unique<serve_process>(nw - nw / 2));
               o.use_local = false;
               for (const auto& sp : servers)
@@ -230,7 +231,8 @@ int main(int argc, char** argv) {
             servers.clear();
             acc.push_back(r.test_accuracy);
             sps.push_back(r.samples_per_second);
-            stale.push_back(r.summary.value("staleness_mean", 0.0));
+            const auto& sm = r.summary["staleness_mean"];
+            stale.push_back(sm.is_number() ? sm.get<double>() : NAN);
             stale_max = std::max(stale_max, r.summary.value("staleness_max", uint64_t{0}));
             std::cerr << placement << " " << w << " workers, n " << n << ", " << method
                       << ", seed " << s << ": test accuracy " << r.test_accuracy << ", "

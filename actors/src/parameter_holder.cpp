@@ -88,8 +88,9 @@ caf::expected<push_ack> holder_state::push(const param_update& update) {
   const double scale =
     options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness) : 1.0;
   if (optimizer_) {
-    if (update.steps < 1 || update.steps > (1 << 20))
-      return reject("gradients of " + std::to_string(update.steps) + " steps (expected 1..2^20)");
+    if (update.steps < 1 || update.steps > std::max(1, options_.max_steps))
+      return reject("gradients of " + std::to_string(update.steps) + " steps (expected 1.."
+                    + std::to_string(std::max(1, options_.max_steps)) + ")");
     why = optimizer_->step(
       reinterpret_cast<const float*>(update.bytes.data()), update.count, update.steps,
       update.lr * scale,

@@ -118,6 +118,9 @@ private:
   int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
   int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the pull of version_ was sent
   bool sync_due_ = false;       ///< a push was over max_staleness: pull before going on
+  /// Pushes (by index, from 0) the holder refused that were sent after the pull of
+  /// version_: they are not in the holder's version count.
+  std::vector<int64_t> refused_;
   std::vector<float> grad_sum_; ///< gradients since the last push (link_->gradients)
   std::vector<float> square_sum_; ///< and their squares (an Adam holder)
   int32_t grad_steps_ = 0;
@@ -191,6 +194,7 @@ void worker_state::open_result(const job_spec& spec) {
   version_ = 0;
   pushes_sent_ = pushes_at_pull_ = pushes_at_version_ = 0;
   sync_due_ = false;
+  refused_.clear();
   grad_sum_.clear();
   square_sum_.clear();
   grad_steps_ = 0;
@@ -500,7 +504,8 @@ void worker_state::push() {
   param_update update;
   // The holder's updates these parameters reflect: the last pull's, and this
   // worker's own pushes sent after that pull was.
-  update.seen = version_ + static_cast<uint64_t>(pushes_sent_ - pushes_at_version_);
+  update.seen = version_ + static_cast<uint64_t>(pushes_sent_ - pushes_at_version_)
+    - static_cast<uint64_t>(refused_.size());
   update.layout = layout_;
   update.count = current.size() / sizeof(float);
   update.bytes.resize(current.size());
@@ -528,7 +533,7 @@ void worker_state::push() {
   }
   snapshot_ = std::move(current);
   pushed_at_ = job_->steps_done();
-  ++pushes_sent_;
+  const int64_t index = pushes_sent_++;
   ++in_flight_;
   ++result_.sgd.pushes;
   const auto gen = generation_;
@@ -538,7 +543,7 @@ void worker_state::push() {
         if (gen == generation_)
           on_push_answered(&ack);
       },
-      [this, gen](caf::error& e) {
+      [this, gen, index](caf::error& e) {
         if (gen != generation_)
           return;
         if (e.category() != error_category) {
@@ -547,7 +552,10 @@ void worker_state::push() {
           return;
         }
         // The holder refused this update (it counts it too); the next pull brings
-        // this worker back to the holder's parameters.
+        // this worker back to the holder's parameters. Until then, its own pushes
+        // since the last pull count one fewer.
+        if (index >= pushes_at_version_)
+          refused_.push_back(index);
         on_push_answered(nullptr);
       });
 }
@@ -558,6 +566,7 @@ void worker_state::on_push_answered(const push_ack* ack) {
   if (!ack) {
     ++result_.sgd.rejected_pushes;
   } else {
+    ++result_.sgd.accepted_pushes;
     result_.sgd.staleness_sum += ack->staleness;
     result_.sgd.staleness_max = std::max(result_.sgd.staleness_max, ack->staleness);
     if (link_->max_staleness > 0 && ack->staleness > static_cast<uint64_t>(link_->max_staleness)
@@ -639,6 +648,10 @@ void worker_state::on_pulled(param_blob& blob) {
   }
   version_ = blob.version;
   pushes_at_version_ = pushes_at_pull_;
+  // Refusals of pushes sent before this pull are in its version already.
+  refused_.erase(std::remove_if(refused_.begin(), refused_.end(),
+                                [this](int64_t i) { return i < pushes_at_version_; }),
+                 refused_.end());
   ++result_.sgd.pulls;
   if (sync_due_) {
     sync_due_ = false;

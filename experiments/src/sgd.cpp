@@ -214,6 +214,7 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
                                               const std::optional<holder_checkpoint>& restart,
                                               size_t workers) {
   holder_options ho;
+  ho.max_steps = o.n_push;
   if (averaging(o))
     ho.delta_scale = 1.0 / static_cast<double>(std::max<size_t>(1, workers));
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
@@ -389,7 +390,7 @@ worker_outcomes sort_outcomes(const sgd_report& report) {
 
 /// Mean staleness of a worker's accepted pushes (NaN when none was accepted).
 double mean_staleness(const sgd_counters& c) {
-  const int64_t accepted = c.pushes - c.rejected_pushes;
+  const int64_t accepted = c.accepted_pushes;
   return accepted > 0 ? static_cast<double>(c.staleness_sum) / static_cast<double>(accepted)
                       : std::numeric_limits<double>::quiet_NaN();
 }
@@ -400,7 +401,7 @@ nlohmann::json staleness_mean(const sgd_report& report) {
   int64_t accepted = 0;
   for (const auto& w : report.workers) {
     sum += w.result.sgd.staleness_sum;
-    accepted += w.result.sgd.pushes - w.result.sgd.rejected_pushes;
+    accepted += w.result.sgd.accepted_pushes;
   }
   return number_or_null(accepted > 0 ? static_cast<double>(sum) / static_cast<double>(accepted)
                                      : std::numeric_limits<double>::quiet_NaN());
@@ -468,7 +469,11 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
         "staleness max | sync pulls |\n|---|---|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < report.workers.size(); ++i) {
     const auto& w = report.workers[i];
-    std::snprintf(buf, sizeof buf, "%.2f", mean_staleness(w.result.sgd));
+    const double stale = mean_staleness(w.result.sgd);
+    if (std::isfinite(stale))
+      std::snprintf(buf, sizeof buf, "%.2f", stale);
+    else
+      std::snprintf(buf, sizeof buf, "-");
     md << "| " << worker_name(i) << " | " << w.host << " | " << w.result.samples << " | "
        << w.result.sgd.pulls << " | " << w.result.sgd.pushes << " | "
        << w.result.sgd.rejected_pushes << " | " << buf << " | " << w.result.sgd.staleness_max

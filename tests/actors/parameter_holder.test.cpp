@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <sstream>
 
 using namespace pnn;
 
@@ -307,6 +308,119 @@ CAF_TEST(a holder running the optimizer takes gradients only and keeps its momen
   auto [code, msg] = test::error_of([&] { spawn_holder(sys, saved.params, o); });
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "adam"));
+}
+
+CAF_TEST(an Adam holder taking k steps at once moves as far as the gradients spread allows) {
+  // Two steps with gradients 1 and 0: the mean is 0.5, the mean square 0.5. Each
+  // step moves lr * m_hat / sqrt(v_hat) = lr * 0.5 / sqrt(0.5); with the mean's
+  // square (0.25) instead, each would move lr, as if the gradient were always 0.5.
+  const double lr = 0.01;
+  for (bool with_squares : {true, false}) {
+    anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    holder_options o;
+    o.optimizer = training::optimizer_options::parse("adam", lr);
+    holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
+    run();
+    auto b = blob_of({1, 1, 1, 1}, 42); // the sum of 1 and 0
+    param_update u;
+    u.gradient = true;
+    u.steps = 2;
+    u.lr = lr;
+    u.layout = b.layout;
+    u.count = b.count;
+    u.bytes = b.bytes;
+    if (with_squares)
+      u.squares = blob_of({1, 1, 1, 1}, 42).bytes; // 1^2 + 0^2
+    CAF_REQUIRE_EQUAL(push_update(u).version, 1u);
+    const float moved = -floats_of(pull())[0];
+    const double want = with_squares ? 2 * lr * 0.5 / std::sqrt(0.5) : 2 * lr;
+    CAF_MESSAGE((with_squares ? "with" : "without") << " squares: moved " << moved);
+    CAF_CHECK_LESS(std::abs(moved - want), 1e-6);
+  }
+}
+
+CAF_TEST(staleness scaling divides the learning rate of a holder running the optimizer) {
+  // Two holders, one scaling: the same pushes keep them equal until one is 2
+  // versions stale; its step is then half the other's.
+  std::vector<float> step;
+  for (bool scaling : {false, true}) {
+    anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    holder_options o;
+    o.optimizer = training::optimizer_options::parse("adam", 0.01);
+    o.staleness_scaling = scaling;
+    holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
+    run();
+    auto b = blob_of({1, -2, 0.5f, 3}, 42);
+    param_update u;
+    u.gradient = true;
+    u.lr = 0.01;
+    u.layout = b.layout;
+    u.count = b.count;
+    u.bytes = b.bytes;
+    CAF_CHECK_EQUAL(push_update(u).staleness, 0u);
+    CAF_CHECK_EQUAL(push_update(u).staleness, 1u); // 1: not scaled
+    const float before = floats_of(pull())[0];
+    CAF_CHECK_EQUAL(push_update(u).staleness, 2u);
+    step.push_back(before - floats_of(pull())[0]);
+  }
+  CAF_MESSAGE("steps: " << step[0] << " unscaled, " << step[1] << " scaled");
+  CAF_CHECK_GREATER(step[0], 0.0f);
+  CAF_CHECK_LESS(std::abs(step[1] - step[0] / 2), 1e-7f);
+}
+
+CAF_TEST(a saved optimizer state of other settings or with bad moments is refused) {
+  auto adam = training::optimizer_options::parse("adam", 0.01);
+  training::flat_optimizer opt(adam, blob_of({1, 2, 3, 4}, 42).bytes);
+  const std::vector<float> g{1, -1, 2, 0};
+  CAF_REQUIRE(opt.step(g.data(), 4, 1, 0.01).empty());
+  const auto state = opt.state();
+  // Other betas: the moments belong to another run.
+  training::flat_optimizer other(training::optimizer_options::parse("adam:beta1=0.8", 0.01),
+                                 blob_of({1, 2, 3, 4}, 42).bytes);
+  auto [code, msg] = test::error_of([&] { other.load_state(state); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "other settings"));
+  // The same state with a NaN in the second moment.
+  std::istringstream is(state);
+  torch::serialize::InputArchive in;
+  in.load_from(is);
+  torch::serialize::OutputArchive out;
+  for (const auto& key : in.keys()) {
+    torch::Tensor t;
+    in.read(key, t);
+    if (key == "exp_avg_sq")
+      t[1] = std::numeric_limits<float>::quiet_NaN();
+    out.write(key, t);
+  }
+  std::ostringstream os;
+  out.save_to(os);
+  training::flat_optimizer fresh(adam, blob_of({1, 2, 3, 4}, 42).bytes);
+  auto [code2, msg2] = test::error_of([&] { fresh.load_state(os.str()); });
+  CAF_CHECK(code2 == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg2, "exp_avg_sq"));
+  fresh.load_state(state); // the good one fits
+  CAF_CHECK_EQUAL(fresh.steps(), 1);
+}
+
+CAF_TEST(a holder refuses gradients of more steps than a worker pushes) {
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.optimizer = training::optimizer_options::parse("adam", 0.01);
+  o.max_steps = 5;
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
+  run();
+  auto b = blob_of({1, 1, 1, 1}, 42);
+  param_update u;
+  u.gradient = true;
+  u.steps = 6;
+  u.lr = 0.01;
+  u.layout = b.layout;
+  u.count = b.count;
+  u.bytes = b.bytes;
+  CAF_CHECK_EQUAL(push_update(u).version, 0u);
+  CAF_CHECK_EQUAL(status().rejected, 1u);
+  u.steps = 5;
+  CAF_CHECK_EQUAL(push_update(u).version, 1u);
 }
 
 CAF_TEST(gradients a holder cannot step with are rejected and change nothing) {

@@ -43,6 +43,7 @@ struct fake_holder {
   size_t stale_push = SIZE_MAX;
   uint64_t stale_by = 0;
   std::vector<std::string> events; ///< "pull" and "push" in the order they came
+  std::vector<size_t> square_bytes; ///< each push's squared-gradient bytes
   /// Hold the second pull until release_pull; it is then answered with what a
   /// holder had when it was asked (params + the pushes until then) plus an offset
   /// on every value (another worker's progress).
@@ -106,6 +107,7 @@ fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer 
     },
     [=](push_atom, param_update& update) -> caf::result<push_ack> {
       h->events.push_back("push");
+      h->square_bytes.push_back(update.squares.size());
       param_blob b;
       b.version = update.seen;
       b.layout = update.layout;
@@ -376,6 +378,26 @@ CAF_TEST(a rejected push is counted and the job goes on) {
   CAF_CHECK_EQUAL((*result)->sgd.pushes, 3);
   CAF_CHECK_EQUAL((*result)->sgd.rejected_pushes, 3);
   CAF_CHECK_EQUAL((*result)->sgd.pulls, 2);
+  CAF_CHECK_EQUAL((*result)->sgd.accepted_pushes, 0);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  // Each push waits for its refusal: a refused push did not move the holder's
+  // version, so none of the later ones claims to have seen it.
+  link.n_push = 1;
+  link.n_pull = 100;
+  link.max_pushes = 1;
+  auto h2 = std::make_shared<fake_holder>();
+  h2->params = initial_blob(spec);
+  h2->params.version = 7;
+  h2->reject_pushes = true;
+  holder = sys.spawn(fake_holder_actor, h2);
+  result = start(spec, holder, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  CAF_REQUIRE_EQUAL(h2->pushes.size(), 6u);
+  for (const auto& p : h2->pushes)
+    CAF_CHECK_EQUAL(p.version, 7u);
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();
@@ -491,6 +513,31 @@ CAF_TEST(a holder running Adam for one worker pushing every step trains as plain
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();
+}
+
+CAF_TEST(gradients of several steps carry their squares for an Adam holder and not for SGD) {
+  for (const std::string optimizer : {"adam", "sgd"}) {
+    auto spec = sgd_job();
+    spec.epochs = 1; // 6 steps: pushes of 3, 3
+    spec.optimizer = optimizer;
+    link.n_push = 3;
+    link.n_pull = 100;
+    link.gradients = true;
+    auto h = std::make_shared<fake_holder>();
+    h->params = initial_blob(spec);
+    auto holder = sys.spawn(fake_holder_actor, h);
+    worker_actor w;
+    auto result = start(spec, holder, w);
+    sched.run();
+    CAF_REQUIRE(result->has_value());
+    CAF_CHECK((*result)->ok());
+    CAF_REQUIRE_EQUAL(h->square_bytes.size(), 2u);
+    for (size_t bytes : h->square_bytes)
+      CAF_CHECK_EQUAL(bytes, optimizer == "adam" ? h->params.bytes.size() : 0u);
+    anon_send_exit(w, caf::exit_reason::user_shutdown);
+    anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    run();
+  }
 }
 
 CAF_TEST(a push answered over max_staleness makes the worker pull and wait before its next step) {

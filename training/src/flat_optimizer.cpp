@@ -13,8 +13,10 @@ namespace pnn::training {
 // The steps are written out here (not LibTorch's optimizers) for two reasons: k steps
 // of an Adam with k gradients known only by their mean and mean square need the
 // square, which LibTorch's step cannot take; and the state has one form to save.
-// With k = 1 the arithmetic is LibTorch 1.13's, op for op (the holder test compares
-// against torch::optim::Adam to 1e-6).
+// With k = 1 the arithmetic is LibTorch 1.13's, op for op (actors.sgd compares a
+// holder's Adam against torch::optim::Adam to 1e-6; actors.parameter_holder the
+// others). One difference: LibTorch skips a parameter without a gradient, here
+// every value steps (a zero gradient still decays and carries momentum).
 struct flat_optimizer::impl {
   optimizer_options o;
   torch::Tensor params;                     ///< 1-D float32
@@ -89,6 +91,13 @@ namespace {
 
 [[noreturn]] void bad(const std::string& why) {
   throw pnn::error(error_code::invalid_argument, why);
+}
+
+/// The settings a state belongs to: resuming it under others would mix two runs.
+torch::Tensor settings_tensor(const optimizer_options& o) {
+  return torch::tensor(std::vector<double>{o.beta1, o.beta2, o.eps, o.weight_decay, o.momentum,
+                                           o.nesterov ? 1.0 : 0.0, o.amsgrad ? 1.0 : 0.0},
+                       torch::kFloat64);
 }
 
 torch::Tensor tensor_of(const float* values, uint64_t count) {
@@ -177,6 +186,7 @@ std::string flat_optimizer::state() const {
   torch::serialize::OutputArchive archive;
   archive.write("optimizer", torch::tensor(std::vector<int64_t>(d_->o.name.begin(), d_->o.name.end())));
   archive.write("steps", torch::tensor({d_->steps}, torch::kInt64));
+  archive.write("settings", settings_tensor(d_->o));
   for (auto& [name, t] : d_->state())
     if (t->defined())
       archive.write(name, *t);
@@ -206,6 +216,11 @@ void flat_optimizer::load_state(const std::string& bytes) {
       if (saved_name != d.o.name)
         bad(what + "saved by a " + saved_name + " optimizer");
       fresh.steps = steps.item<int64_t>();
+      torch::Tensor settings;
+      archive.read("settings", settings);
+      if (!settings.equal(settings_tensor(d.o)))
+        bad(what + "saved with other settings (betas, eps, weight_decay, momentum, nesterov, "
+                   "amsgrad: --optimizer)");
       for (auto& [key, t] : fresh.state()) {
         torch::Tensor v;
         if (archive.try_read(key, v)) {
@@ -220,6 +235,15 @@ void flat_optimizer::load_state(const std::string& bytes) {
     }
     if (fresh.steps < 1)
       bad(what + std::to_string(fresh.steps) + " steps");
+    for (auto& [key, t] : fresh.state()) {
+      if (!t->defined())
+        continue;
+      if (!t->isfinite().all().item<bool>())
+        bad(what + key + " holds a value that is not finite");
+      if (key != std::string("exp_avg") && key != std::string("momentum_buffer")
+          && t->lt(0).any().item<bool>())
+        bad(what + key + " holds a negative value");
+    }
     const bool needs_adam = fresh.adam();
     if (needs_adam && (!fresh.exp_avg.defined() || !fresh.exp_avg_sq.defined()
                        || (fresh.o.amsgrad && !fresh.max_sq.defined())))

@@ -42,6 +42,9 @@ struct holder_options {
   bool staleness_scaling = false;
   /// Multiply each delta by this (e.g. 1/W: the holder moves by the workers' mean).
   double delta_scale = 1.0;
+  /// Gradients of more steps than this in one push are refused (a worker sends at
+  /// most n_push; each step is an optimizer pass in the holder's one actor).
+  int32_t max_steps = 1024;
 };
 
 /// Spawns a holder starting from `initial` (its version is the starting version).

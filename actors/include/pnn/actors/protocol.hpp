@@ -135,12 +135,13 @@ struct sgd_counters {
   uint64_t staleness_sum = 0;
   uint64_t staleness_max = 0;
   int64_t sync_pulls = 0; ///< pulls waited for because a push was over max_staleness
+  int64_t accepted_pushes = 0; ///< pushes the holder answered as applied
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
   return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes,
-           x.staleness_sum, x.staleness_max, x.sync_pulls);
+           x.staleness_sum, x.staleness_max, x.sync_pulls, x.accepted_pushes);
 }
 
 /// Record files of a job run on another host (which writes nothing itself): names

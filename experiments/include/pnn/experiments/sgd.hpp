@@ -27,8 +27,10 @@ class ParameterHolder;
 ///   and every `n_pull` steps without waiting: when the answer arrives (between
 ///   two slices) the worker moves to the holder's parameters plus the steps it made
 ///   since it asked, so no work is lost and no step waits for the network;
-/// - it pushes the update it made since its last push or pull (a parameter delta)
-///   every `n_push` steps, before every pull and at the end; the holder adds it;
+/// - it pushes the update it made since its last push or pull every `n_push` steps,
+///   before every pull and at the end: a parameter delta, which the holder adds
+///   divided by the number of workers (`merge` average; whole with sum), or, with
+///   `optimizer_on` holder, its gradients, with which the holder takes the steps;
 /// - at most `max_pushes` pushes are unanswered at a time (backpressure: the next
 ///   step waits), and a holder that does not answer within `holder_timeout`
 ///   seconds fails that worker.
