@@ -14,6 +14,7 @@
 //                  [--dataset D] [--out DIR]
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/system.hpp>
+#include "serve_process.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 using namespace pnn;
+using pnn::bench::serve_process;
 
 namespace {
 
@@ -40,49 +42,6 @@ double median(std::vector<double> v) {
     return NAN;
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
-
-/// `pnn-node serve --port 0 --slots N` on 127.0.0.1; stopped with SIGTERM.
-class serve_process {
-public:
-  explicit serve_process(int slots) {
-    int fds[2];
-    if (::pipe(fds) != 0)
-      throw std::runtime_error("pipe failed");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fds[1], 1);
-      ::close(fds[0]);
-      ::close(fds[1]);
-      const std::string s = std::to_string(slots);
-      ::execl(PNN_NODE_PATH, PNN_NODE_PATH, "serve", "--port", "0", "--slots", s.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    std::string line;
-    char c = 0;
-    pollfd p{fds[0], POLLIN, 0};
-    while (::poll(&p, 1, 30000) > 0 && ::read(fds[0], &c, 1) == 1 && c != '\n')
-      line += c;
-    ::close(fds[0]);
-    auto at = line.find("127.0.0.1:");
-    if (at == std::string::npos)
-      throw std::runtime_error("pnn-node serve did not start: " + line);
-    address_ = "127.0.0.1:" + std::to_string(std::stoi(line.substr(at + 10)));
-  }
-  ~serve_process() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
-  const std::string& address() const {
-    return address_;
-  }
-
-private:
-  pid_t pid_ = -1;
-  std::string address_;
-};
 
 struct measured {
   std::vector<double> samples_per_second, train_seconds, test_accuracy, cpu_utilization, applied,

@@ -497,6 +497,26 @@ void check_outcomes(const worker_outcomes& w) {
                                                 : ""));
 }
 
+/// --resume: the holder's last checkpoint, for this very model and the same place
+/// of the optimizer (none without --resume or holder.pt).
+std::optional<holder_checkpoint> read_restart(const sgd_options& o, models::Network& model) {
+  if (!o.resume || !fs::exists(o.out / "holder.pt"))
+    return std::nullopt;
+  const auto file = (o.out / "holder.pt").string();
+  auto restart = read_holder_file(o.out / "holder.pt");
+  if (restart.params.layout != layout_hash(model)
+      || restart.params.count != static_cast<uint64_t>(parameter_floats(model)))
+    bad(file + ": parameters of another model than " + model.registry_name());
+  const auto name = holder_optimizer_name(o);
+  if (restart.optimizer != name)
+    bad("--resume: " + file + " was trained with "
+        + (restart.optimizer.empty() ? std::string("the optimizer on the workers")
+                                     : "the holder running " + restart.optimizer)
+        + ", this run asks for "
+        + (name.empty() ? std::string("--optimizer-on workers") : "--optimizer-on holder with " + name));
+  return restart;
+}
+
 } // namespace
 
 sgd_report run_sgd(const sgd_options& o) {
@@ -511,23 +531,7 @@ sgd_report run_sgd(const sgd_options& o) {
   if (!model)
     model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = model->registry_name();
-  // --resume: the holder's last checkpoint, for this very model.
-  std::optional<holder_checkpoint> restart;
-  if (o.resume && fs::exists(o.out / "holder.pt")) {
-    const auto file = (o.out / "holder.pt").string();
-    restart = read_holder_file(o.out / "holder.pt");
-    if (restart->params.layout != layout_hash(*model)
-        || restart->params.count != static_cast<uint64_t>(parameter_floats(*model)))
-      bad(file + ": parameters of another model than " + model_name);
-    const auto name = holder_optimizer_name(o);
-    if (restart->optimizer != name)
-      bad("--resume: " + file + " was trained with "
-          + (restart->optimizer.empty() ? std::string("the optimizer on the workers")
-                                        : "the holder running " + restart->optimizer)
-          + ", this run asks for "
-          + (name.empty() ? std::string("--optimizer-on workers")
-                          : "--optimizer-on holder with " + name));
-  }
+  const auto restart = read_restart(o, *model);
   const std::string dataset = detail::replica_dataset_name(o, o);
 
   sgd_report report;

@@ -15,6 +15,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -32,6 +33,22 @@ param_blob blob_of(const std::vector<float>& values, uint64_t layout, uint64_t v
   b.bytes.resize(values.size() * sizeof(float));
   std::memcpy(b.bytes.data(), values.data(), b.bytes.size());
   return b;
+}
+
+/// An update of layout 42: a delta, or with `steps` > 0 gradients of that many
+/// steps at learning rate `lr`.
+param_update update_of(const std::vector<float>& values, uint64_t seen, int32_t steps = 0,
+                       double lr = 0) {
+  auto b = blob_of(values, 42);
+  param_update u;
+  u.seen = seen;
+  u.gradient = steps > 0;
+  u.steps = std::max(1, steps);
+  u.lr = lr;
+  u.layout = b.layout;
+  u.count = b.count;
+  u.bytes = std::move(b.bytes);
+  return u;
 }
 
 std::vector<float> floats_of(const param_blob& b) {
@@ -192,15 +209,7 @@ CAF_TEST(a holder saves its parameters every N updates to a file that restores t
 }
 
 CAF_TEST(every push answers its staleness and scaling divides a stale update by it) {
-  auto with_seen = [](std::vector<float> v, uint64_t seen) {
-    auto b = blob_of(std::move(v), 42);
-    param_update u;
-    u.seen = seen;
-    u.layout = b.layout;
-    u.count = b.count;
-    u.bytes = b.bytes;
-    return u;
-  };
+  auto with_seen = [](std::vector<float> v, uint64_t seen) { return update_of(v, seen); };
   // Unscaled: the staleness is counted, the delta added whole.
   auto a = push_update(with_seen({1, 0, 0, 0}, 7)); // built on version 7: fresh
   CAF_CHECK_EQUAL(a.version, 8u);
@@ -249,16 +258,7 @@ CAF_TEST(a holder running the optimizer takes gradients only and keeps its momen
   holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
   run();
   auto gradient = [](std::vector<float> v, int32_t steps, uint64_t seen) {
-    auto b = blob_of(std::move(v), 42);
-    param_update u;
-    u.gradient = true;
-    u.steps = steps;
-    u.lr = 0.1;
-    u.seen = seen;
-    u.layout = b.layout;
-    u.count = b.count;
-    u.bytes = b.bytes;
-    return u;
+    return update_of(v, seen, steps, 0.1);
   };
   // A delta is refused by a holder that runs the optimizer.
   CAF_CHECK(push(blob_of({1, 1, 1, 1}, 42)).second == error_code::invalid_argument);
@@ -321,14 +321,7 @@ CAF_TEST(an Adam holder taking k steps at once moves as far as the gradients spr
     o.optimizer = training::optimizer_options::parse("adam", lr);
     holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
     run();
-    auto b = blob_of({1, 1, 1, 1}, 42); // the sum of 1 and 0
-    param_update u;
-    u.gradient = true;
-    u.steps = 2;
-    u.lr = lr;
-    u.layout = b.layout;
-    u.count = b.count;
-    u.bytes = b.bytes;
+    auto u = update_of({1, 1, 1, 1}, 0, 2, lr); // the sum of 1 and 0
     if (with_squares)
       u.squares = blob_of({1, 1, 1, 1}, 42).bytes; // 1^2 + 0^2
     CAF_REQUIRE_EQUAL(push_update(u).version, 1u);
@@ -350,13 +343,7 @@ CAF_TEST(staleness scaling divides the learning rate of a holder running the opt
     o.staleness_scaling = scaling;
     holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
     run();
-    auto b = blob_of({1, -2, 0.5f, 3}, 42);
-    param_update u;
-    u.gradient = true;
-    u.lr = 0.01;
-    u.layout = b.layout;
-    u.count = b.count;
-    u.bytes = b.bytes;
+    auto u = update_of({1, -2, 0.5f, 3}, 0, 1, 0.01);
     CAF_CHECK_EQUAL(push_update(u).staleness, 0u);
     CAF_CHECK_EQUAL(push_update(u).staleness, 1u); // 1: not scaled
     const float before = floats_of(pull())[0];
@@ -409,14 +396,7 @@ CAF_TEST(a holder refuses gradients of more steps than a worker pushes) {
   o.max_steps = 5;
   holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
   run();
-  auto b = blob_of({1, 1, 1, 1}, 42);
-  param_update u;
-  u.gradient = true;
-  u.steps = 6;
-  u.lr = 0.01;
-  u.layout = b.layout;
-  u.count = b.count;
-  u.bytes = b.bytes;
+  auto u = update_of({1, 1, 1, 1}, 0, 6, 0.01);
   CAF_CHECK_EQUAL(push_update(u).version, 0u);
   CAF_CHECK_EQUAL(status().rejected, 1u);
   u.steps = 5;
@@ -430,14 +410,8 @@ CAF_TEST(gradients a holder cannot step with are rejected and change nothing) {
   holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 0), o);
   run();
   auto gradient = [](std::vector<float> v, int32_t steps, double lr) {
-    auto b = blob_of(std::move(v), 42);
-    param_update u;
-    u.gradient = true;
-    u.steps = steps;
-    u.lr = lr;
-    u.layout = b.layout;
-    u.count = b.count;
-    u.bytes = b.bytes;
+    auto u = update_of(v, 0, 1, lr);
+    u.steps = steps; // 0 too: refused
     return u;
   };
   const float nan = std::numeric_limits<float>::quiet_NaN();
