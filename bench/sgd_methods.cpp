@@ -4,8 +4,8 @@
 //   for every method x workers x n (n_push = n_pull = n) x placement x seed: run_sgd.
 // Methods (sgd flags): workers (each worker's optimizer; the holder merges their
 // deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
-// holder); "+scale" adds --staleness-scaling, "+boundS" --max-staleness S, "+lrX"
-// multiplies --lr by X.
+// holder); "+sync" adds --sync (rounds), "+scale" --staleness-scaling, "+boundS"
+// --max-staleness S, "+lrX" multiplies --lr by X.
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
 // Prints JSON: every run, and per configuration the mean test accuracy over the
@@ -86,6 +86,10 @@ void apply_method(const std::string& method, sgd_options& o) {
       o.merge = "average";
     else if (mod == "sum")
       o.merge = "sum";
+    else if (mod == "sync") {
+      o.sync = true;
+      o.merge = "average";
+    }
     else if (mod.rfind("bound", 0) == 0)
       o.max_staleness = std::stoi(mod.substr(5));
     else if (mod.rfind("lr", 0) == 0)
@@ -111,8 +115,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> workers{"2", "4", "8"}, ns{"1", "5", "20"}, methods{"workers", "holder"},
     placements{"local"}, seeds{"1"};
   fs::path out = fs::temp_directory_path() / "pnn-bench-sgd-methods";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i], value = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--help" || i + 1 == argc) {
+      std::cerr << (flag == "--help" ? "" : "bench_sgd_methods: " + flag + " needs a value\n")
+                << "usage: bench_sgd_methods [--subset N] [--epochs E] [--workers 2,4,8] [--n 1,5,20]\n"
+                   "         [--methods workers,holder,workers+sync,...] [--placements local,serve]\n"
+                   "         [--seeds 1,2] [--out DIR]\n";
+      return flag == "--help" ? 0 : 2;
+    }
+    std::string value = argv[i + 1];
     if (flag == "--subset")
       c.subset = std::stoll(value);
     else if (flag == "--epochs")

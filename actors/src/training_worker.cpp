@@ -63,8 +63,9 @@ private:
   /// What the worker waits for. A job runs as a chain of slices, exactly one
   /// scheduled at a time while `training`; an SGD job also waits for its first pull
   /// (`first_pull`), for a free push slot (`push_wait`), for a pull after a push
-  /// over max_staleness (`sync_wait`) and, after its last batch, for its last
-  /// pushes' answers (`draining`).
+  /// over max_staleness or after a synchronous round (`sync_wait`), for a
+  /// synchronous round's answer (`push_wait`) and, after its last batch, for its
+  /// last pushes' answers (`draining`).
   enum class mode { idle, training, first_pull, push_wait, sync_wait, draining };
 
   void open_result(const job_spec& spec);
@@ -117,7 +118,7 @@ private:
   int64_t pushes_sent_ = 0;     ///< pushes sent so far
   int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
   int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the pull of version_ was sent
-  bool sync_due_ = false;       ///< a push was over max_staleness: pull before going on
+  bool sync_due_ = false;       ///< a push was over max_staleness, or ended a round: pull before going on
   /// Pushes (by index, from 0) the holder refused that were sent after the pull of
   /// version_: they are not in the holder's version count.
   std::vector<int64_t> refused_;
@@ -142,8 +143,11 @@ caf::result<job_result> worker_state::start(const job_spec& spec, const job_chec
   if (options_.limits.max_threads > 0) // a serve node's cap, whatever is asked
     spec_.threads = std::min(spec_.threads, options_.limits.max_threads);
   link_.reset();
-  if (link)
+  if (link) {
     link_ = *link;
+    if (link_->sync) // every push ends a round, and the round's pull follows it
+      link_->n_pull = link_->n_push;
+  }
   open_result(spec_);
   promise_ = self_->make_response_promise<job_result>();
   auto promise = promise_;
@@ -447,11 +451,15 @@ void worker_state::send_progress(bool epoch_ended, bool done) {
 /// when due, then the next slice, or wait for a push slot or the last answers.
 void worker_state::after_sgd_slice(bool done) {
   const int64_t steps = job_->steps_done();
-  const bool pull_due = !done && steps % link_->n_pull == 0;
+  // A synchronous worker pulls after each push's answer (continue_training).
+  const bool pull_due = !done && !link_->sync && steps % link_->n_pull == 0;
+  const int64_t pushes_before = pushes_sent_;
   if (done || pull_due || steps % link_->n_push == 0)
     push();
   if (!job_)
     return;
+  if (link_->sync && pushes_sent_ != pushes_before && !done)
+    sync_due_ = true; // the round's answer, then its parameters, before the next step
   if (done) {
     mode_ = mode::draining;
     if (in_flight_ == 0)
@@ -464,8 +472,13 @@ void worker_state::after_sgd_slice(bool done) {
 }
 
 /// Schedules the next slice, unless a push was over max_staleness (then it waits
-/// for a pull first) or max_pushes pushes are unanswered.
+/// for a pull first), a synchronous round is not answered yet (then it waits for
+/// that, then for a pull) or max_pushes pushes are unanswered.
 void worker_state::continue_training() {
+  if (sync_due_ && link_->sync && in_flight_ > 0) {
+    mode_ = mode::push_wait; // the pull must come after the round was applied
+    return;
+  }
   if (sync_due_) {
     if (!pull_pending_) {
       ++result_.sgd.sync_pulls;

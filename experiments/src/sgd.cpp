@@ -63,10 +63,12 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
   st->results.resize(workers.size());
   st->done.assign(workers.size(), 0);
   st->remaining = workers.size();
-  auto settle = [self, st, sink](size_t i, job_result r) {
+  auto settle = [self, st, sink, link](size_t i, job_result r) {
     if (st->done[i])
       return;
     st->done[i] = 1;
+    if (link.sync) // the holder's rounds stop waiting for this worker
+      self->send(link.holder, leave_atom::value);
     self->send(sink, result_atom::value, r);
     st->results[i] = std::move(r);
     if (--st->remaining == 0) {
@@ -142,6 +144,16 @@ void validate(const sgd_options& o) {
     bad("--optimizer-on '" + o.optimizer_on + "': expected workers or holder");
   if (o.merge != "sum" && o.merge != "average")
     bad("--merge '" + o.merge + "': expected sum or average");
+  if (o.sync) {
+    if (o.optimizer_on == "workers" && o.merge != "average")
+      bad("--merge " + o.merge + ": --sync averages the workers' updates (expected average)");
+    if (o.staleness_scaling || o.max_staleness > 0)
+      bad(std::string(o.staleness_scaling ? "--staleness-scaling" : "--max-staleness")
+          + ": --sync rounds have no stale updates (leave it out)");
+    if (o.n_pull != o.n_push)
+      bad("--n-pull " + std::to_string(o.n_pull) + ": --sync workers pull after each push "
+          "(expected --n-pull equal to --n-push, " + std::to_string(o.n_push) + ")");
+  }
   if (o.max_staleness < 0)
     bad("--max-staleness " + std::to_string(o.max_staleness)
         + ": expected 0 (unbounded) or more holder versions");
@@ -202,6 +214,12 @@ bool averaging(const sgd_options& o) {
   return o.optimizer_on == "workers" && o.merge == "average";
 }
 
+/// The workers' learning rate is W x --lr: their deltas are averaged, or their
+/// gradients make one step of the W-fold batch (--sync).
+bool scaled_lr(const sgd_options& o) {
+  return averaging(o) || o.sync;
+}
+
 /// The optimizer the holder runs ("" : the workers run theirs).
 std::string holder_optimizer_name(const sgd_options& o) {
   return o.optimizer_on == "holder" ? optimizer_options::parse(o.optimizer, o.lr).name : "";
@@ -217,6 +235,8 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
   ho.max_steps = o.n_push;
   if (averaging(o))
     ho.delta_scale = 1.0 / static_cast<double>(std::max<size_t>(1, workers));
+  if (o.sync)
+    ho.sync_members = static_cast<uint32_t>(workers);
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
   const auto name = holder_optimizer_name(o);
   ho.save = [file = o.out / "holder.pt", name](const param_blob& p, const std::string& state) {
@@ -261,7 +281,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   for (size_t i = 0; i < n; ++i) {
     specs.push_back(detail::worker_spec(o, o, o, o, model.registry_name(), dataset,
                                         static_cast<int32_t>(i), static_cast<int32_t>(n)));
-    if (averaging(o))
+    if (scaled_lr(o))
       specs.back().lr *= static_cast<double>(n);
   }
   auto holder = start_holder(o, session.system(), model, restart, n);
@@ -272,9 +292,12 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   link.n_pull = o.n_pull;
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
-  link.holder_timeout = o.holder_timeout;
+  // A synchronous round waits for every worker: for one whose host went silent
+  // until it counts as lost (--peer-timeout) and leaves the rounds.
+  link.holder_timeout = o.holder_timeout + (o.sync && !o.hosts.empty() ? o.peer_timeout : 0.0);
   link.gradients = o.optimizer_on == "holder";
   link.max_staleness = o.max_staleness;
+  link.sync = o.sync;
   // A request to a worker on a host that dies is never answered (the message
   // already left): the gatherer monitors every worker and turns its down message
   // into a "worker lost" result.
@@ -458,7 +481,7 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
                 static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
                 report.wall_seconds);
   md << buf;
-  md << "\nOptimizer on the "
+  md << "\n" << (o.sync ? "Synchronous rounds (workers at W x lr), optimizer on the " : "Optimizer on the ")
      << (o.optimizer_on == "holder"
            ? std::string("holder")
            : "workers (deltas " + std::string(averaging(o) ? "averaged, workers at W x lr" : "summed")
@@ -571,7 +594,8 @@ sgd_report run_sgd(const sgd_options& o) {
                         {{"version", report.holder.version},
                          {"applied", report.holder.applied},
                          {"rejected", report.holder.rejected},
-                         {"pulls", report.holder.pulls}}},
+                         {"pulls", report.holder.pulls},
+                         {"rounds", report.holder.rounds}}},
                        {"local_workers", local},
                        {"hosts", host_list},
                        {"n_push", o.n_push},
@@ -581,6 +605,7 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"optimizer_on", o.optimizer_on},
                        {"merge", o.optimizer_on == "workers" ? nlohmann::json(o.merge)
                                                              : nlohmann::json()},
+                       {"sync", o.sync},
                        {"staleness_scaling", o.staleness_scaling},
                        {"max_staleness", o.max_staleness},
                        {"staleness_mean", staleness_mean(report)},

@@ -377,6 +377,9 @@ int sgd_command(int argc, const char* const* argv) {
     "merge", po::value(&o.merge)->default_value(o.merge),
     "with the optimizer on the workers: average (the holder adds each delta divided by the W "
     "workers, whose learning rate is W x --lr) or sum (adds every delta as it is)")(
+    "sync", po::bool_switch(&o.sync),
+    "synchronous rounds: each worker pushes every --n-push steps and waits until all have "
+    "pushed; the holder applies their mean (workers at W x --lr)")(
     "staleness-scaling", po::bool_switch(&o.staleness_scaling),
     "divide each update by its staleness (holder versions from other workers it missed)")(
     "max-staleness", po::value(&o.max_staleness)->default_value(o.max_staleness),

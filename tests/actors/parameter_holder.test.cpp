@@ -432,6 +432,137 @@ CAF_TEST(gradients a holder cannot step with are rejected and change nothing) {
   CAF_CHECK_LESS(std::abs(now[3] - (4 - 0.25f - 0.475f)), 1e-6f);
 }
 
+/// A push whose answer may be held back (a synchronous holder's round).
+struct held_push {
+  bool answered = false;
+  push_ack ack;
+  error_code code = error_code::none;
+};
+
+namespace {
+
+std::shared_ptr<held_push> send_push(caf::actor_system& sys, const holder_actor& h,
+                                     const param_update& update) {
+  auto out = std::make_shared<held_push>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(h, caf::infinite, push_atom::value, update)
+      .then(
+        [=](push_ack a) {
+          out->answered = true;
+          out->ack = a;
+        },
+        [=](caf::error& e) {
+          out->answered = true;
+          out->code = code_of(e);
+        });
+  });
+  return out;
+}
+
+} // namespace
+
+CAF_TEST(a synchronous holder answers no push until every member pushed then applies their mean once) {
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.sync_members = 2;
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
+  run();
+  auto a = send_push(sys, holder, update_of({2, 0, 0, 4}, 7));
+  run();
+  CAF_CHECK(!a->answered);
+  auto before = pull(); // pulls are answered at once, with the last round's parameters
+  CAF_CHECK_EQUAL(before.version, 7u);
+  CAF_CHECK(floats_of(before) == (std::vector<float>{1, 2, 3, 4}));
+  // A broken update is refused at once and does not count as the round's second.
+  auto bad = send_push(sys, holder, update_of({NAN, 0, 0, 0}, 7));
+  run();
+  CAF_CHECK(bad->answered);
+  CAF_CHECK(bad->code == error_code::invalid_argument);
+  CAF_CHECK(!a->answered);
+  auto b = send_push(sys, holder, update_of({0, 2, 0, -2}, 7));
+  run();
+  CAF_REQUIRE(a->answered && b->answered);
+  CAF_CHECK(a->code == error_code::none);
+  CAF_CHECK_EQUAL(a->ack.version, 8u);
+  CAF_CHECK_EQUAL(b->ack.version, 8u);
+  CAF_CHECK_EQUAL(a->ack.staleness, 0u);
+  CAF_CHECK_EQUAL(b->ack.staleness, 0u);
+  auto after = pull();
+  CAF_CHECK_EQUAL(after.version, 8u);
+  CAF_CHECK(floats_of(after) == (std::vector<float>{2, 3, 3, 5})); // + the mean delta
+  auto s = status();
+  CAF_CHECK_EQUAL(s.rounds, 1u);
+  CAF_CHECK_EQUAL(s.applied, 2u);
+  CAF_CHECK_EQUAL(s.rejected, 1u);
+  // The old param_blob push has no deferred answer: refused, never applied.
+  CAF_CHECK(push(blob_of({1, 1, 1, 1}, 42, 8)).second == error_code::invalid_argument);
+  CAF_CHECK_EQUAL(pull().version, 8u);
+}
+
+CAF_TEST(a member leaving ends the round it was awaited in and later rounds wait for one fewer) {
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.sync_members = 3;
+  holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
+  run();
+  auto a = send_push(sys, holder, update_of({3, 0, 0, 0}, 0));
+  auto b = send_push(sys, holder, update_of({1, 0, 0, 0}, 0));
+  run();
+  CAF_CHECK(!a->answered && !b->answered);
+  anon_send(holder, leave_atom::value); // the third finished (or its host went)
+  run();
+  CAF_REQUIRE(a->answered && b->answered);
+  CAF_CHECK_EQUAL(a->ack.version, 1u);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{2, 0, 0, 0})); // mean of the two
+  // Two members now: one push waits, the second ends the round.
+  auto c = send_push(sys, holder, update_of({0, 4, 0, 0}, 1));
+  run();
+  CAF_CHECK(!c->answered);
+  auto d = send_push(sys, holder, update_of({0, 0, 4, 0}, 1));
+  run();
+  CAF_REQUIRE(c->answered && d->answered);
+  CAF_CHECK_EQUAL(d->ack.version, 2u);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{2, 2, 2, 0}));
+  CAF_CHECK_EQUAL(status().rounds, 2u);
+}
+
+CAF_TEST(a synchronous Adam holder takes one step of the large batch per round) {
+  // Two members pushing one step's gradients each: every round is one Adam step
+  // with their mean, as one process training on both batches at once would take.
+  const double lr = 0.01;
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.sync_members = 2;
+  o.optimizer = training::optimizer_options::parse("adam", lr);
+  const auto start = blob_of({0.5f, -1, 2, 0}, 42, 0);
+  holder = spawn_holder(sys, start, o);
+  run();
+  training::flat_optimizer reference(*o.optimizer, start.bytes);
+  const std::vector<std::vector<float>> a_grads{{1, -2, 0.5f, 3}, {0.2f, 0.1f, -4, 1}, {2, 2, 2, 2}};
+  const std::vector<std::vector<float>> b_grads{{3, 0, -0.5f, 1}, {-0.6f, 0.3f, 1, -1}, {0, 1, 2, 3}};
+  for (size_t r = 0; r < a_grads.size(); ++r) {
+    auto a = send_push(sys, holder, update_of(a_grads[r], r, 1, lr));
+    auto b = send_push(sys, holder, update_of(b_grads[r], r, 1, lr));
+    run();
+    CAF_REQUIRE(a->answered && b->answered && a->code == error_code::none);
+    std::vector<float> mean(4);
+    for (size_t i = 0; i < 4; ++i)
+      mean[i] = (a_grads[r][i] + b_grads[r][i]) / 2;
+    CAF_REQUIRE_EQUAL(reference.step(mean.data(), 4, 1, lr, nullptr), "");
+  }
+  const auto got = floats_of(pull());
+  std::vector<float> ref(4);
+  const auto ref_bytes = reference.parameter_bytes();
+  std::memcpy(ref.data(), ref_bytes.data(), ref_bytes.size());
+  double diff = 0;
+  for (size_t i = 0; i < 4; ++i)
+    diff = std::max(diff, std::abs(static_cast<double>(got[i]) - ref[i]));
+  CAF_MESSAGE("largest difference to one Adam over the mean: " << diff);
+  CAF_CHECK_LESS(diff, 1e-7);
+  CAF_CHECK(got != floats_of(start)); // it did move
+  CAF_CHECK_EQUAL(status().rounds, 3u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST(damaged holder files are one clear error) {

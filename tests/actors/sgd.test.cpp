@@ -99,6 +99,7 @@ fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer 
                          h->params.version + (h->reject_pushes ? 0 : h->pushes.size()));
     },
     [=](status_atom) -> holder_status { return {}; },
+    [=](leave_atom) { h->events.push_back("leave"); },
     [=](checkpoint_atom) -> caf::result<param_blob, std::string> {
       return {h->params, std::string{}};
     },
@@ -589,6 +590,46 @@ CAF_TEST(a push answered over max_staleness makes the worker pull and wait befor
   }
 }
 
+CAF_TEST(a synchronous worker waits for its round to be answered and pulls before its next step) {
+  auto spec = sgd_job();
+  spec.epochs = 1; // 6 steps
+  link.sync = true;
+  link.n_push = 1;
+  link.n_pull = 100; // a synchronous worker pulls after each push whatever this says
+  link.max_pushes = 2;
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->hold_pushes = true; // every round is held until the test releases it
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  for (size_t round = 0; round < 6; ++round) {
+    sched.run();
+    // pull, then (push, pull) per answered round, then this round's push: no step
+    // while it is unanswered, and the pull only after the answer.
+    std::vector<std::string> want{"pull"};
+    for (size_t r = 0; r < round; ++r) {
+      want.push_back("push");
+      want.push_back("pull");
+    }
+    want.push_back("push");
+    CAF_CHECK(h->events == want);
+    CAF_CHECK(!result->has_value());
+    anon_send(holder, release_atom::value, round);
+  }
+  sched.run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->ok());
+  CAF_CHECK_EQUAL(h->pushes.size(), 6u);
+  CAF_CHECK_EQUAL((*result)->sgd.pulls, 6); // the first and one after each round but the last
+  // Each round's push says it has seen the version the round's pull brought.
+  for (size_t i = 1; i < h->pushes.size(); ++i)
+    CAF_CHECK_EQUAL(h->pushes[i].version, h->params.version + i);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
@@ -653,6 +694,58 @@ CAF_TEST(averaged deltas come from workers at W times the learning rate and summ
     const double lr = std::stod(first.substr(first.rfind(',') + 1));
     CAF_CHECK_EQUAL(lr, merge == "average" ? 2e-3 : 1e-3);
   }
+}
+
+CAF_TEST(a synchronous SGD run applies one version per round of every worker) {
+  test::temp_dir dir;
+  for (const std::string on : {"workers", "holder"}) {
+    sgd_options o;
+    o.dataset = "synthetic:train=640,test=100";
+    o.model = "lenet5";
+    o.slots = 2;
+    o.cores = 2;
+    o.epochs = 3;
+    o.sync = true;
+    o.n_push = 1;
+    o.n_pull = 1;
+    o.optimizer_on = on;
+    o.out = dir / on;
+    o.progress = "none";
+    auto r = run_sgd(o);
+    CAF_MESSAGE(on << ": test accuracy " << r.test_accuracy);
+    // 320 samples a worker: 10 steps an epoch each, 30 rounds of 2 pushes.
+    CAF_CHECK_EQUAL(r.holder.rounds, 30u);
+    CAF_CHECK_EQUAL(r.holder.version, 30u);
+    CAF_CHECK_EQUAL(r.holder.applied, 60u);
+    CAF_CHECK(r.summary["sync"].get<bool>());
+    CAF_CHECK_EQUAL(r.summary["holder"]["rounds"].get<uint64_t>(), 30u);
+    CAF_CHECK_EQUAL(r.summary["staleness_max"].get<uint64_t>(), 0u);
+    CAF_CHECK_GREATER_OR_EQUAL(r.test_accuracy, 0.9);
+    // The workers' schedules run at W x lr.
+    const auto steps = test::read_text(dir / on / "workers" / "worker1" / "steps.csv");
+    auto first = steps.substr(steps.find('\n') + 1);
+    first = first.substr(0, first.find('\n'));
+    CAF_CHECK_EQUAL(std::stod(first.substr(first.rfind(',') + 1)), 2 * o.lr);
+  }
+  // Settings that mean nothing with rounds are refused, naming the flag.
+  sgd_options o;
+  o.dataset = "synthetic:train=64,test=10";
+  o.out = dir / "refused";
+  o.sync = true;
+  o.n_pull = 3;
+  auto [code, msg] = test::error_of([&] { validate(o); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--n-pull"));
+  o.n_pull = o.n_push;
+  o.max_staleness = 2;
+  msg = test::error_of([&] { validate(o); }).second;
+  CAF_MESSAGE(msg);
+  CAF_CHECK(test::contains(msg, "--max-staleness"));
+  o.max_staleness = 0;
+  o.merge = "sum";
+  msg = test::error_of([&] { validate(o); }).second;
+  CAF_MESSAGE(msg);
+  CAF_CHECK(test::contains(msg, "--merge"));
 }
 
 CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {

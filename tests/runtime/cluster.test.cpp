@@ -594,56 +594,60 @@ CAF_TEST(a remote peer sending wrong updates is rejected while training goes on)
   CAF_CHECK_EQUAL(s["rejected_updates"].get<int64_t>(), 3);
 }
 
-CAF_TEST(SGD goes on when a worker host is killed mid run) {
-  test::temp_dir dir;
-  server a{1}, b{1};
-  CAF_REQUIRE_GREATER(a.port, 0);
-  CAF_REQUIRE_GREATER(b.port, 0);
-  const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::unique_ptr<test::background_process> killer;
-  sgd_options o;
-  o.dataset = "synthetic:train=4000,test=200";
-  o.model = "lenet5";
-  o.epochs = 3;
-  o.hosts = {a.address(), b.address()};
-  o.use_local = false;
-  o.out = dir / "run";
-  o.progress = "none";
-  o.on_holder = [&](ParameterHolder& holder) {
-    // Once the holder has applied 20 updates, host a dies.
-    auto port = holder.publish(0);
-    killer = std::make_unique<test::background_process>(self_exe + " --kill-at-version 127.0.0.1:"
-                                                        + std::to_string(port) + " 20 "
-                                                        + std::to_string(a.process.pid()));
-    CAF_CHECK_EQUAL(killer->read_line(), "connected");
-  };
-  auto report = run_sgd(o);
-  CAF_REQUIRE(killer != nullptr);
-  auto line = killer->read_line();
-  CAF_MESSAGE(line);
-  CAF_REQUIRE(test::contains(line, "killed"));
-  const auto version_then = std::stoull(line.substr(line.rfind(' ') + 1));
-  CAF_REQUIRE_EQUAL(report.workers.size(), 2u);
-  int lost = 0, finished = 0;
-  for (const auto& w : report.workers) {
-    if (test::contains(w.host, ":" + std::to_string(a.port))) {
-      CAF_CHECK(!w.result.ok());
-      CAF_CHECK(test::contains(w.result.error, "worker lost"));
-      ++lost;
-    } else {
-      CAF_CHECK(w.result.ok());
-      CAF_CHECK_EQUAL(w.result.samples, 3 * 2000); // its whole shard, every epoch
-      ++finished;
+CAF_TEST(SGD goes on when a worker host is killed mid run whether asynchronous or in rounds) {
+  for (bool sync : {false, true}) {
+    CAF_MESSAGE((sync ? "--sync" : "asynchronous"));
+    test::temp_dir dir;
+    server a{1}, b{1};
+    CAF_REQUIRE_GREATER(a.port, 0);
+    CAF_REQUIRE_GREATER(b.port, 0);
+    const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::unique_ptr<test::background_process> killer;
+    sgd_options o;
+    o.dataset = "synthetic:train=4000,test=200";
+    o.model = "lenet5";
+    o.epochs = 3;
+    o.hosts = {a.address(), b.address()};
+    o.use_local = false;
+    o.out = dir / "run";
+    o.progress = "none";
+    o.sync = sync; // a lost worker leaves the rounds: the other is not kept waiting
+    o.on_holder = [&](ParameterHolder& holder) {
+      // Once the holder has applied 20 updates, host a dies.
+      auto port = holder.publish(0);
+      killer = std::make_unique<test::background_process>(self_exe + " --kill-at-version 127.0.0.1:"
+                                                          + std::to_string(port) + " 20 "
+                                                          + std::to_string(a.process.pid()));
+      CAF_CHECK_EQUAL(killer->read_line(), "connected");
+    };
+    auto report = run_sgd(o);
+    CAF_REQUIRE(killer != nullptr);
+    auto line = killer->read_line();
+    CAF_MESSAGE(line);
+    CAF_REQUIRE(test::contains(line, "killed"));
+    const auto version_then = std::stoull(line.substr(line.rfind(' ') + 1));
+    CAF_REQUIRE_EQUAL(report.workers.size(), 2u);
+    int lost = 0, finished = 0;
+    for (const auto& w : report.workers) {
+      if (test::contains(w.host, ":" + std::to_string(a.port))) {
+        CAF_CHECK(!w.result.ok());
+        CAF_CHECK(test::contains(w.result.error, "worker lost"));
+        ++lost;
+      } else {
+        CAF_CHECK(w.result.ok());
+        CAF_CHECK_EQUAL(w.result.samples, 3 * 2000); // its whole shard, every epoch
+        ++finished;
+      }
     }
+    CAF_CHECK_EQUAL(lost, 1);
+    CAF_CHECK_EQUAL(finished, 1);
+    // Training went on after the loss, and the model is good.
+    CAF_CHECK_GREATER(report.holder.version, version_then);
+    CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
+    auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
+    CAF_CHECK_EQUAL(s["lost_workers"].size(), 1u);
+    CAF_CHECK_EQUAL(s["failed_workers"].size(), 0u);
   }
-  CAF_CHECK_EQUAL(lost, 1);
-  CAF_CHECK_EQUAL(finished, 1);
-  // Training went on after the loss, and the model is good.
-  CAF_CHECK_GREATER(report.holder.version, version_then);
-  CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
-  auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
-  CAF_CHECK_EQUAL(s["lost_workers"].size(), 1u);
-  CAF_CHECK_EQUAL(s["failed_workers"].size(), 0u);
 }
 
 CAF_TEST(TLS lets in only nodes with a certificate of the cluster CA) {
@@ -815,6 +819,7 @@ holder_actor::behavior_type lying_holder(holder_actor::pointer, param_blob blob)
     [](push_atom, const param_blob&) -> uint64_t { return 1; },
     [](push_atom, const param_update&) { return push_ack{1, 0}; },
     [](status_atom) { return holder_status{}; },
+    [](leave_atom) {},
     [blob](checkpoint_atom) -> caf::result<param_blob, std::string> {
       return {blob, std::string{}};
     },

@@ -26,6 +26,13 @@ namespace pnn {
 // step is divided by it (Zhang et al. 2016, staleness-aware async SGD). An update
 // of the wrong kind, layout or size, or with a NaN/Inf, is rejected with an error
 // (error_code::invalid_argument) and counted, never applied.
+//
+// A synchronous holder (`holder_options::sync_members` > 0) applies updates in
+// rounds, as synchronous data-parallel SGD does: it answers no push until every
+// member pushed one, then applies their mean once (deltas averaged; gradients
+// averaged into one step per step taken, the large batch's) and answers them all
+// with the one new version. A member that leaves (leave_atom: it finished, or its
+// host went) makes the rounds wait for one push fewer.
 
 /// How a holder runs: its optimizer, checkpoints, staleness scaling.
 struct holder_options {
@@ -45,6 +52,10 @@ struct holder_options {
   /// Gradients of more steps than this in one push are refused (a worker sends at
   /// most n_push; each step is an optimizer pass in the holder's one actor).
   int32_t max_steps = 1024;
+  /// Synchronous rounds of this many members (0: asynchronous, each update applied
+  /// as it comes). delta_scale and staleness_scaling do not apply: a round applies
+  /// the mean of its updates.
+  uint32_t sync_members = 0;
 };
 
 /// Spawns a holder starting from `initial` (its version is the starting version).

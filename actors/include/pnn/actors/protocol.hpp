@@ -58,6 +58,7 @@ using push_atom = caf::atom_constant<caf::atom("push")>;          ///< send an u
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; ///< a job's checkpoint travels
 using assign_atom = caf::atom_constant<caf::atom("assign")>;      ///< a job was given to a worker
 using interrupt_atom = caf::atom_constant<caf::atom("interrupt")>; ///< save where you are and stop
+using leave_atom = caf::atom_constant<caf::atom("leave")>;        ///< a worker left a synchronous run
 
 /// What every job needs: what to train, on which part of which dataset, for how
 /// long, and where its files go. Data never travels with a job: the host that runs
@@ -302,11 +303,13 @@ struct holder_status {
   uint64_t applied = 0;
   uint64_t rejected = 0; ///< wrong layout or size, or non-finite values
   uint64_t pulls = 0;
+  uint64_t rounds = 0; ///< synchronous rounds completed (each one version)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, holder_status& x) {
-  return f(caf::meta::type_name("holder_status"), x.version, x.applied, x.rejected, x.pulls);
+  return f(caf::meta::type_name("holder_status"), x.version, x.applied, x.rejected, x.pulls,
+           x.rounds);
 }
 
 /// What a node (one per host, `pnn-node serve`) offers.
@@ -338,8 +341,13 @@ using holder_actor = caf::typed_actor<
   /// refuses deltas.
   caf::replies_to<push_atom, param_blob>::with<uint64_t>,
   /// Applies `update` (a delta, or gradients for a holder that runs the optimizer);
-  /// answers the new version and the update's staleness.
+  /// answers the new version and the update's staleness. A synchronous holder
+  /// answers once every member pushed its update of the round and the round's mean
+  /// was applied.
   caf::replies_to<push_atom, param_update>::with<push_ack>,
+  /// A member of a synchronous holder's rounds left (finished or lost): rounds wait
+  /// for one push fewer. An asynchronous holder ignores it.
+  caf::reacts_to<leave_atom>,
   /// The current parameters and the optimizer's state (empty without an optimizer
   /// on the holder or before its first step): what a checkpoint keeps.
   caf::replies_to<checkpoint_atom>::with<param_blob, std::string>,
@@ -356,7 +364,9 @@ using holder_actor = caf::typed_actor<
 /// summed since the last push (the holder runs the optimizer; the worker's own
 /// optimizer keeps its replica moving between pulls), else parameter deltas. With
 /// `max_staleness` > 0, a push answered with a staleness above it makes the worker
-/// pull and wait for the answer before its next step.
+/// pull and wait for the answer before its next step. With `sync`, every push ends
+/// a round: the worker waits for its answer (given when every worker pushed), then
+/// pulls and waits before its next step (n_pull is n_push).
 struct sgd_link {
   holder_actor holder;
   int32_t n_pull = 5;
@@ -365,12 +375,13 @@ struct sgd_link {
   double holder_timeout = 30;
   bool gradients = false;
   int32_t max_staleness = 0; ///< 0: unbounded
+  bool sync = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
-           x.holder_timeout, x.gradients, x.max_staleness);
+           x.holder_timeout, x.gradients, x.max_staleness, x.sync);
 }
 
 /// A training worker (training_worker.hpp): runs one job at a time, in slices of a

@@ -64,6 +64,15 @@ struct sgd_options
   /// LeNet5 on 20,000 Fashion-MNIST samples: 0.846 vs 0.811 at n = 5; 8 workers:
   /// 0.77 vs 0.23), hence the default.
   std::string merge = "average";
+  /// Synchronous rounds (as synchronous data-parallel SGD): every worker pushes
+  /// once per round (every n_push steps; it pulls after each push, so n_pull must
+  /// be n_push) and waits; the holder applies the round's mean when all have
+  /// pushed. The workers' learning rate is W x --lr (the W-fold batch's, Goyal et
+  /// al. 2017), with the optimizer on the holder too. A worker that finishes or
+  /// is lost leaves the rounds; with --hosts a worker waits for its round up to
+  /// holder_timeout + peer_timeout (a silent host is lost after peer_timeout).
+  /// bench_sgd_methods measures it against the asynchronous merges (README).
+  bool sync = false;
   /// Divide each update by its staleness when > 1 (Zhang et al. 2016).
   bool staleness_scaling = false;
   /// A worker whose push was more than this many holder versions stale pulls and
