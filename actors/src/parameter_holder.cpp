@@ -52,11 +52,14 @@ public:
   /// Applies a checked update at once (asynchronous holder).
   caf::expected<push_ack> apply(const param_update& update);
 
-  /// Adds a checked update to the round; answers through `promise` when it ends.
-  void join(const param_update& update, caf::typed_response_promise<push_ack> promise);
+  /// Adds an update from `sender` to the round, `refused` (check's error) or not: a
+  /// refused push takes its sender's turn too, and its refusal is answered with the
+  /// others' answers when the round ends.
+  void join(const param_update& update, caf::error refused, caf::actor_addr sender,
+            caf::typed_response_promise<push_ack> promise);
 
-  /// A member left the rounds.
-  void leave();
+  /// Member `who` left the rounds (it finished, or was lost).
+  void leave(const caf::actor_addr& who);
 
   /// The old push (a param_blob delta) has no answer to defer: refused by a
   /// synchronous holder.
@@ -97,16 +100,40 @@ private:
   /// The round being gathered (synchronous holder).
   struct waiting_push {
     caf::typed_response_promise<push_ack> promise;
+    caf::actor_addr sender;
+    caf::error refused; ///< answered instead of an ack
     uint64_t staleness = 0;
   };
-  uint32_t members_ = 0;
+  bool round_full() const {
+    return !waiting_.empty() && waiting_.size() - left_in_round_ >= members_;
+  }
+  uint32_t members_ = 0;          ///< workers still in the rounds
   std::vector<waiting_push> waiting_;
+  size_t accepted_ = 0;           ///< pushes of the round that were not refused
+  size_t left_in_round_ = 0;      ///< pushes of the round from workers that left since
   std::vector<float> round_sum_;     ///< the deltas, or the gradient sums
   std::vector<float> round_squares_; ///< squared gradients (Adam holder)
   bool round_squares_used_ = false;  ///< some push was of more than one step
   int64_t round_steps_ = 0;          ///< gradient steps in the round
   double round_lr_ = 0;              ///< the sum of the pushes' learning rates
 };
+
+/// The optimizer's own limits on one push (flat_optimizer::step checks them too):
+/// checked per push, so that one push beyond them is refused alone, not the round
+/// it would be averaged into.
+std::string gradient_limits(const param_update& update) {
+  const auto* g = reinterpret_cast<const float*>(update.bytes.data());
+  const auto* sq =
+    update.squares.empty() ? nullptr : reinterpret_cast<const float*>(update.squares.data());
+  const double steps = std::max(1, update.steps);
+  for (uint64_t i = 0; i < update.count; ++i) {
+    if (!(std::abs(g[i]) / steps <= 1e15))
+      return "a gradient value that is not finite or beyond 1e15 in magnitude";
+    if (sq && !(sq[i] >= 0 && sq[i] / steps <= 1e30))
+      return "a mean squared gradient that is negative, not finite or beyond 1e30";
+  }
+  return "";
+}
 
 caf::error holder_state::check(const param_update& update) {
   std::string why;
@@ -128,6 +155,8 @@ caf::error holder_state::check(const param_update& update) {
       + std::to_string(std::max(1, options_.max_steps)) + ")";
   if (why.empty() && optimizer_ && !(std::isfinite(update.lr) && update.lr >= 0))
     why = "learning rate " + std::to_string(update.lr) + " (expected finite and >= 0)";
+  if (why.empty() && optimizer_)
+    why = gradient_limits(update);
   return why.empty() ? caf::error{} : reject(why);
 }
 
@@ -148,40 +177,51 @@ caf::expected<push_ack> holder_state::apply(const param_update& update) {
   return push_ack{params_.version, staleness};
 }
 
-void holder_state::join(const param_update& update, caf::typed_response_promise<push_ack> promise) {
-  const auto n = static_cast<size_t>(update.count);
+void holder_state::join(const param_update& update, caf::error refused, caf::actor_addr sender,
+                        caf::typed_response_promise<push_ack> promise) {
+  const auto n = static_cast<size_t>(params_.count);
   if (waiting_.empty()) {
     round_sum_.assign(n, 0.0f);
     round_squares_.clear();
     round_squares_used_ = false;
     round_steps_ = 0;
     round_lr_ = 0;
+    accepted_ = 0;
+    left_in_round_ = 0;
   }
-  const auto* values = reinterpret_cast<const float*>(update.bytes.data());
-  for (size_t i = 0; i < n; ++i)
-    round_sum_[i] += values[i];
-  if (optimizer_) {
-    // Squares of every push, to give the optimizer their mean when the round's
-    // steps are of several batches each; a one-step push's square is its own.
-    if (round_squares_.empty())
-      round_squares_.assign(n, 0.0f);
-    const auto* sq =
-      update.squares.empty() ? nullptr : reinterpret_cast<const float*>(update.squares.data());
+  if (!refused) {
+    const auto* values = reinterpret_cast<const float*>(update.bytes.data());
     for (size_t i = 0; i < n; ++i)
-      round_squares_[i] += sq ? sq[i] : values[i] * values[i];
-    round_squares_used_ = round_squares_used_ || update.steps > 1;
-    round_steps_ += update.steps;
-    round_lr_ += update.lr;
+      round_sum_[i] += values[i];
+    if (optimizer_) {
+      // Squares of every push, to give the optimizer their mean when the round's
+      // steps are of several batches each; a one-step push's square is its own.
+      if (round_squares_.empty())
+        round_squares_.assign(n, 0.0f);
+      const auto* sq =
+        update.squares.empty() ? nullptr : reinterpret_cast<const float*>(update.squares.data());
+      for (size_t i = 0; i < n; ++i)
+        round_squares_[i] += sq ? sq[i] : values[i] * values[i];
+      round_squares_used_ = round_squares_used_ || update.steps > 1;
+      round_steps_ += update.steps;
+      round_lr_ += update.lr;
+    }
+    ++accepted_;
   }
-  waiting_.push_back({std::move(promise), staleness_of(update)});
-  if (waiting_.size() >= members_)
+  waiting_.push_back(
+    {std::move(promise), std::move(sender), std::move(refused), staleness_of(update)});
+  if (round_full())
     end_round();
 }
 
-void holder_state::leave() {
+void holder_state::leave(const caf::actor_addr& who) {
   if (members_ > 0)
     --members_;
-  if (!waiting_.empty() && waiting_.size() >= members_)
+  // Its push in this round stays in it, but no longer stands for a member.
+  for (const auto& w : waiting_)
+    if (w.sender && w.sender == who)
+      ++left_in_round_;
+  if (round_full())
     end_round();
 }
 
@@ -189,9 +229,11 @@ void holder_state::leave() {
 /// round of gradients over k steps per push on average takes k optimizer steps with
 /// the round's mean gradient: with one step per push, one step of the large batch.
 void holder_state::end_round() {
-  const auto pushes = waiting_.size();
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  const auto pushes = accepted_;
   std::string why;
-  if (optimizer_) {
+  if (pushes > 0 && optimizer_) {
     const auto steps = static_cast<int32_t>(std::max<int64_t>(
       1, std::llround(static_cast<double>(round_steps_) / static_cast<double>(pushes))));
     // step() divides by `steps`: scale the sums so it takes the mean over all.
@@ -204,22 +246,25 @@ void holder_state::end_round() {
     why = optimizer_->step(round_sum_.data(), round_sum_.size(), steps,
                            round_lr_ / static_cast<double>(pushes),
                            round_squares_used_ ? round_squares_.data() : nullptr);
-  } else {
+  } else if (pushes > 0) {
     why = add_delta(round_sum_.data(), round_sum_.size(), 1.0 / static_cast<double>(pushes));
   }
-  auto waiting = std::move(waiting_);
-  waiting_.clear();
-  if (!why.empty()) {
-    // Each update was sound, their mean is not: refuse them all, keep the parameters.
+  if (pushes == 0 || !why.empty()) {
+    // Nothing to apply, or each update was sound and their mean is not: refuse them
+    // all and keep the parameters.
     for (auto& w : waiting)
-      w.promise.deliver(reject("the round's mean: " + why));
+      w.promise.deliver(w.refused ? std::move(w.refused) : reject("the round's mean: " + why));
     return;
   }
   params_.version = ++status_.version;
   ++status_.rounds;
   applied(pushes);
-  for (auto& w : waiting)
-    w.promise.deliver(push_ack{params_.version, w.staleness});
+  for (auto& w : waiting) {
+    if (w.refused)
+      w.promise.deliver(std::move(w.refused));
+    else
+      w.promise.deliver(push_ack{params_.version, w.staleness});
+  }
 }
 
 /// Counts applied updates and saves when a multiple of checkpoint_every was passed.
@@ -292,7 +337,8 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
     },
     [self](push_atom, const param_update& update) -> caf::result<push_ack> {
       auto& st = self->state;
-      if (auto err = st.check(update))
+      auto err = st.check(update);
+      if (err && !st.sync())
         return err;
       if (!st.sync()) {
         auto r = st.apply(update);
@@ -300,11 +346,13 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
           return std::move(r.error());
         return *r;
       }
+      // (Before the promise: making it takes the sender out of the message.)
+      auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
       auto promise = self->make_response_promise<push_ack>();
-      st.join(update, promise);
+      st.join(update, std::move(err), std::move(sender), promise);
       return promise;
     },
-    [self](leave_atom) { self->state.leave(); },
+    [self](leave_atom, const caf::actor_addr& who) { self->state.leave(who); },
     [self](status_atom) -> holder_status { return self->state.status(); },
     [self](checkpoint_atom) -> caf::result<param_blob, std::string> {
       return {self->state.current(), self->state.optimizer_state()};

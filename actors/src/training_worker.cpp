@@ -58,6 +58,7 @@ public:
   void set_threads(int32_t n);
   void cancel();
   void interrupt();
+  void holder_down(const caf::down_msg& msg);
 
 private:
   /// What the worker waits for. A job runs as a chain of slices, exactly one
@@ -168,6 +169,8 @@ caf::result<job_result> worker_state::start(const job_spec& spec, const job_chec
     return promise;
   }
   if (link_) {
+    if (link_->sync)
+      self_->monitor(link_->holder);
     mode_ = mode::first_pull; // the first slice follows the holder's parameters
     pull(true);
   } else {
@@ -550,27 +553,43 @@ void worker_state::push() {
   ++in_flight_;
   ++result_.sgd.pushes;
   const auto gen = generation_;
-  self_->request(link_->holder, holder_timeout(), push_atom::value, std::move(update))
-    .then(
-      [this, gen](push_ack& ack) {
-        if (gen == generation_)
-          on_push_answered(&ack);
-      },
-      [this, gen, index](caf::error& e) {
-        if (gen != generation_)
-          return;
-        if (e.category() != error_category) {
-          // No answer in time, or the holder is gone: this worker cannot go on.
-          finish(error_code::holder_failed, holder_failure("push", e));
-          return;
-        }
-        // The holder refused this update (it counts it too); the next pull brings
-        // this worker back to the holder's parameters. Until then, its own pushes
-        // since the last pull count one fewer.
-        if (index >= pushes_at_version_)
-          refused_.push_back(index);
-        on_push_answered(nullptr);
-      });
+  auto on_ack = [this, gen](push_ack& ack) {
+    if (gen == generation_)
+      on_push_answered(&ack);
+  };
+  auto on_error = [this, gen, index](caf::error& e) {
+    if (gen != generation_)
+      return;
+    if (e.category() != error_category) {
+      // No answer in time, or the holder is gone: this worker cannot go on.
+      finish(error_code::holder_failed, holder_failure("push", e));
+      return;
+    }
+    // The holder refused this update (it counts it too); the next pull brings
+    // this worker back to the holder's parameters. Until then, its own pushes
+    // since the last pull count one fewer.
+    if (index >= pushes_at_version_)
+      refused_.push_back(index);
+    on_push_answered(nullptr);
+  };
+  // A synchronous round is answered when every worker has pushed, which takes as
+  // long as the slowest worker's steps: no timeout, but the holder is monitored
+  // (holder_down), and a lost worker leaves the rounds.
+  if (link_->sync)
+    self_->request(link_->holder, caf::infinite, push_atom::value, std::move(update))
+      .then(std::move(on_ack), std::move(on_error));
+  else
+    self_->request(link_->holder, holder_timeout(), push_atom::value, std::move(update))
+      .then(std::move(on_ack), std::move(on_error));
+}
+
+/// The holder of a synchronous job went (its host was lost, or it quit): no round
+/// will be answered, so the job fails now rather than waiting.
+void worker_state::holder_down(const caf::down_msg& msg) {
+  if (mode_ == mode::idle || !link_ || !link_->sync || msg.source != link_->holder.address())
+    return;
+  finish(error_code::holder_failed,
+         "parameter holder: gone (" + self_->system().render(msg.reason) + ")");
 }
 
 /// `ack` is null for a refused push.
@@ -797,6 +816,8 @@ void worker_state::finish(error_code code, std::string why) {
 worker_impl::behavior_type training_worker(worker_state::pointer self, event_sink_actor sink,
                                            worker_options options) {
   self->state.init(self, std::move(sink), std::move(options));
+  // A synchronous SGD job monitors its holder (its pushes wait without a timeout).
+  self->set_down_handler([self](caf::down_msg& msg) { self->state.holder_down(msg); });
   return {
     [self](run_atom, const job_spec& spec) -> caf::result<job_result> {
       return self->state.start(spec, nullptr, nullptr);

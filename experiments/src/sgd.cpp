@@ -63,12 +63,12 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
   st->results.resize(workers.size());
   st->done.assign(workers.size(), 0);
   st->remaining = workers.size();
-  auto settle = [self, st, sink, link](size_t i, job_result r) {
+  auto settle = [self, st, sink, link, workers](size_t i, job_result r) {
     if (st->done[i])
       return;
     st->done[i] = 1;
     if (link.sync) // the holder's rounds stop waiting for this worker
-      self->send(link.holder, leave_atom::value);
+      self->send(link.holder, leave_atom::value, workers[i].address());
     self->send(sink, result_atom::value, r);
     st->results[i] = std::move(r);
     if (--st->remaining == 0) {
@@ -292,9 +292,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   link.n_pull = o.n_pull;
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
-  // A synchronous round waits for every worker: for one whose host went silent
-  // until it counts as lost (--peer-timeout) and leaves the rounds.
-  link.holder_timeout = o.holder_timeout + (o.sync && !o.hosts.empty() ? o.peer_timeout : 0.0);
+  link.holder_timeout = o.holder_timeout;
   link.gradients = o.optimizer_on == "holder";
   link.max_staleness = o.max_staleness;
   link.sync = o.sync;
@@ -481,7 +479,7 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
                 static_cast<unsigned long long>(report.rejected_updates), report.train_seconds,
                 report.wall_seconds);
   md << buf;
-  md << "\n" << (o.sync ? "Synchronous rounds (workers at W x lr), optimizer on the " : "Optimizer on the ")
+  md << "\n" << (o.sync ? "Synchronous rounds, optimizer on the " : "Optimizer on the ")
      << (o.optimizer_on == "holder"
            ? std::string("holder")
            : "workers (deltas " + std::string(averaging(o) ? "averaged, workers at W x lr" : "summed")

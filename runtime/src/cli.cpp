@@ -408,6 +408,8 @@ int sgd_command(int argc, const char* const* argv) {
     return 0;
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
+  if (o.sync && vm["n-pull"].defaulted()) // a synchronous worker pulls after each push
+    o.n_pull = o.n_push;
   o.use_local = !no_local;
   o.out = required_out(out);
   o.handle_interrupts = true;

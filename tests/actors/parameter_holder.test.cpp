@@ -434,6 +434,7 @@ CAF_TEST(gradients a holder cannot step with are rejected and change nothing) {
 
 /// A push whose answer may be held back (a synchronous holder's round).
 struct held_push {
+  caf::actor_addr sender;
   bool answered = false;
   push_ack ack;
   error_code code = error_code::none;
@@ -444,7 +445,7 @@ namespace {
 std::shared_ptr<held_push> send_push(caf::actor_system& sys, const holder_actor& h,
                                      const param_update& update) {
   auto out = std::make_shared<held_push>();
-  sys.spawn([=](caf::event_based_actor* self) {
+  out->sender = sys.spawn([=](caf::event_based_actor* self) {
     self->request(h, caf::infinite, push_atom::value, update)
       .then(
         [=](push_ack a) {
@@ -455,7 +456,7 @@ std::shared_ptr<held_push> send_push(caf::actor_system& sys, const holder_actor&
           out->answered = true;
           out->code = code_of(e);
         });
-  });
+  }).address();
   return out;
 }
 
@@ -473,12 +474,6 @@ CAF_TEST(a synchronous holder answers no push until every member pushed then app
   auto before = pull(); // pulls are answered at once, with the last round's parameters
   CAF_CHECK_EQUAL(before.version, 7u);
   CAF_CHECK(floats_of(before) == (std::vector<float>{1, 2, 3, 4}));
-  // A broken update is refused at once and does not count as the round's second.
-  auto bad = send_push(sys, holder, update_of({NAN, 0, 0, 0}, 7));
-  run();
-  CAF_CHECK(bad->answered);
-  CAF_CHECK(bad->code == error_code::invalid_argument);
-  CAF_CHECK(!a->answered);
   auto b = send_push(sys, holder, update_of({0, 2, 0, -2}, 7));
   run();
   CAF_REQUIRE(a->answered && b->answered);
@@ -493,10 +488,53 @@ CAF_TEST(a synchronous holder answers no push until every member pushed then app
   auto s = status();
   CAF_CHECK_EQUAL(s.rounds, 1u);
   CAF_CHECK_EQUAL(s.applied, 2u);
+  // A refused update takes its sender's turn (no round waits for a push that will
+  // not come) and is answered when the round ends; the round applies the rest.
+  auto c = send_push(sys, holder, update_of({NAN, 0, 0, 0}, 8));
+  run();
+  CAF_CHECK(!c->answered);
+  auto d = send_push(sys, holder, update_of({4, 4, 4, 4}, 8));
+  run();
+  CAF_REQUIRE(c->answered && d->answered);
+  CAF_CHECK(c->code == error_code::invalid_argument);
+  CAF_CHECK(d->code == error_code::none);
+  CAF_CHECK_EQUAL(d->ack.version, 9u);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{6, 7, 7, 9}));
+  s = status();
+  CAF_CHECK_EQUAL(s.rounds, 2u);
+  CAF_CHECK_EQUAL(s.applied, 3u);
   CAF_CHECK_EQUAL(s.rejected, 1u);
   // The old param_blob push has no deferred answer: refused, never applied.
-  CAF_CHECK(push(blob_of({1, 1, 1, 1}, 42, 8)).second == error_code::invalid_argument);
-  CAF_CHECK_EQUAL(pull().version, 8u);
+  CAF_CHECK(push(blob_of({1, 1, 1, 1}, 42, 9)).second == error_code::invalid_argument);
+  CAF_CHECK_EQUAL(pull().version, 9u);
+}
+
+CAF_TEST(a member leaving with its push in the round does not end the round without the others) {
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.sync_members = 3;
+  holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
+  run();
+  auto a = send_push(sys, holder, update_of({3, 0, 0, 0}, 0));
+  run();
+  anon_send(holder, leave_atom::value, a->sender); // a's host went, its push stays
+  run();
+  CAF_CHECK(!a->answered);
+  auto b = send_push(sys, holder, update_of({0, 3, 0, 0}, 0));
+  run();
+  CAF_CHECK(!b->answered); // the round still waits for the third member
+  auto c = send_push(sys, holder, update_of({0, 0, 3, 0}, 0));
+  run();
+  CAF_REQUIRE(a->answered && b->answered && c->answered);
+  CAF_CHECK(floats_of(pull()) == (std::vector<float>{1, 1, 1, 0}));
+  // Two members now.
+  auto d = send_push(sys, holder, update_of({3, 0, 0, 0}, 1));
+  run();
+  CAF_CHECK(!d->answered);
+  auto e = send_push(sys, holder, update_of({0, 3, 0, 0}, 1));
+  run();
+  CAF_CHECK(d->answered && e->answered);
+  CAF_CHECK_EQUAL(status().rounds, 2u);
 }
 
 CAF_TEST(a member leaving ends the round it was awaited in and later rounds wait for one fewer) {
@@ -509,7 +547,7 @@ CAF_TEST(a member leaving ends the round it was awaited in and later rounds wait
   auto b = send_push(sys, holder, update_of({1, 0, 0, 0}, 0));
   run();
   CAF_CHECK(!a->answered && !b->answered);
-  anon_send(holder, leave_atom::value); // the third finished (or its host went)
+  anon_send(holder, leave_atom::value, caf::actor_addr{}); // the third finished (or its host went)
   run();
   CAF_REQUIRE(a->answered && b->answered);
   CAF_CHECK_EQUAL(a->ack.version, 1u);
@@ -561,6 +599,48 @@ CAF_TEST(a synchronous Adam holder takes one step of the large batch per round) 
   CAF_CHECK_LESS(diff, 1e-7);
   CAF_CHECK(got != floats_of(start)); // it did move
   CAF_CHECK_EQUAL(status().rounds, 3u);
+}
+
+CAF_TEST(a synchronous Adam round of pushes of several steps takes their mean gradient and square) {
+  // A 5-step push with its squares and a 1-step push: 6 steps in 2 pushes, so the
+  // round takes 3 steps with the mean gradient and mean square over all 6.
+  const double lr = 0.01;
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder_options o;
+  o.sync_members = 2;
+  o.max_steps = 5;
+  o.optimizer = training::optimizer_options::parse("adam", lr);
+  const auto start = blob_of({0.5f, -1, 2, 0}, 42, 0);
+  holder = spawn_holder(sys, start, o);
+  run();
+  const std::vector<float> g5{2, -1, 0.5f, 4}, s5{3, 1, 2, 5}, g1{1, 1, -1, 0};
+  auto five = update_of(g5, 0, 5, lr);
+  five.squares = blob_of(s5, 42).bytes;
+  auto a = send_push(sys, holder, five);
+  auto b = send_push(sys, holder, update_of(g1, 0, 1, lr));
+  run();
+  CAF_REQUIRE(a->answered && b->answered && a->code == error_code::none);
+  training::flat_optimizer reference(*o.optimizer, start.bytes);
+  std::vector<float> grad(4), square(4);
+  for (size_t i = 0; i < 4; ++i) {
+    grad[i] = (g5[i] + g1[i]) * 0.5f;              // 3 steps' share of the 6
+    square[i] = (s5[i] + g1[i] * g1[i]) * 0.5f;
+  }
+  CAF_REQUIRE_EQUAL(reference.step(grad.data(), 4, 3, lr, square.data()), "");
+  const auto got = floats_of(pull());
+  const auto ref_bytes = reference.parameter_bytes();
+  std::vector<float> ref(4);
+  std::memcpy(ref.data(), ref_bytes.data(), ref_bytes.size());
+  CAF_CHECK(got == ref);
+  CAF_CHECK_EQUAL(reference.steps(), 3);
+  // One push beyond the optimizer's limits is refused alone; the round applies the other.
+  auto huge = send_push(sys, holder, update_of({1e16f, 0, 0, 0}, 1, 1, lr));
+  auto fine = send_push(sys, holder, update_of(g1, 1, 1, lr));
+  run();
+  CAF_REQUIRE(huge->answered && fine->answered);
+  CAF_CHECK(huge->code == error_code::invalid_argument);
+  CAF_CHECK(fine->code == error_code::none);
+  CAF_CHECK_EQUAL(fine->ack.version, 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -99,7 +99,7 @@ fake_holder_handle::behavior_type fake_holder_actor(fake_holder_handle::pointer 
                          h->params.version + (h->reject_pushes ? 0 : h->pushes.size()));
     },
     [=](status_atom) -> holder_status { return {}; },
-    [=](leave_atom) { h->events.push_back("leave"); },
+    [=](leave_atom, const caf::actor_addr&) { h->events.push_back("leave"); },
     [=](checkpoint_atom) -> caf::result<param_blob, std::string> {
       return {h->params, std::string{}};
     },
@@ -627,6 +627,30 @@ CAF_TEST(a synchronous worker waits for its round to be answered and pulls befor
     CAF_CHECK_EQUAL(h->pushes[i].version, h->params.version + i);
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(a synchronous worker fails at once when its holder goes while its round is held) {
+  auto spec = sgd_job();
+  link.sync = true;
+  link.n_push = 1;
+  link.holder_timeout = 3600; // not what ends it
+  auto h = std::make_shared<fake_holder>();
+  h->params = initial_blob(spec);
+  h->hold_pushes = true;
+  auto holder = sys.spawn(fake_holder_actor, h);
+  worker_actor w;
+  auto result = start(spec, holder, w);
+  sched.run();
+  CAF_CHECK((h->events == std::vector<std::string>{"pull", "push"}));
+  CAF_CHECK(!result->has_value()); // waiting for the round, with no timeout
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  sched.run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->code == error_code::holder_failed);
+  CAF_MESSAGE((*result)->error);
+  CAF_CHECK(test::contains((*result)->error, "parameter holder"));
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
   run();
 }
 

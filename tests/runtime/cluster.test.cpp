@@ -819,7 +819,7 @@ holder_actor::behavior_type lying_holder(holder_actor::pointer, param_blob blob)
     [](push_atom, const param_blob&) -> uint64_t { return 1; },
     [](push_atom, const param_update&) { return push_ack{1, 0}; },
     [](status_atom) { return holder_status{}; },
-    [](leave_atom) {},
+    [](leave_atom, const caf::actor_addr&) {},
     [blob](checkpoint_atom) -> caf::result<param_blob, std::string> {
       return {blob, std::string{}};
     },

@@ -345,9 +345,10 @@ using holder_actor = caf::typed_actor<
   /// answers once every member pushed its update of the round and the round's mean
   /// was applied.
   caf::replies_to<push_atom, param_update>::with<push_ack>,
-  /// A member of a synchronous holder's rounds left (finished or lost): rounds wait
-  /// for one push fewer. An asynchronous holder ignores it.
-  caf::reacts_to<leave_atom>,
+  /// Worker `who`, a member of a synchronous holder's rounds, left (finished or
+  /// lost): rounds wait for one push fewer (its push in the round being gathered
+  /// stays in it). An asynchronous holder ignores it.
+  caf::reacts_to<leave_atom, caf::actor_addr>,
   /// The current parameters and the optimizer's state (empty without an optimizer
   /// on the holder or before its first step): what a checkpoint keeps.
   caf::replies_to<checkpoint_atom>::with<param_blob, std::string>,
