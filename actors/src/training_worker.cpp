@@ -846,6 +846,7 @@ job_options job_options_from(const job_spec& s) {
   o.seed = s.seed;
   o.threads = std::max(1, s.threads);
   o.checkpoint_every = s.checkpoint_every;
+  o.validate_every = s.validate_every;
   o.checkpoint_dir = s.out_dir;
   o.settings = job_settings(s);
   o.train_transform = default_transform(s.dataset, true);

@@ -123,6 +123,9 @@ void validate(const kfold_options& o) {
     bad("--threads-per-job " + std::to_string(o.threads_per_job) + ": expected 1..1024");
   if (o.checkpoint_every < 0)
     bad("--checkpoint-every " + std::to_string(o.checkpoint_every) + ": expected 0 or more");
+  if (o.validate_every < 0)
+    bad("--validate-every " + std::to_string(o.validate_every)
+        + ": expected 0 (after the last epoch only) or more epochs");
   if (!o.use_local && o.hosts.empty() && o.hosts_file.empty())
     bad("--no-local: expected --hosts h:p,... or --hosts-file FILE to run the jobs on");
   if (!o.hosts_file.empty()) {
@@ -163,6 +166,7 @@ std::vector<job_spec> expand_jobs(const kfold_options& o) {
         j.epochs = o.epochs;
         j.batch_size = o.batch_size;
         j.checkpoint_every = o.checkpoint_every;
+        j.validate_every = o.validate_every;
         j.resume = o.resume;
         if (!o.out.empty())
           j.out_dir = job_dir(o.out, model, scheduler, fold_name(fold)).string();
@@ -528,6 +532,7 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
             {"train_samples", train_samples},
             {"folds", o.folds},
             {"epochs", o.epochs},
+            {"validate_every", o.validate_every},
             {"batch_size", o.batch_size},
             {"optimizer", o.optimizer},
             {"lr", o.lr},

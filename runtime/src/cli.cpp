@@ -258,7 +258,10 @@ int kfold_command(int argc, const char* const* argv) {
     "seed", po::value(&o.seed)->default_value(o.seed), "seed of every job")(
     "split-seed", po::value(&o.split_seed)->default_value(o.split_seed), "seed of the fold split")(
     "checkpoint-every", po::value(&o.checkpoint_every)->default_value(0),
-    "checkpoint every N epochs (0: never)")("resume", po::bool_switch(&o.resume),
+    "checkpoint every N epochs (0: never)")(
+    "validate-every", po::value(&o.validate_every)->default_value(o.validate_every),
+    "validate each job on its held-out fold every N epochs and after the last (0: the last "
+    "only)")("resume", po::bool_switch(&o.resume),
                                             "keep finished jobs in --out, continue the others")(
     "hosts", po::value(&hosts), "also run jobs on these hosts (pnn-node serve): h:p,...")(
     "no-local", po::bool_switch(&no_local), "jobs only on --hosts (and --hosts-file)")(

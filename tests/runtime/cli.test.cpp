@@ -183,6 +183,23 @@ CAF_TEST(kfold runs every job and prints the accuracy table) {
   CAF_CHECK_EQUAL(summary["mode"].get<std::string>(), "parallel");
 }
 
+CAF_TEST(kfold validate every 0 validates each job after its last epoch only) {
+  test::temp_dir dir;
+  auto r = pnn_node("kfold --dataset synthetic:train=120,test=10 --models lenet5 --schedulers "
+                    "cosine --folds 2 --epochs 2 --validate-every 0 --progress none --out "
+                    + (dir / "kf").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto summary = nlohmann::json::parse(test::read_text(dir / "kf/summary.json"));
+  CAF_CHECK_EQUAL(summary["validate_every"].get<int64_t>(), 0);
+  CAF_REQUIRE_EQUAL(summary["jobs"].size(), 2u);
+  for (const auto& job : summary["jobs"]) {
+    CAF_REQUIRE_EQUAL(job["epochs"].size(), 2u);
+    CAF_CHECK(job["epochs"][0]["val_accuracy"].is_null());
+    CAF_CHECK(job["epochs"][1]["val_accuracy"].is_number());
+    CAF_CHECK(job["val_accuracy"].is_number()); // the job's result: its last validation
+  }
+}
+
 CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
   test::temp_dir dir;
   auto out = " --out " + (dir / "x").string();
@@ -192,6 +209,8 @@ CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
                   "--scheduler");
   check_bad_input(pnn_node("kfold --dataset synthetic --hosts 127.0.0.1:1" + out), "--hosts");
   check_bad_input(pnn_node("kfold --dataset synthetic --slots -1" + out), "--slots");
+  check_bad_input(pnn_node("kfold --dataset synthetic --validate-every -1" + out),
+                  "--validate-every");
   check_bad_input(pnn_node("kfold --dataset synthetic"), "--out");
 }
 

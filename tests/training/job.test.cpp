@@ -105,6 +105,43 @@ CAF_TEST(a validation set is evaluated at every epoch end) {
   CAF_CHECK_EQUAL(job.last_validation()->samples, static_cast<int64_t>(fold.validation.size()));
 }
 
+CAF_TEST(validate_every N validates every N epochs and the last and trains the same) {
+  auto data = small_data();
+  auto fold = make_fold(data.train->size(), 4, 0, 9);
+  std::vector<double> reference_losses;
+  std::optional<evaluation> reference_last;
+  for (int64_t every : {1, 2, 0}) {
+    auto o = small_options();
+    o.epochs = 5;
+    o.validate_every = every;
+    training_job job{o, data.train, fold.train, fold.validation};
+    job.run_to_end();
+    CAF_REQUIRE_EQUAL(job.epoch_records().size(), 5u);
+    std::string validated;
+    for (const auto& e : job.epoch_records())
+      validated += std::isfinite(e.val_accuracy) ? 'v' : '-';
+    CAF_MESSAGE("validate_every " << every << ": " << validated);
+    CAF_CHECK_EQUAL(validated, every == 1 ? "vvvvv" : every == 2 ? "-v-vv" : "----v");
+    // Skipping evaluations changes nothing the job learns (a cosine schedule does
+    // not observe losses): the same steps and the same final validation.
+    CAF_REQUIRE(job.last_validation().has_value());
+    if (every == 1) {
+      reference_losses = losses(job);
+      reference_last = job.last_validation();
+    } else {
+      CAF_CHECK(losses(job) == reference_losses);
+      CAF_CHECK_EQUAL(job.last_validation()->accuracy, reference_last->accuracy);
+      CAF_CHECK_EQUAL(job.last_validation()->loss, reference_last->loss);
+    }
+  }
+  auto o = small_options();
+  o.validate_every = -1;
+  auto [code, msg] = test::error_of(
+    [&] { training_job job(o, data.train, fold.train, fold.validation); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--validate-every -1"));
+}
+
 CAF_TEST(resuming from an epoch checkpoint reproduces the uninterrupted losses) {
   test::temp_dir dir;
   auto data = small_data();

@@ -176,6 +176,10 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
   if (d.o.epochs < 1 || d.o.epochs > 1000000)
     throw pnn::error(error_code::invalid_argument,
                      "--epochs " + std::to_string(d.o.epochs) + ": expected 1..1000000");
+  if (d.o.validate_every < 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "--validate-every " + std::to_string(d.o.validate_every)
+                       + ": expected 0 (after the last epoch only) or more epochs");
   if (d.o.batch_size < 1 || d.o.batch_size > 1000000)
     throw pnn::error(error_code::invalid_argument,
                      "--batch-size " + std::to_string(d.o.batch_size) + ": expected 1..1000000");
@@ -275,12 +279,15 @@ bool training_job::run(int64_t max_batches) {
         d.seen > 0 ? static_cast<double>(d.correct) / static_cast<double>(d.seen) : NAN;
       e.val_loss = NAN;
       e.val_accuracy = NAN;
-      if (!d.validation.empty()) {
+      const bool last = d.epoch + 1 >= d.o.epochs;
+      const bool validate = !d.validation.empty()
+        && (last || (d.o.validate_every > 0 && (d.epoch + 1) % d.o.validate_every == 0));
+      if (validate) {
         d.last_val = evaluate(*d.data, d.validation);
         e.val_loss = d.last_val->loss;
         e.val_accuracy = d.last_val->accuracy;
       }
-      if (d.seen > 0 || !d.validation.empty())
+      if (d.validation.empty() ? d.seen > 0 : validate)
         d.schedule->observe(d.validation.empty() ? e.train_loss : e.val_loss);
       if (!d.schedule->per_batch())
         d.schedule->step();

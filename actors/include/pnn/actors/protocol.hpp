@@ -87,6 +87,8 @@ struct job_spec {
   int64_t batch_size = 32;
   int32_t threads = 1; ///< intra-op threads at start
   int64_t checkpoint_every = 0;
+  /// Validate after every this many epochs and after the last (0: the last only).
+  int64_t validate_every = 1;
   std::string out_dir; ///< the job's folder ("" writes nothing)
   bool resume = false; ///< continue from out_dir/latest.pt when it exists
   double cost = 0;     ///< estimated seconds at one thread (longest first)
@@ -96,8 +98,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
            x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.shards, x.shard, x.split_seed,
-           x.seed, x.epochs, x.batch_size, x.threads, x.checkpoint_every, x.out_dir, x.resume,
-           x.cost);
+           x.seed, x.epochs, x.batch_size, x.threads, x.checkpoint_every, x.validate_every,
+           x.out_dir, x.resume, x.cost);
 }
 
 /// What job `j` trains, as "key=value;..." (model, scheduler, optimizer, lr,

@@ -34,6 +34,9 @@ struct kfold_options : data_group,
   int32_t cores = 0;           ///< cores to use; 0: those this process may run on
   bool raise_threads_in_tail = true;
   int64_t checkpoint_every = 0; ///< epochs; 0: no checkpoints
+  /// Validate each job after every this many epochs and after its last (0: the last
+  /// only): validation of the held-out fold costs a quarter of a LeNet5 K=2 job.
+  int64_t validate_every = 1;
   bool resume = false;          ///< skip finished jobs, continue the others from checkpoints
   bool estimate_costs = true;   ///< time a probe step per model to order jobs
   /// A file of hosts that may join while the run goes on (--hosts-file): one
