@@ -65,6 +65,8 @@ std::string job_settings(const job_spec& j) {
   add("seed", std::to_string(j.seed));
   add("epochs", std::to_string(j.epochs));
   add("batch_size", std::to_string(j.batch_size));
+  if (j.validate_every != 1) // (only then: checkpoints from before it still match)
+    add("validate_every", std::to_string(j.validate_every));
   return s;
 }
 

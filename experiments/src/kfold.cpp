@@ -53,12 +53,15 @@ job_summary summary_of(const job_result& r, double t0) {
   int32_t max_threads = 0;
   for (auto t : r.thread_counts)
     max_threads = std::max(max_threads, t);
+  // An epoch not validated has NaN figures, which CAF 0.17 carries from a serve
+  // node as -1: losses and accuracies are never negative, so both mean "none".
+  auto measured = [](double v) { return v >= 0 ? number_or_null(v) : nlohmann::json(); };
   nlohmann::json epochs = nlohmann::json::array();
   for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
     epochs.push_back({{"epoch", i + 1},
-                      {"train_loss", number_or_null(r.epoch_train_loss[i])},
-                      {"val_loss", number_or_null(r.epoch_val_loss[i])},
-                      {"val_accuracy", number_or_null(r.epoch_val_accuracy[i])}});
+                      {"train_loss", measured(r.epoch_train_loss[i])},
+                      {"val_loss", measured(r.epoch_val_loss[i])},
+                      {"val_accuracy", measured(r.epoch_val_accuracy[i])}});
   job_summary s;
   s.model = r.model;
   s.scheduler = r.scheduler;
@@ -126,6 +129,10 @@ void validate(const kfold_options& o) {
   if (o.validate_every < 0)
     bad("--validate-every " + std::to_string(o.validate_every)
         + ": expected 0 (after the last epoch only) or more epochs");
+  for (const auto& s : o.schedulers)
+    if (o.validate_every != 1 && schedule_options::parse(s).name == "plateau")
+      bad("--validate-every " + std::to_string(o.validate_every) + ": the " + s
+          + " schedule needs a validation loss after every epoch (expected 1)");
   if (!o.use_local && o.hosts.empty() && o.hosts_file.empty())
     bad("--no-local: expected --hosts h:p,... or --hosts-file FILE to run the jobs on");
   if (!o.hosts_file.empty()) {

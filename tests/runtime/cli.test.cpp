@@ -211,6 +211,9 @@ CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
   check_bad_input(pnn_node("kfold --dataset synthetic --slots -1" + out), "--slots");
   check_bad_input(pnn_node("kfold --dataset synthetic --validate-every -1" + out),
                   "--validate-every");
+  check_bad_input(
+    pnn_node("kfold --dataset synthetic --schedulers cosine,plateau --validate-every 0" + out),
+    "--validate-every");
   check_bad_input(pnn_node("kfold --dataset synthetic"), "--out");
 }
 

@@ -140,6 +140,14 @@ CAF_TEST(validate_every N validates every N epochs and the last and trains the s
     [&] { training_job job(o, data.train, fold.train, fold.validation); });
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "--validate-every -1"));
+  // A plateau schedule decays on validation losses: it needs one every epoch.
+  o = small_options();
+  o.schedule = schedule_options::parse("plateau");
+  o.validate_every = 0;
+  msg = test::error_of([&] { training_job job(o, data.train, fold.train, fold.validation); }).second;
+  CAF_CHECK(test::contains(msg, "plateau"));
+  o.validate_every = 1;
+  training_job fine(o, data.train, fold.train, fold.validation);
 }
 
 CAF_TEST(resuming from an epoch checkpoint reproduces the uninterrupted losses) {

@@ -180,6 +180,11 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
     throw pnn::error(error_code::invalid_argument,
                      "--validate-every " + std::to_string(d.o.validate_every)
                        + ": expected 0 (after the last epoch only) or more epochs");
+  if (d.o.validate_every != 1 && !d.validation.empty() && d.o.schedule.name == "plateau")
+    throw pnn::error(error_code::invalid_argument,
+                     "--validate-every " + std::to_string(d.o.validate_every)
+                       + ": the plateau schedule needs a validation loss after every epoch "
+                         "(expected 1)");
   if (d.o.batch_size < 1 || d.o.batch_size > 1000000)
     throw pnn::error(error_code::invalid_argument,
                      "--batch-size " + std::to_string(d.o.batch_size) + ": expected 1..1000000");
@@ -287,7 +292,7 @@ bool training_job::run(int64_t max_batches) {
         e.val_loss = d.last_val->loss;
         e.val_accuracy = d.last_val->accuracy;
       }
-      if (d.validation.empty() ? d.seen > 0 : validate)
+      if (d.validation.empty() ? d.seen > 0 : validate) // (plateau validates every epoch)
         d.schedule->observe(d.validation.empty() ? e.train_loss : e.val_loss);
       if (!d.schedule->per_batch())
         d.schedule->step();

@@ -104,7 +104,8 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
 
 /// What job `j` trains, as "key=value;..." (model, scheduler, optimizer, lr,
 /// dataset, subset, folds, fold, shards, shard, split_seed, seed, epochs,
-/// batch_size): what a checkpoint or a kept result.json must have been made with
+/// batch_size, and validate_every when not 1): what a checkpoint or a kept
+/// result.json must have been made with
 /// to count for the job (training::settings_difference says how two differ).
 std::string job_settings(const job_spec& j);
 

@@ -56,8 +56,9 @@ struct job_options {
   transform_options eval_transform;
   int64_t eval_batch_size = 256; ///< large eval batches cost memory, not speed
   /// Evaluate the validation set after every this many epochs and after the last
-  /// (0: after the last only). An epoch not validated has NaN validation figures,
-  /// and a plateau schedule counts only the validated epochs.
+  /// (0: after the last only). An epoch not validated has NaN validation figures.
+  /// A plateau schedule needs every epoch's validation loss: other values are
+  /// refused with it.
   int64_t validate_every = 1;
   criterion_fn criterion;        ///< empty: cross-entropy
   /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
