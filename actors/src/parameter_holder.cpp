@@ -153,9 +153,11 @@ caf::error holder_state::check(const param_update& update) {
       && (update.steps < 1 || update.steps > std::max(1, options_.max_steps)))
     why = "gradients of " + std::to_string(update.steps) + " steps (expected 1.."
       + std::to_string(std::max(1, options_.max_steps)) + ")";
-  if (why.empty() && optimizer_ && !(std::isfinite(update.lr) && update.lr >= 0))
+  // The optimizer's own checks, needed up front only where one push's values go
+  // into a round's mean (an asynchronous step refuses them itself, in one pass).
+  if (why.empty() && optimizer_ && sync() && !(std::isfinite(update.lr) && update.lr >= 0))
     why = "learning rate " + std::to_string(update.lr) + " (expected finite and >= 0)";
-  if (why.empty() && optimizer_)
+  if (why.empty() && optimizer_ && sync())
     why = gradient_limits(update);
   return why.empty() ? caf::error{} : reject(why);
 }

@@ -538,6 +538,23 @@ std::optional<holder_checkpoint> read_restart(const sgd_options& o, models::Netw
   return restart;
 }
 
+/// `items` without repeats, in the order they first appear.
+std::vector<std::string> distinct(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& h : items)
+    if (std::find(out.begin(), out.end(), h) == out.end())
+      out.push_back(h);
+  return out;
+}
+
+nlohmann::json to_json(const holder_status& h) {
+  return {{"version", h.version},
+          {"applied", h.applied},
+          {"rejected", h.rejected},
+          {"pulls", h.pulls},
+          {"rounds", h.rounds}};
+}
+
 } // namespace
 
 sgd_report run_sgd(const sgd_options& o) {
@@ -578,22 +595,14 @@ sgd_report run_sgd(const sgd_options& o) {
   detail::set_spending(report, meter);
 
   const auto outcomes = sort_outcomes(report);
-  std::vector<std::string> host_list;
-  for (const auto& h : outcome.hosts)
-    if (std::find(host_list.begin(), host_list.end(), h) == host_list.end())
-      host_list.push_back(h);
+  const auto host_list = distinct(outcome.hosts);
   auto summary =
     detail::shared_summary("sgd", report, o, o, o,
                            {dataset, model_name, models::parameter_count(*model),
                             data.train->size(), data.test ? data.test->size() : 0, cores});
   summary.workers = static_cast<int64_t>(report.workers.size());
   summary.more.update({{"rejected_updates", report.rejected_updates},
-                       {"holder",
-                        {{"version", report.holder.version},
-                         {"applied", report.holder.applied},
-                         {"rejected", report.holder.rejected},
-                         {"pulls", report.holder.pulls},
-                         {"rounds", report.holder.rounds}}},
+                       {"holder", to_json(report.holder)},
                        {"local_workers", local},
                        {"hosts", host_list},
                        {"n_push", o.n_push},

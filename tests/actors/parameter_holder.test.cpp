@@ -106,6 +106,13 @@ struct fixture : test_coordinator_fixture<> {
     return *out;
   }
 
+  /// Replaces the holder by one starting from `start` with `options`.
+  void respawn(param_blob start, holder_options options) {
+    anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    holder = spawn_holder(sys, std::move(start), std::move(options));
+    run();
+  }
+
   holder_status status() {
     auto out = std::make_shared<holder_status>();
     auto h = holder;
@@ -463,11 +470,9 @@ std::shared_ptr<held_push> send_push(caf::actor_system& sys, const holder_actor&
 } // namespace
 
 CAF_TEST(a synchronous holder answers no push until every member pushed then applies their mean once) {
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
   holder_options o;
   o.sync_members = 2;
-  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), o);
-  run();
+  respawn(blob_of({1, 2, 3, 4}, 42, 7), o);
   auto a = send_push(sys, holder, update_of({2, 0, 0, 4}, 7));
   run();
   CAF_CHECK(!a->answered);
@@ -510,11 +515,9 @@ CAF_TEST(a synchronous holder answers no push until every member pushed then app
 }
 
 CAF_TEST(a member leaving with its push in the round does not end the round without the others) {
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
   holder_options o;
   o.sync_members = 3;
-  holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
-  run();
+  respawn(blob_of({0, 0, 0, 0}, 42, 0), o);
   auto a = send_push(sys, holder, update_of({3, 0, 0, 0}, 0));
   run();
   anon_send(holder, leave_atom::value, a->sender); // a's host went, its push stays
@@ -538,11 +541,9 @@ CAF_TEST(a member leaving with its push in the round does not end the round with
 }
 
 CAF_TEST(a member leaving ends the round it was awaited in and later rounds wait for one fewer) {
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
   holder_options o;
   o.sync_members = 3;
-  holder = spawn_holder(sys, blob_of({0, 0, 0, 0}, 42, 0), o);
-  run();
+  respawn(blob_of({0, 0, 0, 0}, 42, 0), o);
   auto a = send_push(sys, holder, update_of({3, 0, 0, 0}, 0));
   auto b = send_push(sys, holder, update_of({1, 0, 0, 0}, 0));
   run();
@@ -568,13 +569,11 @@ CAF_TEST(a synchronous Adam holder takes one step of the large batch per round) 
   // Two members pushing one step's gradients each: every round is one Adam step
   // with their mean, as one process training on both batches at once would take.
   const double lr = 0.01;
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
   holder_options o;
   o.sync_members = 2;
   o.optimizer = training::optimizer_options::parse("adam", lr);
   const auto start = blob_of({0.5f, -1, 2, 0}, 42, 0);
-  holder = spawn_holder(sys, start, o);
-  run();
+  respawn(start, o);
   training::flat_optimizer reference(*o.optimizer, start.bytes);
   const std::vector<std::vector<float>> a_grads{{1, -2, 0.5f, 3}, {0.2f, 0.1f, -4, 1}, {2, 2, 2, 2}};
   const std::vector<std::vector<float>> b_grads{{3, 0, -0.5f, 1}, {-0.6f, 0.3f, 1, -1}, {0, 1, 2, 3}};
@@ -605,14 +604,12 @@ CAF_TEST(a synchronous Adam round of pushes of several steps takes their mean gr
   // A 5-step push with its squares and a 1-step push: 6 steps in 2 pushes, so the
   // round takes 3 steps with the mean gradient and mean square over all 6.
   const double lr = 0.01;
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
   holder_options o;
   o.sync_members = 2;
   o.max_steps = 5;
   o.optimizer = training::optimizer_options::parse("adam", lr);
   const auto start = blob_of({0.5f, -1, 2, 0}, 42, 0);
-  holder = spawn_holder(sys, start, o);
-  run();
+  respawn(start, o);
   const std::vector<float> g5{2, -1, 0.5f, 4}, s5{3, 1, 2, 5}, g1{1, 1, -1, 0};
   auto five = update_of(g5, 0, 5, lr);
   five.squares = blob_of(s5, 42).bytes;

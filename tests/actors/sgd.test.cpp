@@ -656,17 +656,35 @@ CAF_TEST(a synchronous worker fails at once when its holder goes while its round
 
 CAF_TEST_FIXTURE_SCOPE_END()
 
-CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
-  test::temp_dir dir;
+namespace {
+
+/// A short run of two local LeNet5 workers on synthetic data, writing into `out`.
+sgd_options two_worker_sgd(const std::string& dataset, const std::filesystem::path& out) {
   sgd_options o;
-  o.dataset = "synthetic:train=640,test=100";
+  o.dataset = dataset;
   o.model = "lenet5";
   o.slots = 2;
   o.cores = 2;
   o.epochs = 1;
-  o.holder_checkpoint_every = 3;
-  o.out = dir / "run";
+  o.out = out;
   o.progress = "none";
+  return o;
+}
+
+/// The learning rate of the first step in a worker's steps.csv (its last column).
+double first_step_lr(const std::filesystem::path& steps_csv) {
+  const auto steps = test::read_text(steps_csv);
+  auto first = steps.substr(steps.find('\n') + 1);
+  first = first.substr(0, first.find('\n'));
+  return std::stod(first.substr(first.rfind(',') + 1));
+}
+
+} // namespace
+
+CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
+  test::temp_dir dir;
+  auto o = two_worker_sgd("synthetic:train=640,test=100", dir / "run");
+  o.holder_checkpoint_every = 3;
   auto first = run_sgd(o);
   auto saved = read_holder_file(dir / "run" / "holder.pt").params;
   // The end state (2 workers x 2 pushes = 4 updates), not the last multiple of 3.
@@ -699,23 +717,13 @@ CAF_TEST(an SGD run saves the holder and a second run resumes from it) {
 CAF_TEST(averaged deltas come from workers at W times the learning rate and summed ones do not) {
   test::temp_dir dir;
   for (const std::string merge : {"average", "sum"}) {
-    sgd_options o;
-    o.dataset = "synthetic:train=320,test=50";
-    o.model = "lenet5";
-    o.slots = 2;
-    o.cores = 2;
-    o.epochs = 1;
+    auto o = two_worker_sgd("synthetic:train=320,test=50", dir / merge);
     o.scheduler = "none";
     o.lr = 1e-3;
     o.merge = merge;
-    o.out = dir / merge;
-    o.progress = "none";
     auto r = run_sgd(o);
     CAF_CHECK_EQUAL(r.summary["merge"].get<std::string>(), merge);
-    const auto steps = test::read_text(dir / merge / "workers" / "worker1" / "steps.csv");
-    auto first = steps.substr(steps.find('\n') + 1);
-    first = first.substr(0, first.find('\n'));
-    const double lr = std::stod(first.substr(first.rfind(',') + 1));
+    const double lr = first_step_lr(dir / merge / "workers" / "worker1" / "steps.csv");
     CAF_CHECK_EQUAL(lr, merge == "average" ? 2e-3 : 1e-3);
   }
 }
@@ -723,18 +731,12 @@ CAF_TEST(averaged deltas come from workers at W times the learning rate and summ
 CAF_TEST(a synchronous SGD run applies one version per round of every worker) {
   test::temp_dir dir;
   for (const std::string on : {"workers", "holder"}) {
-    sgd_options o;
-    o.dataset = "synthetic:train=640,test=100";
-    o.model = "lenet5";
-    o.slots = 2;
-    o.cores = 2;
+    auto o = two_worker_sgd("synthetic:train=640,test=100", dir / on);
     o.epochs = 3;
     o.sync = true;
     o.n_push = 1;
     o.n_pull = 1;
     o.optimizer_on = on;
-    o.out = dir / on;
-    o.progress = "none";
     auto r = run_sgd(o);
     CAF_MESSAGE(on << ": test accuracy " << r.test_accuracy);
     // 320 samples a worker: 10 steps an epoch each, 30 rounds of 2 pushes.
@@ -746,10 +748,7 @@ CAF_TEST(a synchronous SGD run applies one version per round of every worker) {
     CAF_CHECK_EQUAL(r.summary["staleness_max"].get<uint64_t>(), 0u);
     CAF_CHECK_GREATER_OR_EQUAL(r.test_accuracy, 0.9);
     // The workers' schedules run at W x lr.
-    const auto steps = test::read_text(dir / on / "workers" / "worker1" / "steps.csv");
-    auto first = steps.substr(steps.find('\n') + 1);
-    first = first.substr(0, first.find('\n'));
-    CAF_CHECK_EQUAL(std::stod(first.substr(first.rfind(',') + 1)), 2 * o.lr);
+    CAF_CHECK_EQUAL(first_step_lr(dir / on / "workers" / "worker1" / "steps.csv"), 2 * o.lr);
   }
   // Settings that mean nothing with rounds are refused, naming the flag.
   sgd_options o;
@@ -774,12 +773,7 @@ CAF_TEST(a synchronous SGD run applies one version per round of every worker) {
 
 CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {
   test::temp_dir dir;
-  sgd_options o;
-  o.dataset = "synthetic:train=640,test=100";
-  o.model = "lenet5";
-  o.slots = 2;
-  o.cores = 2;
-  o.epochs = 1;
+  auto o = two_worker_sgd("synthetic:train=640,test=100", dir / "run");
   o.optimizer_on = "holder";
   o.max_staleness = 4;
   o.holder_checkpoint_every = 3;
