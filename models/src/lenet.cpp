@@ -1,3 +1,4 @@
+#include <pnn/models/kernels.hpp>
 #include <pnn/models/lenet.hpp>
 
 #include <torch/torch.h>
@@ -5,7 +6,6 @@
 namespace pnn::models {
 
 namespace nn = torch::nn;
-namespace F = torch::nn::functional;
 
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t n = 0;
@@ -23,8 +23,8 @@ LeNetImpl::LeNetImpl(int64_t in_channels, int64_t num_classes) {
 }
 
 torch::Tensor LeNetImpl::forward(torch::Tensor x) {
-  x = F::max_pool2d(torch::relu(conv1_(x)), F::MaxPool2dFuncOptions(2));
-  x = F::max_pool2d(torch::relu(conv2_(x)), F::MaxPool2dFuncOptions(2));
+  x = torch::relu(max_pool2x2(conv1_(x))); // (max and ReLU commute: see LeNet5)
+  x = torch::relu(max_pool2x2(conv2_(x)));
   x = x.flatten(1);
   x = torch::relu(fc1_(x));
   x = torch::relu(fc2_(x));

@@ -5,21 +5,22 @@
 namespace pnn::models {
 
 namespace nn = torch::nn;
-namespace F = torch::nn::functional;
 
 LeNet5Impl::LeNet5Impl(int64_t in_channels, int64_t num_classes) {
   conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, 6, 5)));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(6));
+  bn1_ = register_module("bn1", FastBatchNorm2d(6));
   conv2_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(6, 16, 5)));
-  bn2_ = register_module("bn2", nn::BatchNorm2d(16));
+  bn2_ = register_module("bn2", FastBatchNorm2d(16));
   fc1_ = register_module("fc1", nn::Linear(16 * 5 * 5, 120));
   fc2_ = register_module("fc2", nn::Linear(120, 84));
   fc3_ = register_module("fc3", nn::Linear(84, num_classes));
 }
 
 torch::Tensor LeNet5Impl::forward(torch::Tensor x) {
-  x = F::max_pool2d(torch::relu(bn1_(conv1_(x))), F::MaxPool2dFuncOptions(2));
-  x = F::max_pool2d(torch::relu(bn2_(conv2_(x))), F::MaxPool2dFuncOptions(2));
+  // Pooled before the ReLU, on a quarter of the values: max and ReLU commute, and
+  // so do their gradients (a window's maximum is the ReLU's nonzero if any).
+  x = torch::relu(max_pool2x2(bn1_(conv1_(x))));
+  x = torch::relu(max_pool2x2(bn2_(conv2_(x))));
   x = x.flatten(1);
   x = torch::relu(fc1_(x));
   x = torch::relu(fc2_(x));

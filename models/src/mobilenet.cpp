@@ -1,5 +1,7 @@
 #include <pnn/models/mobilenet.hpp>
 
+#include <pnn/models/kernels.hpp>
+
 #include <torch/torch.h>
 
 #include <utility>
@@ -18,9 +20,9 @@ public:
     depthwise_ = register_module(
       "conv1",
       nn::Conv2d(nn::Conv2dOptions(in, in, 3).stride(stride).padding(1).groups(in).bias(false)));
-    bn1_ = register_module("bn1", nn::BatchNorm2d(in));
+    bn1_ = register_module("bn1", FastBatchNorm2d(in));
     pointwise_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(in, out, 1).bias(false)));
-    bn2_ = register_module("bn2", nn::BatchNorm2d(out));
+    bn2_ = register_module("bn2", FastBatchNorm2d(out));
   }
 
   torch::Tensor forward(torch::Tensor x) {
@@ -30,7 +32,7 @@ public:
 
 private:
   nn::Conv2d depthwise_{nullptr}, pointwise_{nullptr};
-  nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  FastBatchNorm2d bn1_{nullptr}, bn2_{nullptr};
 };
 TORCH_MODULE(SeparableBlock);
 
@@ -39,7 +41,7 @@ TORCH_MODULE(SeparableBlock);
 MobileNetImpl::MobileNetImpl(int64_t in_channels, int64_t num_classes) {
   conv1_ = register_module(
     "conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, 32, 3).padding(1).bias(false)));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(32));
+  bn1_ = register_module("bn1", FastBatchNorm2d(32));
   // (out channels, stride) of the 13 separable blocks.
   const std::pair<int64_t, int64_t> cfg[] = {{64, 1},  {128, 2},  {128, 1}, {256, 2}, {256, 1},
                                              {512, 2}, {512, 1},  {512, 1}, {512, 1}, {512, 1},

@@ -1,6 +1,7 @@
 #include <pnn/models/vgg.hpp>
 
 #include <pnn/error.hpp>
+#include <pnn/models/kernels.hpp>
 
 #include <torch/torch.h>
 
@@ -39,11 +40,11 @@ VGGImpl::VGGImpl(int depth, int64_t in_channels, int64_t num_classes) {
   int64_t in = in_channels;
   for (int64_t c : vgg_config(depth)) {
     if (c == pool) {
-      features->push_back(nn::MaxPool2d(2));
+      features->push_back(MaxPool2x2());
       continue;
     }
     features->push_back(nn::Conv2d(nn::Conv2dOptions(in, c, 3).padding(1)));
-    features->push_back(nn::BatchNorm2d(c));
+    features->push_back(FastBatchNorm2d(c));
     features->push_back(nn::ReLU(nn::ReLUOptions(true)));
     in = c;
   }

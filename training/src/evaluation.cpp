@@ -1,5 +1,6 @@
 #include <pnn/training/evaluation.hpp>
 
+#include <pnn/models/kernels.hpp>
 #include <pnn/models/network.hpp>
 
 #include <nlohmann/json.hpp>
@@ -94,7 +95,8 @@ int64_t recompute_batchnorm_statistics(models::Network& model, const dataset& da
   for (const auto& m : model.modules(/*include_self=*/false))
     layers += reset_for_average<torch::nn::BatchNorm1dImpl>(*m, restore)
       || reset_for_average<torch::nn::BatchNorm2dImpl>(*m, restore)
-      || reset_for_average<torch::nn::BatchNorm3dImpl>(*m, restore);
+      || reset_for_average<torch::nn::BatchNorm3dImpl>(*m, restore)
+      || reset_for_average<models::FastBatchNorm2dImpl>(*m, restore);
   if (layers == 0)
     return 0;
   torch::NoGradGuard no_grad;

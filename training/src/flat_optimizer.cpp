@@ -2,6 +2,8 @@
 
 #include <pnn/error.hpp>
 
+#include "fused_steps.hpp"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -13,9 +15,9 @@ namespace pnn::training {
 // The steps are written out here (not LibTorch's optimizers) for two reasons: k steps
 // of an Adam with k gradients known only by their mean and mean square need the
 // square, which LibTorch's step cannot take; and the state has one form to save.
-// With k = 1 the arithmetic is LibTorch 1.13's, op for op (actors.sgd compares a
-// holder's Adam against torch::optim::Adam to 1e-6; actors.parameter_holder the
-// others). One difference: LibTorch skips a parameter without a gradient, here
+// With k = 1 the arithmetic is that of a training job's optimizer (make_optimizer's
+// loops, which agree with LibTorch 1.13's to float rounding): actors.sgd compares a
+// holder's Adam against a training job to 1e-6, actors.parameter_holder the others. One difference: LibTorch skips a parameter without a gradient, here
 // every value steps (a zero gradient still decays and carries momentum).
 struct flat_optimizer::impl {
   optimizer_options o;
@@ -32,51 +34,66 @@ struct flat_optimizer::impl {
   /// undefined: g^2).
   void step(torch::Tensor g, const torch::Tensor& sq, double lr) {
     ++steps;
-    if (adam()) {
-      torch::Tensor square = sq;
-      if (o.name == "adamw") {
-        params.mul_(1 - lr * o.weight_decay);
-      } else if (o.weight_decay != 0) {
-        // g + wd p: its square keeps the gradients' spread (sq - g^2) around the new mean.
-        auto shifted = g.add(params, o.weight_decay);
-        if (sq.defined())
-          square = sq.sub(g * g).clamp_min_(0).add_(shifted * shifted);
-        g = shifted;
-      }
+    // The common cases run the loops a training job's optimizer runs (fused_steps),
+    // so one worker pushing every step to a holder's Adam trains as that job would,
+    // to the bit.
+    const int64_t n = params.numel();
+    if (adam() && !o.amsgrad && (o.name == "adamw" || o.weight_decay == 0 || !sq.defined())) {
       if (!exp_avg.defined()) {
         exp_avg = torch::zeros_like(params);
         exp_avg_sq = torch::zeros_like(params);
-        if (o.amsgrad)
-          max_sq = torch::zeros_like(params);
       }
-      exp_avg.mul_(o.beta1).add_(g, 1 - o.beta1);
-      if (square.defined())
-        exp_avg_sq.mul_(o.beta2).add_(square, 1 - o.beta2);
-      else
-        exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
-      const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(steps));
-      const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(steps));
-      torch::Tensor denom;
-      if (o.amsgrad) {
-        torch::max_out(max_sq, exp_avg_sq, max_sq);
-        denom = (max_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
-      } else {
-        denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
-      }
-      params.addcdiv_(exp_avg, denom, -lr / bc1);
+      const auto s = fused::make_adam_step(o.beta1, o.beta2, o.eps, lr, o.weight_decay,
+                                           o.name == "adamw", steps);
+      fused::adam(params.data_ptr<float>(), g.data_ptr<float>(), exp_avg.data_ptr<float>(),
+                  exp_avg_sq.data_ptr<float>(), n, s, sq.defined() ? sq.data_ptr<float>() : nullptr);
       return;
     }
-    // SGD
-    if (o.weight_decay != 0)
-      g = g.add(params, o.weight_decay);
-    if (o.momentum != 0) {
-      if (!momentum_buffer.defined())
-        momentum_buffer = g.clone();
-      else
-        momentum_buffer.mul_(o.momentum).add_(g, 1.0);
-      g = o.nesterov ? g.add(momentum_buffer, o.momentum) : momentum_buffer;
+    if (!adam()) {
+      fused::sgd_step s{};
+      s.weight_decay = static_cast<float>(o.weight_decay);
+      s.momentum = static_cast<float>(o.momentum);
+      s.minus_lr = static_cast<float>(-lr);
+      s.nesterov = o.nesterov;
+      s.first = !momentum_buffer.defined();
+      if (o.momentum != 0 && s.first)
+        momentum_buffer = torch::empty_like(params);
+      fused::sgd(params.data_ptr<float>(), g.data_ptr<float>(),
+                 o.momentum != 0 ? momentum_buffer.data_ptr<float>() : nullptr, n, s);
+      return;
     }
-    params.add_(g, -lr);
+    // Adam with amsgrad, or with (coupled) weight decay and a mean square.
+    torch::Tensor square = sq;
+    if (o.name == "adamw") {
+      params.mul_(1 - lr * o.weight_decay);
+    } else if (o.weight_decay != 0) {
+      // g + wd p: its square keeps the gradients' spread (sq - g^2) around the new mean.
+      auto shifted = g.add(params, o.weight_decay);
+      if (sq.defined())
+        square = sq.sub(g * g).clamp_min_(0).add_(shifted * shifted);
+      g = shifted;
+    }
+    if (!exp_avg.defined()) {
+      exp_avg = torch::zeros_like(params);
+      exp_avg_sq = torch::zeros_like(params);
+      if (o.amsgrad)
+        max_sq = torch::zeros_like(params);
+    }
+    exp_avg.mul_(o.beta1).add_(g, 1 - o.beta1);
+    if (square.defined())
+      exp_avg_sq.mul_(o.beta2).add_(square, 1 - o.beta2);
+    else
+      exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
+    const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(steps));
+    const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(steps));
+    torch::Tensor denom;
+    if (o.amsgrad) {
+      torch::max_out(max_sq, exp_avg_sq, max_sq);
+      denom = (max_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+    } else {
+      denom = (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+    }
+    params.addcdiv_(exp_avg, denom, -lr / bc1);
   }
 
   std::vector<std::pair<const char*, torch::Tensor*>> state() {

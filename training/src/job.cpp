@@ -232,7 +232,11 @@ bool training_job::run(int64_t max_batches) {
     auto y = d.data->labels.index_select(0, idx);
     const double lr = d.schedule->lr();
     set_learning_rate(*d.optimizer, lr);
-    d.optimizer->zero_grad();
+    // Gradients set to none, not zeroed: backward then hands each parameter its
+    // gradient buffer instead of adding it to a zeroed one.
+    for (auto& group : d.optimizer->param_groups())
+      for (auto& p : group.params())
+        p.mutable_grad().reset();
     auto logits = d.model->forward(x);
     auto loss = d.criterion(logits, y);
     loss.backward();

@@ -3,9 +3,169 @@
 #include <pnn/error.hpp>
 #include <pnn/training/spec.hpp>
 
+#include "fused_steps.hpp"
+
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace pnn::training {
+
+namespace {
+
+namespace optim = torch::optim;
+
+bool fusable(const torch::Tensor& t) {
+  return t.defined() && t.scalar_type() == torch::kFloat32 && t.device().is_cpu()
+    && t.layout() == torch::kStrided && t.is_contiguous();
+}
+
+float* floats(const torch::Tensor& t) {
+  return t.data_ptr<float>();
+}
+
+/// The state of `p` in an optimizer's map (LibTorch's key), made by `make` if none.
+template <class State, class Make>
+State& state_of(ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>& map,
+                const torch::Tensor& p, Make make) {
+  auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+  auto it = map.find(key);
+  if (it == map.end())
+    it = map.emplace(key, make()).first;
+  return static_cast<State&>(*it->second);
+}
+
+/// LibTorch's Adam (Base = Adam) or AdamW whose step runs one loop per parameter
+/// tensor (fused::adam) instead of LibTorch's ten tensor operations: the same state,
+/// checkpoints and results to float rounding. Anything the loop does not cover
+/// (amsgrad, tensors that are not contiguous float32 on the CPU) takes LibTorch's
+/// step.
+template <class Base, class Options, bool Decoupled>
+class fused_adam final : public Base {
+public:
+  using Base::Base;
+
+  torch::Tensor step(optim::Optimizer::LossClosure closure = nullptr) override {
+    if (!covered())
+      return Base::step(std::move(closure));
+    torch::NoGradGuard no_grad;
+    torch::Tensor loss;
+    if (closure) {
+      torch::AutoGradMode enable_grad(true);
+      loss = closure();
+    }
+    for (auto& group : this->param_groups_) {
+      const auto& o = static_cast<const Options&>(group.options());
+      const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+      for (auto& p : group.params()) {
+        if (!p.grad().defined())
+          continue;
+        auto& state = state_of<optim::AdamParamState>(this->state_, p, [&] {
+          auto s = std::make_unique<optim::AdamParamState>();
+          s->step(0);
+          s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          return s;
+        });
+        state.step(state.step() + 1);
+        const auto s = fused::make_adam_step(beta1, beta2, o.eps(), o.lr(), o.weight_decay(),
+                                             Decoupled, state.step());
+        fused::adam(floats(p), floats(p.grad()), floats(state.exp_avg()),
+                    floats(state.exp_avg_sq()), p.numel(), s);
+      }
+    }
+    return loss;
+  }
+
+private:
+  bool covered() const {
+    for (const auto& group : this->param_groups_) {
+      if (static_cast<const Options&>(group.options()).amsgrad())
+        return false;
+      for (const auto& p : group.params()) {
+        if (!p.grad().defined())
+          continue;
+        if (!fusable(p) || !fusable(p.grad()))
+          return false;
+        auto it = this->state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+        if (it != this->state_.end()) {
+          const auto& st = static_cast<const optim::AdamParamState&>(*it->second);
+          if (!fusable(st.exp_avg()) || !fusable(st.exp_avg_sq())
+              || st.exp_avg().numel() != p.numel() || st.exp_avg_sq().numel() != p.numel())
+            return false;
+        }
+      }
+    }
+    return true;
+  }
+};
+
+/// LibTorch's SGD with its step as one loop per parameter tensor (fused::sgd); the
+/// same state and results to float rounding. Dampening and tensors the loop does
+/// not cover take LibTorch's step.
+class fused_sgd final : public optim::SGD {
+public:
+  using SGD::SGD;
+
+  torch::Tensor step(LossClosure closure = nullptr) override {
+    if (!covered())
+      return SGD::step(std::move(closure));
+    torch::NoGradGuard no_grad;
+    torch::Tensor loss;
+    if (closure) {
+      torch::AutoGradMode enable_grad(true);
+      loss = closure();
+    }
+    for (auto& group : param_groups_) {
+      const auto& o = static_cast<const optim::SGDOptions&>(group.options());
+      for (auto& p : group.params()) {
+        if (!p.grad().defined())
+          continue;
+        fused::sgd_step s{};
+        s.weight_decay = static_cast<float>(o.weight_decay());
+        s.momentum = static_cast<float>(o.momentum());
+        s.minus_lr = static_cast<float>(-1 * o.lr());
+        s.nesterov = o.nesterov();
+        float* buf = nullptr;
+        if (o.momentum() != 0) {
+          s.first = false;
+          auto& state = state_of<optim::SGDParamState>(state_, p, [&] {
+            s.first = true;
+            auto st = std::make_unique<optim::SGDParamState>();
+            st->momentum_buffer(torch::empty_like(p, torch::MemoryFormat::Preserve));
+            return st;
+          });
+          buf = state.momentum_buffer().data_ptr<float>();
+        }
+        fused::sgd(p.data_ptr<float>(), p.grad().data_ptr<float>(), buf, p.numel(), s);
+      }
+    }
+    return loss;
+  }
+
+private:
+  bool covered() const {
+    for (const auto& group : param_groups_) {
+      if (static_cast<const optim::SGDOptions&>(group.options()).dampening() != 0)
+        return false;
+      for (const auto& p : group.params()) {
+        if (!p.grad().defined())
+          continue;
+        if (!fusable(p) || !fusable(p.grad()))
+          return false;
+        auto it = state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+        if (it != state_.end()) {
+          const auto& buf = static_cast<const optim::SGDParamState&>(*it->second).momentum_buffer();
+          if (!fusable(buf) || buf.numel() != p.numel())
+            return false;
+        }
+      }
+    }
+    return true;
+  }
+};
+
+} // namespace
 
 optimizer_options optimizer_options::parse(const std::string& text, double lr) {
   auto s = spec::parse(text, "--optimizer");
@@ -41,23 +201,22 @@ optimizer_options optimizer_options::parse(const std::string& text, double lr) {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const optimizer_options& o,
                                                         std::vector<torch::Tensor> params) {
-  namespace optim = torch::optim;
   if (o.name == "adam")
-    return std::make_unique<optim::Adam>(std::move(params),
+    return std::make_unique<fused_adam<optim::Adam, optim::AdamOptions, false>>(std::move(params),
                                          optim::AdamOptions(o.lr)
                                            .betas({o.beta1, o.beta2})
                                            .eps(o.eps)
                                            .weight_decay(o.weight_decay)
                                            .amsgrad(o.amsgrad));
   if (o.name == "adamw")
-    return std::make_unique<optim::AdamW>(std::move(params),
+    return std::make_unique<fused_adam<optim::AdamW, optim::AdamWOptions, true>>(std::move(params),
                                           optim::AdamWOptions(o.lr)
                                             .betas({o.beta1, o.beta2})
                                             .eps(o.eps)
                                             .weight_decay(o.weight_decay)
                                             .amsgrad(o.amsgrad));
   if (o.name == "sgd")
-    return std::make_unique<optim::SGD>(std::move(params),
+    return std::make_unique<fused_sgd>(std::move(params),
                                         optim::SGDOptions(o.lr)
                                           .momentum(o.momentum)
                                           .nesterov(o.nesterov)

@@ -1,8 +1,8 @@
 #pragma once
 
+#include <pnn/models/kernels.hpp>
 #include <pnn/models/network.hpp>
 
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
@@ -18,7 +18,7 @@ public:
 
 private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  FastBatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr};
 };
 TORCH_MODULE(LeNet5);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <pnn/models/kernels.hpp>
 #include <pnn/models/network.hpp>
 
 #include <torch/nn/modules/batchnorm.h>
@@ -20,7 +21,7 @@ public:
 
 private:
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  FastBatchNorm2d bn1_{nullptr};
   torch::nn::Sequential layers_{nullptr};
   torch::nn::Linear linear_{nullptr};
 };
