@@ -355,4 +355,13 @@ torch::Tensor FastBatchNorm2dImpl::forward(const torch::Tensor& x) {
   return batch_norm_train(x, weight, bias, running_mean, running_var, factor, options.eps());
 }
 
+std::pair<torch::Tensor, torch::Tensor> fold_batch_norm(const torch::Tensor& weight,
+                                                        const torch::Tensor& bias,
+                                                        const FastBatchNorm2dImpl& bn) {
+  TORCH_CHECK(bn.foldable(), "fold_batch_norm: the batch norm is training or not affine");
+  const auto scale = bn.weight * torch::rsqrt(bn.running_var + bn.options.eps());
+  auto b = bias.defined() ? bias : torch::zeros_like(bn.running_mean);
+  return {weight * scale.view({-1, 1, 1, 1}), (b - bn.running_mean) * scale + bn.bias};
+}
+
 } // namespace pnn::models

@@ -17,6 +17,13 @@ LeNet5Impl::LeNet5Impl(int64_t in_channels, int64_t num_classes) {
 }
 
 torch::Tensor LeNet5Impl::forward(torch::Tensor x) {
+  if (bn1_->foldable() && bn2_->foldable()) { // evaluation: batch norms folded in
+    auto [w1, b1] = fold_batch_norm(conv1_->weight, conv1_->bias, *bn1_);
+    auto [w2, b2] = fold_batch_norm(conv2_->weight, conv2_->bias, *bn2_);
+    x = torch::relu(max_pool2x2(torch::conv2d(x, w1, b1)));
+    x = torch::relu(max_pool2x2(torch::conv2d(x, w2, b2)));
+    return fc3_(torch::relu(fc2_(torch::relu(fc1_(x.flatten(1))))));
+  }
   // Pooled before the ReLU, on a quarter of the values: max and ReLU commute, and
   // so do their gradients (a window's maximum is the ReLU's nonzero if any).
   x = torch::relu(max_pool2x2(bn1_(conv1_(x))));

@@ -201,3 +201,42 @@ CAF_TEST(LeNet5 computes what LibTorch ops compute from its parameters) {
     CAF_CHECK_LESS(max_difference(our_grads[kv.first], kv.second), 1e-4);
   }
 }
+
+CAF_TEST(LeNet5 in evaluation folds its batch norms into the convolutions) {
+  torch::manual_seed(6);
+  auto net = make_model("lenet5", 1, 10);
+  std::map<std::string, torch::Tensor> p;
+  for (const auto& kv : net->named_parameters())
+    p[kv.key()] = kv.value();
+  for (const auto& kv : net->named_buffers())
+    p[kv.key()] = kv.value();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto name : {"bn1", "bn2"}) { // statistics and an affine map far from 1 and 0
+      p[std::string(name) + ".weight"].uniform_(0.5, 2);
+      p[std::string(name) + ".bias"].uniform_(-1, 1);
+    }
+    net->train();
+    for (int i = 0; i < 3; ++i)
+      net->forward(torch::randn({8, 1, 32, 32}) * 2 + 0.5);
+  }
+  net->eval();
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({16, 1, 32, 32});
+  auto bn = [&](const torch::Tensor& t, const std::string& name) {
+    return torch::batch_norm(t, p[name + ".weight"], p[name + ".bias"], p[name + ".running_mean"],
+                             p[name + ".running_var"], false, 0.1, 1e-5, false);
+  };
+  auto h = torch::conv2d(x, p["conv1.weight"], p["conv1.bias"]);
+  h = torch::max_pool2d(torch::relu(bn(h, "bn1")), {2, 2}, {2, 2});
+  h = torch::conv2d(h, p["conv2.weight"], p["conv2.bias"]);
+  h = torch::max_pool2d(torch::relu(bn(h, "bn2")), {2, 2}, {2, 2}).flatten(1);
+  h = torch::relu(torch::linear(h, p["fc1.weight"], p["fc1.bias"]));
+  h = torch::relu(torch::linear(h, p["fc2.weight"], p["fc2.bias"]));
+  auto reference = torch::linear(h, p["fc3.weight"], p["fc3.bias"]);
+  auto folded = net->forward(x);
+  CAF_CHECK_LESS(max_difference(folded, reference), 1e-4);
+  CAF_CHECK(torch::equal(folded.argmax(1), reference.argmax(1)));
+  // The running statistics moved away from 0 and 1: the fold had work to do.
+  CAF_CHECK_GREATER(p["bn1.running_mean"].abs().max().item<float>(), 0.05f);
+}

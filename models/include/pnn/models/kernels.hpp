@@ -16,6 +16,7 @@
 #include <torch/types.h>
 
 #include <ostream>
+#include <utility>
 
 namespace pnn::models {
 
@@ -57,10 +58,24 @@ public:
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
+  /// True in evaluation with running statistics and an affine transform: the layer
+  /// is then a per-channel scale and shift that fold_batch_norm can merge into the
+  /// convolution before it.
+  bool foldable() const {
+    return !is_training() && options.track_running_stats() && options.affine();
+  }
+
   torch::nn::BatchNorm2dOptions options;
   torch::Tensor weight, bias;                                 ///< undefined unless affine
   torch::Tensor running_mean, running_var, num_batches_tracked; ///< if track_running_stats
 };
 TORCH_MODULE(FastBatchNorm2d);
+
+/// The weight and bias of a convolution (`bias` may be undefined) followed by the
+/// foldable batch norm `bn`: conv(x, w', b') = bn(conv(x, w, b)) to float rounding,
+/// one pass over the output instead of two.
+std::pair<torch::Tensor, torch::Tensor> fold_batch_norm(const torch::Tensor& weight,
+                                                        const torch::Tensor& bias,
+                                                        const FastBatchNorm2dImpl& bn);
 
 } // namespace pnn::models
