@@ -188,6 +188,8 @@ int train_command(int argc, const char* const* argv) {
                                  "seed of initialisation, order, augmentation")(
     "checkpoint-every", po::value(&r.checkpoint_every)->default_value(r.checkpoint_every),
     "write a checkpoint every N epochs (0: never)")(
+    "validate-every", po::value(&r.validate_every)->default_value(r.validate_every),
+    "also evaluate the test set after every N epochs (0: after the last only)")(
     "resume", po::bool_switch(&r.resume), "continue from <out>/.../latest.pt if it exists")(
     "progress", po::value(&r.progress)->default_value(r.progress),
     "auto (in place on a terminal), plain or none");

@@ -63,6 +63,15 @@ int run_train(const train_request& r) {
     throw pnn::error(error_code::invalid_argument,
                      "--checkpoint-every " + std::to_string(r.checkpoint_every)
                        + ": expected 0 (never) or more");
+  if (r.validate_every < 0 || r.validate_every > 1000000)
+    throw pnn::error(error_code::invalid_argument,
+                     "--validate-every " + std::to_string(r.validate_every)
+                       + ": expected 0 (the test set after the last epoch only) or more epochs");
+  if (r.validate_every > 0 && r.scheduler.rfind("plateau", 0) == 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "--validate-every " + std::to_string(r.validate_every)
+                       + ": train's plateau schedule decays on the training loss; per-epoch "
+                         "test figures would change what it observes (expected 0)");
   progress_line progress{progress_line::parse_mode(r.progress)};
   const auto dir = job_dir(r.out, r.model, r.scheduler, "all");
   job_spec spec;
@@ -76,8 +85,11 @@ int run_train(const train_request& r) {
   spec.seed = r.seed;
   spec.threads = r.threads;
   spec.checkpoint_every = r.checkpoint_every;
+  // 0 leaves the job without a validation set (the default job value 1 keeps the
+  // checkpoint settings of runs before the flag); N validates the test set.
+  spec.validate_every = r.validate_every > 0 ? r.validate_every : 1;
   spec.out_dir = dir.string();
-  const job_options o = job_options_from(spec);
+  job_options o = job_options_from(spec);
   if (r.dry_run) {
     std::printf("pnn-node train: flags ok (--dry-run: nothing run)\n");
     return 0;
@@ -97,7 +109,12 @@ int run_train(const train_request& r) {
   std::fflush(stdout);
 
   cpu_monitor cpu;
-  training_job job{o, data.train, all_indices(data.train->size()), {}};
+  std::vector<int64_t> per_epoch_test;
+  if (r.validate_every > 0) {
+    o.validation_data = data.test;
+    per_epoch_test = all_indices(data.test->size());
+  }
+  training_job job{o, data.train, all_indices(data.train->size()), per_epoch_test};
   if (r.resume) {
     if (auto latest = find_latest_checkpoint(dir)) {
       job.load_checkpoint(*latest);
@@ -131,9 +148,11 @@ int run_train(const train_request& r) {
   };
   job.on_epoch = [&](const epoch_record& e) {
     progress.finish();
-    std::printf("epoch %lld/%lld: train loss %.4f, train accuracy %.4f, %.1f s\n",
-                static_cast<long long>(e.epoch), static_cast<long long>(r.epochs), e.train_loss,
-                e.train_accuracy, e.seconds);
+    std::printf("epoch %lld/%lld: train loss %.4f, train accuracy %.4f", static_cast<long long>(e.epoch),
+                static_cast<long long>(r.epochs), e.train_loss, e.train_accuracy);
+    if (!std::isnan(e.val_accuracy))
+      std::printf(", test loss %.4f, test accuracy %.4f", e.val_loss, e.val_accuracy);
+    std::printf(", %.1f s\n", e.seconds);
     std::fflush(stdout);
     write_file_atomic(dir / "epochs.csv", epochs_csv(job.epoch_records()));
   };
@@ -171,7 +190,10 @@ int run_train(const train_request& r) {
   const double train_seconds = seconds_since(train_start);
   const int64_t steps_run = job.steps_done() - steps_at_start;
 
-  auto test = job.evaluate(*data.test, all_indices(data.test->size()));
+  // With --validate-every the job has just evaluated the test set after its last epoch.
+  auto test = r.validate_every > 0 && job.last_validation() && steps_run > 0
+    ? *job.last_validation()
+    : job.evaluate(*data.test, all_indices(data.test->size()));
   cpu.stop();
   const double wall = seconds_since(wall_start);
   const auto times = process_cpu_times();
@@ -208,6 +230,7 @@ int run_train(const train_request& r) {
                          {"lr", r.lr},
                          {"scheduler", r.scheduler},
                          {"epochs", r.epochs},
+                         {"validate_every", r.validate_every},
                          {"batch_size", r.batch_size},
                          {"seed", r.seed},
                          {"threads", r.threads},

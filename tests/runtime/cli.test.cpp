@@ -200,6 +200,36 @@ CAF_TEST(kfold validate every 0 validates each job after its last epoch only) {
   }
 }
 
+CAF_TEST(train validate every N evaluates the test set after every Nth epoch) {
+  test::temp_dir dir;
+  auto run = [&](const std::string& flags, const std::string& out) {
+    auto r = pnn_node("train --dataset synthetic:train=96,test=40 --model lenet --epochs 2 "
+                      "--progress none " + flags + " --out " + (dir / out).string());
+    CAF_REQUIRE_EQUAL(r.exit_code, 0);
+    return std::make_pair(r.out, nlohmann::json::parse(test::read_text(dir / out / "summary.json")));
+  };
+  auto [text, every] = run("--validate-every 1", "every");
+  CAF_CHECK_EQUAL(every["validate_every"].get<int64_t>(), 1);
+  CAF_REQUIRE_EQUAL(every["epoch_records"].size(), 2u);
+  for (const auto& e : every["epoch_records"])
+    CAF_CHECK(e["val_accuracy"].is_number());
+  // The final test figures are the last epoch's evaluation of the test set.
+  CAF_CHECK_EQUAL(every["test_accuracy"].get<double>(),
+                  every["epoch_records"][1]["val_accuracy"].get<double>());
+  CAF_CHECK(test::contains(text, "test accuracy"));
+  auto [plain_text, plain] = run("", "plain");
+  CAF_CHECK_EQUAL(plain["validate_every"].get<int64_t>(), 0);
+  for (const auto& e : plain["epoch_records"])
+    CAF_CHECK(e["val_accuracy"].is_null());
+  // The same seed trains the same model either way: the same test accuracy.
+  CAF_CHECK_EQUAL(plain["test_accuracy"].get<double>(), every["test_accuracy"].get<double>());
+  auto out = " --out " + (dir / "bad").string();
+  check_bad_input(pnn_node("train --dataset synthetic --validate-every -1" + out),
+                  "--validate-every");
+  check_bad_input(pnn_node("train --dataset synthetic --scheduler plateau --validate-every 1" + out),
+                  "--validate-every");
+}
+
 CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
   test::temp_dir dir;
   auto out = " --out " + (dir / "x").string();

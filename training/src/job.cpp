@@ -194,12 +194,13 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
   if (d.o.threads < 1)
     throw pnn::error(error_code::invalid_argument,
                      "--threads " + std::to_string(d.o.threads) + ": expected at least 1");
-  for (const auto* v : {&d.train, &d.validation})
+  const auto& validation_data = d.o.validation_data ? *d.o.validation_data : *d.data;
+  for (const auto& [v, set] : {std::pair{&d.train, d.data.get()}, {&d.validation, &validation_data}})
     for (auto i : *v)
-      if (i < 0 || i >= d.data->size())
+      if (i < 0 || i >= set->size())
         throw pnn::error(error_code::invalid_argument,
                          "training job: sample index " + std::to_string(i) + " outside 0.."
-                           + std::to_string(d.data->size() - 1));
+                           + std::to_string(set->size() - 1));
   d.criterion = d.o.criterion ? d.o.criterion : cross_entropy();
   d.model = make_seeded_model(d.o.model, d.data->channels(), d.data->num_classes(), d.o.seed);
   d.model->train();
@@ -292,7 +293,7 @@ bool training_job::run(int64_t max_batches) {
       const bool validate = !d.validation.empty()
         && (last || (d.o.validate_every > 0 && (d.epoch + 1) % d.o.validate_every == 0));
       if (validate) {
-        d.last_val = evaluate(*d.data, d.validation);
+        d.last_val = evaluate(d.o.validation_data ? *d.o.validation_data : *d.data, d.validation);
         e.val_loss = d.last_val->loss;
         e.val_accuracy = d.last_val->accuracy;
       }

@@ -16,6 +16,8 @@ struct train_request : data_group, optimizer_group, schedule_group, output_group
   std::string scheduler = "cosine";
   int threads = 1;
   int64_t checkpoint_every = 1;
+  /// Evaluate the test set after every this many epochs too (0: after the last only).
+  int64_t validate_every = 0;
   bool resume = false;
   /// Check every flag, then return 0 without loading data or writing anything.
   bool dry_run = false;

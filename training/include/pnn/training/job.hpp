@@ -60,6 +60,9 @@ struct job_options {
   /// A plateau schedule needs every epoch's validation loss: other values are
   /// refused with it.
   int64_t validate_every = 1;
+  /// The dataset the validation indices refer to (null: the training dataset's):
+  /// `pnn-node train --validate-every` validates on the test set.
+  dataset_ptr validation_data;
   criterion_fn criterion;        ///< empty: cross-entropy
   /// When set, builds the optimizer instead of `optimizer` (whose lr still seeds
   /// the schedule).
