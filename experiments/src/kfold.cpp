@@ -297,9 +297,14 @@ void estimate_costs(std::vector<job_spec>& jobs, const kfold_options& o,
   const double n = static_cast<double>(data.size());
   for (auto& j : jobs) {
     double batches = std::ceil(n * (o.folds - 1) / o.folds / static_cast<double>(o.batch_size));
-    // Validation costs about a third of a training step per batch.
-    double val_batches = std::ceil(n / o.folds / static_cast<double>(o.batch_size)) / 3;
-    j.cost = probe[j.model] * (batches + val_batches) * static_cast<double>(o.epochs);
+    // Validation (inference mode, batch norm folded) costs about a fifth of a
+    // training step per batch, on the epochs it runs after.
+    double val_batches = std::ceil(n / o.folds / static_cast<double>(o.batch_size)) / 5;
+    int64_t validated = o.validate_every > 0 ? o.epochs / o.validate_every : 0;
+    if (o.validate_every == 0 || o.epochs % o.validate_every != 0)
+      ++validated;
+    j.cost = probe[j.model]
+      * (batches * static_cast<double>(o.epochs) + val_batches * static_cast<double>(validated));
   }
 }
 
