@@ -112,20 +112,30 @@ void unpool_planes(const float* gy, const uint8_t* arg, float* gx, int64_t h, in
     float* xp = gx + p * h * w;
     for (int64_t i = 0; i < ho; ++i)
       for (int64_t j = 0; j < wo; ++j)
-        xp[2 * i * w + 2 * j + offset[ap[i * wo + j]]] = gp[i * wo + j];
+        xp[2 * i * w + 2 * j + offset[ap[i * wo + j]]] = 0.0f + gp[i * wo + j]; // (-0 -> +0,
+                                                                                 // as LibTorch adds)
   }
+}
+
+/// The pooled tensor of x and, if `arg`, each maximum's position into *arg.
+torch::Tensor pool(const torch::Tensor& x, torch::Tensor* arg) {
+  const auto n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  auto y = torch::empty({n, c, h / 2, w / 2}, x.options());
+  if (arg)
+    *arg = torch::empty({n, c, h / 2, w / 2}, x.options().dtype(torch::kUInt8));
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  uint8_t* ap = arg ? arg->data_ptr<uint8_t>() : nullptr;
+  at::parallel_for(0, n * c, grain(h * w),
+                   [&](int64_t p0, int64_t p1) { pool_planes(xp, yp, ap, h, w, p0, p1); });
+  return y;
 }
 
 struct max_pool2x2_fn : torch::autograd::Function<max_pool2x2_fn> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
-    const auto n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    auto y = torch::empty({n, c, h / 2, w / 2}, x.options());
-    auto arg = torch::empty({n, c, h / 2, w / 2}, x.options().dtype(torch::kUInt8));
-    const float* xp = x.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
-    uint8_t* ap = arg.data_ptr<uint8_t>();
-    at::parallel_for(0, n * c, grain(h * w),
-                     [&](int64_t p0, int64_t p1) { pool_planes(xp, yp, ap, h, w, p0, p1); });
+    const auto h = x.size(2), w = x.size(3);
+    torch::Tensor arg;
+    auto y = pool(x, &arg);
     ctx->saved_data["arg"] = arg;
     ctx->saved_data["h"] = h;
     ctx->saved_data["w"] = w;
@@ -200,9 +210,13 @@ struct batch_norm_fn : torch::autograd::Function<batch_norm_fn> {
     std::vector<double> unbiased(static_cast<size_t>(c));
     at::parallel_for(0, c, grain(count), [&](int64_t c0, int64_t c1) {
       for (int64_t ch = c0; ch < c1; ++ch) {
-        // Shifted by the first value: the variance of values far from zero keeps its
-        // digits (sum of squares minus square of sums, on values near their mean).
-        const float shift = xp[ch * hw];
+        // Shifted by the first plane's mean: the variance of values far from zero
+        // keeps its digits (sum of squares minus square of sums, on values near
+        // their mean).
+        double first = 0;
+        for (int64_t k = 0; k < hw; ++k)
+          first += xp[ch * hw + k];
+        const auto shift = static_cast<float>(first / static_cast<double>(hw));
         double s = 0, q = 0;
         for (int64_t i = 0; i < n; ++i)
           plane_sums(xp + (i * c + ch) * hw, hw, shift, s, q);
@@ -233,6 +247,8 @@ struct batch_norm_fn : torch::autograd::Function<batch_norm_fn> {
         rv[ch] = static_cast<float>(momentum * unbiased[static_cast<size_t>(ch)]
                                     + (1 - momentum) * rv[ch]);
       }
+      running->mean.unsafeGetTensorImpl()->bump_version(); // (as LibTorch's update does)
+      running->var.unsafeGetTensorImpl()->bump_version();
     }
     ctx->save_for_backward({x, weight, mean, invstd});
     ctx->saved_data["eps"] = eps;
@@ -259,6 +275,8 @@ bool covered_channel_vector(const torch::Tensor& v, int64_t c) {
 torch::Tensor max_pool2x2(const torch::Tensor& x) {
   if (!covered(x) || x.size(2) < 2 || x.size(3) < 2)
     return torch::max_pool2d(x, {2, 2}, {2, 2});
+  if (!torch::GradMode::is_enabled() || !x.requires_grad())
+    return pool(x, nullptr); // (no positions to keep, no graph)
   return max_pool2x2_fn::apply(x);
 }
 

@@ -18,6 +18,7 @@ LeNet5Impl::LeNet5Impl(int64_t in_channels, int64_t num_classes) {
 
 torch::Tensor LeNet5Impl::forward(torch::Tensor x) {
   if (bn1_->foldable() && bn2_->foldable()) { // evaluation: batch norms folded in
+    // (torch::conv2d's defaults, stride 1 and no padding, are LeNet5's convolutions.)
     auto [w1, b1] = fold_batch_norm(conv1_->weight, conv1_->bias, *bn1_);
     auto [w2, b2] = fold_batch_norm(conv2_->weight, conv2_->bias, *bn2_);
     x = torch::relu(max_pool2x2(torch::conv2d(x, w1, b1)));

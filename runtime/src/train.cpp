@@ -85,11 +85,12 @@ int run_train(const train_request& r) {
   spec.seed = r.seed;
   spec.threads = r.threads;
   spec.checkpoint_every = r.checkpoint_every;
-  // 0 leaves the job without a validation set (the default job value 1 keeps the
-  // checkpoint settings of runs before the flag); N validates the test set.
-  spec.validate_every = r.validate_every > 0 ? r.validate_every : 1;
   spec.out_dir = dir.string();
   job_options o = job_options_from(spec);
+  // Not in the job's settings (spec.validate_every stays 1): evaluating the test set
+  // changes nothing in training, so a checkpoint resumes with any N. 0 leaves the
+  // job without a validation set.
+  o.validate_every = r.validate_every;
   if (r.dry_run) {
     std::printf("pnn-node train: flags ok (--dry-run: nothing run)\n");
     return 0;

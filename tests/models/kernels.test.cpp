@@ -47,12 +47,15 @@ void check_pool_like_libtorch(const torch::Tensor& x) {
   auto ours = [](const torch::Tensor& t) { return max_pool2x2(t); };
   auto theirs = [](const torch::Tensor& t) { return torch::max_pool2d(t, {2, 2}, {2, 2}); };
   auto g = torch::randn({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2});
+  g.view({-1}).slice(0, 0, g.numel(), 5).fill_(-0.0); // signed zeros: LibTorch's come out +0
   auto [y1, g1] = value_and_grad(ours, x, g);
   auto [y2, g2] = value_and_grad(theirs, x, g);
-  // Bit for bit, NaN where LibTorch has NaN.
+  // Bit for bit (the bits as integers: equal() takes -0 for +0), NaN where LibTorch
+  // has NaN.
   CAF_CHECK(torch::equal(torch::isnan(y1), torch::isnan(y2)));
-  CAF_CHECK(torch::equal(torch::nan_to_num(y1, 0), torch::nan_to_num(y2, 0)));
-  CAF_CHECK(torch::equal(g1, g2));
+  CAF_CHECK(torch::equal(torch::nan_to_num(y1, 0).view(torch::kInt32),
+                         torch::nan_to_num(y2, 0).view(torch::kInt32)));
+  CAF_CHECK(torch::equal(g1.view(torch::kInt32), g2.view(torch::kInt32)));
 }
 
 } // namespace
@@ -67,15 +70,21 @@ CAF_TEST(the 2x2 max pool equals LibTorch max_pool2d and its gradient bit for bi
     check_pool_like_libtorch(torch::randn({1, 1, 2, 2}));
     CAF_MESSAGE("ties: values from {0, 1, 2}, where the first maximum takes the gradient");
     check_pool_like_libtorch(torch::randint(0, 3, {4, 3, 8, 8}).to(torch::kFloat32));
-    CAF_MESSAGE("NaN and infinities");
-    auto x = torch::randn({2, 3, 6, 6});
-    auto flat = x.view({-1});
-    for (int64_t i = 0; i < flat.numel(); i += 7)
-      flat[i] = std::numeric_limits<float>::quiet_NaN();
-    for (int64_t i = 3; i < flat.numel(); i += 11)
-      flat[i] = -std::numeric_limits<float>::infinity();
-    x.index_put_({0, 0}, -std::numeric_limits<float>::infinity()); // a plane of -inf
-    check_pool_like_libtorch(x);
+    CAF_MESSAGE("NaN and infinities, in every lane of the four-window path and the rest");
+    for (auto shape : {std::vector<int64_t>{2, 3, 6, 6}, {2, 3, 8, 20}, {1, 2, 9, 19}}) {
+      auto x = torch::randn(shape);
+      auto flat = x.view({-1});
+      for (int64_t i = 0; i < flat.numel(); i += 7)
+        flat[i] = std::numeric_limits<float>::quiet_NaN();
+      for (int64_t i = 1; i < flat.numel(); i += 13) // with the stride 7 ones: two NaNs a window
+        flat[i] = std::numeric_limits<float>::quiet_NaN();
+      for (int64_t i = 3; i < flat.numel(); i += 11)
+        flat[i] = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 5; i < flat.numel(); i += 17)
+        flat[i] = std::numeric_limits<float>::infinity();
+      x.index_put_({0, 0}, -std::numeric_limits<float>::infinity()); // a plane of -inf
+      check_pool_like_libtorch(x);
+    }
   }
   torch::set_num_threads(1);
 }
@@ -156,6 +165,26 @@ CAF_TEST(a FastBatchNorm2d checkpoint loads into LibTorch BatchNorm2d) {
   CAF_CHECK(torch::equal(ours->running_mean, theirs->running_mean));
   CAF_CHECK(torch::equal(ours->running_var, theirs->running_var));
   CAF_CHECK_EQUAL(theirs->num_batches_tracked.item<int64_t>(), 1);
+  // And back, with parameters of their own.
+  {
+    torch::NoGradGuard no_grad;
+    theirs->weight.uniform_(0.5, 1.5);
+    theirs->bias.uniform_(-1, 1);
+  }
+  theirs(torch::randn({5, 4, 3, 3}));
+  std::stringstream back;
+  torch::save(theirs, back);
+  FastBatchNorm2d again(4);
+  torch::load(again, back);
+  for (auto name : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}) {
+    CAF_MESSAGE(name);
+    auto a = again->named_parameters(false).contains(name) ? again->named_parameters(false)[name]
+                                                           : again->named_buffers(false)[name];
+    auto b = theirs->named_parameters(false).contains(name)
+      ? theirs->named_parameters(false)[name]
+      : theirs->named_buffers(false)[name];
+    CAF_CHECK(torch::equal(a, b));
+  }
 }
 
 CAF_TEST(LeNet5 computes what LibTorch ops compute from its parameters) {

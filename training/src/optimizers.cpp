@@ -24,6 +24,12 @@ float* floats(const torch::Tensor& t) {
   return t.data_ptr<float>();
 }
 
+/// Marks `p` changed in place, as LibTorch's in-place ops do: a graph that saved it
+/// then fails in backward instead of using the new values.
+void written(const torch::Tensor& p) {
+  p.unsafeGetTensorImpl()->bump_version();
+}
+
 /// The state of `p` in an optimizer's map (LibTorch's key), made by `make` if none.
 template <class State, class Make>
 State& state_of(ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>& map,
@@ -40,7 +46,7 @@ State& state_of(ska::flat_hash_map<std::string, std::unique_ptr<optim::Optimizer
 /// checkpoints and results to float rounding. Anything the loop does not cover
 /// (amsgrad, tensors that are not contiguous float32 on the CPU) takes LibTorch's
 /// step.
-template <class Base, class Options, bool Decoupled>
+template <class Base, class Options, class State, bool Decoupled>
 class fused_adam final : public Base {
 public:
   using Base::Base;
@@ -60,8 +66,8 @@ public:
       for (auto& p : group.params()) {
         if (!p.grad().defined())
           continue;
-        auto& state = state_of<optim::AdamParamState>(this->state_, p, [&] {
-          auto s = std::make_unique<optim::AdamParamState>();
+        auto& state = state_of<State>(this->state_, p, [&] {
+          auto s = std::make_unique<State>();
           s->step(0);
           s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
           s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
@@ -72,6 +78,7 @@ public:
                                              Decoupled, state.step());
         fused::adam(floats(p), floats(p.grad()), floats(state.exp_avg()),
                     floats(state.exp_avg_sq()), p.numel(), s);
+        written(p);
       }
     }
     return loss;
@@ -89,7 +96,7 @@ private:
           return false;
         auto it = this->state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
         if (it != this->state_.end()) {
-          const auto& st = static_cast<const optim::AdamParamState&>(*it->second);
+          const auto& st = static_cast<const State&>(*it->second);
           if (!fusable(st.exp_avg()) || !fusable(st.exp_avg_sq())
               || st.exp_avg().numel() != p.numel() || st.exp_avg_sq().numel() != p.numel())
             return false;
@@ -138,6 +145,7 @@ public:
           buf = state.momentum_buffer().data_ptr<float>();
         }
         fused::sgd(p.data_ptr<float>(), p.grad().data_ptr<float>(), buf, p.numel(), s);
+        written(p);
       }
     }
     return loss;
@@ -202,14 +210,14 @@ optimizer_options optimizer_options::parse(const std::string& text, double lr) {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const optimizer_options& o,
                                                         std::vector<torch::Tensor> params) {
   if (o.name == "adam")
-    return std::make_unique<fused_adam<optim::Adam, optim::AdamOptions, false>>(std::move(params),
+    return std::make_unique<fused_adam<optim::Adam, optim::AdamOptions, optim::AdamParamState, false>>(std::move(params),
                                          optim::AdamOptions(o.lr)
                                            .betas({o.beta1, o.beta2})
                                            .eps(o.eps)
                                            .weight_decay(o.weight_decay)
                                            .amsgrad(o.amsgrad));
   if (o.name == "adamw")
-    return std::make_unique<fused_adam<optim::AdamW, optim::AdamWOptions, true>>(std::move(params),
+    return std::make_unique<fused_adam<optim::AdamW, optim::AdamWOptions, optim::AdamWParamState, true>>(std::move(params),
                                           optim::AdamWOptions(o.lr)
                                             .betas({o.beta1, o.beta2})
                                             .eps(o.eps)
