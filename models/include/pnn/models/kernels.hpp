@@ -3,7 +3,7 @@
 // Faster forms of two LibTorch 1.13 CPU kernels that dominate a small network's step
 // (measured, 1 thread, LeNet5 batch 32): max_pool2d_with_indices takes 650 us for a
 // 32x6x28x28 input, and a training-mode batch norm 228 us for the same, most of it
-// its Welford statistics. The 2x2 pool here takes ~30 us and the batch norm ~60 us.
+// its Welford statistics. The 2x2 pool here takes ~80 us and the batch norm ~85 us.
 // Each computes what LibTorch's op computes: the pool bit for bit (same maximum,
 // same tie and NaN rule, the same gradient), the batch norm to float rounding (its
 // statistics are summed in another order); its backward is LibTorch's own. Inputs
