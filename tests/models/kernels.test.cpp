@@ -9,6 +9,7 @@
 #include <pnn/models/registry.hpp>
 
 #include <limits>
+#include <map>
 
 using namespace pnn;
 using namespace pnn::models;
@@ -56,6 +57,38 @@ void check_pool_like_libtorch(const torch::Tensor& x) {
   CAF_CHECK(torch::equal(torch::nan_to_num(y1, 0).view(torch::kInt32),
                          torch::nan_to_num(y2, 0).view(torch::kInt32)));
   CAF_CHECK(torch::equal(g1.view(torch::kInt32), g2.view(torch::kInt32)));
+}
+
+/// A model's parameters (and, if `buffers`, its buffers) by name.
+std::map<std::string, torch::Tensor> by_name(const torch::nn::Module& net, bool buffers) {
+  std::map<std::string, torch::Tensor> p;
+  for (const auto& kv : net.named_parameters())
+    p[kv.key()] = kv.value();
+  if (buffers)
+    for (const auto& kv : net.named_buffers())
+      p[kv.key()] = kv.value();
+  return p;
+}
+
+/// LeNet5 in LibTorch's own ops in the textbook order (ReLU, then pool) from its
+/// tensors by name: batch norms on the batch's statistics (`training`) or on the
+/// running ones.
+torch::Tensor reference_lenet5(const torch::Tensor& x, std::map<std::string, torch::Tensor>& p,
+                               bool training) {
+  auto bn = [&](const torch::Tensor& t, const std::string& name) {
+    return training ? torch::batch_norm(t, p[name + ".weight"], p[name + ".bias"], {}, {}, true,
+                                        0.1, 1e-5, false)
+                    : torch::batch_norm(t, p[name + ".weight"], p[name + ".bias"],
+                                        p[name + ".running_mean"], p[name + ".running_var"],
+                                        false, 0.1, 1e-5, false);
+  };
+  auto h = torch::conv2d(x, p["conv1.weight"], p["conv1.bias"]);
+  h = torch::max_pool2d(torch::relu(bn(h, "bn1")), {2, 2}, {2, 2});
+  h = torch::conv2d(h, p["conv2.weight"], p["conv2.bias"]);
+  h = torch::max_pool2d(torch::relu(bn(h, "bn2")), {2, 2}, {2, 2}).flatten(1);
+  h = torch::relu(torch::linear(h, p["fc1.weight"], p["fc1.bias"]));
+  h = torch::relu(torch::linear(h, p["fc2.weight"], p["fc2.bias"]));
+  return torch::linear(h, p["fc3.weight"], p["fc3.bias"]);
 }
 
 } // namespace
@@ -193,24 +226,9 @@ CAF_TEST(LeNet5 computes what LibTorch ops compute from its parameters) {
   torch::manual_seed(5);
   auto net = make_model("lenet5", 1, 10);
   net->train();
-  std::map<std::string, torch::Tensor> p;
-  for (const auto& kv : net->named_parameters())
-    p[kv.key()] = kv.value();
+  auto p = by_name(*net, false);
   auto x = torch::randn({16, 1, 32, 32});
   auto y = torch::randint(0, 10, {16});
-  auto reference = [&] {
-    auto bn = [&](const torch::Tensor& t, const std::string& name) {
-      return torch::batch_norm(t, p[name + ".weight"], p[name + ".bias"], {}, {}, true, 0.1, 1e-5,
-                               false);
-    };
-    auto h = torch::conv2d(x, p["conv1.weight"], p["conv1.bias"]);
-    h = torch::max_pool2d(torch::relu(bn(h, "bn1")), {2, 2}, {2, 2});
-    h = torch::conv2d(h, p["conv2.weight"], p["conv2.bias"]);
-    h = torch::max_pool2d(torch::relu(bn(h, "bn2")), {2, 2}, {2, 2}).flatten(1);
-    h = torch::relu(torch::linear(h, p["fc1.weight"], p["fc1.bias"]));
-    h = torch::relu(torch::linear(h, p["fc2.weight"], p["fc2.bias"]));
-    return torch::linear(h, p["fc3.weight"], p["fc3.bias"]);
-  };
   auto grads = [&](const torch::Tensor& logits) {
     for (auto& kv : p)
       kv.second.mutable_grad().reset();
@@ -220,7 +238,7 @@ CAF_TEST(LeNet5 computes what LibTorch ops compute from its parameters) {
       g[kv.first] = kv.second.grad().clone();
     return g;
   };
-  auto ref_logits = reference();
+  auto ref_logits = reference_lenet5(x, p, true);
   auto ref_grads = grads(ref_logits);
   auto logits = net->forward(x);
   auto our_grads = grads(logits);
@@ -234,11 +252,7 @@ CAF_TEST(LeNet5 computes what LibTorch ops compute from its parameters) {
 CAF_TEST(LeNet5 in evaluation folds its batch norms into the convolutions) {
   torch::manual_seed(6);
   auto net = make_model("lenet5", 1, 10);
-  std::map<std::string, torch::Tensor> p;
-  for (const auto& kv : net->named_parameters())
-    p[kv.key()] = kv.value();
-  for (const auto& kv : net->named_buffers())
-    p[kv.key()] = kv.value();
+  auto p = by_name(*net, true);
   {
     torch::NoGradGuard no_grad;
     for (auto name : {"bn1", "bn2"}) { // statistics and an affine map far from 1 and 0
@@ -252,17 +266,7 @@ CAF_TEST(LeNet5 in evaluation folds its batch norms into the convolutions) {
   net->eval();
   torch::NoGradGuard no_grad;
   auto x = torch::randn({16, 1, 32, 32});
-  auto bn = [&](const torch::Tensor& t, const std::string& name) {
-    return torch::batch_norm(t, p[name + ".weight"], p[name + ".bias"], p[name + ".running_mean"],
-                             p[name + ".running_var"], false, 0.1, 1e-5, false);
-  };
-  auto h = torch::conv2d(x, p["conv1.weight"], p["conv1.bias"]);
-  h = torch::max_pool2d(torch::relu(bn(h, "bn1")), {2, 2}, {2, 2});
-  h = torch::conv2d(h, p["conv2.weight"], p["conv2.bias"]);
-  h = torch::max_pool2d(torch::relu(bn(h, "bn2")), {2, 2}, {2, 2}).flatten(1);
-  h = torch::relu(torch::linear(h, p["fc1.weight"], p["fc1.bias"]));
-  h = torch::relu(torch::linear(h, p["fc2.weight"], p["fc2.bias"]));
-  auto reference = torch::linear(h, p["fc3.weight"], p["fc3.bias"]);
+  auto reference = reference_lenet5(x, p, false);
   auto folded = net->forward(x);
   CAF_CHECK_LESS(max_difference(folded, reference), 1e-4);
   CAF_CHECK(torch::equal(folded.argmax(1), reference.argmax(1)));

@@ -30,15 +30,50 @@ void written(const torch::Tensor& p) {
   p.unsafeGetTensorImpl()->bump_version();
 }
 
+using state_map = ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>;
+
 /// The state of `p` in an optimizer's map (LibTorch's key), made by `make` if none.
 template <class State, class Make>
-State& state_of(ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>& map,
-                const torch::Tensor& p, Make make) {
+State& state_of(state_map& map, const torch::Tensor& p, Make make) {
   auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
   auto it = map.find(key);
   if (it == map.end())
     it = map.emplace(key, make()).first;
   return static_cast<State&>(*it->second);
+}
+
+/// The loss of `closure` (none without one), computed with gradients on, as
+/// LibTorch's steps do.
+torch::Tensor loss_of(const optim::Optimizer::LossClosure& closure) {
+  if (!closure)
+    return {};
+  torch::AutoGradMode enable_grad(true);
+  return closure();
+}
+
+/// True when the loops cover every parameter with a gradient: `group_ok` accepts
+/// its group's options, and it, its gradient and its state tensors (`tensors` of
+/// its State, if it has one) are contiguous float32 CPU tensors of its size.
+template <class State, class GroupOk, class Tensors>
+bool loops_cover(const std::vector<optim::OptimizerParamGroup>& groups, const state_map& state,
+                 GroupOk group_ok, Tensors tensors) {
+  for (const auto& group : groups) {
+    if (!group_ok(group.options()))
+      return false;
+    for (const auto& p : group.params()) {
+      if (!p.grad().defined())
+        continue;
+      std::vector<torch::Tensor> all{p, p.grad()};
+      auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it != state.end())
+        for (auto& t : tensors(static_cast<const State&>(*it->second)))
+          all.push_back(std::move(t));
+      for (const auto& t : all)
+        if (!fusable(t) || t.numel() != p.numel())
+          return false;
+    }
+  }
+  return true;
 }
 
 /// LibTorch's Adam (Base = Adam) or AdamW whose step runs one loop per parameter
@@ -55,11 +90,7 @@ public:
     if (!covered())
       return Base::step(std::move(closure));
     torch::NoGradGuard no_grad;
-    torch::Tensor loss;
-    if (closure) {
-      torch::AutoGradMode enable_grad(true);
-      loss = closure();
-    }
+    auto loss = loss_of(closure);
     for (auto& group : this->param_groups_) {
       const auto& o = static_cast<const Options&>(group.options());
       const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
@@ -86,24 +117,10 @@ public:
 
 private:
   bool covered() const {
-    for (const auto& group : this->param_groups_) {
-      if (static_cast<const Options&>(group.options()).amsgrad())
-        return false;
-      for (const auto& p : group.params()) {
-        if (!p.grad().defined())
-          continue;
-        if (!fusable(p) || !fusable(p.grad()))
-          return false;
-        auto it = this->state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-        if (it != this->state_.end()) {
-          const auto& st = static_cast<const State&>(*it->second);
-          if (!fusable(st.exp_avg()) || !fusable(st.exp_avg_sq())
-              || st.exp_avg().numel() != p.numel() || st.exp_avg_sq().numel() != p.numel())
-            return false;
-        }
-      }
-    }
-    return true;
+    return loops_cover<State>(
+      this->param_groups_, this->state_,
+      [](const optim::OptimizerOptions& o) { return !static_cast<const Options&>(o).amsgrad(); },
+      [](const State& st) { return std::vector<torch::Tensor>{st.exp_avg(), st.exp_avg_sq()}; });
   }
 };
 
@@ -118,11 +135,7 @@ public:
     if (!covered())
       return SGD::step(std::move(closure));
     torch::NoGradGuard no_grad;
-    torch::Tensor loss;
-    if (closure) {
-      torch::AutoGradMode enable_grad(true);
-      loss = closure();
-    }
+    auto loss = loss_of(closure);
     for (auto& group : param_groups_) {
       const auto& o = static_cast<const optim::SGDOptions&>(group.options());
       for (auto& p : group.params()) {
@@ -153,23 +166,12 @@ public:
 
 private:
   bool covered() const {
-    for (const auto& group : param_groups_) {
-      if (static_cast<const optim::SGDOptions&>(group.options()).dampening() != 0)
-        return false;
-      for (const auto& p : group.params()) {
-        if (!p.grad().defined())
-          continue;
-        if (!fusable(p) || !fusable(p.grad()))
-          return false;
-        auto it = state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-        if (it != state_.end()) {
-          const auto& buf = static_cast<const optim::SGDParamState&>(*it->second).momentum_buffer();
-          if (!fusable(buf) || buf.numel() != p.numel())
-            return false;
-        }
-      }
-    }
-    return true;
+    return loops_cover<optim::SGDParamState>(
+      param_groups_, state_,
+      [](const optim::OptimizerOptions& o) {
+        return static_cast<const optim::SGDOptions&>(o).dampening() == 0;
+      },
+      [](const optim::SGDParamState& st) { return std::vector<torch::Tensor>{st.momentum_buffer()}; });
   }
 };
 
