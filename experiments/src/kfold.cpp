@@ -45,8 +45,25 @@ namespace {
   throw pnn::error(error_code::invalid_argument, msg);
 }
 
+std::string fold_name(int32_t fold) {
+  return "fold" + std::to_string(fold);
+}
+
+/// A learning rate as configuration names and folders show it: 0.003, 1e-05.
+std::string lr_text(double lr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", lr);
+  return buf;
+}
+
+/// The configuration of job `id` (jobs are K per configuration, in grid order).
+const kfold_config& config_of(const std::vector<kfold_config>& configs, uint32_t id,
+                              int32_t folds) {
+  return configs.at(id / static_cast<uint32_t>(folds));
+}
+
 /// A job's entry in summary.json's "jobs" (and its result.json); times relative to t0.
-job_summary summary_of(const job_result& r, double t0) {
+job_summary summary_of(const job_result& r, double t0, const kfold_config& config) {
   nlohmann::json threads = nlohmann::json::array();
   for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
     threads.push_back({{"at", r.thread_times[i] - t0}, {"threads", r.thread_counts[i]}});
@@ -66,6 +83,8 @@ job_summary summary_of(const job_result& r, double t0) {
   s.model = r.model;
   s.scheduler = r.scheduler;
   s.fold = r.fold;
+  s.config = config.name;
+  s.dir = (config.dir / fold_name(r.fold)).generic_string();
   s.host = r.host;
   s.slot = r.slot;
   s.ok = r.ok();
@@ -83,22 +102,22 @@ job_summary summary_of(const job_result& r, double t0) {
             {"epochs_done", r.epochs_done},
             {"resumed_from_epoch", r.resumed_from_epoch},
             {"resumed_from_step", r.resumed_from_step},
+            {"optimizer", config.optimizer},
+            {"lr", config.lr},
+            {"batch_size", config.batch_size},
             {"epochs", epochs}};
   return s;
 }
 
-std::string fold_name(int32_t fold) {
-  return "fold" + std::to_string(fold);
-}
-
 /// Writes a finished job's files into its folder: the record files a job on another
 /// host sent along, and result.json (what --resume keeps).
-void store_result(const fs::path& out, const job_result& r, double t0, const job_spec& job) {
-  auto dir = job_dir(out, r.model, r.scheduler, fold_name(r.fold));
+void store_result(const job_result& r, double t0, const job_spec& job,
+                  const kfold_config& config) {
+  const fs::path dir = job.out_dir;
   for (const auto& name : write_record_files(dir, r.files.names, r.files.contents))
     std::fprintf(stderr, "pnn kfold: refused a record file named '%s' from %s\n", name.c_str(),
                  r.host.c_str());
-  auto stored = to_json(summary_of(r, t0));
+  auto stored = to_json(summary_of(r, t0, config));
   stored["started_at_wall"] = r.started_at;
   stored["finished_at_wall"] = r.finished_at;
   stored["settings"] = job_settings(job); // what --resume checks before keeping it
@@ -118,6 +137,23 @@ void validate(const kfold_options& o) {
   for (const auto& s : o.schedulers)
     schedule_options::parse(s);
   o.optimizer_group::validate();
+  for (const auto& spec : o.optimizers) {
+    optimizer_group one{spec, o.lr};
+    one.validate();
+  }
+  for (double lr : o.lrs)
+    if (!(lr > 0 && std::isfinite(lr)))
+      bad("--lrs " + lr_text(lr) + ": expected learning rates > 0");
+  for (auto b : o.batch_sizes)
+    if (b < 1 || b > 1000000)
+      bad("--batch-sizes " + std::to_string(b) + ": expected batch sizes 1..1000000");
+  // Two configurations in one folder would overwrite each other's jobs.
+  std::map<fs::path, std::string> dirs;
+  for (const auto& c : configurations(o))
+    if (auto [at, added] = dirs.emplace(c.dir, c.name); !added)
+      bad("the grid has " + c.name + (at->second == c.name ? " twice" : " and " + at->second)
+          + " (same folder " + c.dir.generic_string()
+          + "): expected each model, scheduler, optimizer, lr and batch size once");
   if (o.folds < 2 || o.folds > 1000)
     bad("--folds " + std::to_string(o.folds) + ": expected 2..1000");
   o.schedule_group::validate();
@@ -151,48 +187,93 @@ void validate(const kfold_options& o) {
   o.output_group::validate();
 }
 
+std::vector<kfold_config> configurations(const kfold_options& o) {
+  const auto optimizers = o.optimizers.empty() ? std::vector<std::string>{o.optimizer} : o.optimizers;
+  const auto lrs = o.lrs.empty() ? std::vector<double>{o.lr} : o.lrs;
+  const auto batch_sizes =
+    o.batch_sizes.empty() ? std::vector<int64_t>{o.batch_size} : o.batch_sizes;
+  std::vector<kfold_config> configs;
+  for (const auto& model : o.models)
+    for (const auto& scheduler : o.schedulers)
+      for (const auto& optimizer : optimizers)
+        for (double lr : lrs)
+          for (int64_t batch_size : batch_sizes) {
+            kfold_config c;
+            c.index = static_cast<uint32_t>(configs.size());
+            c.model = model;
+            c.scheduler = scheduler;
+            c.optimizer = optimizer;
+            c.lr = lr;
+            c.batch_size = batch_size;
+            c.name = model + "/" + scheduler;
+            c.dir = fs::path(folder_name(model)) / folder_name(scheduler);
+            auto add = [&c](const std::string& part) {
+              c.name += "/" + part;
+              c.dir /= folder_name(part);
+            };
+            if (optimizers.size() > 1)
+              add(optimizer);
+            if (lrs.size() > 1)
+              add("lr=" + lr_text(lr));
+            if (batch_sizes.size() > 1)
+              add("bs=" + std::to_string(batch_size));
+            configs.push_back(std::move(c));
+          }
+  return configs;
+}
+
 std::vector<job_spec> expand_jobs(const kfold_options& o) {
   std::vector<job_spec> jobs;
   uint32_t id = 0;
-  for (const auto& model : o.models)
-    for (const auto& scheduler : o.schedulers)
-      for (int32_t fold = 0; fold < o.folds; ++fold) {
-        job_spec j;
-        j.id = id++;
-        j.model = model;
-        j.scheduler = scheduler;
-        j.optimizer = o.optimizer;
-        j.lr = o.lr;
-        j.dataset = o.dataset;
-        j.data_dir = o.data_dir;
-        j.subset = o.subset;
-        j.folds = o.folds;
-        j.fold = fold;
-        j.split_seed = o.split_seed;
-        j.seed = o.seed;
-        j.epochs = o.epochs;
-        j.batch_size = o.batch_size;
-        j.checkpoint_every = o.checkpoint_every;
-        j.validate_every = o.validate_every;
-        j.resume = o.resume;
-        if (!o.out.empty())
-          j.out_dir = job_dir(o.out, model, scheduler, fold_name(fold)).string();
-        jobs.push_back(std::move(j));
-      }
+  for (const auto& c : configurations(o))
+    for (int32_t fold = 0; fold < o.folds; ++fold) {
+      job_spec j;
+      j.id = id++;
+      j.model = c.model;
+      j.scheduler = c.scheduler;
+      j.optimizer = c.optimizer;
+      j.lr = c.lr;
+      j.dataset = o.dataset;
+      j.data_dir = o.data_dir;
+      j.subset = o.subset;
+      j.folds = o.folds;
+      j.fold = fold;
+      j.split_seed = o.split_seed;
+      j.seed = o.seed;
+      j.epochs = o.epochs;
+      j.batch_size = c.batch_size;
+      j.checkpoint_every = o.checkpoint_every;
+      j.validate_every = o.validate_every;
+      j.resume = o.resume;
+      if (!o.out.empty())
+        j.out_dir = (o.out / c.dir / fold_name(fold)).string();
+      jobs.push_back(std::move(j));
+    }
   return jobs;
 }
 
 std::string format_table(const kfold_report& report) {
   std::ostringstream out;
   size_t width = 17;
+  auto name_of = [](const kfold_report::cell& c) {
+    auto name = c.model + " / " + c.scheduler;
+    const auto own = c.model + "/" + c.scheduler;
+    // The grid fields that vary: "lenet5 / cosine / lr=0.01 / bs=64".
+    for (size_t at = own.size(); at < c.config.name.size();) {
+      const auto next = std::min(c.config.name.find('/', at + 1), c.config.name.size());
+      name += " / " + c.config.name.substr(at + 1, next - at - 1);
+      at = next;
+    }
+    return name;
+  };
   for (const auto& c : report.table)
-    width = std::max(width, c.model.size() + c.scheduler.size() + 3);
-  char buf[256];
+    width = std::max(width, name_of(c).size());
+  char buf[512];
   std::snprintf(buf, sizeof buf, "%-*s  %-17s  %s\n", static_cast<int>(width), "model / scheduler",
                 "val accuracy", "folds");
   out << buf;
   for (const auto& c : report.table) {
-    auto name = c.model + " / " + c.scheduler;
+    auto name = name_of(c);
     std::snprintf(buf, sizeof buf, "%-*s  %.4f ± %.4f    %d\n", static_cast<int>(width),
                   name.c_str(), c.mean, c.std, c.folds_ok);
     out << buf;
@@ -287,23 +368,27 @@ std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
   return kept;
 }
 
-/// Longest first needs costs: one timed probe step per model at one thread.
+/// Longest first needs costs: one timed probe step per model and batch size at one
+/// thread.
 void estimate_costs(std::vector<job_spec>& jobs, const kfold_options& o,
                     const training::dataset& data) {
   use_intra_op_threads(1);
-  std::map<std::string, double> probe;
-  for (const auto& m : o.models)
-    probe[m] = probe_step_seconds(m, data.channels(), 32, data.num_classes(), o.batch_size);
+  std::map<std::pair<std::string, int64_t>, double> probe;
+  for (const auto& j : jobs)
+    if (!probe.count({j.model, j.batch_size}))
+      probe[{j.model, j.batch_size}] =
+        probe_step_seconds(j.model, data.channels(), 32, data.num_classes(), j.batch_size);
   const double n = static_cast<double>(data.size());
   for (auto& j : jobs) {
-    double batches = std::ceil(n * (o.folds - 1) / o.folds / static_cast<double>(o.batch_size));
+    const auto batch = static_cast<double>(j.batch_size);
+    double batches = std::ceil(n * (o.folds - 1) / o.folds / batch);
     // Validation (inference mode, batch norm folded) costs about a fifth of a
     // training step per batch, on the epochs it runs after.
-    double val_batches = std::ceil(n / o.folds / static_cast<double>(o.batch_size)) / 5;
+    double val_batches = std::ceil(n / o.folds / batch) / 5;
     int64_t validated = o.validate_every > 0 ? o.epochs / o.validate_every : 0;
     if (o.validate_every == 0 || o.epochs % o.validate_every != 0)
       ++validated;
-    j.cost = probe[j.model]
+    j.cost = probe[{j.model, j.batch_size}]
       * (batches * static_cast<double>(o.epochs) + val_batches * static_cast<double>(validated));
   }
 }
@@ -355,18 +440,19 @@ collector_options kfold_collector(const kfold_options& o, const std::vector<job_
   record_to_files(co, o.out);
   co.progress = o.progress;
   co.total_jobs = todo.size();
+  const auto configs = configurations(o);
   for (const auto& j : todo) {
-    co.labels[j.id] = j.model + "/" + j.scheduler + "/" + fold_name(j.fold);
+    co.labels[j.id] = config_of(configs, j.id, o.folds).name + "/" + fold_name(j.fold);
     co.costs[j.id] = j.cost;
   }
   // Each job is stored the moment it ends, not at the end of the run.
   std::map<uint32_t, job_spec> specs;
   for (const auto& j : todo)
     specs[j.id] = j;
-  co.on_result = [out = o.out, t0, specs](const job_result& r) {
+  co.on_result = [t0, specs, configs, folds = o.folds](const job_result& r) {
     auto j = specs.find(r.id);
     if (r.ok() && j != specs.end())
-      store_result(out, r, t0, j->second);
+      store_result(r, t0, j->second, config_of(configs, r.id, folds));
   };
   return co;
 }
@@ -447,30 +533,32 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
 }
 
 /// Per job: result.json beside its files (a failed job's, here; a finished job's was
-/// stored when it ended); per model and scheduler: time.json. The jobs' JSON list.
+/// stored when it ended); per configuration: time.json. The jobs' JSON list.
 std::vector<job_summary> write_job_files(const kfold_options& o,
                                          const std::vector<job_result>& results,
                                          const std::map<uint32_t, job_result>& kept, double t0,
                                          const std::vector<job_spec>& specs) {
-  std::map<std::pair<std::string, std::string>, nlohmann::json> times;
+  const auto configs = configurations(o);
+  std::map<uint32_t, nlohmann::json> times;
   std::vector<job_summary> jobs;
   for (const auto& r : results) {
-    auto j = summary_of(r, t0);
+    const auto& config = config_of(configs, r.id, o.folds);
+    auto j = summary_of(r, t0, config);
     if (!kept.count(r.id)) {
       if (!r.ok() && r.id < specs.size())
-        store_result(o.out, r, t0, specs[r.id]);
+        store_result(r, t0, specs[r.id], config);
     } else {
       j.more["kept_from_earlier_run"] = true;
     }
-    times[{r.model, r.scheduler}].push_back(
+    times[config.index].push_back(
       {{"fold", r.fold}, {"seconds", r.finished_at - r.started_at}, {"host", r.host}});
     jobs.push_back(std::move(j));
   }
-  for (const auto& [key, list] : times) {
+  for (const auto& [index, list] : times) {
     double total = 0;
     for (const auto& e : list)
       total += e["seconds"].get<double>();
-    write_file_atomic(o.out / folder_name(key.first) / folder_name(key.second) / "time.json",
+    write_file_atomic(o.out / configs.at(index).dir / "time.json",
                       nlohmann::json{{"folds", list}, {"total_seconds", total}}.dump(2) + "\n");
   }
   return jobs;
@@ -480,33 +568,48 @@ std::vector<job_summary> write_job_files(const kfold_options& o,
 std::vector<kfold_report::cell> accuracy_table(const kfold_options& o,
                                                const std::vector<job_result>& results) {
   std::vector<kfold_report::cell> table;
-  for (const auto& m : o.models)
-    for (const auto& s : o.schedulers) {
-      kfold_report::cell c{m, s};
-      std::vector<double> acc;
-      for (const auto& r : results)
-        if (r.model == m && r.scheduler == s && r.ok())
-          acc.push_back(r.val_accuracy);
-      c.folds_ok = static_cast<int>(acc.size());
-      for (auto a : acc)
-        c.mean += a / static_cast<double>(acc.size());
-      for (auto a : acc)
-        c.std += (a - c.mean) * (a - c.mean) / static_cast<double>(acc.size());
-      c.std = std::sqrt(c.std);
-      table.push_back(c);
-    }
+  for (const auto& config : configurations(o)) {
+    kfold_report::cell c;
+    c.model = config.model;
+    c.scheduler = config.scheduler;
+    c.config = config;
+    std::vector<double> acc;
+    for (const auto& r : results)
+      if (r.id / static_cast<uint32_t>(o.folds) == config.index && r.ok())
+        acc.push_back(r.val_accuracy);
+    c.folds_ok = static_cast<int>(acc.size());
+    for (auto a : acc)
+      c.mean += a / static_cast<double>(acc.size());
+    for (auto a : acc)
+      c.std += (a - c.mean) * (a - c.mean) / static_cast<double>(acc.size());
+    c.std = std::sqrt(c.std);
+    table.push_back(c);
+  }
   return table;
 }
 
 std::string summary_markdown(const kfold_options& o, const kfold_report& report) {
   std::ostringstream md;
   md << "# pnn kfold: " << o.dataset << ", " << o.folds << " folds, " << o.epochs << " epoch(s), "
-     << (o.serial ? "serial" : "parallel") << "\n\n"
-     << "| model | scheduler | val accuracy (mean) | std | folds |\n|---|---|---|---|---|\n";
+     << (o.serial ? "serial" : "parallel") << "\n\n";
+  // The grid fields that vary get a column each.
+  const bool optimizers = o.optimizers.size() > 1, lrs = o.lrs.size() > 1,
+             batch_sizes = o.batch_sizes.size() > 1;
+  md << "| model | scheduler |" << (optimizers ? " optimizer |" : "") << (lrs ? " lr |" : "")
+     << (batch_sizes ? " batch size |" : "") << " val accuracy (mean) | std | folds |\n|---|---|"
+     << (optimizers ? "---|" : "") << (lrs ? "---|" : "") << (batch_sizes ? "---|" : "")
+     << "---|---|---|\n";
   char buf[128];
   for (const auto& c : report.table) {
     std::snprintf(buf, sizeof buf, "| %.4f | %.4f | %d |\n", c.mean, c.std, c.folds_ok);
-    md << "| " << c.model << " | " << c.scheduler << " " << buf;
+    md << "| " << c.model << " | " << c.scheduler << " ";
+    if (optimizers)
+      md << "| " << c.config.optimizer << " ";
+    if (lrs)
+      md << "| " << lr_text(c.config.lr) << " ";
+    if (batch_sizes)
+      md << "| " << c.config.batch_size << " ";
+    md << buf;
   }
   std::snprintf(buf, sizeof buf, "\nWall time %.1f s, mean CPU utilisation %.1f%%.\n",
                 report.wall_seconds, 100 * report.cpu_utilization_mean);
@@ -532,7 +635,8 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
   s.mode = o.serial ? "serial" : "parallel";
   s.slots = static_cast<int64_t>(q.slots_used);
   for (const auto& c : report.table)
-    s.table.push_back({c.model, c.scheduler, c.mean, c.std, c.folds_ok});
+    s.table.push_back({c.model, c.scheduler, c.mean, c.std, c.folds_ok, c.config.name,
+                       c.config.optimizer, c.config.lr, c.config.batch_size});
   s.jobs = std::move(jobs);
   s.more = {{"user_cpu_seconds", report.user_cpu_seconds},
             {"system_cpu_seconds", report.system_cpu_seconds},
@@ -545,12 +649,25 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
             {"folds", o.folds},
             {"epochs", o.epochs},
             {"validate_every", o.validate_every},
-            {"batch_size", o.batch_size},
-            {"optimizer", o.optimizer},
-            {"lr", o.lr},
+            {"grid",
+             {{"models", o.models},
+              {"schedulers", o.schedulers},
+              {"optimizers", o.optimizers.empty() ? std::vector<std::string>{o.optimizer}
+                                                  : o.optimizers},
+              {"lrs", o.lrs.empty() ? std::vector<double>{o.lr} : o.lrs},
+              {"batch_sizes", o.batch_sizes.empty() ? std::vector<int64_t>{o.batch_size}
+                                                    : o.batch_sizes}}},
             {"seed", o.seed},
             {"jobs_failed", failed},
             {"interrupted", report.interrupted}};
+  // The one value every job used; a grid field that varies has no single value
+  // (each job and table row names its own).
+  if (o.batch_sizes.size() <= 1)
+    s.more["batch_size"] = o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0];
+  if (o.optimizers.size() <= 1)
+    s.more["optimizer"] = o.optimizers.empty() ? o.optimizer : o.optimizers[0];
+  if (o.lrs.size() <= 1)
+    s.more["lr"] = o.lrs.empty() ? o.lr : o.lrs[0];
   return s;
 }
 

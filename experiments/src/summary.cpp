@@ -2,6 +2,7 @@
 
 #include <pnn/error.hpp>
 #include <pnn/files.hpp>
+#include <pnn/training/folders.hpp>
 #include <pnn/training/records.hpp>
 
 #include <cmath>
@@ -110,6 +111,8 @@ job_summary job_summary_from_json(const json& j, const std::string& where) {
   s.model = r.text("model");
   s.scheduler = r.text("scheduler");
   s.fold = static_cast<int32_t>(r.integer("fold"));
+  s.config = r.text("config");
+  s.dir = r.text("dir");
   s.host = r.text("host", "local");
   s.slot = static_cast<int32_t>(r.integer("slot"));
   s.ok = r.flag("ok");
@@ -137,7 +140,22 @@ json to_json(const job_summary& s) {
             {"train_loss", training::number_or_null(s.train_loss)},
             {"started_at", s.started_at},
             {"finished_at", s.finished_at}});
+  if (!s.config.empty())
+    j["config"] = s.config;
+  if (!s.dir.empty())
+    j["dir"] = s.dir;
   return j;
+}
+
+std::string job_summary::config_name() const {
+  return config.empty() ? model + "/" + scheduler : config;
+}
+
+std::string job_summary::folder() const {
+  if (!dir.empty())
+    return dir;
+  return training::folder_name(model) + "/" + training::folder_name(scheduler) + "/fold"
+    + std::to_string(fold);
 }
 
 namespace {
@@ -150,6 +168,11 @@ cell_summary cell_from(const json& j, const std::string& where) {
   c.val_accuracy_mean = r.real("val_accuracy_mean");
   c.val_accuracy_std = r.real("val_accuracy_std");
   c.folds_ok = static_cast<int32_t>(r.integer("folds_ok"));
+  c.config = r.text("config");
+  if (r.has("optimizer"))
+    c.optimizer = r.text("optimizer");
+  c.lr = r.maybe_real("lr");
+  c.batch_size = r.maybe_integer("batch_size");
   return c;
 }
 
@@ -169,12 +192,22 @@ json run_summary::to_json() const {
     j["slots"] = *slots;
   if (command == "kfold") {
     json table_json = json::array(), jobs_json = json::array();
-    for (const auto& c : table)
-      table_json.push_back({{"model", c.model},
-                            {"scheduler", c.scheduler},
-                            {"val_accuracy_mean", c.val_accuracy_mean},
-                            {"val_accuracy_std", c.val_accuracy_std},
-                            {"folds_ok", c.folds_ok}});
+    for (const auto& c : table) {
+      json row{{"model", c.model},
+               {"scheduler", c.scheduler},
+               {"val_accuracy_mean", c.val_accuracy_mean},
+               {"val_accuracy_std", c.val_accuracy_std},
+               {"folds_ok", c.folds_ok}};
+      if (!c.config.empty())
+        row["config"] = c.config;
+      if (c.optimizer)
+        row["optimizer"] = *c.optimizer;
+      if (c.lr)
+        row["lr"] = *c.lr;
+      if (c.batch_size)
+        row["batch_size"] = *c.batch_size;
+      table_json.push_back(row);
+    }
     for (const auto& s : jobs)
       jobs_json.push_back(pnn::to_json(s));
     j["table"] = table_json;

@@ -234,9 +234,39 @@ void add_tls_flags(po::options_description& desc, tls_files& tls) {
     "the cluster's CA certificate (PEM): only peers with a certificate it signed get in");
 }
 
+/// A comma list of numbers (--lrs, --batch-sizes): each item read whole by `read`,
+/// else a one-line error naming the flag and the item.
+template <class T, class Read>
+std::vector<T> number_list(const std::string& text, const std::string& flag, const char* expected,
+                           Read read) {
+  std::vector<T> out;
+  for (const auto& item : split_list(text, flag)) {
+    size_t used = 0;
+    T v{};
+    try {
+      v = read(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || used == 0)
+      bad(flag + " " + text + ": '" + item + "' is not " + expected);
+    out.push_back(v);
+  }
+  return out;
+}
+
+/// A grid flag (--optimizers) given with its one-value flag (--optimizer) is an error:
+/// which of the two would the run use?
+void one_of(const po::variables_map& vm, const char* list, const char* single) {
+  if (vm.count(list) && vm.count(single) && !vm[single].defaulted())
+    bad(std::string("--") + list + " and --" + single + ": give one (--" + list
+        + " a,b,... tries each)");
+}
+
 int kfold_command(int argc, const char* const* argv) {
   kfold_options o;
   std::string models = "lenet5", schedulers = "cosine", out, hosts, hosts_file;
+  std::string optimizers, lrs, batch_sizes;
   bool no_local = false;
   po::options_description desc{"kfold flags"};
   desc.add_options()("dataset", po::value(&o.dataset)->default_value(o.dataset),
@@ -248,6 +278,11 @@ int kfold_command(int argc, const char* const* argv) {
     "comma-separated schedulers (none, cosine, warm, multistep, step, plateau)")(
     "optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
     "adam, adamw or sgd")("lr", po::value(&o.lr)->default_value(o.lr), "learning rate")(
+    "optimizers", po::value(&optimizers),
+    "grid: comma-separated optimizers to try (instead of --optimizer): adam,sgd:momentum=0.9")(
+    "lrs", po::value(&lrs), "grid: comma-separated learning rates to try (instead of --lr)")(
+    "batch-sizes", po::value(&batch_sizes),
+    "grid: comma-separated batch sizes to try (instead of --batch-size)")(
     "folds", po::value(&o.folds)->default_value(o.folds),
     "K")("epochs", po::value(&o.epochs)->default_value(o.epochs),
          "epochs per job")("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
@@ -292,6 +327,18 @@ int kfold_command(int argc, const char* const* argv) {
   o.out = required_out(out);
   o.models = split_list(models, "--models");
   o.schedulers = split_list(schedulers, "--schedulers");
+  one_of(vm, "optimizers", "optimizer");
+  one_of(vm, "lrs", "lr");
+  one_of(vm, "batch-sizes", "batch-size");
+  if (vm.count("optimizers"))
+    o.optimizers = split_list(optimizers, "--optimizers");
+  if (vm.count("lrs"))
+    o.lrs = number_list<double>(lrs, "--lrs", "a learning rate",
+                                [](const std::string& s, size_t* used) { return std::stod(s, used); });
+  if (vm.count("batch-sizes"))
+    o.batch_sizes = number_list<int64_t>(
+      batch_sizes, "--batch-sizes", "a batch size",
+      [](const std::string& s, size_t* used) { return static_cast<int64_t>(std::stoll(s, used)); });
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
   o.handle_interrupts = true;
   progress_line_check(o.progress);

@@ -8,11 +8,34 @@
 namespace pnn::runtime {
 
 int run_kfold_command(const kfold_options& o) {
-  std::printf("pnn kfold: %zu model(s) x %zu scheduler(s) x %d folds on %s, %lld epoch(s), "
-              "batch %lld, %s\n",
-              o.models.size(), o.schedulers.size(), o.folds, o.dataset.c_str(),
-              static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size),
-              o.serial ? "serial (one job at a time, all cores)" : "parallel");
+  const auto configs = configurations(o);
+  const bool grid = configs.size() != o.models.size() * o.schedulers.size();
+  std::string batch = "batch " + std::to_string(o.batch_size);
+  if (grid) {
+    std::string more;
+    if (o.optimizers.size() > 1)
+      more += " x " + std::to_string(o.optimizers.size()) + " optimizer(s)";
+    if (o.lrs.size() > 1)
+      more += " x " + std::to_string(o.lrs.size()) + " lr(s)";
+    if (o.batch_sizes.size() > 1)
+      more += " x " + std::to_string(o.batch_sizes.size()) + " batch size(s)";
+    else
+      batch = "batch " + std::to_string(o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0]);
+    if (o.batch_sizes.size() > 1)
+      batch = "batch sizes in the grid";
+    std::printf("pnn kfold: %zu configurations (%zu model(s) x %zu scheduler(s)%s) x %d folds on "
+                "%s, %lld epoch(s), %s, %s\n",
+                configs.size(), o.models.size(), o.schedulers.size(), more.c_str(), o.folds,
+                o.dataset.c_str(), static_cast<long long>(o.epochs), batch.c_str(),
+                o.serial ? "serial (one job at a time, all cores)" : "parallel");
+  } else {
+    std::printf("pnn kfold: %zu model(s) x %zu scheduler(s) x %d folds on %s, %lld epoch(s), "
+                "batch %lld, %s\n",
+                o.models.size(), o.schedulers.size(), o.folds, o.dataset.c_str(),
+                static_cast<long long>(o.epochs),
+                static_cast<long long>(o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0]),
+                o.serial ? "serial (one job at a time, all cores)" : "parallel");
+  }
   std::fflush(stdout);
   auto report = run_kfold(o);
   size_t failed = 0;
@@ -28,14 +51,15 @@ int run_kfold_command(const kfold_options& o) {
     // The first failure's reason on stderr too: one line a script or a person can act on.
     for (const auto& j : report.jobs)
       if (!j.ok()) {
-        std::fprintf(stderr, "pnn-node kfold: %zu job(s) failed; %s/%s fold %d: %s\n", failed,
-                     j.model.c_str(), j.scheduler.c_str(), j.fold, j.error.c_str());
+        std::fprintf(stderr, "pnn-node kfold: %zu job(s) failed; %s fold %d: %s\n", failed,
+                     configs.at(j.id / static_cast<uint32_t>(o.folds)).name.c_str(), j.fold,
+                     j.error.c_str());
         break;
       }
   }
   std::printf("results: %s (summary.json, summary.md, cpu.csv; job files in "
-              "<model>/<scheduler>/fold<i>/)\n",
-              o.out.c_str());
+              "<model>/<scheduler>/%sfold<i>/)\n",
+              o.out.c_str(), grid ? "<grid fields>/" : "");
   if (report.interrupted)
     return report_interrupted("kfold", std::to_string(report.jobs.size() - failed) + " of "
                                          + std::to_string(report.jobs.size()) + " jobs finished");

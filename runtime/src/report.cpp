@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -308,15 +309,50 @@ void cpu_plot(report_builder& r, const fs::path& dir, const run_summary& s) {
              "\"cpu.csv\" using 1:3 skip 1 axes x1y2 with lines lw 1 dt 2 title \"pnn (cores)\"");
 }
 
+/// A configuration of a K-fold grid (model/scheduler in runs without other grid
+/// fields, and in files written before grids).
 struct cell_key {
-  std::string model, scheduler;
+  std::string model, scheduler, config;
   bool operator<(const cell_key& o) const {
-    return std::tie(model, scheduler) < std::tie(o.model, o.scheduler);
+    return config < o.config;
   }
   std::string label() const {
-    return model + "/" + scheduler;
+    return config;
+  }
+  /// Table cells that name it: model and scheduler, or the whole name in a grid.
+  std::vector<std::string> cells(bool grid) const {
+    return grid ? std::vector<std::string>{config} : std::vector<std::string>{model, scheduler};
   }
 };
+
+/// Whether a run's configurations vary more than model and scheduler.
+bool is_grid(const run_summary& s) {
+  for (const auto& c : s.table)
+    if (c.config_name() != c.model + "/" + c.scheduler)
+      return true;
+  return false;
+}
+
+/// Table header cells naming a configuration (see cell_key::cells).
+std::vector<std::string> key_header(bool grid) {
+  return grid ? std::vector<std::string>{"configuration"}
+              : std::vector<std::string>{"model", "scheduler"};
+}
+
+template <class... Rest>
+std::vector<std::string> row(std::vector<std::string> first, Rest&&... rest) {
+  (first.push_back(std::forward<Rest>(rest)), ...);
+  return first;
+}
+
+/// A job's folder (summary "dir") inside the run's folder, or nothing when the file
+/// names one outside it.
+std::optional<fs::path> job_folder(const fs::path& run, const job_summary& j) {
+  const fs::path rel = fs::path(j.folder()).lexically_normal();
+  if (rel.empty() || rel.is_absolute() || *rel.begin() == "..")
+    return std::nullopt;
+  return run / rel;
+}
 
 /// Per (model, scheduler): first start to last end of its jobs, in seconds.
 std::map<cell_key, double> spans(const run_summary& s) {
@@ -324,7 +360,7 @@ std::map<cell_key, double> spans(const run_summary& s) {
   for (const auto& j : s.jobs) {
     if (!j.ok)
       continue;
-    cell_key k{j.model, j.scheduler};
+    cell_key k{j.model, j.scheduler, j.config_name()};
     auto a = j.started_at, b = j.finished_at;
     auto it = range.find(k);
     if (it == range.end())
@@ -343,15 +379,16 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
   r.paragraph(run_facts(s));
   // Accuracy table and bars.
   r.heading("Validation accuracy (mean ± std over folds)");
+  const bool grid = is_grid(s);
   std::vector<cell_key> cells;
-  table acc{{"model", "scheduler", "val accuracy mean", "std", "folds ok"}, {}};
+  table acc{row(key_header(grid), "val accuracy mean", "std", "folds ok"), {}};
   std::ostringstream acc_dat;
   int i = 0;
   for (const auto& c : s.table) {
-    cell_key k{c.model, c.scheduler};
+    cell_key k{c.model, c.scheduler, c.config_name()};
     cells.push_back(k);
-    acc.rows.push_back({k.model, k.scheduler, fixed(c.val_accuracy_mean), fixed(c.val_accuracy_std),
-                        std::to_string(c.folds_ok)});
+    acc.rows.push_back(row(k.cells(grid), fixed(c.val_accuracy_mean), fixed(c.val_accuracy_std),
+                           std::to_string(c.folds_ok)));
     acc_dat << i++ << "," << gp_string(k.label()) << "," << c.val_accuracy_mean << ","
             << c.val_accuracy_std << "\n";
   }
@@ -359,7 +396,7 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
     fail(error_code::malformed_file, (dir / "summary.json").string() + ": no \"table\" of results");
   r.add(acc);
   r.data("accuracy.csv", acc_dat.str());
-  r.plot("accuracy", "Validation accuracy per model and scheduler (mean ± std over folds)",
+  r.plot("accuracy", "Validation accuracy per configuration (mean ± std over folds)",
          "set ylabel \"validation accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
          "set boxwidth 0.6\nset xtics rotate by -30\nunset key\n"
          "plot \"accuracy.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\", "
@@ -371,9 +408,11 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
   for (const auto& j : s.jobs) {
     if (!j.ok)
       continue;
-    cell_key k{j.model, j.scheduler};
-    auto c =
-      read_csv(dir / k.model / k.scheduler / ("fold" + std::to_string(j.fold)) / "confusion.csv");
+    cell_key k{j.model, j.scheduler, j.config_name()};
+    const auto folder = job_folder(dir, j);
+    if (!folder)
+      continue;
+    auto c = read_csv(*folder / "confusion.csv");
     if (c.header.size() < 2 || c.rows.empty())
       continue;
     const size_t n = c.header.size() - 1;
@@ -450,7 +489,7 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
     auto lane = lane_of[{j.host, j.slot}];
     auto model = std::find(models.begin(), models.end(), j.model) - models.begin();
     tl << (a + b) / 2 << "," << lane << "," << (b - a) / 2 << ",0.35," << model + 1 << "\n";
-    jobs_table.rows.push_back({j.model + "/" + j.scheduler + "/fold" + std::to_string(j.fold),
+    jobs_table.rows.push_back({j.config_name() + "/fold" + std::to_string(j.fold),
                                j.host, std::to_string(j.slot), fixed(a, 2), fixed(b, 2),
                                j.ok ? fixed(figure(j.val_accuracy)) : "failed"});
   }
@@ -483,8 +522,8 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
     const double wall_ref = ref.wall_seconds, wall = s.wall_seconds;
     r.paragraph("Whole run: " + fixed(wall_ref, 1) + " s there, " + fixed(wall, 1)
                 + " s here: speedup " + fixed(wall > 0 ? wall_ref / wall : 0, 2) + "x.");
-    table t{{"model", "scheduler", ref.mode.value_or("reference") + " (s)",
-             s.mode.value_or("this run") + " (s)", "speedup"},
+    table t{row(key_header(grid), ref.mode.value_or("reference") + " (s)",
+                s.mode.value_or("this run") + " (s)", "speedup"),
             {}};
     std::ostringstream dat;
     dat << "cell," << gp_string(ref.mode.value_or("reference")) << ","
@@ -493,13 +532,12 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
       if (!mine.count(k) || !theirs.count(k))
         continue;
       double sp = mine[k] > 0 ? theirs[k] / mine[k] : 0;
-      t.rows.push_back(
-        {k.model, k.scheduler, fixed(theirs[k], 2), fixed(mine[k], 2), fixed(sp, 2)});
+      t.rows.push_back(row(k.cells(grid), fixed(theirs[k], 2), fixed(mine[k], 2), fixed(sp, 2)));
       dat << gp_string(k.label()) << "," << theirs[k] << "," << mine[k] << "," << sp << "\n";
     }
     if (t.rows.empty())
       fail(error_code::invalid_argument,
-           "--compare " + ref_dir.string() + ": no model and scheduler in common with this run");
+           "--compare " + ref_dir.string() + ": no configuration in common with this run");
     r.add(t);
     r.data("speedup.csv", dat.str());
     r.plot("speedup",

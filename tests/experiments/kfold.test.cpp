@@ -36,6 +36,43 @@ kfold_options small(const std::filesystem::path& out) {
 
 } // namespace
 
+CAF_TEST(the grid has one configuration per point in order with K jobs each) {
+  kfold_options o;
+  o.models = {"lenet", "lenet5"};
+  o.schedulers = {"cosine"};
+  o.optimizers = {"adam", "sgd:momentum=0.9"};
+  o.lrs = {1e-3, 3e-2};
+  o.folds = 3;
+  o.out = "/o";
+  auto configs = configurations(o);
+  CAF_REQUIRE_EQUAL(configs.size(), 8u);
+  CAF_CHECK_EQUAL(configs[0].name, "lenet/cosine/adam/lr=0.001");
+  CAF_CHECK_EQUAL(configs[3].name, "lenet/cosine/sgd:momentum=0.9/lr=0.03");
+  CAF_CHECK_EQUAL(configs[3].dir.generic_string(), "lenet/cosine/sgd_momentum_0.9/lr_0.03");
+  CAF_CHECK_EQUAL(configs[4].model, "lenet5");
+  CAF_CHECK_EQUAL(configs[7].batch_size, 32); // not a grid field here: the one value
+  auto jobs = expand_jobs(o);
+  CAF_REQUIRE_EQUAL(jobs.size(), 24u);
+  for (const auto& j : jobs) {
+    const auto& c = configs[j.id / 3];
+    CAF_CHECK_EQUAL(j.fold, static_cast<int32_t>(j.id % 3));
+    CAF_CHECK_EQUAL(j.model, c.model);
+    CAF_CHECK_EQUAL(j.optimizer, c.optimizer);
+    CAF_CHECK_EQUAL(j.lr, c.lr);
+    CAF_CHECK_EQUAL(j.out_dir, (std::filesystem::path("/o") / c.dir / ("fold" + std::to_string(j.fold))).string());
+  }
+  // Without other grid fields the layout is model/scheduler/fold<k>, as always.
+  o.optimizers = {"sgd"};
+  o.lrs = {};
+  configs = configurations(o);
+  CAF_REQUIRE_EQUAL(configs.size(), 2u);
+  CAF_CHECK_EQUAL(configs[1].name, "lenet5/cosine");
+  CAF_CHECK_EQUAL(configs[1].optimizer, "sgd");
+  jobs = expand_jobs(o);
+  CAF_REQUIRE_EQUAL(jobs.size(), 6u);
+  CAF_CHECK_EQUAL(jobs[5].out_dir, "/o/lenet5/cosine/fold2");
+}
+
 CAF_TEST(parallel and one - at - a - time runs give identical accuracy per job) {
   test::temp_dir dir;
   auto parallel = small(dir / "parallel");

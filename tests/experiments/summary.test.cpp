@@ -43,6 +43,20 @@ CAF_TEST(a summary goes through the type and back to the same JSON) {
   CAF_CHECK_EQUAL(s.jobs[1].host, "h:7000");
   CAF_CHECK_EQUAL(s.more["some_future_key"]["a"][1], 2);
   CAF_CHECK_EQUAL(s.to_json(), written);
+  // Written before grids: the configuration is model/scheduler, in its folder.
+  CAF_CHECK_EQUAL(s.table[0].config_name(), "lenet5/cosine");
+  CAF_CHECK_EQUAL(s.jobs[1].folder(), "lenet5/cosine/fold1");
+  // A grid's keys come back as written too.
+  auto grid = written;
+  grid["table"][0].update(json::parse(
+    R"({"config": "lenet5/cosine/lr=0.01", "optimizer": "adam", "lr": 0.01, "batch_size": 32})"));
+  grid["jobs"][1].update(
+    json::parse(R"({"config": "lenet5/cosine/lr=0.01", "dir": "lenet5/cosine/lr_0.01/fold1"})"));
+  auto g = run_summary::from_json(grid, "summary.json");
+  CAF_CHECK_EQUAL(g.table[0].config_name(), "lenet5/cosine/lr=0.01");
+  CAF_CHECK_EQUAL(*g.table[0].lr, 0.01);
+  CAF_CHECK_EQUAL(g.jobs[1].folder(), "lenet5/cosine/lr_0.01/fold1");
+  CAF_CHECK_EQUAL(g.to_json(), grid);
 }
 
 CAF_TEST(a key of the wrong type is refused naming the file and the key) {

@@ -9,6 +9,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -245,6 +246,60 @@ CAF_TEST(kfold rejects bad flags with one line and exit code 2) {
     pnn_node("kfold --dataset synthetic --schedulers cosine,plateau --validate-every 0" + out),
     "--validate-every");
   check_bad_input(pnn_node("kfold --dataset synthetic"), "--out");
+}
+
+CAF_TEST(kfold runs a grid of learning rates and batch sizes named by the fields that vary) {
+  test::temp_dir dir;
+  auto r = pnn_node("kfold --dataset synthetic:train=120,test=10 --models lenet --schedulers none "
+                    "--lrs 0.001,0.01 --batch-sizes 16,32 --folds 2 --epochs 1 --progress none "
+                    "--out " + (dir / "kf").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "4 configurations"));
+  CAF_CHECK(test::contains(r.out, "lenet / none / lr=0.01 / bs=16"));
+  auto summary = nlohmann::json::parse(test::read_text(dir / "kf/summary.json"));
+  CAF_REQUIRE_EQUAL(summary["table"].size(), 4u);
+  CAF_REQUIRE_EQUAL(summary["jobs"].size(), 8u);
+  std::set<std::string> configs;
+  for (const auto& row : summary["table"]) {
+    configs.insert(row["config"].get<std::string>());
+    CAF_CHECK_EQUAL(row["folds_ok"].get<int>(), 2);
+  }
+  CAF_CHECK_EQUAL(configs, (std::set<std::string>{"lenet/none/lr=0.001/bs=16",
+                                                  "lenet/none/lr=0.001/bs=32",
+                                                  "lenet/none/lr=0.01/bs=16",
+                                                  "lenet/none/lr=0.01/bs=32"}));
+  // Each job ran with its configuration's values, in its own folder.
+  for (const auto& job : summary["jobs"]) {
+    const auto config = job["config"].get<std::string>();
+    CAF_CHECK(configs.count(config));
+    CAF_CHECK(test::contains(config, "bs=" + std::to_string(job["batch_size"].get<int>())));
+    const auto dir_of_job = dir / "kf" / job["dir"].get<std::string>();
+    CAF_CHECK(std::filesystem::exists(dir_of_job / "result.json"));
+    auto settings = nlohmann::json::parse(test::read_text(dir_of_job / "result.json"))["settings"]
+                      .get<std::string>();
+    CAF_CHECK(test::contains(settings, "batch_size=" + std::to_string(job["batch_size"].get<int>())));
+  }
+  CAF_CHECK(std::filesystem::exists(dir / "kf/lenet/none/lr_0.01/bs_16/fold1/epochs.csv"));
+  CAF_CHECK(std::filesystem::exists(dir / "kf/lenet/none/lr_0.01/bs_16/time.json"));
+  CAF_CHECK_EQUAL(summary["grid"]["lrs"].size(), 2u);
+  CAF_CHECK(!summary.contains("lr")); // no single value: each row and job names its own
+  CAF_CHECK_EQUAL(summary["optimizer"].get<std::string>(), "adam"); // one value: kept
+  const auto md = test::read_text(dir / "kf/summary.md");
+  CAF_CHECK(test::contains(md, "| lenet | none | 0.01 | 16 |"));
+  const auto report = test::read_text(dir / "kf/report.md");
+  CAF_CHECK(test::contains(report, "| lenet/none/lr=0.01/bs=16 |"));
+  // Bad grids: one line naming the flag.
+  auto out = " --out " + (dir / "x").string();
+  check_bad_input(pnn_node("kfold --dataset synthetic --lrs 0.01,abc" + out), "--lrs");
+  check_bad_input(pnn_node("kfold --dataset synthetic --lrs 0.01,-1" + out), "--lrs");
+  check_bad_input(pnn_node("kfold --dataset synthetic --lrs 0.01 --lr 0.1" + out), "--lrs");
+  check_bad_input(pnn_node("kfold --dataset synthetic --batch-sizes 32,0" + out), "--batch-sizes");
+  check_bad_input(pnn_node("kfold --dataset synthetic --batch-sizes 32,6x4" + out),
+                  "--batch-sizes");
+  check_bad_input(pnn_node("kfold --dataset synthetic --optimizers adam,rmsprop" + out),
+                  "--optimizer");
+  check_bad_input(pnn_node("kfold --dataset synthetic --lrs 0.001,1e-3" + out), "twice");
+  check_bad_input(pnn_node("kfold --dataset synthetic --models lenet,lenet" + out), "twice");
 }
 
 CAF_TEST(hogwild trains one model with two workers and writes its summary) {

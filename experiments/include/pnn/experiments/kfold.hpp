@@ -17,8 +17,9 @@ struct job_options;
 
 namespace pnn {
 
-/// A K-fold experiment: models x schedulers x folds, each job trained on K-1 folds
-/// and validated on the remaining one. One source of defaults for CLI and C++ API.
+/// A K-fold experiment: a grid of configurations (models x schedulers x optimizers x
+/// learning rates x batch sizes) x folds, each job trained on K-1 folds and validated
+/// on the remaining one. One source of defaults for CLI and C++ API.
 struct kfold_options : data_group,
                        optimizer_group,
                        schedule_group, ///< seed: initialisation/order seed of every job
@@ -26,6 +27,11 @@ struct kfold_options : data_group,
                        output_group {
   std::vector<std::string> models{"lenet5"};
   std::vector<std::string> schedulers{"cosine"};
+  /// More grid fields: a non-empty list replaces the single value of the same name
+  /// (optimizer, lr, batch_size) and multiplies the grid by its length.
+  std::vector<std::string> optimizers;
+  std::vector<double> lrs;
+  std::vector<int64_t> batch_sizes;
   int32_t folds = 2;
   uint64_t split_seed = 1; ///< seed of the fold split
   /// One job at a time with every core as intra-op threads (for comparison).
@@ -54,6 +60,24 @@ struct kfold_options : data_group,
   std::function<void(const job_spec&, training::job_options&)> customize;
 };
 
+/// One point of a K-fold grid; its K folds are K jobs (ids index*K .. index*K+K-1).
+struct kfold_config {
+  uint32_t index = 0; ///< in grid order: models, then schedulers, optimizers, lrs, batch sizes
+  std::string model;
+  std::string scheduler;
+  std::string optimizer;
+  double lr = 0;
+  int64_t batch_size = 0;
+  /// "lenet5/cosine", then each grid field that varies: "lenet5/cosine/sgd/lr=0.01/bs=64".
+  std::string name;
+  /// Its folder under --out: model/scheduler, then one level per varying field
+  /// ("lenet5/cosine/sgd/lr_0.01/bs_64"); the folds' folders are inside.
+  std::filesystem::path dir;
+};
+
+/// The grid's configurations in order (index 0..n-1).
+std::vector<kfold_config> configurations(const kfold_options& options);
+
 /// What a K-fold run produced (also written to `out`).
 struct kfold_report {
   std::vector<job_result> jobs; ///< one per job, by id
@@ -66,16 +90,17 @@ struct kfold_report {
   /// SIGINT/SIGTERM ended the run early (output_group::handle_interrupts): jobs
   /// that had not finished saved where they were; `--resume` continues them.
   bool interrupted = false;
-  /// Mean and std of validation accuracy per (model, scheduler), in input order.
+  /// Mean and std of validation accuracy per configuration, in grid order.
   struct cell {
     std::string model, scheduler;
     double mean = 0, std = 0;
     int folds_ok = 0;
+    kfold_config config;
   };
   std::vector<cell> table;
 };
 
-/// The jobs of an experiment in input order (ids 0..n-1), cost 0.
+/// The jobs of an experiment in grid order, K per configuration (ids 0..n-1), cost 0.
 std::vector<job_spec> expand_jobs(const kfold_options& options);
 
 /// Checks the options (names, numbers) without loading data; throws pnn::error.
@@ -87,7 +112,7 @@ void validate(const kfold_options& options);
 /// options or data; failed jobs are reported in the result, not thrown.
 kfold_report run_kfold(const kfold_options& options);
 
-/// Prints the accuracy table (model x scheduler, mean ± std over folds).
+/// Prints the accuracy table (per configuration, mean ± std over folds).
 std::string format_table(const kfold_report& report);
 
 } // namespace pnn

@@ -22,6 +22,11 @@ struct job_summary {
   std::string model;
   std::string scheduler;
   int32_t fold = 0;
+  /// Its configuration's name ("lenet5/cosine/lr=0.01": every grid field that
+  /// varies) and its folder under --out; "" in files written before grids (the
+  /// accessors below then give model/scheduler and model/scheduler/fold<k>).
+  std::string config;
+  std::string dir;
   std::string host = "local";
   int32_t slot = 0;
   bool ok = false;
@@ -32,15 +37,29 @@ struct job_summary {
   double started_at = 0;
   double finished_at = 0;
   nlohmann::json more = nlohmann::json::object(); ///< threads, epochs, ... as written
+
+  std::string config_name() const;
+  /// Its folder relative to --out.
+  std::string folder() const;
 };
 
-/// One (model, scheduler) row of a K-fold's "table": validation accuracy over folds.
+/// One configuration's row of a K-fold's "table": validation accuracy over folds.
 struct cell_summary {
   std::string model;
   std::string scheduler;
   double val_accuracy_mean = 0;
   double val_accuracy_std = 0;
   int32_t folds_ok = 0;
+  /// The configuration's name and its other grid fields; absent in files written
+  /// before grids (config_name() is then model/scheduler).
+  std::string config;
+  std::optional<std::string> optimizer;
+  std::optional<double> lr;
+  std::optional<int64_t> batch_size;
+
+  std::string config_name() const {
+    return config.empty() ? model + "/" + scheduler : config;
+  }
 };
 
 /// A job's entry as "jobs" lists it (and result.json holds it).
