@@ -76,6 +76,9 @@ private:
   void requeue_or_fail(uint32_t id, const std::string& why);
   static std::string refused_files(const record_files& files);
   void record(job_result r);
+  bool paused(const job_spec& job, job_result& r);
+  void apply(const pruning_decisions& d);
+  void settle();
   void orphaned();
   void maybe_finish();
   void fail(std::string why);
@@ -88,6 +91,12 @@ private:
   std::deque<job_spec> queue_;
   std::map<uint32_t, job_spec> running_;
   std::map<uint32_t, int32_t> attempts_;
+  /// Pruning: jobs waiting at a pause (their last result), every job as given (to go
+  /// on from a pause), epochs each has done and the wall-clock span of its parts.
+  std::map<uint32_t, job_result> parked_;
+  std::map<uint32_t, job_spec> given_;
+  std::map<uint32_t, int64_t> epochs_done_;
+  std::map<uint32_t, std::vector<double>> segments_;
   std::vector<job_result> results_;
   size_t expected_ = 0;
   bool active_ = false;
@@ -101,6 +110,12 @@ caf::result<std::vector<job_result>> dispatcher_state::run(std::vector<job_spec>
     return caf::make_error(caf::sec::runtime_error, "an experiment is already running");
   results_.clear();
   attempts_.clear();
+  parked_.clear();
+  given_.clear();
+  epochs_done_.clear();
+  segments_.clear();
+  for (const auto& j : jobs)
+    given_[j.id] = j;
   interrupted_ = false;
   expected_ = jobs.size();
   for (auto& j : longest_first(std::move(jobs)))
@@ -145,6 +160,8 @@ void dispatcher_state::assign() {
 
 void dispatcher_state::send_job(const caf::actor_addr& addr, slot& s, job_spec job) {
   job.threads = options_.threads_per_job;
+  if (options_.pruning)
+    job.pause_at = options_.pruning->pause_at(job, epochs_done_[job.id]);
   s.busy = true;
   s.job = job.id;
   s.threads = job.threads;
@@ -211,8 +228,74 @@ void dispatcher_state::on_result(const caf::actor_addr& addr, uint32_t id, job_r
   r.model = job.model;
   r.scheduler = job.scheduler;
   r.fold = job.fold;
-  record(std::move(r));
+  if (!paused(job, r))
+    record(std::move(r));
+  settle();
+}
+
+/// Whether `r` is `job` stopping at its pause (then the pruning policy decides what
+/// follows) rather than its end.
+bool dispatcher_state::paused(const job_spec& job, job_result& r) {
+  if (!options_.pruning || !r.ok() || job.pause_at <= 0 || r.epochs_done >= job.epochs)
+    return false;
+  auto& parts = segments_[job.id];
+  parts.push_back(r.started_at);
+  parts.push_back(r.finished_at);
+  epochs_done_[job.id] = r.epochs_done;
+  parked_[job.id] = r;
+  if (!interrupted_)
+    apply(options_.pruning->paused(job, r));
+  return true;
+}
+
+/// Paused jobs go on (before any job not started yet) or end where they are.
+void dispatcher_state::apply(const pruning_decisions& d) {
+  for (auto id = d.resume.rbegin(); id != d.resume.rend(); ++id) {
+    auto i = parked_.find(*id);
+    if (i == parked_.end())
+      continue;
+    parked_.erase(i);
+    auto job = given_.at(*id);
+    job.resume = true; // from the checkpoint it saved at its pause
+    attempts_[*id] = 0;
+    queue_.push_front(std::move(job));
+  }
+  for (auto id : d.stop) {
+    auto i = parked_.find(id);
+    if (i == parked_.end())
+      continue;
+    auto r = std::move(i->second);
+    parked_.erase(i);
+    record(std::move(r));
+  }
+}
+
+/// After any change: queued jobs to idle slots; with nothing running or queued but
+/// paused jobs, the policy's last word on them (and every one it leaves waiting
+/// ends where it is); then the run's end, when every job has its result.
+void dispatcher_state::settle() {
   assign();
+  while (active_ && options_.pruning && queue_.empty() && running_.empty() && !parked_.empty()) {
+    if (interrupted_) {
+      for (auto& [id, r] : parked_)
+        record(failed_job(given_.at(id), error_code::interrupted,
+                          "paused after epoch " + std::to_string(r.epochs_done)
+                            + " when the run was interrupted"));
+      parked_.clear();
+      break;
+    }
+    std::vector<uint32_t> waiting;
+    for (const auto& [id, r] : parked_)
+      waiting.push_back(id);
+    apply(options_.pruning->stalled(waiting));
+    if (queue_.empty()) { // nothing goes on: the rest ends where it is
+      pruning_decisions rest;
+      for (const auto& [id, r] : parked_)
+        rest.stop.push_back(id);
+      apply(rest);
+    }
+    assign();
+  }
   maybe_finish();
 }
 
@@ -243,8 +326,7 @@ void dispatcher_state::on_error(const caf::actor_addr& addr, uint32_t id, const 
   i->second.busy = false;
   i->second.threads = 0;
   requeue_or_fail(id, "worker answered with an error: " + self_->system().render(e));
-  assign();
-  maybe_finish();
+  settle();
 }
 
 /// Job `id` did not end on its worker: back to the queue front, or failed after
@@ -264,6 +346,8 @@ void dispatcher_state::requeue_or_fail(uint32_t id, const std::string& why) {
 }
 
 void dispatcher_state::record(job_result r) {
+  if (auto parts = segments_.find(r.id); parts != segments_.end())
+    r.segments = parts->second;
   if (sink_)
     self_->send(sink_, result_atom::value, r);
   results_.push_back(std::move(r));
@@ -283,8 +367,7 @@ void dispatcher_state::worker_down(const caf::down_msg& msg) {
     orphaned();
     return;
   }
-  assign();
-  maybe_finish();
+  settle();
 }
 
 /// No worker left while jobs remain: fail now, or give hosts time to (re)join.
@@ -312,6 +395,12 @@ void dispatcher_state::cancel(uint32_t id) {
       return;
     }
   }
+  if (auto parked = parked_.find(id); parked != parked_.end()) {
+    parked_.erase(parked);
+    record(failed_job(given_.at(id), error_code::cancelled, "cancelled while paused"));
+    settle();
+    return;
+  }
   auto queued =
     std::find_if(queue_.begin(), queue_.end(), [id](const job_spec& j) { return j.id == id; });
   if (queued == queue_.end())
@@ -319,7 +408,7 @@ void dispatcher_state::cancel(uint32_t id) {
   auto r = failed_job(*queued, error_code::cancelled, "cancelled");
   queue_.erase(queued);
   record(std::move(r));
-  maybe_finish();
+  settle();
 }
 
 /// The run was interrupted: queued jobs end unstarted, running ones save where they
@@ -336,7 +425,7 @@ void dispatcher_state::interrupt() {
   for (auto& addr : slot_order_)
     if (slots_.at(addr).busy)
       self_->send(slots_.at(addr).worker, interrupt_atom::value);
-  maybe_finish();
+  settle(); // paused jobs end once nothing runs
 }
 
 void dispatcher_state::fail(std::string why) {

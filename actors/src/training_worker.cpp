@@ -86,6 +86,8 @@ private:
   void pull(bool first);
   void on_pulled(param_blob& blob);
   void complete(error_code code = error_code::none, std::string why = "");
+  void pause();
+  job_checkpoint checkpoint_for_home();
   void finish(error_code code, std::string why);
   std::string holder_failure(const char* what, const caf::error& e) const;
   std::chrono::milliseconds holder_timeout() const;
@@ -382,10 +384,63 @@ void worker_state::slice(uint64_t generation) {
   send_progress(epoch_ended, done);
   if (link_)
     after_sgd_slice(done);
+  else if (done && job_->epochs_done() < spec_.epochs)
+    pause();
   else if (done)
     complete();
   else
     schedule_slice();
+}
+
+/// The job where it is, as a checkpoint for its folder on the coordinator (saved
+/// through the scratch folder), with the steps the coordinator does not have yet.
+/// Throws what saving throws.
+job_checkpoint worker_state::checkpoint_for_home() {
+  if (!scratch_)
+    scratch_ = std::make_unique<scratch_folder>();
+  job_->save_checkpoint(scratch_->path() / "latest.pt");
+  const auto text = read_text_file(scratch_->path() / "latest.pt");
+  job_checkpoint c;
+  c.id = spec_.id;
+  c.out_dir = coordinator_dir_;
+  c.epoch = job_->epochs_done();
+  c.mid_epoch = job_->batch_in_epoch() > 0;
+  c.bytes.assign(text.begin(), text.end());
+  add_new_steps(c);
+  return c;
+}
+
+/// The job reached its pause epoch (job_spec::pause_at): it saves where it is, so
+/// that it can go on from there, and ends ok. A job of this host writes latest.pt
+/// into its folder; one from another host's coordinator sends it home and answers
+/// once the coordinator has it (the job may go on elsewhere from that file). With
+/// nowhere to save it, it ends all the same: going on then starts it afresh.
+void worker_state::pause() {
+  try {
+    if (options_.remote && !coordinator_dir_.empty() && sink_) {
+      auto c = checkpoint_for_home();
+      const auto generation = generation_;
+      auto go_on = [this, generation] {
+        if (generation == generation_)
+          complete();
+      };
+      self_->request(sink_, caf::infinite, checkpoint_atom::value, std::move(c))
+        .then(go_on, [go_on, this, generation](caf::error&) {
+          if (generation == generation_)
+            steps_sent_ = 0;
+          go_on();
+        });
+      return;
+    }
+    if (!options_.remote && !spec_.out_dir.empty())
+      job_->save_checkpoint(std::filesystem::path{spec_.out_dir} / "latest.pt");
+  } catch (const std::exception& e) {
+    finish(error_code::run_failed,
+           "pausing after epoch " + std::to_string(job_->epochs_done())
+             + ": saving the checkpoint failed: " + first_line(e));
+    return;
+  }
+  complete();
 }
 
 /// The job wrote its checkpoint into the scratch folder: it goes to the sink, which
@@ -730,18 +785,7 @@ void worker_state::interrupt() {
     + " after batch " + std::to_string(job_->batch_in_epoch());
   try {
     if (options_.remote && !coordinator_dir_.empty() && sink_) {
-      if (!scratch_)
-        scratch_ = std::make_unique<scratch_folder>();
-      job_->save_checkpoint(scratch_->path() / "latest.pt");
-      const auto text = read_text_file(scratch_->path() / "latest.pt");
-      job_checkpoint c;
-      c.id = spec_.id;
-      c.out_dir = coordinator_dir_;
-      c.epoch = job_->epochs_done();
-      c.mid_epoch = job_->batch_in_epoch() > 0;
-      c.bytes.assign(text.begin(), text.end());
-      add_new_steps(c);
-      send_checkpoint(std::move(c));
+      send_checkpoint(checkpoint_for_home());
     } else if (!options_.remote && !spec_.out_dir.empty()) {
       job_->save_checkpoint(std::filesystem::path{spec_.out_dir} / "latest.pt");
     } else {
@@ -847,6 +891,7 @@ job_options job_options_from(const job_spec& s) {
   o.threads = std::max(1, s.threads);
   o.checkpoint_every = s.checkpoint_every;
   o.validate_every = s.validate_every;
+  o.pause_at = s.pause_at;
   o.checkpoint_dir = s.out_dir;
   o.settings = job_settings(s);
   o.train_transform = default_transform(s.dataset, true);

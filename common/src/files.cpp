@@ -85,6 +85,25 @@ void write_file_atomic(const fs::path& file, const std::string& content) {
   }
 }
 
+void append_line_durable(const fs::path& file, const std::string& line) {
+  ensure_directory(file.parent_path());
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0)
+    io_fail(file, std::string{"cannot append: "} + std::strerror(errno));
+  ssize_t n;
+  do
+    n = ::write(fd, line.data(), line.size());
+  while (n < 0 && errno == EINTR);
+  const int err = n < 0 ? errno : (static_cast<size_t>(n) != line.size() ? ENOSPC : 0);
+  const bool synced = ::fsync(fd) == 0;
+  const int sync_err = errno;
+  ::close(fd);
+  if (err != 0)
+    io_fail(file, std::string{"append failed: "} + std::strerror(err));
+  if (!synced)
+    io_fail(file, std::string{"append failed: "} + std::strerror(sync_err));
+}
+
 std::string read_text_file(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec))

@@ -49,6 +49,8 @@ std::string fold_name(int32_t fold) {
   return "fold" + std::to_string(fold);
 }
 
+const char* const pruning_journal_name = "pruning.jsonl";
+
 /// A learning rate as configuration names and folders show it: 0.003, 1e-05.
 std::string lr_text(double lr) {
   char buf[32];
@@ -63,7 +65,8 @@ const kfold_config& config_of(const std::vector<kfold_config>& configs, uint32_t
 }
 
 /// A job's entry in summary.json's "jobs" (and its result.json); times relative to t0.
-job_summary summary_of(const job_result& r, double t0, const kfold_config& config) {
+job_summary summary_of(const job_result& r, double t0, const kfold_config& config,
+                       int64_t epochs) {
   nlohmann::json threads = nlohmann::json::array();
   for (size_t i = 0; i < r.thread_times.size() && i < r.thread_counts.size(); ++i)
     threads.push_back({{"at", r.thread_times[i] - t0}, {"threads", r.thread_counts[i]}});
@@ -73,9 +76,9 @@ job_summary summary_of(const job_result& r, double t0, const kfold_config& confi
   // An epoch not validated has NaN figures, which CAF 0.17 carries from a serve
   // node as -1: losses and accuracies are never negative, so both mean "none".
   auto measured = [](double v) { return v >= 0 ? number_or_null(v) : nlohmann::json(); };
-  nlohmann::json epochs = nlohmann::json::array();
+  nlohmann::json epoch_list = nlohmann::json::array();
   for (size_t i = 0; i < r.epoch_val_accuracy.size(); ++i)
-    epochs.push_back({{"epoch", i + 1},
+    epoch_list.push_back({{"epoch", i + 1},
                       {"train_loss", measured(r.epoch_train_loss[i])},
                       {"val_loss", measured(r.epoch_val_loss[i])},
                       {"val_accuracy", measured(r.epoch_val_accuracy[i])}});
@@ -105,7 +108,21 @@ job_summary summary_of(const job_result& r, double t0, const kfold_config& confi
             {"optimizer", config.optimizer},
             {"lr", config.lr},
             {"batch_size", config.batch_size},
-            {"epochs", epochs}};
+            {"epochs", epoch_list}};
+  // A job that paused at rungs (--prune): its earlier parts, and all the time it ran.
+  nlohmann::json parts = nlohmann::json::array();
+  double busy = r.finished_at - r.started_at;
+  for (size_t i = 0; i + 1 < r.segments.size(); i += 2) {
+    parts.push_back({r.segments[i] - t0, r.segments[i + 1] - t0});
+    busy += r.segments[i + 1] - r.segments[i];
+  }
+  if (!parts.empty())
+    s.more["segments"] = parts;
+  s.more["busy_seconds"] = busy;
+  if (r.ok() && r.epochs_done < epochs) {
+    s.more["pruned"] = true;
+    s.more["stopped_at_epoch"] = r.epochs_done;
+  }
   return s;
 }
 
@@ -117,7 +134,7 @@ void store_result(const job_result& r, double t0, const job_spec& job,
   for (const auto& name : write_record_files(dir, r.files.names, r.files.contents))
     std::fprintf(stderr, "pnn kfold: refused a record file named '%s' from %s\n", name.c_str(),
                  r.host.c_str());
-  auto stored = to_json(summary_of(r, t0, config));
+  auto stored = to_json(summary_of(r, t0, config, job.epochs));
   stored["started_at_wall"] = r.started_at;
   stored["finished_at_wall"] = r.finished_at;
   stored["settings"] = job_settings(job); // what --resume checks before keeping it
@@ -169,6 +186,14 @@ void validate(const kfold_options& o) {
     if (o.validate_every != 1 && schedule_options::parse(s).name == "plateau")
       bad("--validate-every " + std::to_string(o.validate_every) + ": the " + s
           + " schedule needs a validation loss after every epoch (expected 1)");
+  const auto prune = prune_options::parse(o.prune);
+  if (prune.enabled() && prune.rungs(o.epochs).empty())
+    bad("--prune " + o.prune + ": min_epochs=" + std::to_string(prune.min_epochs)
+        + " leaves no rung below --epochs " + std::to_string(o.epochs)
+        + " (expected min_epochs < epochs)");
+  if (o.pruning_rule && !prune.enabled())
+    bad("--prune: a pruning rule was given but pruning is " + o.prune
+        + " (expected halving, whose rungs the rule decides at)");
   if (!o.use_local && o.hosts.empty() && o.hosts_file.empty())
     bad("--no-local: expected --hosts h:p,... or --hosts-file FILE to run the jobs on");
   if (!o.hosts_file.empty()) {
@@ -274,8 +299,10 @@ std::string format_table(const kfold_report& report) {
   out << buf;
   for (const auto& c : report.table) {
     auto name = name_of(c);
-    std::snprintf(buf, sizeof buf, "%-*s  %.4f ± %.4f    %d\n", static_cast<int>(width),
-                  name.c_str(), c.mean, c.std, c.folds_ok);
+    std::snprintf(buf, sizeof buf, "%-*s  %.4f ± %.4f    %d%s\n", static_cast<int>(width),
+                  name.c_str(), c.mean, c.std, c.folds_ok,
+                  c.pruned ? ("    pruned after epoch " + std::to_string(c.epochs_done)).c_str()
+                           : "");
     out << buf;
   }
   return out.str();
@@ -326,7 +353,7 @@ std::vector<wanted_host> wanted_hosts(const kfold_options& o, std::set<std::stri
 namespace {
 
 /// --resume: the finished jobs of an earlier run keep their stored result.
-std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
+std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs, bool pruning) {
   std::map<uint32_t, job_result> kept;
   for (const auto& j : jobs) {
     auto file = fs::path(j.out_dir) / "result.json";
@@ -358,6 +385,9 @@ std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs) {
       k.started_at = r.at("started_at_wall").get<double>();
       k.finished_at = r.at("finished_at_wall").get<double>();
       k.epochs_done = r.at("epochs_done").get<int64_t>();
+      // A job pruning stopped stays stopped with pruning; without, it goes on.
+      if (k.epochs_done < j.epochs && !pruning)
+        continue;
       kept[j.id] = k;
     } catch (const pnn::error&) {
       throw;
@@ -418,6 +448,30 @@ std::optional<job_checkpoint> latest_checkpoint_of(const job_spec& job) {
   return c;
 }
 
+/// kfold --prune: successive halving over the grid, with its journal in --out
+/// (replayed by --resume; a fresh run starts a new one). Null without pruning.
+std::shared_ptr<successive_halving> make_pruner(const kfold_options& o) {
+  const auto prune = prune_options::parse(o.prune);
+  if (!prune.enabled())
+    return nullptr;
+  const auto configs = configurations(o);
+  successive_halving::setup s;
+  s.configs = configs.size();
+  s.folds = o.folds;
+  s.epochs = o.epochs;
+  s.options = prune;
+  s.rule = o.pruning_rule;
+  for (const auto& c : configs)
+    s.names.push_back(c.name);
+  s.journal = o.out / pruning_journal_name;
+  std::error_code ec;
+  if (o.resume && fs::exists(s.journal, ec))
+    s.replay = read_prune_journal(s.journal);
+  else
+    fs::remove(s.journal, ec);
+  return std::make_shared<successive_halving>(std::move(s));
+}
+
 /// How a K-fold run places its jobs.
 struct placement {
   int32_t cores = 1;
@@ -460,7 +514,7 @@ collector_options kfold_collector(const kfold_options& o, const std::vector<job_
 /// Runs the jobs through a dispatcher, on this host's slots and the hosts' (which
 /// may come and go while it runs: `elastic`).
 queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& todo,
-                        const placement& p, double t0) {
+                        const placement& p, double t0, std::shared_ptr<pruning_policy> pruner) {
   const bool elastic = !o.hosts.empty() || !o.hosts_file.empty();
   run_session session{{p.cores, elastic, o.peer_timeout, o.connect_timeout, o.tls, "--hosts"}};
   auto& cluster = session.cluster();
@@ -475,6 +529,7 @@ queue_outcome run_queue(const kfold_options& o, const std::vector<job_spec>& tod
   dopt.raise_threads_in_tail = o.raise_threads_in_tail && !o.serial && !elastic;
   dopt.wait_for_workers = elastic ? o.wait_for_hosts : 0;
   dopt.checkpoint_of = latest_checkpoint_of;
+  dopt.pruning = std::move(pruner);
   auto dispatcher = session.keep(spawn_dispatcher(session.system(), collector, dopt));
   host_watcher_options watch;
   std::vector<worker_actor> workers;
@@ -543,7 +598,7 @@ std::vector<job_summary> write_job_files(const kfold_options& o,
   std::vector<job_summary> jobs;
   for (const auto& r : results) {
     const auto& config = config_of(configs, r.id, o.folds);
-    auto j = summary_of(r, t0, config);
+    auto j = summary_of(r, t0, config, o.epochs);
     if (!kept.count(r.id)) {
       if (!r.ok() && r.id < specs.size())
         store_result(r, t0, specs[r.id], config);
@@ -575,8 +630,11 @@ std::vector<kfold_report::cell> accuracy_table(const kfold_options& o,
     c.config = config;
     std::vector<double> acc;
     for (const auto& r : results)
-      if (r.id / static_cast<uint32_t>(o.folds) == config.index && r.ok())
+      if (r.id / static_cast<uint32_t>(o.folds) == config.index && r.ok()) {
         acc.push_back(r.val_accuracy);
+        c.pruned = c.pruned || r.epochs_done < o.epochs;
+        c.epochs_done = std::max(c.epochs_done, r.epochs_done);
+      }
     c.folds_ok = static_cast<int>(acc.size());
     for (auto a : acc)
       c.mean += a / static_cast<double>(acc.size());
@@ -595,9 +653,11 @@ std::string summary_markdown(const kfold_options& o, const kfold_report& report)
   // The grid fields that vary get a column each.
   const bool optimizers = o.optimizers.size() > 1, lrs = o.lrs.size() > 1,
              batch_sizes = o.batch_sizes.size() > 1;
+  const bool pruning = prune_options::parse(o.prune).enabled();
   md << "| model | scheduler |" << (optimizers ? " optimizer |" : "") << (lrs ? " lr |" : "")
-     << (batch_sizes ? " batch size |" : "") << " val accuracy (mean) | std | folds |\n|---|---|"
-     << (optimizers ? "---|" : "") << (lrs ? "---|" : "") << (batch_sizes ? "---|" : "")
+     << (batch_sizes ? " batch size |" : "") << (pruning ? " pruned |" : "")
+     << " val accuracy (mean) | std | folds |\n|---|---|" << (optimizers ? "---|" : "")
+     << (lrs ? "---|" : "") << (batch_sizes ? "---|" : "") << (pruning ? "---|" : "")
      << "---|---|---|\n";
   char buf[128];
   for (const auto& c : report.table) {
@@ -609,6 +669,8 @@ std::string summary_markdown(const kfold_options& o, const kfold_report& report)
       md << "| " << lr_text(c.config.lr) << " ";
     if (batch_sizes)
       md << "| " << c.config.batch_size << " ";
+    if (pruning)
+      md << "| " << (c.pruned ? "pruned after epoch " + std::to_string(c.epochs_done) : "") << " ";
     md << buf;
   }
   std::snprintf(buf, sizeof buf, "\nWall time %.1f s, mean CPU utilisation %.1f%%.\n",
@@ -617,9 +679,43 @@ std::string summary_markdown(const kfold_options& o, const kfold_report& report)
   return md.str();
 }
 
+/// summary.json's "prune": the rule, its rungs and decisions, and the core-seconds
+/// the jobs ran against an estimate of the whole grid's (each configuration's
+/// seconds per epoch, over every epoch of every fold).
+nlohmann::json pruning_summary(const kfold_options& o, const successive_halving& pruner,
+                               const std::vector<job_summary>& jobs) {
+  size_t promoted = 0, stopped = 0;
+  for (const auto& e : pruner.events()) {
+    promoted += e.kind == "promote" ? 1 : 0;
+    stopped += e.kind == "stop" ? 1 : 0;
+  }
+  std::map<uint32_t, std::pair<double, double>> per_config; // seconds, epochs
+  double spent = 0;
+  for (const auto& j : jobs) {
+    const double busy = j.more.value("busy_seconds", 0.0);
+    spent += busy;
+    if (!j.ok)
+      continue;
+    auto& c = per_config[j.more.value("id", 0u) / static_cast<uint32_t>(o.folds)];
+    c.first += busy;
+    c.second += static_cast<double>(j.more.value("epochs_done", int64_t{0}));
+  }
+  double exhaustive = 0;
+  for (const auto& [config, c] : per_config)
+    if (c.second > 0)
+      exhaustive += c.first / c.second * static_cast<double>(o.epochs * o.folds);
+  return {{"rule", prune_options::parse(o.prune).spec()},
+          {"rungs", pruner.rungs()},
+          {"journal", pruning_journal_name},
+          {"promotions", promoted},
+          {"configs_stopped", stopped},
+          {"job_seconds", spent},
+          {"exhaustive_job_seconds_estimate", exhaustive}};
+}
+
 run_summary kfold_summary(const kfold_options& o, const kfold_report& report, const placement& p,
                           const queue_outcome& q, int64_t train_samples,
-                          std::vector<job_summary> jobs) {
+                          std::vector<job_summary> jobs, const successive_halving* pruner) {
   size_t failed = 0;
   for (const auto& r : report.jobs)
     failed += r.ok() ? 0 : 1;
@@ -636,7 +732,9 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
   s.slots = static_cast<int64_t>(q.slots_used);
   for (const auto& c : report.table)
     s.table.push_back({c.model, c.scheduler, c.mean, c.std, c.folds_ok, c.config.name,
-                       c.config.optimizer, c.config.lr, c.config.batch_size});
+                       c.config.optimizer, c.config.lr, c.config.batch_size,
+                       c.pruned ? std::optional<int64_t>(c.epochs_done) : std::nullopt});
+  nlohmann::json prune = pruner ? pruning_summary(o, *pruner, jobs) : nlohmann::json{};
   s.jobs = std::move(jobs);
   s.more = {{"user_cpu_seconds", report.user_cpu_seconds},
             {"system_cpu_seconds", report.system_cpu_seconds},
@@ -668,6 +766,8 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
     s.more["optimizer"] = o.optimizers.empty() ? o.optimizer : o.optimizers[0];
   if (o.lrs.size() <= 1)
     s.more["lr"] = o.lrs.empty() ? o.lr : o.lrs[0];
+  if (pruner)
+    s.more["prune"] = prune;
   return s;
 }
 
@@ -689,9 +789,10 @@ kfold_report run_kfold(const kfold_options& o) {
     bad("--folds " + std::to_string(o.folds) + ": more folds than the "
         + std::to_string(data.train->size()) + " training samples");
   auto jobs = expand_jobs(o);
+  auto pruner = make_pruner(o); // before any work: a journal of other settings is refused
   std::map<uint32_t, job_result> kept;
   if (o.resume)
-    kept = kept_results(jobs);
+    kept = kept_results(jobs, prune_options::parse(o.prune).enabled());
   std::vector<job_spec> todo;
   for (auto& j : jobs)
     if (!kept.count(j.id))
@@ -702,7 +803,7 @@ kfold_report run_kfold(const kfold_options& o) {
   queue_outcome q;
   q.slots_used = static_cast<size_t>(o.use_local ? p.slots : 0);
   if (!todo.empty())
-    q = run_queue(o, todo, p, t0);
+    q = run_queue(o, todo, p, t0, pruner);
 
   kfold_report report;
   report.interrupted = q.interrupted;
@@ -720,7 +821,8 @@ kfold_report run_kfold(const kfold_options& o) {
   auto jobs_written = write_job_files(o, report.jobs, kept, t0, jobs);
   report.table = accuracy_table(o, report.jobs);
   report.summary =
-    kfold_summary(o, report, p, q, data.train->size(), std::move(jobs_written)).to_json();
+    kfold_summary(o, report, p, q, data.train->size(), std::move(jobs_written), pruner.get())
+      .to_json();
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md", summary_markdown(o, report));
   return report;

@@ -173,6 +173,8 @@ cell_summary cell_from(const json& j, const std::string& where) {
     c.optimizer = r.text("optimizer");
   c.lr = r.maybe_real("lr");
   c.batch_size = r.maybe_integer("batch_size");
+  if (r.has("pruned") && r.flag("pruned"))
+    c.stopped_at_epoch = r.integer("stopped_at_epoch");
   return c;
 }
 
@@ -206,6 +208,10 @@ json run_summary::to_json() const {
         row["lr"] = *c.lr;
       if (c.batch_size)
         row["batch_size"] = *c.batch_size;
+      if (c.stopped_at_epoch) {
+        row["pruned"] = true;
+        row["stopped_at_epoch"] = *c.stopped_at_epoch;
+      }
       table_json.push_back(row);
     }
     for (const auto& s : jobs)

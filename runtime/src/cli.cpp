@@ -283,6 +283,9 @@ int kfold_command(int argc, const char* const* argv) {
     "lrs", po::value(&lrs), "grid: comma-separated learning rates to try (instead of --lr)")(
     "batch-sizes", po::value(&batch_sizes),
     "grid: comma-separated batch sizes to try (instead of --batch-size)")(
+    "prune", po::value(&o.prune)->default_value(o.prune),
+    "stop configurations that are behind early: none, or halving[:eta=3,min_epochs=1] "
+    "(successive halving of the grid by mean validation accuracy over folds)")(
     "folds", po::value(&o.folds)->default_value(o.folds),
     "K")("epochs", po::value(&o.epochs)->default_value(o.epochs),
          "epochs per job")("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),

@@ -173,6 +173,10 @@ training_job::training_job(job_options options, dataset_ptr data, std::vector<in
     throw pnn::error(error_code::invalid_argument, "training job: no training samples");
   // Upper bounds too: a job from a peer may say anything, and a count of steps
   // (epochs x batches) must fit in 64 bits.
+  if (d.o.pause_at < 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "training job: pause_at " + std::to_string(d.o.pause_at)
+                       + ": expected 0 (none) or an epoch");
   if (d.o.epochs < 1 || d.o.epochs > 1000000)
     throw pnn::error(error_code::invalid_argument,
                      "--epochs " + std::to_string(d.o.epochs) + ": expected 1..1000000");
@@ -289,7 +293,7 @@ bool training_job::run(int64_t max_batches) {
         d.seen > 0 ? static_cast<double>(d.correct) / static_cast<double>(d.seen) : NAN;
       e.val_loss = NAN;
       e.val_accuracy = NAN;
-      const bool last = d.epoch + 1 >= d.o.epochs;
+      const bool last = d.epoch + 1 >= d.o.epochs || d.epoch + 1 == d.o.pause_at;
       const bool validate = !d.validation.empty()
         && (last || (d.o.validate_every > 0 && (d.epoch + 1) % d.o.validate_every == 0));
       if (validate) {
@@ -327,7 +331,8 @@ void training_job::run_to_end() {
 }
 
 bool training_job::done() const {
-  return d_->epoch >= d_->o.epochs;
+  const auto& o = d_->o;
+  return d_->epoch >= (o.pause_at > 0 ? std::min(o.pause_at, o.epochs) : o.epochs);
 }
 int64_t training_job::epochs_done() const {
   return d_->epoch;

@@ -15,6 +15,12 @@ namespace pnn {
 /// pnn::error(io_error) naming the file (disk full, permission denied, ...).
 void write_file_atomic(const std::filesystem::path& file, const std::string& content);
 
+/// Appends `line` (which ends in '\n') to `file` in one write and flushes it to disk
+/// before returning: a journal. A crash leaves every earlier line whole and at most
+/// this one cut short. Creates the file and missing folders. Throws
+/// pnn::error(io_error) naming the file.
+void append_line_durable(const std::filesystem::path& file, const std::string& line);
+
 /// Creates `dir` (and parents); throws pnn::error(io_error) naming it on failure.
 void ensure_directory(const std::filesystem::path& dir);
 

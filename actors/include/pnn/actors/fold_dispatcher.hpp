@@ -10,10 +10,36 @@
 #include <caf/actor_system.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
 namespace pnn {
+
+/// What a pruning policy has the dispatcher do with paused jobs.
+struct pruning_decisions {
+  std::vector<uint32_t> resume; ///< paused jobs that go on (to their next pause, or the end)
+  std::vector<uint32_t> stop;   ///< paused jobs that end where they are (their result: ok)
+};
+
+/// Where a dispatcher's jobs pause and which go on (kfold --prune): the dispatcher
+/// asks it for a job's pause epoch each time it hands the job out, tells it each
+/// pause, and asks it again when nothing runs or waits in the queue but paused
+/// jobs. A job stopped at a pause ends ok with fewer epochs than it was given.
+/// Called by the dispatcher only, one call at a time.
+class pruning_policy {
+public:
+  virtual ~pruning_policy() = default;
+  /// The epoch after which `job` pauses next (job_spec::pause_at; 0: it runs to its
+  /// end), `done` its epochs so far.
+  virtual int64_t pause_at(const job_spec& job, int64_t done) = 0;
+  /// `job` paused: `r` (ok) holds its epochs done and validation accuracy there.
+  /// Decisions may name any paused job, this one or others.
+  virtual pruning_decisions paused(const job_spec& job, const job_result& r) = 0;
+  /// Nothing runs and the queue is empty; `paused` jobs wait: decide on at least one
+  /// (the dispatcher stops every paused job a policy leaves waiting here).
+  virtual pruning_decisions stalled(const std::vector<uint32_t>& paused) = 0;
+};
 
 /// How a dispatcher places jobs and threads.
 struct dispatcher_options {
@@ -34,6 +60,10 @@ struct dispatcher_options {
   /// of another host (which cannot read this host's folders), or nothing. The
   /// dispatcher reads no files itself.
   std::function<std::optional<job_checkpoint>(const job_spec&)> checkpoint_of;
+  /// In-process only: pauses jobs at its rungs and decides which go on (null: every
+  /// job runs to its end in one go). A paused job's slot takes the next job at once;
+  /// jobs that go on are queued before those not started yet.
+  std::shared_ptr<pruning_policy> pruning;
 };
 
 /// Spawns a dispatcher; `sink` (may be invalid) also receives each result.

@@ -92,6 +92,13 @@ struct job_spec {
   std::string out_dir; ///< the job's folder ("" writes nothing)
   bool resume = false; ///< continue from out_dir/latest.pt when it exists
   double cost = 0;     ///< estimated seconds at one thread (longest first)
+  /// Pause after this epoch (0: run to the end; else fewer than `epochs`): the job
+  /// validates it, saves latest.pt (home, from another host) and answers ok with
+  /// epochs_done == pause_at, its schedule still that of `epochs` epochs, so that
+  /// the same job resumed from there (a later pause_at, or 0) goes on as if it had
+  /// never stopped. A pruning dispatcher's rungs (kfold --prune). Not a setting
+  /// (job_settings): a checkpoint from any pause continues the job.
+  int64_t pause_at = 0;
 };
 
 template <class Inspector>
@@ -99,7 +106,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.id, x.model, x.scheduler, x.optimizer, x.lr,
            x.dataset, x.data_dir, x.subset, x.folds, x.fold, x.shards, x.shard, x.split_seed,
            x.seed, x.epochs, x.batch_size, x.threads, x.checkpoint_every, x.validate_every,
-           x.out_dir, x.resume, x.cost);
+           x.out_dir, x.resume, x.cost, x.pause_at);
 }
 
 /// What job `j` trains, as "key=value;..." (model, scheduler, optimizer, lr,
@@ -191,6 +198,10 @@ struct job_result {
   double clock_zero = 0;
   record_files files; ///< a remote job's record files (empty for a local one)
   sgd_counters sgd;   ///< a distributed SGD job's pulls and pushes
+  /// A job that paused (job_spec::pause_at) and went on: wall-clock start and end
+  /// of each earlier part, in pairs (started_at/finished_at are the last part's).
+  /// Set by the dispatcher.
+  std::vector<double> segments;
 
   bool ok() const {
     return code == error_code::none;
@@ -221,7 +232,7 @@ typename Inspector::result_type inspect(Inspector& f, job_result& x) {
            x.code, x.error, x.val_accuracy, x.val_loss, x.train_loss, x.started_at, x.finished_at,
            x.epochs_done, x.resumed_from_epoch, x.resumed_from_step, x.samples, x.thread_times, x.thread_counts,
            x.epoch_val_accuracy, x.epoch_train_loss, x.epoch_val_loss, x.clock_zero, x.files,
-           x.sgd);
+           x.sgd, x.segments);
 }
 
 /// A checkpoint of a job run on another host, both ways: from the worker to the

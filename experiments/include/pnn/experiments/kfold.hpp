@@ -2,6 +2,7 @@
 
 #include <pnn/actors/protocol.hpp>
 #include <pnn/experiments/options.hpp>
+#include <pnn/experiments/pruning.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,16 @@ struct kfold_options : data_group,
   /// LeNet5 x 2 schedules x K=2 x 2 epochs on 60,000 images: 12.5 s with 1, 11.7 s with 0.
   int64_t validate_every = 1;
   bool resume = false;          ///< skip finished jobs, continue the others from checkpoints
+  /// Stop configurations that are behind early: "none", or
+  /// "halving[:eta=3,min_epochs=1]" (asynchronous successive halving over the grid:
+  /// at each rung, min_epochs x eta^k epochs, a configuration's mean validation
+  /// accuracy over its folds is compared with the others' there, and only the top
+  /// 1/eta go on). Rung results and decisions go to <out>/pruning.jsonl; --resume
+  /// replays it.
+  std::string prune = "none";
+  /// In-process only: decides instead of ASHA's top 1/eta which configurations go
+  /// on at a rung (with prune "halving", whose rungs it keeps).
+  prune_rule pruning_rule;
   bool estimate_costs = true;   ///< time a probe step per model to order jobs
   /// A file of hosts that may join while the run goes on (--hosts-file): one
   /// host:port per line, '#' comments. Re-read every `rejoin_interval` seconds;
@@ -96,6 +107,10 @@ struct kfold_report {
     double mean = 0, std = 0;
     int folds_ok = 0;
     kfold_config config;
+    /// Stopped by pruning after `epochs_done` epochs (mean and std are those of its
+    /// folds there: its last rung).
+    bool pruned = false;
+    int64_t epochs_done = 0; ///< the most any of its folds trained
   };
   std::vector<cell> table;
 };

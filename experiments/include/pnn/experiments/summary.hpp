@@ -56,6 +56,8 @@ struct cell_summary {
   std::optional<std::string> optimizer;
   std::optional<double> lr;
   std::optional<int64_t> batch_size;
+  /// Stopped early by pruning (kfold --prune) after this many epochs.
+  std::optional<int64_t> stopped_at_epoch;
 
   std::string config_name() const {
     return config.empty() ? model + "/" + scheduler : config;

@@ -60,6 +60,11 @@ struct job_options {
   /// A plateau schedule needs every epoch's validation loss: other values are
   /// refused with it.
   int64_t validate_every = 1;
+  /// Pause after this epoch (0: never; else fewer than `epochs`): the epoch is
+  /// validated as a last one would be and done() holds from then on, while the
+  /// schedule still runs over `epochs`; a checkpoint taken there continues (with a
+  /// later pause_at, or 0) exactly as the job would have gone on.
+  int64_t pause_at = 0;
   /// The dataset the validation indices refer to (null: the training dataset's):
   /// `pnn-node train --validate-every` validates on the test set.
   dataset_ptr validation_data;
