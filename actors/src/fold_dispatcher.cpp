@@ -238,9 +238,6 @@ void dispatcher_state::on_result(const caf::actor_addr& addr, uint32_t id, job_r
 bool dispatcher_state::paused(const job_spec& job, job_result& r) {
   if (!options_.pruning || !r.ok() || job.pause_at <= 0 || r.epochs_done >= job.epochs)
     return false;
-  auto& parts = segments_[job.id];
-  parts.push_back(r.started_at);
-  parts.push_back(r.finished_at);
   epochs_done_[job.id] = r.epochs_done;
   parked_[job.id] = r;
   if (!interrupted_)
@@ -254,6 +251,9 @@ void dispatcher_state::apply(const pruning_decisions& d) {
     auto i = parked_.find(*id);
     if (i == parked_.end())
       continue;
+    auto& parts = segments_[*id]; // the part that ended at the pause
+    parts.push_back(i->second.started_at);
+    parts.push_back(i->second.finished_at);
     parked_.erase(i);
     auto job = given_.at(*id);
     job.resume = true; // from the checkpoint it saved at its pause

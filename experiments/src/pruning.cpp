@@ -141,8 +141,16 @@ successive_halving::successive_halving(setup s) : s_(std::move(s)) {
   configs_.resize(s_.configs);
   completed_.resize(rungs_.size());
   apply_replay(s_.replay);
-  if (s_.replay.empty())
+  if (s_.replay.empty()) {
     log({"start", 0, 0, std::nan(""), {}, settings()});
+  } else if (!s_.journal.empty()) {
+    // The journal again without a line a crash cut short: what follows must start
+    // on a line of its own.
+    std::string lines;
+    for (const auto& e : events_)
+      lines += to_json(e, s_.names).dump() + "\n";
+    write_file_atomic(s_.journal, lines);
+  }
 }
 
 std::string successive_halving::settings() const {
