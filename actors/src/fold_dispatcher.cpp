@@ -78,6 +78,9 @@ private:
   void record(job_result r);
   bool paused(const job_spec& job, job_result& r);
   void apply(const pruning_decisions& d);
+  void end_parked(uint32_t id, job_result r);
+  template <class Decide>
+  void ask_policy(Decide decide);
   void settle();
   void orphaned();
   void maybe_finish();
@@ -97,6 +100,7 @@ private:
   std::map<uint32_t, job_spec> given_;
   std::map<uint32_t, int64_t> epochs_done_;
   std::map<uint32_t, std::vector<double>> segments_;
+  std::set<uint32_t> cancelled_; ///< cancelled while running (a pause then ends it)
   std::vector<job_result> results_;
   size_t expected_ = 0;
   bool active_ = false;
@@ -112,6 +116,7 @@ caf::result<std::vector<job_result>> dispatcher_state::run(std::vector<job_spec>
   attempts_.clear();
   parked_.clear();
   given_.clear();
+  cancelled_.clear();
   epochs_done_.clear();
   segments_.clear();
   for (const auto& j : jobs)
@@ -238,11 +243,46 @@ void dispatcher_state::on_result(const caf::actor_addr& addr, uint32_t id, job_r
 bool dispatcher_state::paused(const job_spec& job, job_result& r) {
   if (!options_.pruning || !r.ok() || job.pause_at <= 0 || r.epochs_done >= job.epochs)
     return false;
+  if (r.epochs_done != job.pause_at) { // a worker that did not do what it was given
+    auto claimed = r.epochs_done;
+    r = failed_job(job, error_code::run_failed,
+                   "paused after epoch " + std::to_string(claimed) + ", given "
+                     + std::to_string(job.pause_at));
+    return false;
+  }
   epochs_done_[job.id] = r.epochs_done;
   parked_[job.id] = r;
+  if (cancelled_.count(job.id)) { // cancelled as it paused
+    end_parked(job.id, failed_job(job, error_code::cancelled, "cancelled"));
+    return true;
+  }
   if (!interrupted_)
-    apply(options_.pruning->paused(job, r));
+    ask_policy([&] { return options_.pruning->paused(job, r); });
   return true;
+}
+
+/// A paused job ends with `r` instead of the result it paused with (interrupted,
+/// cancelled): the part before the pause counts among its parts.
+void dispatcher_state::end_parked(uint32_t id, job_result r) {
+  auto i = parked_.find(id);
+  if (i == parked_.end())
+    return;
+  auto& parts = segments_[id];
+  parts.push_back(i->second.started_at);
+  parts.push_back(i->second.finished_at);
+  parked_.erase(i);
+  record(std::move(r));
+}
+
+/// The policy's decisions applied; a policy that throws (its journal cannot be
+/// written) fails the run, which must not go on without its record.
+template <class Decide>
+void dispatcher_state::ask_policy(Decide decide) {
+  try {
+    apply(decide());
+  } catch (const std::exception& e) {
+    fail(std::string{"pruning: "} + e.what());
+  }
 }
 
 /// Paused jobs go on (before any job not started yet) or end where they are.
@@ -277,17 +317,21 @@ void dispatcher_state::settle() {
   assign();
   while (active_ && options_.pruning && queue_.empty() && running_.empty() && !parked_.empty()) {
     if (interrupted_) {
-      for (auto& [id, r] : parked_)
-        record(failed_job(given_.at(id), error_code::interrupted,
-                          "paused after epoch " + std::to_string(r.epochs_done)
-                            + " when the run was interrupted"));
-      parked_.clear();
+      std::vector<std::pair<uint32_t, int64_t>> waiting;
+      for (const auto& [id, r] : parked_)
+        waiting.emplace_back(id, r.epochs_done);
+      for (auto [id, epoch] : waiting)
+        end_parked(id, failed_job(given_.at(id), error_code::interrupted,
+                                  "paused after epoch " + std::to_string(epoch)
+                                    + " when the run was interrupted"));
       break;
     }
     std::vector<uint32_t> waiting;
     for (const auto& [id, r] : parked_)
       waiting.push_back(id);
-    apply(options_.pruning->stalled(waiting));
+    ask_policy([&] { return options_.pruning->stalled(waiting); });
+    if (!active_)
+      return;
     if (queue_.empty()) { // nothing goes on: the rest ends where it is
       pruning_decisions rest;
       for (const auto& [id, r] : parked_)
@@ -363,11 +407,9 @@ void dispatcher_state::worker_down(const caf::down_msg& msg) {
                     slot_order_.end());
   if (s.busy)
     requeue_or_fail(s.job, "worker lost");
-  if (active_ && slots_.empty() && results_.size() < expected_) {
+  settle(); // (with only paused jobs left, the policy may end them all)
+  if (active_ && slots_.empty() && results_.size() < expected_)
     orphaned();
-    return;
-  }
-  settle();
 }
 
 /// No worker left while jobs remain: fail now, or give hosts time to (re)join.
@@ -392,12 +434,12 @@ void dispatcher_state::cancel(uint32_t id) {
     auto& s = slots_.at(addr);
     if (s.busy && s.job == id) {
       self_->send(s.worker, cancel_atom::value); // its result comes back as usual
+      cancelled_.insert(id); // (or a pause, when it was just reaching one)
       return;
     }
   }
-  if (auto parked = parked_.find(id); parked != parked_.end()) {
-    parked_.erase(parked);
-    record(failed_job(given_.at(id), error_code::cancelled, "cancelled while paused"));
+  if (parked_.count(id)) {
+    end_parked(id, failed_job(given_.at(id), error_code::cancelled, "cancelled while paused"));
     settle();
     return;
   }
@@ -429,6 +471,8 @@ void dispatcher_state::interrupt() {
 }
 
 void dispatcher_state::fail(std::string why) {
+  if (!active_)
+    return;
   active_ = false;
   promise_.deliver(caf::make_error(caf::sec::runtime_error, std::move(why)));
 }

@@ -61,7 +61,7 @@ std::string lr_text(double lr) {
 /// The configuration of job `id` (jobs are K per configuration, in grid order).
 const kfold_config& config_of(const std::vector<kfold_config>& configs, uint32_t id,
                               int32_t folds) {
-  return configs.at(id / static_cast<uint32_t>(folds));
+  return configs.at(config_of_job(id, folds));
 }
 
 /// A job's entry in summary.json's "jobs" (and its result.json); times relative to t0.
@@ -116,8 +116,10 @@ job_summary summary_of(const job_result& r, double t0, const kfold_config& confi
     parts.push_back({r.segments[i] - t0, r.segments[i + 1] - t0});
     busy += r.segments[i + 1] - r.segments[i];
   }
-  if (!parts.empty())
+  if (!parts.empty()) {
     s.more["segments"] = parts;
+    s.more["seconds"] = busy; // every part, not only the last
+  }
   s.more["busy_seconds"] = busy;
   if (r.ok() && r.epochs_done < epochs) {
     s.more["pruned"] = true;
@@ -170,7 +172,8 @@ void validate(const kfold_options& o) {
     if (auto [at, added] = dirs.emplace(c.dir, c.name); !added)
       bad("the grid has " + c.name + (at->second == c.name ? " twice" : " and " + at->second)
           + " (same folder " + c.dir.generic_string()
-          + "): expected each model, scheduler, optimizer, lr and batch size once");
+          + "): expected each value once in --models, --schedulers, --optimizers, --lrs and "
+            "--batch-sizes");
   if (o.folds < 2 || o.folds > 1000)
     bad("--folds " + std::to_string(o.folds) + ": expected 2..1000");
   o.schedule_group::validate();
@@ -212,11 +215,16 @@ void validate(const kfold_options& o) {
   o.output_group::validate();
 }
 
+/// The values a grid field takes: its list, or the one value when none is given.
+template <class T>
+std::vector<T> values_of(const std::vector<T>& list, const T& single) {
+  return list.empty() ? std::vector<T>{single} : list;
+}
+
 std::vector<kfold_config> configurations(const kfold_options& o) {
-  const auto optimizers = o.optimizers.empty() ? std::vector<std::string>{o.optimizer} : o.optimizers;
-  const auto lrs = o.lrs.empty() ? std::vector<double>{o.lr} : o.lrs;
-  const auto batch_sizes =
-    o.batch_sizes.empty() ? std::vector<int64_t>{o.batch_size} : o.batch_sizes;
+  const auto optimizers = values_of(o.optimizers, o.optimizer);
+  const auto lrs = values_of(o.lrs, o.lr);
+  const auto batch_sizes = values_of(o.batch_sizes, o.batch_size);
   std::vector<kfold_config> configs;
   for (const auto& model : o.models)
     for (const auto& scheduler : o.schedulers)
@@ -465,10 +473,20 @@ std::shared_ptr<successive_halving> make_pruner(const kfold_options& o) {
     s.names.push_back(c.name);
   s.journal = o.out / pruning_journal_name;
   std::error_code ec;
-  if (o.resume && fs::exists(s.journal, ec))
+  if (o.resume && fs::exists(s.journal, ec)) {
     s.replay = read_prune_journal(s.journal);
-  else
+  } else {
+    // Jobs of a run without pruning may be past the rungs: their decisions cannot
+    // be taken as the rungs say.
+    if (o.resume)
+      for (const auto& j : expand_jobs(o))
+        for (const char* file : {"latest.pt", "result.json"})
+          if (fs::exists(fs::path(j.out_dir) / file, ec))
+            bad("--resume --prune: " + (fs::path(j.out_dir) / file).string()
+                + " is from a run without --prune (no " + s.journal.string()
+                + "): resume it without --prune, or use another --out");
     fs::remove(s.journal, ec);
+  }
   return std::make_shared<successive_halving>(std::move(s));
 }
 
@@ -606,7 +624,7 @@ std::vector<job_summary> write_job_files(const kfold_options& o,
       j.more["kept_from_earlier_run"] = true;
     }
     times[config.index].push_back(
-      {{"fold", r.fold}, {"seconds", r.finished_at - r.started_at}, {"host", r.host}});
+      {{"fold", r.fold}, {"seconds", j.more["seconds"]}, {"host", r.host}});
     jobs.push_back(std::move(j));
   }
   for (const auto& [index, list] : times) {
@@ -630,7 +648,7 @@ std::vector<kfold_report::cell> accuracy_table(const kfold_options& o,
     c.config = config;
     std::vector<double> acc;
     for (const auto& r : results)
-      if (r.id / static_cast<uint32_t>(o.folds) == config.index && r.ok()) {
+      if (config_of_job(r.id, o.folds) == config.index && r.ok()) {
         acc.push_back(r.val_accuracy);
         c.pruned = c.pruned || r.epochs_done < o.epochs;
         c.epochs_done = std::max(c.epochs_done, r.epochs_done);
@@ -696,7 +714,7 @@ nlohmann::json pruning_summary(const kfold_options& o, const successive_halving&
     spent += busy;
     if (!j.ok)
       continue;
-    auto& c = per_config[j.more.value("id", 0u) / static_cast<uint32_t>(o.folds)];
+    auto& c = per_config[config_of_job(j.more.value("id", 0u), o.folds)];
     c.first += busy;
     c.second += static_cast<double>(j.more.value("epochs_done", int64_t{0}));
   }
@@ -750,22 +768,20 @@ run_summary kfold_summary(const kfold_options& o, const kfold_report& report, co
             {"grid",
              {{"models", o.models},
               {"schedulers", o.schedulers},
-              {"optimizers", o.optimizers.empty() ? std::vector<std::string>{o.optimizer}
-                                                  : o.optimizers},
-              {"lrs", o.lrs.empty() ? std::vector<double>{o.lr} : o.lrs},
-              {"batch_sizes", o.batch_sizes.empty() ? std::vector<int64_t>{o.batch_size}
-                                                    : o.batch_sizes}}},
+              {"optimizers", values_of(o.optimizers, o.optimizer)},
+              {"lrs", values_of(o.lrs, o.lr)},
+              {"batch_sizes", values_of(o.batch_sizes, o.batch_size)}}},
             {"seed", o.seed},
             {"jobs_failed", failed},
             {"interrupted", report.interrupted}};
   // The one value every job used; a grid field that varies has no single value
   // (each job and table row names its own).
   if (o.batch_sizes.size() <= 1)
-    s.more["batch_size"] = o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0];
+    s.more["batch_size"] = values_of(o.batch_sizes, o.batch_size)[0];
   if (o.optimizers.size() <= 1)
-    s.more["optimizer"] = o.optimizers.empty() ? o.optimizer : o.optimizers[0];
+    s.more["optimizer"] = values_of(o.optimizers, o.optimizer)[0];
   if (o.lrs.size() <= 1)
-    s.more["lr"] = o.lrs.empty() ? o.lr : o.lrs[0];
+    s.more["lr"] = values_of(o.lrs, o.lr)[0];
   if (pruner)
     s.more["prune"] = prune;
   return s;

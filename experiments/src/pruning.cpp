@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 
@@ -31,9 +32,9 @@ prune_options prune_options::parse(const std::string& text) {
     const double eta = s.take_number("eta", 3);
     const double min_epochs = s.take_number("min_epochs", 1);
     if (!(eta >= 2 && eta <= 1000 && eta == std::floor(eta)))
-      bad("--prune " + text + ": eta=" + std::to_string(eta) + ", expected a whole number >= 2");
+      bad("--prune " + text + ": eta, expected a whole number 2..1000");
     if (!(min_epochs >= 1 && min_epochs <= 1000000 && min_epochs == std::floor(min_epochs)))
-      bad("--prune " + text + ": min_epochs, expected a whole number of epochs >= 1");
+      bad("--prune " + text + ": min_epochs, expected a whole number of epochs 1..1000000");
     o.eta = static_cast<int64_t>(eta);
     o.min_epochs = static_cast<int64_t>(min_epochs);
   } else {
@@ -141,11 +142,11 @@ successive_halving::successive_halving(setup s) : s_(std::move(s)) {
   configs_.resize(s_.configs);
   completed_.resize(rungs_.size());
   apply_replay(s_.replay);
-  if (s_.replay.empty()) {
-    log({"start", 0, 0, std::nan(""), {}, settings()});
-  } else if (!s_.journal.empty()) {
-    // The journal again without a line a crash cut short: what follows must start
-    // on a line of its own.
+  if (events_.empty())
+    events_.push_back({"start", 0, 0, std::nan(""), {}, settings()});
+  if (!s_.journal.empty()) {
+    // The journal as replayed, without a line a crash cut short (what follows must
+    // start on a line of its own): a new journal is its start line.
     std::string lines;
     for (const auto& e : events_)
       lines += to_json(e, s_.names).dump() + "\n";
@@ -154,8 +155,17 @@ successive_halving::successive_halving(setup s) : s_(std::move(s)) {
 }
 
 std::string successive_halving::settings() const {
+  // The configurations by name, in order, as a hash: a journal's decisions belong to
+  // the grid they were taken on (--lrs 0.01,0.001 is another grid than 0.001,0.01).
+  uint64_t grid = 14695981039346656037ull; // FNV-1a
+  for (const auto& name : s_.names)
+    for (unsigned char ch : name + "\n")
+      grid = (grid ^ ch) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(grid));
   return "rule=" + s_.options.spec() + ";configs=" + std::to_string(s_.configs)
-    + ";folds=" + std::to_string(s_.folds) + ";epochs=" + std::to_string(s_.epochs);
+    + ";folds=" + std::to_string(s_.folds) + ";epochs=" + std::to_string(s_.epochs)
+    + ";grid=" + hex;
 }
 
 void successive_halving::log(prune_event e) {
@@ -181,9 +191,11 @@ void successive_halving::apply_replay(const std::vector<prune_event>& events) {
                      where + ": " + e.kind + " of configuration " + std::to_string(e.config)
                        + " at epoch " + std::to_string(e.epoch) + ": " + what);
   };
-  for (const auto& e : events) {
+  for (size_t i = 1; i < events.size(); ++i) {
+    const auto& e = events[i];
     if (e.kind == "start")
-      continue;
+      throw pnn::error(error_code::malformed_file,
+                       where + " line " + std::to_string(i + 1) + ": a second start line");
     if (e.config >= configs_.size())
       contradiction(e, "no such configuration");
     auto& c = configs_[e.config];
@@ -194,12 +206,14 @@ void successive_halving::apply_replay(const std::vector<prune_event>& events) {
     if (e.kind == "rung") {
       if (c.level != r || c.stopped || completed_[r].count(e.config))
         contradiction(e, "out of order");
+      if (e.folds.size() != static_cast<size_t>(s_.folds))
+        contradiction(e, "not one accuracy per fold");
       for (size_t f = 0; f < e.folds.size(); ++f)
         c.folds[r][static_cast<int32_t>(f)] = e.folds[f];
       c.means[r] = e.mean;
       completed_[r][e.config] = e.mean;
     } else if (e.kind == "promote") {
-      if (c.level != r || c.stopped)
+      if (c.level != r || c.stopped || !completed_[r].count(e.config))
         contradiction(e, "out of order");
       ++c.level;
     } else if (e.kind == "stop") {
@@ -213,7 +227,7 @@ void successive_halving::apply_replay(const std::vector<prune_event>& events) {
 }
 
 int64_t successive_halving::pause_at(const job_spec& job, int64_t) {
-  const auto config = job.id / static_cast<uint32_t>(s_.folds);
+  const auto config = config_of_job(job.id, s_.folds);
   if (config >= configs_.size())
     return 0;
   const auto& c = configs_[config];
@@ -222,7 +236,7 @@ int64_t successive_halving::pause_at(const job_spec& job, int64_t) {
 
 pruning_decisions successive_halving::paused(const job_spec& job, const job_result& r) {
   pruning_decisions d;
-  const auto config = job.id / static_cast<uint32_t>(s_.folds);
+  const auto config = config_of_job(job.id, s_.folds);
   if (config >= configs_.size()) {
     d.resume.push_back(job.id);
     return d;
@@ -335,7 +349,7 @@ pruning_decisions successive_halving::stalled(const std::vector<uint32_t>& pause
   // The rest stops where it is.
   std::set<uint32_t> configs;
   for (auto id : paused)
-    configs.insert(id / static_cast<uint32_t>(s_.folds));
+    configs.insert(config_of_job(id, s_.folds));
   for (auto config : configs)
     if (config < configs_.size() && !configs_[config].stopped && !configs_[config].parked.empty())
       stop(config, d);

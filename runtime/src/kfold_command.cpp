@@ -52,7 +52,7 @@ int run_kfold_command(const kfold_options& o) {
     for (const auto& j : report.jobs)
       if (!j.ok()) {
         std::fprintf(stderr, "pnn-node kfold: %zu job(s) failed; %s fold %d: %s\n", failed,
-                     configs.at(j.id / static_cast<uint32_t>(o.folds)).name.c_str(), j.fold,
+                     configs.at(config_of_job(j.id, o.folds)).name.c_str(), j.fold,
                      j.error.c_str());
         break;
       }

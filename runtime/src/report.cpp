@@ -374,6 +374,100 @@ std::map<cell_key, double> spans(const run_summary& s) {
   return out;
 }
 
+/// Validation accuracy against epochs per configuration (mean over the folds that
+/// validated that epoch); a configuration pruning stopped ends where it stopped,
+/// marked with a cross. Drawn when a run has more than one validated epoch.
+void epoch_curves(report_builder& r, const run_summary& s, const std::vector<cell_key>& cells) {
+  std::map<std::string, std::map<int64_t, std::pair<double, int>>> curves;
+  for (const auto& j : s.jobs) {
+    if (!j.ok || !j.more.contains("epochs") || !j.more["epochs"].is_array())
+      continue;
+    for (const auto& e : j.more["epochs"]) {
+      if (!e.is_object() || !e.contains("epoch") || !e["epoch"].is_number_integer()
+          || !e.contains("val_accuracy") || !e["val_accuracy"].is_number())
+        continue;
+      auto& point = curves[j.config_name()][e["epoch"].get<int64_t>()];
+      point.first += e["val_accuracy"].get<double>();
+      ++point.second;
+    }
+  }
+  size_t longest = 0;
+  for (const auto& [name, curve] : curves)
+    longest = std::max(longest, curve.size());
+  if (longest < 2)
+    return;
+  std::set<std::string> pruned;
+  for (const auto& c : s.table)
+    if (c.stopped_at_epoch)
+      pruned.insert(c.config_name());
+  std::ostringstream dat, ends;
+  std::string plots;
+  double lo = 1, hi = 0;
+  int block = 0;
+  for (const auto& k : cells) {
+    auto curve = curves.find(k.config);
+    if (curve == curves.end())
+      continue;
+    for (const auto& [epoch, point] : curve->second) {
+      const double mean = point.first / point.second;
+      lo = std::min(lo, mean);
+      hi = std::max(hi, mean);
+      dat << epoch << "," << mean << "\n";
+    }
+    dat << "\n\n"; // the next configuration is the next data block
+    if (pruned.count(k.config) && !curve->second.empty()) {
+      const auto& [epoch, point] = *curve->second.rbegin();
+      ends << epoch << "," << point.first / point.second << "\n";
+    }
+    plots += std::string(plots.empty() ? "plot " : ", ") + "\"val_epochs.csv\" index "
+      + std::to_string(block++) + " using 1:2 with linespoints lw 1.5 pt 7 ps 0.5 title "
+      + gp_string(k.label());
+  }
+  if (!ends.str().empty()) {
+    r.data("pruned_ends.csv", ends.str());
+    plots += ", \"pruned_ends.csv\" using 1:2 with points pt 2 ps 2 lw 2 lc rgb \"black\" "
+             "title \"stopped by pruning\"";
+  }
+  r.data("val_epochs.csv", dat.str());
+  const double pad = std::max(0.01, (hi - lo) * 0.05);
+  r.heading("Validation accuracy per epoch");
+  r.plot("val_epochs",
+         "Validation accuracy per epoch and configuration (mean over folds; a cross: where "
+         "pruning stopped it)",
+         "set xlabel \"epoch\"\nset ylabel \"validation accuracy\"\nset yrange ["
+           + fixed(std::max(0.0, lo - pad), 3) + ":" + fixed(std::min(1.0, hi + pad), 3)
+           + "]\nset xtics 1\nset key outside right top font \",8\"\n" + plots);
+}
+
+/// A pruned run's rule, decisions and the time it spent against the whole grid's.
+void pruning_section(report_builder& r, const run_summary& s) {
+  auto p = s.more.find("prune");
+  if (p == s.more.end() || !p->is_object())
+    return;
+  auto number = [&](const char* key) {
+    auto v = p->find(key);
+    return v != p->end() && v->is_number() ? v->get<double>() : 0.0;
+  };
+  r.heading("Pruning");
+  const double spent = number("job_seconds"), whole = number("exhaustive_job_seconds_estimate");
+  table t{{"rule", "rungs (epochs)", "promotions", "configurations stopped", "job seconds",
+           "whole grid (estimate)", "share"},
+          {}};
+  std::string rungs;
+  if (p->contains("rungs") && (*p)["rungs"].is_array())
+    for (const auto& e : (*p)["rungs"])
+      rungs += (rungs.empty() ? "" : ", ") + e.dump();
+  t.rows.push_back({p->value("rule", std::string{"?"}), rungs,
+                    std::to_string(static_cast<int64_t>(number("promotions"))),
+                    std::to_string(static_cast<int64_t>(number("configs_stopped"))),
+                    fixed(spent, 1), fixed(whole, 1), whole > 0 ? fixed(spent / whole, 3) : "-"});
+  r.add(t);
+  r.paragraph("Job seconds: the time the jobs ran (every part of a job that paused at a rung). "
+              "The whole grid's estimate: each configuration's seconds per epoch over every "
+              "epoch of every fold. Decisions, in order: " + p->value("journal", std::string{"pruning.jsonl"})
+              + ".");
+}
+
 void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
                   const std::vector<fs::path>& compare) {
   r.paragraph(run_facts(s));
@@ -401,6 +495,9 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
          "set boxwidth 0.6\nset xtics rotate by -30\nunset key\n"
          "plot \"accuracy.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\", "
          "\"accuracy.csv\" using 1:3:4 with yerrorbars lc rgb \"black\" pt 0");
+
+  epoch_curves(r, s, cells);
+  pruning_section(r, s);
 
   // Per-class accuracy: validation confusion matrices summed over folds.
   std::vector<std::string> classes;

@@ -487,6 +487,31 @@ CAF_TEST(a kfold run ends with a report and report compares it with a serial run
   CAF_CHECK_EQUAL(std::count(no_gnuplot.err.begin(), no_gnuplot.err.end(), '\n'), 1);
 }
 
+CAF_TEST(a pruned kfold reports accuracy per epoch cut where pruning stopped and its savings) {
+  test::temp_dir dir;
+  auto r = pnn_node("kfold --dataset synthetic:train=300,test=10,noise=120 --models lenet "
+                    "--schedulers none --lrs 0.0003,0.003,0.01 --folds 2 --epochs 3 "
+                    "--prune halving --progress none --out " + (dir / "kf").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  CAF_CHECK(test::contains(r.out, "pruned after epoch 1"));
+  check_report(dir / "kf", {"accuracy", "val_epochs", "per_class", "timeline", "cpu"});
+  const auto md = test::read_text(dir / "kf" / "report.md");
+  CAF_CHECK(test::contains(md, "## Pruning"));
+  CAF_CHECK(test::contains(md, "halving:eta=3,min_epochs=1"));
+  // The curves: one data block per configuration, the pruned ones one epoch long,
+  // and a cross where each stopped.
+  const auto curves = test::read_text(dir / "kf" / "report" / "val_epochs.csv");
+  CAF_CHECK_EQUAL(std::count(curves.begin(), curves.end(), '\n'), (3 + 2) + (1 + 2) + (1 + 2));
+  const auto ends = test::read_text(dir / "kf" / "report" / "pruned_ends.csv");
+  CAF_CHECK_EQUAL(std::count(ends.begin(), ends.end(), '\n'), 2);
+  // Bad --prune: one line naming the flag.
+  auto out = " --out " + (dir / "x").string();
+  check_bad_input(pnn_node("kfold --dataset synthetic --prune halving:eta=1" + out), "--prune");
+  check_bad_input(pnn_node("kfold --dataset synthetic --prune halving --epochs 1" + out),
+                  "--prune");
+  check_bad_input(pnn_node("kfold --dataset synthetic --prune asha" + out), "--prune");
+}
+
 CAF_TEST(a hogwild report draws loss against time for each compared run) {
   test::temp_dir dir;
   const std::string run = "hogwild --dataset synthetic:train=256,test=64 --model lenet5 "

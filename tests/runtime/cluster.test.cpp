@@ -12,6 +12,7 @@
 #include <pnn/actors/cluster.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/parameters.hpp>
+#include <pnn/experiments/pruning.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/training/dataset.hpp>
@@ -285,6 +286,75 @@ CAF_TEST(a coordinator killed mid K - fold resumes without rerunning finished jo
   }
   CAF_CHECK_EQUAL(kept, static_cast<int>(finished.size()));
   CAF_CHECK_GREATER_OR_EQUAL(resumed, 1); // the job that had a checkpoint
+}
+
+CAF_TEST(a pruned K - fold on a serve host whose coordinator is killed resumes with the decisions it made) {
+  test::temp_dir dir;
+  server a{2};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  const auto out = dir / "run";
+  const std::string run = node
+    + " kfold --dataset synthetic:train=20000,test=10,noise=100 --models lenet "
+      "--schedulers cosine --lrs 0.0001,0.001,0.003,0.01 --folds 2 --epochs 4 "
+      "--prune halving:eta=2 --progress none --no-report --no-local --hosts "
+    + a.address() + " --out " + out.string();
+  const auto journal = out / "pruning.jsonl";
+  auto lines_of = [&] { // the whole lines of the journal (a crash may cut the last)
+    std::vector<std::string> lines;
+    std::istringstream in(test::read_text(journal));
+    for (std::string line; std::getline(in, line);)
+      if (!in.eof())
+        lines.push_back(line);
+    return lines;
+  };
+  {
+    // Killed once it decided something: a configuration went on.
+    test::background_process coordinator(run);
+    const bool decided = test::wait_until(
+      [&] {
+        for (const auto& l : lines_of())
+          if (test::contains(l, "\"promote\""))
+            return true;
+        return false;
+      },
+      120);
+    CAF_REQUIRE(decided);
+    ::kill(coordinator.pid(), SIGKILL);
+    coordinator.wait_exit(10000);
+  }
+  CAF_REQUIRE(!std::filesystem::exists(out / "summary.json")); // it had not finished
+  const auto before = lines_of();
+  auto r = test::run_command(run + " --resume");
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  const auto after = lines_of();
+  // The journal goes on from where it was: every decision taken before stands.
+  CAF_REQUIRE_GREATER(after.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    CAF_CHECK_EQUAL(after[i], before[i]);
+  // One decision per configuration and rung, and each configuration's jobs
+  // trained as far as its decisions say.
+  std::set<std::pair<uint32_t, int64_t>> decided;
+  std::map<uint32_t, int64_t> stopped_at;
+  for (const auto& e : read_prune_journal(journal)) {
+    if (e.kind != "promote" && e.kind != "stop")
+      continue;
+    CAF_CHECK(decided.insert({e.config, e.epoch}).second);
+    if (e.kind == "stop")
+      stopped_at[e.config] = e.epoch;
+  }
+  auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_REQUIRE_EQUAL(s["jobs"].size(), 8u);
+  int went_on_from_a_checkpoint = 0;
+  for (const auto& j : s["jobs"]) {
+    CAF_CHECK(j["ok"].get<bool>());
+    const auto config = j["id"].get<uint32_t>() / 2;
+    const int64_t expected = stopped_at.count(config) ? stopped_at[config] : 4;
+    CAF_CHECK_EQUAL(j["epochs_done"].get<int64_t>(), expected);
+    CAF_CHECK(test::contains(j["host"].get<std::string>(), ":" + std::to_string(a.port)));
+    went_on_from_a_checkpoint += j["resumed_from_epoch"].get<int>() > 0 ? 1 : 0;
+  }
+  CAF_CHECK_GREATER_OR_EQUAL(went_on_from_a_checkpoint, 1);
+  CAF_CHECK_EQUAL(s["prune"]["configs_stopped"].get<size_t>(), stopped_at.size());
 }
 
 CAF_TEST(a new host and a host that comes back join a running K - fold) {

@@ -20,6 +20,12 @@
 
 namespace pnn {
 
+/// The configuration of K-fold job `id`: jobs are `folds` per configuration, in
+/// grid order (expand_jobs).
+inline uint32_t config_of_job(uint32_t id, int32_t folds) {
+  return id / static_cast<uint32_t>(folds > 0 ? folds : 1);
+}
+
 /// kfold --prune: "none", or "halving[:eta=3,min_epochs=1]".
 struct prune_options {
   std::string rule = "none"; ///< none or halving
