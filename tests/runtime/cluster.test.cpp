@@ -367,10 +367,13 @@ CAF_TEST(a new host and a host that comes back join a running K - fold) {
   test::background_process coordinator(
     node
     + " kfold --dataset synthetic:train=2000,test=10 --models lenet5 "
-      "--schedulers cosine,warm,step --folds 2 --epochs 30 --checkpoint-every 1 "
+      "--schedulers cosine,warm,step --folds 2 --epochs 40 --checkpoint-every 1 "
       "--progress none --no-local --hosts-file "
     + hosts.string() + " --rejoin-interval " + test::scaled(0.5) + " --peer-timeout "
-    + test::scaled(3) + " --out " + out.string() + " 2>" + (dir / "coordinator.err").string());
+    + test::scaled(3) + " --connect-timeout " + test::scaled(1) + " --out " + out.string() + " 2>"
+    + (dir / "coordinator.err").string());
+  // (A short --connect-timeout: an attempt to take `a` back while it is stopped
+  // gives up soon, so that `a` rejoins soon after it goes on, while jobs remain.)
   // Host a has started a job: a new host b is added to the file.
   auto any_checkpoint = [&] {
     for (const char* sched : {"cosine", "warm", "step"})
@@ -413,7 +416,7 @@ CAF_TEST(a new host and a host that comes back join a running K - fold) {
                        << j["host"].get<std::string>() << " from " << j["started_at"].get<double>()
                        << " s");
     CAF_CHECK(j["ok"].get<bool>());
-    CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 30);
+    CAF_CHECK_EQUAL(j["epochs_done"].get<int>(), 40);
     jobs.insert(j["scheduler"].get<std::string>() + std::to_string(j["fold"].get<int>()));
     const auto host = j["host"].get<std::string>();
     if (test::contains(host, ":" + std::to_string(b.port)))
