@@ -45,7 +45,7 @@ struct ranked {
 std::vector<ranked> ranking(const json& summary, int64_t epochs) {
   std::vector<ranked> r;
   for (const auto& row : summary["table"]) {
-    if (row["folds_ok"].get<int>() == 0)
+    if (row["folds_ok"].get<int>() == 0 || !row["val_accuracy_mean"].is_number())
       continue;
     r.push_back({row["config"].get<std::string>(), row["val_accuracy_mean"].get<double>(),
                  row.value("pruned", false) ? row["stopped_at_epoch"].get<int64_t>() : epochs});
@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
     }
     const auto exhaustive = ranking(summaries["exhaustive"], epoch_count);
     const auto halving = ranking(summaries["halving"], epoch_count);
+    if (exhaustive.empty() || halving.empty()) {
+      std::cerr << "bench_prune: seed " << seed << ": a run has no configuration with a result\n";
+      return 1;
+    }
     const auto& best = exhaustive.front();
     // Halving's top-1 as the exhaustive run measured it.
     double halving_top1_there = 0;

@@ -12,6 +12,7 @@
 #include <pnn/experiments/pruning.hpp>
 #include <pnn/system.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -21,12 +22,16 @@ namespace {
 /// The median stopping rule: of the configurations that completed this rung (best
 /// first), those not below the median go on.
 std::vector<uint32_t> median_rule(const pnn::rung_view& rung) {
-  const auto& done = rung.completed;
-  const double median = done.size() % 2 == 1
-    ? done[done.size() / 2].mean
-    : (done[done.size() / 2 - 1].mean + done[done.size() / 2].mean) / 2;
+  std::vector<double> means; // best first; a fold without a figure (NaN) counts as none
+  for (const auto& c : rung.completed)
+    if (std::isfinite(c.mean))
+      means.push_back(c.mean);
   std::vector<uint32_t> go_on;
-  for (const auto& c : done)
+  if (means.empty())
+    return go_on;
+  const size_t n = means.size();
+  const double median = n % 2 == 1 ? means[n / 2] : (means[n / 2 - 1] + means[n / 2]) / 2;
+  for (const auto& c : rung.completed)
     if (!c.promoted && c.mean >= median)
       go_on.push_back(c.config);
   return go_on;

@@ -262,14 +262,17 @@ bool dispatcher_state::paused(const job_spec& job, job_result& r) {
 }
 
 /// A paused job ends with `r` instead of the result it paused with (interrupted,
-/// cancelled): the part before the pause counts among its parts.
+/// cancelled), keeping where and when that part ran and its epochs.
 void dispatcher_state::end_parked(uint32_t id, job_result r) {
   auto i = parked_.find(id);
   if (i == parked_.end())
     return;
-  auto& parts = segments_[id];
-  parts.push_back(i->second.started_at);
-  parts.push_back(i->second.finished_at);
+  // Where it was when it paused (a failed_job result knows none of it).
+  r.host = i->second.host;
+  r.slot = i->second.slot;
+  r.started_at = i->second.started_at;
+  r.finished_at = i->second.finished_at;
+  r.epochs_done = i->second.epochs_done;
   parked_.erase(i);
   record(std::move(r));
 }
@@ -278,6 +281,8 @@ void dispatcher_state::end_parked(uint32_t id, job_result r) {
 /// written) fails the run, which must not go on without its record.
 template <class Decide>
 void dispatcher_state::ask_policy(Decide decide) {
+  if (!active_)
+    return; // the run failed: nothing more goes on, nor into the policy's journal
   try {
     apply(decide());
   } catch (const std::exception& e) {

@@ -393,6 +393,19 @@ std::map<uint32_t, job_result> kept_results(const std::vector<job_spec>& jobs, b
       k.started_at = r.at("started_at_wall").get<double>();
       k.finished_at = r.at("finished_at_wall").get<double>();
       k.epochs_done = r.at("epochs_done").get<int64_t>();
+      // Its curves and the parts it ran in (times relative to that run's start).
+      auto figure = [](const nlohmann::json& e, const char* key) {
+        return e.contains(key) && e[key].is_number() ? e[key].get<double>() : -1.0;
+      };
+      for (const auto& e : r.value("epochs", nlohmann::json::array())) {
+        k.epoch_train_loss.push_back(figure(e, "train_loss"));
+        k.epoch_val_loss.push_back(figure(e, "val_loss"));
+        k.epoch_val_accuracy.push_back(figure(e, "val_accuracy"));
+      }
+      const double their_t0 = k.started_at - r.at("started_at").get<double>();
+      for (const auto& part : r.value("segments", nlohmann::json::array()))
+        for (const auto& at : part)
+          k.segments.push_back(their_t0 + at.get<double>());
       // A job pruning stopped stays stopped with pruning; without, it goes on.
       if (k.epochs_done < j.epochs && !pruning)
         continue;
@@ -460,8 +473,12 @@ std::optional<job_checkpoint> latest_checkpoint_of(const job_spec& job) {
 /// (replayed by --resume; a fresh run starts a new one). Null without pruning.
 std::shared_ptr<successive_halving> make_pruner(const kfold_options& o) {
   const auto prune = prune_options::parse(o.prune);
-  if (!prune.enabled())
+  std::error_code ec;
+  if (!prune.enabled()) {
+    // An earlier pruned run's decisions no longer hold once its jobs go on.
+    fs::remove(o.out / pruning_journal_name, ec);
     return nullptr;
+  }
   const auto configs = configurations(o);
   successive_halving::setup s;
   s.configs = configs.size();
@@ -472,19 +489,24 @@ std::shared_ptr<successive_halving> make_pruner(const kfold_options& o) {
   for (const auto& c : configs)
     s.names.push_back(c.name);
   s.journal = o.out / pruning_journal_name;
-  std::error_code ec;
   if (o.resume && fs::exists(s.journal, ec)) {
     s.replay = read_prune_journal(s.journal);
   } else {
     // Jobs of a run without pruning may be past the rungs: their decisions cannot
     // be taken as the rungs say.
     if (o.resume)
-      for (const auto& j : expand_jobs(o))
-        for (const char* file : {"latest.pt", "result.json"})
-          if (fs::exists(fs::path(j.out_dir) / file, ec))
-            bad("--resume --prune: " + (fs::path(j.out_dir) / file).string()
-                + " is from a run without --prune (no " + s.journal.string()
-                + "): resume it without --prune, or use another --out");
+      for (const auto& j : expand_jobs(o)) {
+        const fs::path dir = j.out_dir;
+        bool trained = fs::exists(dir / "latest.pt", ec);
+        if (!trained && fs::exists(dir / "result.json", ec))
+          try { // (a job an interruption kept from starting trained nothing)
+            trained = nlohmann::json::parse(read_text_file(dir / "result.json")).value("ok", false);
+          } catch (const std::exception&) {
+          }
+        if (trained)
+          bad("--resume --prune: " + dir.string() + " holds a job of a run without --prune (no "
+              + s.journal.string() + "): resume it without --prune, or use another --out");
+      }
     fs::remove(s.journal, ec);
   }
   return std::make_shared<successive_halving>(std::move(s));

@@ -169,8 +169,19 @@ std::string successive_halving::settings() const {
 }
 
 void successive_halving::log(prune_event e) {
-  if (!s_.journal.empty())
-    append_line_durable(s_.journal, to_json(e, s_.names).dump() + "\n");
+  if (!s_.journal.empty()) {
+    // After one failed append the journal may end in a torn line: nothing more
+    // goes after it (--resume drops the torn line and decides again).
+    if (broken_)
+      throw pnn::error(error_code::io_error,
+                       s_.journal.string() + ": an earlier append failed; not appending");
+    try {
+      append_line_durable(s_.journal, to_json(e, s_.names).dump() + "\n");
+    } catch (...) {
+      broken_ = true;
+      throw;
+    }
+  }
   events_.push_back(std::move(e));
 }
 
@@ -263,9 +274,10 @@ pruning_decisions successive_halving::paused(const job_spec& job, const job_resu
       e.folds.push_back(acc);
       e.mean += acc / static_cast<double>(s_.folds);
     }
-    c.means[rung] = e.mean;
-    completed_[rung][config] = e.mean;
-    log(std::move(e));
+    const double mean = e.mean;
+    log(std::move(e)); // in the journal before it counts
+    c.means[rung] = mean;
+    completed_[rung][config] = mean;
   }
   if (completed_[rung].count(config))
     d = evaluate(rung, false);
@@ -322,6 +334,8 @@ void successive_halving::stop(uint32_t config, pruning_decisions& d) {
 pruning_decisions successive_halving::stalled(const std::vector<uint32_t>& paused) {
   // The rule's last word on each rung, the highest first.
   for (size_t r = rungs_.size(); r-- > 0;) {
+    if (completed_[r].empty())
+      continue; // a rule is never asked about an empty rung
     auto d = evaluate(r, true);
     if (!d.resume.empty())
       return d;

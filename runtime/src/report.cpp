@@ -423,6 +423,8 @@ void epoch_curves(report_builder& r, const run_summary& s, const std::vector<cel
       + std::to_string(block++) + " using 1:2 with linespoints lw 1.5 pt 7 ps 0.5 title "
       + gp_string(k.label());
   }
+  if (plots.empty())
+    return; // no configuration of the table has a curve
   if (!ends.str().empty()) {
     r.data("pruned_ends.csv", ends.str());
     plots += ", \"pruned_ends.csv\" using 1:2 with points pt 2 ps 2 lw 2 lc rgb \"black\" "
@@ -436,7 +438,8 @@ void epoch_curves(report_builder& r, const run_summary& s, const std::vector<cel
          "pruning stopped it)",
          "set xlabel \"epoch\"\nset ylabel \"validation accuracy\"\nset yrange ["
            + fixed(std::max(0.0, lo - pad), 3) + ":" + fixed(std::min(1.0, hi + pad), 3)
-           + "]\nset xtics 1\nset key outside right top font \",8\"\n" + plots);
+           + "]\n" + (longest <= 20 ? "set xtics 1\n" : "")
+           + "set key outside right top font \",8\"\n" + plots);
 }
 
 /// A pruned run's rule, decisions and the time it spent against the whole grid's.
@@ -457,14 +460,18 @@ void pruning_section(report_builder& r, const run_summary& s) {
   if (p->contains("rungs") && (*p)["rungs"].is_array())
     for (const auto& e : (*p)["rungs"])
       rungs += (rungs.empty() ? "" : ", ") + e.dump();
-  t.rows.push_back({p->value("rule", std::string{"?"}), rungs,
+  auto text = [&](const char* key, const char* fallback) {
+    auto v = p->find(key);
+    return v != p->end() && v->is_string() ? v->get<std::string>() : std::string{fallback};
+  };
+  t.rows.push_back({text("rule", "?"), rungs,
                     std::to_string(static_cast<int64_t>(number("promotions"))),
                     std::to_string(static_cast<int64_t>(number("configs_stopped"))),
                     fixed(spent, 1), fixed(whole, 1), whole > 0 ? fixed(spent / whole, 3) : "-"});
   r.add(t);
   r.paragraph("Job seconds: the time the jobs ran (every part of a job that paused at a rung). "
               "The whole grid's estimate: each configuration's seconds per epoch over every "
-              "epoch of every fold. Decisions, in order: " + p->value("journal", std::string{"pruning.jsonl"})
+              "epoch of every fold. Decisions, in order: " + text("journal", "pruning.jsonl")
               + ".");
 }
 

@@ -333,9 +333,13 @@ CAF_TEST(a pruned K - fold on a serve host whose coordinator is killed resumes w
     CAF_CHECK_EQUAL(after[i], before[i]);
   // One decision per configuration and rung, and each configuration's jobs
   // trained as far as its decisions say.
-  std::set<std::pair<uint32_t, int64_t>> decided;
+  // A rung a configuration completed before the kill is not taken again: its
+  // folds' results came from the journal.
+  std::set<std::pair<uint32_t, int64_t>> decided, rungs;
   std::map<uint32_t, int64_t> stopped_at;
   for (const auto& e : read_prune_journal(journal)) {
+    if (e.kind == "rung")
+      CAF_CHECK(rungs.insert({e.config, e.epoch}).second);
     if (e.kind != "promote" && e.kind != "stop")
       continue;
     CAF_CHECK(decided.insert({e.config, e.epoch}).second);
@@ -344,16 +348,13 @@ CAF_TEST(a pruned K - fold on a serve host whose coordinator is killed resumes w
   }
   auto s = nlohmann::json::parse(test::read_text(out / "summary.json"));
   CAF_REQUIRE_EQUAL(s["jobs"].size(), 8u);
-  int went_on_from_a_checkpoint = 0;
   for (const auto& j : s["jobs"]) {
     CAF_CHECK(j["ok"].get<bool>());
     const auto config = j["id"].get<uint32_t>() / 2;
     const int64_t expected = stopped_at.count(config) ? stopped_at[config] : 4;
     CAF_CHECK_EQUAL(j["epochs_done"].get<int64_t>(), expected);
     CAF_CHECK(test::contains(j["host"].get<std::string>(), ":" + std::to_string(a.port)));
-    went_on_from_a_checkpoint += j["resumed_from_epoch"].get<int>() > 0 ? 1 : 0;
   }
-  CAF_CHECK_GREATER_OR_EQUAL(went_on_from_a_checkpoint, 1);
   CAF_CHECK_EQUAL(s["prune"]["configs_stopped"].get<size_t>(), stopped_at.size());
 }
 

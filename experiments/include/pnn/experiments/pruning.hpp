@@ -56,13 +56,16 @@ struct rung_view {
   /// The configurations that completed this rung so far (every fold), best first
   /// (ties: the lower configuration first).
   std::vector<entry> completed;
-  /// Nothing runs or waits any more: a configuration not promoted now stops here.
+  /// Nothing runs or waits any more: the rule's last word on this rung. (If no
+  /// configuration trained to the end, the best of the highest rung then still
+  /// does; the rest stop.)
   bool last_call = false;
 };
 
 /// A pruning rule: the configurations of `view.completed` (not promoted yet) that go
 /// on to the next rung now. Called each time a configuration completes a rung, and
-/// once more per rung (last_call) when nothing else runs. A promotion is final.
+/// once more per rung (last_call) when nothing else runs; never with an empty
+/// `completed`. A promotion is final.
 using prune_rule = std::function<std::vector<uint32_t>(const rung_view& view)>;
 
 /// ASHA's rule: of the n configurations that completed a rung, the best
@@ -138,6 +141,7 @@ private:
   std::vector<config_state> configs_;
   std::vector<std::map<uint32_t, double>> completed_; ///< per rung: config -> mean
   std::vector<prune_event> events_;
+  bool broken_ = false; ///< an append to the journal failed
 };
 
 } // namespace pnn
