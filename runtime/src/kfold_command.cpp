@@ -10,32 +10,22 @@ namespace pnn::runtime {
 int run_kfold_command(const kfold_options& o) {
   const auto configs = configurations(o);
   const bool grid = configs.size() != o.models.size() * o.schedulers.size();
-  std::string batch = "batch " + std::to_string(o.batch_size);
-  if (grid) {
-    std::string more;
-    if (o.optimizers.size() > 1)
-      more += " x " + std::to_string(o.optimizers.size()) + " optimizer(s)";
-    if (o.lrs.size() > 1)
-      more += " x " + std::to_string(o.lrs.size()) + " lr(s)";
-    if (o.batch_sizes.size() > 1)
-      more += " x " + std::to_string(o.batch_sizes.size()) + " batch size(s)";
-    else
-      batch = "batch " + std::to_string(o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0]);
-    if (o.batch_sizes.size() > 1)
-      batch = "batch sizes in the grid";
-    std::printf("pnn kfold: %zu configurations (%zu model(s) x %zu scheduler(s)%s) x %d folds on "
-                "%s, %lld epoch(s), %s, %s\n",
-                configs.size(), o.models.size(), o.schedulers.size(), more.c_str(), o.folds,
-                o.dataset.c_str(), static_cast<long long>(o.epochs), batch.c_str(),
-                o.serial ? "serial (one job at a time, all cores)" : "parallel");
-  } else {
-    std::printf("pnn kfold: %zu model(s) x %zu scheduler(s) x %d folds on %s, %lld epoch(s), "
-                "batch %lld, %s\n",
-                o.models.size(), o.schedulers.size(), o.folds, o.dataset.c_str(),
-                static_cast<long long>(o.epochs),
-                static_cast<long long>(o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0]),
-                o.serial ? "serial (one job at a time, all cores)" : "parallel");
+  std::string sizes = std::to_string(o.models.size()) + " model(s) x "
+    + std::to_string(o.schedulers.size()) + " scheduler(s)";
+  if (grid) { // the fields that vary, and how many configurations they make
+    for (auto [count, what] : {std::pair{o.optimizers.size(), " optimizer(s)"},
+                               std::pair{o.lrs.size(), " lr(s)"},
+                               std::pair{o.batch_sizes.size(), " batch size(s)"}})
+      if (count > 1)
+        sizes += " x " + std::to_string(count) + what;
+    sizes = std::to_string(configs.size()) + " configurations (" + sizes + ")";
   }
+  const std::string batch = o.batch_sizes.size() > 1
+    ? "batch sizes in the grid"
+    : "batch " + std::to_string(o.batch_sizes.empty() ? o.batch_size : o.batch_sizes[0]);
+  std::printf("pnn kfold: %s x %d folds on %s, %lld epoch(s), %s, %s\n", sizes.c_str(), o.folds,
+              o.dataset.c_str(), static_cast<long long>(o.epochs), batch.c_str(),
+              o.serial ? "serial (one job at a time, all cores)" : "parallel");
   std::fflush(stdout);
   auto report = run_kfold(o);
   size_t failed = 0;
