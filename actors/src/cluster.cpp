@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace pnn {
 
@@ -109,19 +110,80 @@ void Cluster::shutdown() {
   workers_.clear();
 }
 
+std::vector<uint64_t> shard_bounds(const models::Network& model, size_t shards) {
+  std::vector<uint64_t> tensors;
+  for (const auto& p : model.parameters())
+    tensors.push_back(static_cast<uint64_t>(p.numel()));
+  return shard_bounds(tensors, shards);
+}
+
 ParameterHolder::ParameterHolder(caf::actor_system& sys, const models::Network& model,
-                                 holder_options options)
+                                 holder_options options, size_t shards)
   : sys_(sys) {
-  param_blob initial;
-  initial.layout = layout_ = training::layout_hash(model);
-  initial.bytes = training::parameter_bytes(model);
-  initial.count = initial.bytes.size() / sizeof(float);
-  holder_ = spawn_holder(sys_, std::move(initial), std::move(options));
+  param_blob whole;
+  whole.layout = layout_ = training::layout_hash(model);
+  whole.bytes = training::parameter_bytes(model);
+  whole.count = whole.bytes.size() / sizeof(float);
+  bounds_ = shard_bounds(model, shards);
+  try {
+    for (auto& slice : split(whole, bounds_))
+      shards_.push_back(spawn_holder(sys_, std::move(slice), options));
+  } catch (...) {
+    stop();
+    throw;
+  }
 }
 
 ParameterHolder::ParameterHolder(caf::actor_system& sys, param_blob initial, holder_options options)
-  : sys_(sys), layout_(initial.layout) {
-  holder_ = spawn_holder(sys_, std::move(initial), std::move(options));
+  : sys_(sys), bounds_{0, initial.count}, layout_(initial.layout) {
+  shards_.push_back(spawn_holder(sys_, std::move(initial), std::move(options)));
+}
+
+ParameterHolder::ParameterHolder(caf::actor_system& sys, uint64_t layout,
+                                 std::vector<uint64_t> bounds, std::vector<param_blob> initial,
+                                 std::vector<holder_options> options)
+  : sys_(sys), bounds_(std::move(bounds)), layout_(layout) {
+  const size_t n = initial.size();
+  if (n == 0 || options.size() != n || bounds_.size() != n + 1 || bounds_.front() != 0)
+    bad("parameter holder: " + std::to_string(n) + " shards need as many options and "
+        + std::to_string(n + 1) + " bounds from 0");
+  for (size_t i = 0; i < n; ++i) {
+    const auto& b = initial[i];
+    const uint64_t want = n == 1 ? layout : shard_layout(layout, bounds_[i], bounds_[i + 1]);
+    if (bounds_[i + 1] <= bounds_[i] || b.count != bounds_[i + 1] - bounds_[i] || b.layout != want)
+      bad("parameter holder: shard " + std::to_string(i) + " of " + std::to_string(n)
+          + " does not fit its bounds or the model's layout");
+  }
+  try {
+    for (size_t i = 0; i < n; ++i)
+      shards_.push_back(spawn_holder(sys_, std::move(initial[i]), std::move(options[i])));
+  } catch (...) {
+    stop();
+    throw;
+  }
+}
+
+std::vector<param_blob> ParameterHolder::split(const param_blob& whole,
+                                               const std::vector<uint64_t>& bounds) {
+  if (bounds.size() < 2 || bounds.front() != 0 || bounds.back() != whole.count
+      || whole.bytes.size() != whole.count * sizeof(float))
+    bad("parameter holder: shard bounds that do not cover " + std::to_string(whole.count)
+        + " values");
+  if (bounds.size() == 2)
+    return {whole};
+  std::vector<param_blob> out;
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    if (bounds[i + 1] <= bounds[i])
+      bad("parameter holder: shard bounds that do not increase");
+    param_blob b;
+    b.version = whole.version;
+    b.layout = shard_layout(whole.layout, bounds[i], bounds[i + 1]);
+    b.count = bounds[i + 1] - bounds[i];
+    const auto from = whole.bytes.begin() + static_cast<std::ptrdiff_t>(bounds[i] * sizeof(float));
+    b.bytes.assign(from, from + static_cast<std::ptrdiff_t>(b.count * sizeof(float)));
+    out.push_back(std::move(b));
+  }
+  return out;
 }
 
 ParameterHolder::~ParameterHolder() {
@@ -129,53 +191,98 @@ ParameterHolder::~ParameterHolder() {
 }
 
 void ParameterHolder::stop() {
-  if (holder_)
-    caf::anon_send_exit(holder_, caf::exit_reason::user_shutdown);
+  for (auto& h : shards_)
+    if (h)
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+}
+
+void ParameterHolder::link(sgd_link& link) const {
+  link.holder = shards_.front();
+  link.shards.clear();
+  link.bounds.clear();
+  if (shards_.size() > 1) {
+    link.shards = shards_;
+    link.bounds = bounds_;
+  }
+}
+
+std::vector<holder_status> ParameterHolder::shard_status() {
+  std::vector<holder_status> out;
+  caf::scoped_actor self{sys_};
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    std::string failure;
+    self->request(shards_[i], millis(timeout_), status_atom::value)
+      .receive([&](holder_status& s) { out.push_back(s); },
+               [&](caf::error& e) { failure = sys_.render(e); });
+    if (!failure.empty())
+      throw pnn::error(error_code::run_failed, "parameter holder: status: " + failure);
+  }
+  return out;
 }
 
 holder_status ParameterHolder::status() {
-  holder_status result;
-  std::string failure;
-  caf::scoped_actor self{sys_};
-  self->request(holder_, millis(timeout_), status_atom::value)
-    .receive([&](holder_status& s) { result = s; },
-             [&](caf::error& e) { failure = sys_.render(e); });
-  if (!failure.empty())
-    throw pnn::error(error_code::run_failed, "parameter holder: status: " + failure);
-  return result;
+  const auto all = shard_status();
+  holder_status r = all.front();
+  for (const auto& s : all) {
+    r.version = std::min(r.version, s.version);
+    r.applied = std::min(r.applied, s.applied);
+    r.rounds = std::min(r.rounds, s.rounds);
+    r.rejected = std::max(r.rejected, s.rejected);
+    r.pulls = std::max(r.pulls, s.pulls);
+  }
+  return r;
 }
 
 uint64_t ParameterHolder::load_into(models::Network& model) {
   if (training::layout_hash(model) != layout_)
     bad("parameter holder: the model's parameter layout differs from the holder's");
-  param_blob blob;
-  std::string failure;
+  std::vector<char> bytes;
+  uint64_t version = std::numeric_limits<uint64_t>::max();
   caf::scoped_actor self{sys_};
-  self->request(holder_, millis(timeout_), pull_atom::value)
-    .receive([&](param_blob& b) { blob = std::move(b); },
-             [&](caf::error& e) { failure = sys_.render(e); });
-  if (!failure.empty())
-    throw pnn::error(error_code::run_failed, "parameter holder: pull: " + failure);
-  training::load_parameter_bytes(model, blob.bytes);
-  return blob.version;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    std::string failure;
+    self->request(shards_[i], millis(timeout_), pull_atom::value)
+      .receive(
+        [&](param_blob& b) {
+          bytes.insert(bytes.end(), b.bytes.begin(), b.bytes.end());
+          version = std::min(version, b.version);
+        },
+        [&](caf::error& e) { failure = sys_.render(e); });
+    if (!failure.empty())
+      throw pnn::error(error_code::run_failed, "parameter holder: pull: " + failure);
+  }
+  training::load_parameter_bytes(model, bytes);
+  return version;
+}
+
+std::vector<std::pair<param_blob, std::string>> ParameterHolder::checkpoints() {
+  std::vector<std::pair<param_blob, std::string>> out;
+  caf::scoped_actor self{sys_};
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    std::string failure;
+    self->request(shards_[i], millis(timeout_), checkpoint_atom::value)
+      .receive(
+        [&](param_blob& b, std::string& state) { out.emplace_back(std::move(b), std::move(state)); },
+        [&](caf::error& e) { failure = sys_.render(e); });
+    if (!failure.empty())
+      throw pnn::error(error_code::run_failed, "parameter holder: checkpoint: " + failure);
+  }
+  return out;
 }
 
 std::pair<param_blob, std::string> ParameterHolder::checkpoint() {
-  std::pair<param_blob, std::string> out;
-  std::string failure;
-  caf::scoped_actor self{sys_};
-  self->request(holder_, millis(timeout_), checkpoint_atom::value)
-    .receive([&](param_blob& b, std::string& state) { out = {std::move(b), std::move(state)}; },
-             [&](caf::error& e) { failure = sys_.render(e); });
-  if (!failure.empty())
-    throw pnn::error(error_code::run_failed, "parameter holder: checkpoint: " + failure);
-  return out;
+  if (shards_.size() > 1)
+    bad("parameter holder: " + std::to_string(shards_.size())
+        + " shards have a checkpoint each (checkpoints())");
+  return std::move(checkpoints().front());
 }
 
 uint16_t ParameterHolder::publish(uint16_t port, const std::string& bind) {
   if (!sys_.has_middleman())
     bad("parameter holder: the actor system has no network layer (load caf::io::middleman)");
-  auto p = publish_actor(sys_, holder_, port, bind);
+  if (shards_.size() > 1)
+    bad("parameter holder: a sharded holder is not published on one port");
+  auto p = publish_actor(sys_, shards_.front(), port, bind);
   if (!p)
     bad("parameter holder: cannot publish on " + bind + ":" + std::to_string(port) + " ("
         + sys_.render(p.error()) + ")");

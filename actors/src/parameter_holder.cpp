@@ -364,6 +364,41 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
 
 } // namespace
 
+std::vector<uint64_t> shard_bounds(const std::vector<uint64_t>& tensor_values, size_t shards) {
+  uint64_t total = 0;
+  std::vector<uint64_t> ends; // each tensor's end, the cuts at tensor boundaries
+  for (auto n : tensor_values) {
+    total += n;
+    ends.push_back(total);
+  }
+  if (shards < 1 || shards > total)
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: " + std::to_string(shards) + " shards of "
+                       + std::to_string(total) + " values (expected 1 to "
+                       + std::to_string(total) + ")");
+  const auto s = static_cast<uint64_t>(shards);
+  const double share = static_cast<double>(total) / static_cast<double>(s);
+  std::vector<uint64_t> bounds{0};
+  for (uint64_t k = 1; k < s; ++k) {
+    // Room for one value in each shard before and after this cut.
+    const uint64_t low = bounds.back() + 1;
+    const uint64_t high = total - (s - k);
+    const double ideal = share * static_cast<double>(k);
+    uint64_t cut = std::clamp<uint64_t>(static_cast<uint64_t>(std::llround(ideal)), low, high);
+    double nearest = share / 4; // a tensor boundary within a quarter of a share wins
+    for (auto e : ends) {
+      const double d = std::abs(static_cast<double>(e) - ideal);
+      if (e >= low && e <= high && d <= nearest) {
+        nearest = d;
+        cut = e;
+      }
+    }
+    bounds.push_back(cut);
+  }
+  bounds.push_back(total);
+  return bounds;
+}
+
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options) {
   auto why = training::check_floats(initial.bytes, initial.count);
   if (!why.empty())

@@ -70,6 +70,17 @@ std::string job_settings(const job_spec& j) {
   return s;
 }
 
+uint64_t shard_layout(uint64_t layout, uint64_t begin, uint64_t end) {
+  // FNV-1a over the three numbers' bytes (as training::layout_hash mixes names).
+  uint64_t h = 14695981039346656037ull;
+  for (uint64_t v : {layout, begin, end})
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  return h;
+}
+
 void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_spec>("pnn::job_spec");
   cfg.add_message_type<job_progress>("pnn::job_progress");

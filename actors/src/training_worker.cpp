@@ -18,6 +18,7 @@
 #include <cstring>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 
 namespace pnn {
@@ -83,8 +84,11 @@ private:
   void push();
   void on_push_answered(const push_ack* ack);
   void add_gradients(double lr);
+  void set_up_shards();
+  void on_push_shard_answered(int64_t index, const push_ack* ack);
   void pull(bool first);
-  void on_pulled(param_blob& blob);
+  void on_pull_shard(size_t shard, param_blob& blob);
+  void on_pulled();
   void complete(error_code code = error_code::none, std::string why = "");
   void pause();
   job_checkpoint checkpoint_for_home();
@@ -117,14 +121,34 @@ private:
   double last_progress_ = 0;
   // Distributed SGD (link_ set):
   uint64_t layout_ = 0;
-  uint64_t version_ = 0;        ///< the holder's version last pulled
+  /// One holder, or each shard of a sharded one (sgd_link::shards): values
+  /// [begin, end) of the parameters.
+  struct holder_shard {
+    holder_actor actor;
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    uint64_t layout = 0;  ///< what its slices carry
+    uint64_t version = 0; ///< its version last pulled
+    /// Pushes (by index, from 0) this shard refused that were sent after the pull
+    /// of `version`: they are not in its version count.
+    std::vector<int64_t> refused;
+  };
+  std::vector<holder_shard> shards_;
   int64_t pushes_sent_ = 0;     ///< pushes sent so far
   int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
-  int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the pull of version_ was sent
+  int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the last pull was sent
   bool sync_due_ = false;       ///< a push was over max_staleness, or ended a round: pull before going on
-  /// Pushes (by index, from 0) the holder refused that were sent after the pull of
-  /// version_: they are not in the holder's version count.
-  std::vector<int64_t> refused_;
+  /// A push until every shard answered it: refused when one refused it, its
+  /// staleness the largest.
+  struct push_answers {
+    size_t waiting = 0;
+    bool refused = false;
+    push_ack ack;
+  };
+  std::map<int64_t, push_answers> pushes_; ///< by push index
+  param_blob pulled_;                      ///< the pull in flight, shard by shard
+  std::vector<uint64_t> pulled_versions_;
+  size_t pull_waiting_ = 0;                ///< shards that did not answer it yet
   std::vector<float> grad_sum_; ///< gradients since the last push (link_->gradients)
   std::vector<float> square_sum_; ///< and their squares (an Adam holder)
   int32_t grad_steps_ = 0;
@@ -172,7 +196,8 @@ caf::result<job_result> worker_state::start(const job_spec& spec, const job_chec
   }
   if (link_) {
     if (link_->sync)
-      self_->monitor(link_->holder);
+      for (const auto& h : shards_)
+        self_->monitor(h.actor);
     mode_ = mode::first_pull; // the first slice follows the holder's parameters
     pull(true);
   } else {
@@ -200,10 +225,13 @@ void worker_state::open_result(const job_spec& spec) {
   pull_base_.clear();
   snapshot_.clear();
   pushed_at_ = 0;
-  version_ = 0;
+  shards_.clear();
+  pushes_.clear();
+  pulled_ = {};
+  pulled_versions_.clear();
+  pull_waiting_ = 0;
   pushes_sent_ = pushes_at_pull_ = pushes_at_version_ = 0;
   sync_due_ = false;
-  refused_.clear();
   grad_sum_.clear();
   square_sum_.clear();
   grad_steps_ = 0;
@@ -318,6 +346,7 @@ void worker_state::build_job() {
   result_.clock_zero = wall_clock_seconds() - job_->elapsed_seconds();
   if (link_) {
     layout_ = layout_hash(*job_->model());
+    set_up_shards();
     if (link_->gradients) {
       grad_sum_.assign(static_cast<size_t>(parameter_floats(*job_->model())), 0.0f);
       // An Adam holder taking k steps at once needs the gradients' spread too.
@@ -565,86 +594,152 @@ std::string worker_state::holder_failure(const char* what, const caf::error& e) 
   return std::string("parameter holder: ") + what + " failed: " + self_->system().render(e);
 }
 
+/// The holder, or the shards of a sharded one, from the link. Throws pnn::error
+/// when the shards' bounds do not cover the model's parameters.
+void worker_state::set_up_shards() {
+  const auto floats = static_cast<uint64_t>(parameter_floats(*job_->model()));
+  shards_.clear();
+  if (link_->shards.empty()) {
+    shards_.push_back({link_->holder, 0, floats, layout_, 0, {}});
+    return;
+  }
+  const auto& b = link_->bounds;
+  bool fits = b.size() == link_->shards.size() + 1 && b.front() == 0 && b.back() == floats;
+  for (size_t i = 0; fits && i + 1 < b.size(); ++i)
+    fits = b[i] < b[i + 1] && link_->shards[i];
+  if (!fits)
+    throw pnn::error(error_code::invalid_argument,
+                     "job " + std::to_string(spec_.id) + ": " + std::to_string(link_->shards.size())
+                       + " holder shards whose bounds do not cover model " + spec_.model + "'s "
+                       + std::to_string(floats) + " values");
+  for (size_t i = 0; i < link_->shards.size(); ++i)
+    shards_.push_back(
+      {link_->shards[i], b[i], b[i + 1], shard_layout(layout_, b[i], b[i + 1]), 0, {}});
+}
+
 /// Sends the update since the last push/pull: the gradients summed since (the
 /// holder runs the optimizer), or the current parameters minus the snapshot. The
-/// current parameters become the snapshot.
+/// current parameters become the snapshot. Each shard gets its slice.
 void worker_state::push() {
   if (job_->steps_done() == pushed_at_)
     return;
   auto current = parameter_bytes(*job_->model());
-  param_update update;
-  // The holder's updates these parameters reflect: the last pull's, and this
-  // worker's own pushes sent after that pull was.
-  update.seen = version_ + static_cast<uint64_t>(pushes_sent_ - pushes_at_version_)
-    - static_cast<uint64_t>(refused_.size());
-  update.layout = layout_;
-  update.count = current.size() / sizeof(float);
-  update.bytes.resize(current.size());
+  const uint64_t count = current.size() / sizeof(float);
+  std::vector<char> bytes(count * sizeof(float)); // the whole update
+  auto* values = reinterpret_cast<float*>(bytes.data());
+  std::vector<char> squares;
+  int32_t steps = 1;
+  double lr = 0;
   if (link_->gradients) {
-    update.gradient = true;
-    update.steps = std::max(1, grad_steps_);
-    update.lr = grad_steps_ > 0 ? lr_sum_ / grad_steps_ : 0.0;
-    std::memcpy(update.bytes.data(), grad_sum_.data(), update.bytes.size());
+    steps = std::max(1, grad_steps_);
+    lr = grad_steps_ > 0 ? lr_sum_ / grad_steps_ : 0.0;
+    std::memcpy(values, grad_sum_.data(), bytes.size());
     std::fill(grad_sum_.begin(), grad_sum_.end(), 0.0f);
     if (!square_sum_.empty()) {
       if (grad_steps_ > 1) { // one step's square is the holder's to take
-        update.squares.resize(update.bytes.size());
-        std::memcpy(update.squares.data(), square_sum_.data(), update.squares.size());
+        squares.resize(count * sizeof(float));
+        std::memcpy(squares.data(), square_sum_.data(), squares.size());
       }
       std::fill(square_sum_.begin(), square_sum_.end(), 0.0f);
     }
     grad_steps_ = 0;
     lr_sum_ = 0;
   } else {
-    auto* delta = reinterpret_cast<float*>(update.bytes.data());
     const auto* now = reinterpret_cast<const float*>(current.data());
     const auto* before = reinterpret_cast<const float*>(snapshot_.data());
-    for (uint64_t i = 0; i < update.count; ++i)
-      delta[i] = now[i] - before[i];
+    for (uint64_t i = 0; i < count; ++i)
+      values[i] = now[i] - before[i];
   }
   snapshot_ = std::move(current);
   pushed_at_ = job_->steps_done();
   const int64_t index = pushes_sent_++;
   ++in_flight_;
   ++result_.sgd.pushes;
+  pushes_[index].waiting = shards_.size();
   const auto gen = generation_;
-  auto on_ack = [this, gen](push_ack& ack) {
-    if (gen == generation_)
-      on_push_answered(&ack);
-  };
-  auto on_error = [this, gen, index](caf::error& e) {
-    if (gen != generation_)
-      return;
-    if (e.category() != error_category) {
-      // No answer in time, or the holder is gone: this worker cannot go on.
-      finish(error_code::holder_failed, holder_failure("push", e));
-      return;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    auto& h = shards_[s];
+    param_update update;
+    // The shard's updates these parameters reflect: the last pull's, and this
+    // worker's own pushes sent after that pull was that the shard took.
+    update.seen = h.version + static_cast<uint64_t>(pushes_sent_ - 1 - pushes_at_version_)
+      - static_cast<uint64_t>(h.refused.size());
+    update.layout = h.layout;
+    update.count = h.end - h.begin;
+    update.gradient = link_->gradients;
+    update.steps = steps;
+    update.lr = lr;
+    if (shards_.size() == 1) {
+      update.bytes = std::move(bytes);
+      update.squares = std::move(squares);
+    } else {
+      const auto from = static_cast<std::ptrdiff_t>(h.begin * sizeof(float));
+      const auto to = static_cast<std::ptrdiff_t>(h.end * sizeof(float));
+      update.bytes.assign(bytes.begin() + from, bytes.begin() + to);
+      if (!squares.empty())
+        update.squares.assign(squares.begin() + from, squares.begin() + to);
     }
-    // The holder refused this update (it counts it too); the next pull brings
-    // this worker back to the holder's parameters. Until then, its own pushes
-    // since the last pull count one fewer.
-    if (index >= pushes_at_version_)
-      refused_.push_back(index);
-    on_push_answered(nullptr);
-  };
-  // A synchronous round is answered when every worker has pushed, which takes as
-  // long as the slowest worker's steps: no timeout, but the holder is monitored
-  // (holder_down), and a lost worker leaves the rounds.
-  if (link_->sync)
-    self_->request(link_->holder, caf::infinite, push_atom::value, std::move(update))
-      .then(std::move(on_ack), std::move(on_error));
-  else
-    self_->request(link_->holder, holder_timeout(), push_atom::value, std::move(update))
-      .then(std::move(on_ack), std::move(on_error));
+    auto on_ack = [this, gen, index](push_ack& ack) {
+      if (gen == generation_)
+        on_push_shard_answered(index, &ack);
+    };
+    auto on_error = [this, gen, index, s](caf::error& e) {
+      if (gen != generation_)
+        return;
+      if (e.category() != error_category) {
+        // No answer in time, or the holder is gone: this worker cannot go on.
+        finish(error_code::holder_failed, holder_failure("push", e));
+        return;
+      }
+      // The shard refused this update (it counts it too); the next pull brings
+      // this worker back to its parameters. Until then, its own pushes since the
+      // last pull count one fewer there.
+      if (index >= pushes_at_version_)
+        shards_[s].refused.push_back(index);
+      on_push_shard_answered(index, nullptr);
+    };
+    // A synchronous round is answered when every worker has pushed, which takes
+    // as long as the slowest worker's steps: no timeout, but the holder is
+    // monitored (holder_down), and a lost worker leaves the rounds.
+    if (link_->sync)
+      self_->request(h.actor, caf::infinite, push_atom::value, std::move(update))
+        .then(std::move(on_ack), std::move(on_error));
+    else
+      self_->request(h.actor, holder_timeout(), push_atom::value, std::move(update))
+        .then(std::move(on_ack), std::move(on_error));
+  }
 }
 
-/// The holder of a synchronous job went (its host was lost, or it quit): no round
-/// will be answered, so the job fails now rather than waiting.
+/// The holder of a synchronous job (or one of its shards) went (its host was lost,
+/// or it quit): no round will be answered, so the job fails now rather than waiting.
 void worker_state::holder_down(const caf::down_msg& msg) {
-  if (mode_ == mode::idle || !link_ || !link_->sync || msg.source != link_->holder.address())
+  if (mode_ == mode::idle || !link_ || !link_->sync)
     return;
-  finish(error_code::holder_failed,
-         "parameter holder: gone (" + self_->system().render(msg.reason) + ")");
+  for (const auto& h : shards_)
+    if (msg.source == h.actor.address()) {
+      finish(error_code::holder_failed,
+             "parameter holder: gone (" + self_->system().render(msg.reason) + ")");
+      return;
+    }
+}
+
+/// A shard answered push `index` (`ack` null: it refused it).
+void worker_state::on_push_shard_answered(int64_t index, const push_ack* ack) {
+  auto it = pushes_.find(index);
+  if (it == pushes_.end())
+    return;
+  auto& p = it->second;
+  if (!ack) {
+    p.refused = true;
+  } else {
+    p.ack.version = std::max(p.ack.version, ack->version);
+    p.ack.staleness = std::max(p.ack.staleness, ack->staleness);
+  }
+  if (--p.waiting > 0)
+    return;
+  const auto answer = p;
+  pushes_.erase(it);
+  on_push_answered(answer.refused ? nullptr : &answer.ack);
 }
 
 /// `ack` is null for a refused push.
@@ -666,49 +761,71 @@ void worker_state::on_push_answered(const push_ack* ack) {
     continue_training();
 }
 
-/// Fetches the holder's parameters. The first pull replaces the model's parameters
-/// and the first slice follows the answer. Later pulls do not stop training: the
-/// answer is merged when it arrives (between slices), keeping the steps made
-/// meanwhile.
+/// Fetches the holder's parameters (every shard's at once). The first pull replaces
+/// the model's parameters and the first slice follows the answer. Later pulls do
+/// not stop training: the answer is merged when it arrives (between slices),
+/// keeping the steps made meanwhile.
 void worker_state::pull(bool first) {
   if (pull_pending_)
     return; // one pull at a time; the next pull step asks again
   pull_pending_ = true;
   pushes_at_pull_ = pushes_sent_;
   pull_base_ = first ? std::vector<char>{} : snapshot_;
+  pulled_ = {};
+  pulled_.layout = layout_;
+  pulled_.count = shards_.empty() ? 0 : shards_.back().end;
+  pulled_.bytes.assign(pulled_.count * sizeof(float), 0);
+  pulled_versions_.assign(shards_.size(), 0);
+  pull_waiting_ = shards_.size();
   const auto gen = generation_;
-  self_->request(link_->holder, holder_timeout(), pull_atom::value)
-    .then(
-      [this, gen](param_blob& blob) {
-        if (gen == generation_)
-          on_pulled(blob);
-      },
-      [this, gen](caf::error& e) {
-        if (gen == generation_)
-          finish(error_code::holder_failed, holder_failure("pull", e));
-      });
+  for (size_t s = 0; s < shards_.size(); ++s)
+    self_->request(shards_[s].actor, holder_timeout(), pull_atom::value)
+      .then(
+        [this, gen, s](param_blob& blob) {
+          if (gen == generation_)
+            on_pull_shard(s, blob);
+        },
+        [this, gen](caf::error& e) {
+          if (gen == generation_)
+            finish(error_code::holder_failed, holder_failure("pull", e));
+        });
+}
+
+/// One shard's part of the pull in flight; the last one completes it.
+void worker_state::on_pull_shard(size_t shard, param_blob& blob) {
+  const auto& h = shards_[shard];
+  const uint64_t floats = h.end - h.begin;
+  const auto holder =
+    "parameter holder" + (shards_.size() > 1 ? " shard " + std::to_string(shard) : std::string());
+  if (blob.layout != h.layout || blob.count != floats) {
+    finish(error_code::holder_failed,
+           holder + ": its parameters (layout " + std::to_string(blob.layout) + ", "
+             + std::to_string(blob.count) + " values) do not fit model " + spec_.model
+             + " (layout " + std::to_string(h.layout) + ", " + std::to_string(floats)
+             + " values)");
+    return;
+  }
+  auto why = check_floats(blob.bytes, blob.count); // the byte count too
+  if (!why.empty()) {
+    finish(error_code::holder_failed, holder + ": pulled parameters: " + why);
+    return;
+  }
+  std::memcpy(pulled_.bytes.data() + h.begin * sizeof(float), blob.bytes.data(),
+              blob.bytes.size());
+  pulled_versions_[shard] = blob.version;
+  if (--pull_waiting_ == 0)
+    on_pulled();
 }
 
 /// With `pull_base_` the snapshot when the pull was sent (just after a push, so the
 /// holder's answer includes everything pushed up to then), both the parameters and
 /// the snapshot move by (pulled - base): the local progress since the request
 /// stays, and the next push still sends exactly what was not pushed yet.
-void worker_state::on_pulled(param_blob& blob) {
+void worker_state::on_pulled() {
   pull_pending_ = false;
   auto& model = *job_->model();
-  const auto floats = static_cast<uint64_t>(parameter_floats(model));
-  if (blob.layout != layout_ || blob.count != floats) {
-    finish(error_code::holder_failed,
-           "parameter holder: its parameters (layout " + std::to_string(blob.layout) + ", "
-             + std::to_string(blob.count) + " values) do not fit model " + spec_.model + " (layout "
-             + std::to_string(layout_) + ", " + std::to_string(floats) + " values)");
-    return;
-  }
-  auto why = check_floats(blob.bytes, blob.count);
-  if (!why.empty()) {
-    finish(error_code::holder_failed, "parameter holder: pulled parameters: " + why);
-    return;
-  }
+  auto blob = std::move(pulled_); // every shard's values checked (on_pull_shard)
+  pulled_ = {};
   const bool first = mode_ == mode::first_pull;
   try {
     if (first) {
@@ -733,12 +850,15 @@ void worker_state::on_pulled(param_blob& blob) {
     finish(error_code::run_failed, first_line(e));
     return;
   }
-  version_ = blob.version;
   pushes_at_version_ = pushes_at_pull_;
-  // Refusals of pushes sent before this pull are in its version already.
-  refused_.erase(std::remove_if(refused_.begin(), refused_.end(),
-                                [this](int64_t i) { return i < pushes_at_version_; }),
-                 refused_.end());
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    auto& h = shards_[s];
+    h.version = pulled_versions_[s];
+    // Refusals of pushes sent before this pull are in its version already.
+    h.refused.erase(std::remove_if(h.refused.begin(), h.refused.end(),
+                                   [this](int64_t i) { return i < pushes_at_version_; }),
+                    h.refused.end());
+  }
   ++result_.sgd.pulls;
   if (sync_due_) {
     sync_due_ = false;

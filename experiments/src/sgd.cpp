@@ -67,8 +67,12 @@ caf::behavior gather_results(caf::event_based_actor* self, std::vector<worker_ac
     if (st->done[i])
       return;
     st->done[i] = 1;
-    if (link.sync) // the holder's rounds stop waiting for this worker
-      self->send(link.holder, leave_atom::value, workers[i].address());
+    if (link.sync) { // the holder's rounds stop waiting for this worker
+      if (link.shards.empty())
+        self->send(link.holder, leave_atom::value, workers[i].address());
+      for (const auto& shard : link.shards)
+        self->send(shard, leave_atom::value, workers[i].address());
+    }
     self->send(sink, result_atom::value, r);
     st->results[i] = std::move(r);
     if (--st->remaining == 0) {
@@ -160,6 +164,8 @@ void validate(const sgd_options& o) {
   if (o.holder_checkpoint_every < 0)
     bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
         + ": expected 0 (never) or more updates");
+  if (o.holder_shards < 1 || o.holder_shards > 256)
+    bad("--holder-shards " + std::to_string(o.holder_shards) + ": expected 1..256");
 }
 
 namespace {
@@ -225,11 +231,26 @@ std::string holder_optimizer_name(const sgd_options& o) {
   return o.optimizer_on == "holder" ? optimizer_options::parse(o.optimizer, o.lr).name : "";
 }
 
-/// The holder: from --resume's holder.pt (parameters, and the optimizer's moments
-/// when it runs the optimizer), else from the model's parameters.
+/// The holder's checkpoint file: holder.pt, or shard i's of a sharded holder.
+fs::path holder_file(const sgd_options& o, size_t shard) {
+  return o.holder_shards <= 1 ? o.out / "holder.pt"
+                              : o.out / ("holder.shard" + std::to_string(shard) + ".pt");
+}
+
+/// Where the shards of `model`'s parameters begin and end (--holder-shards).
+std::vector<uint64_t> holder_bounds(const sgd_options& o, const models::Network& model) {
+  const auto floats = static_cast<int64_t>(parameter_floats(model));
+  if (o.holder_shards > floats)
+    bad("--holder-shards " + std::to_string(o.holder_shards) + ": model "
+        + model.registry_name() + " has only " + std::to_string(floats) + " parameter values");
+  return shard_bounds(model, static_cast<size_t>(o.holder_shards));
+}
+
+/// The holder: from --resume's checkpoints (parameters, and the optimizer's moments
+/// when it runs the optimizer; one per shard), else from the model's parameters.
 std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_system& sys,
                                               models::Network& model,
-                                              const std::optional<holder_checkpoint>& restart,
+                                              const std::vector<holder_checkpoint>& restart,
                                               size_t workers) {
   holder_options ho;
   ho.max_steps = o.n_push;
@@ -239,17 +260,37 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
     ho.sync_members = static_cast<uint32_t>(workers);
   ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
   const auto name = holder_optimizer_name(o);
-  ho.save = [file = o.out / "holder.pt", name](const param_blob& p, const std::string& state) {
-    write_holder_file(file, {p, name, state});
-  };
   if (!name.empty())
     ho.optimizer = optimizer_options::parse(o.optimizer, o.lr);
   ho.staleness_scaling = o.staleness_scaling;
-  if (!restart)
-    return std::make_unique<ParameterHolder>(sys, model, ho);
-  load_parameter_bytes(model, restart->params.bytes);
-  ho.optimizer_state = restart->optimizer_state;
-  return std::make_unique<ParameterHolder>(sys, restart->params, ho);
+  const auto bounds = holder_bounds(o, model);
+  std::vector<param_blob> initial;
+  if (restart.empty()) {
+    param_blob whole;
+    whole.layout = layout_hash(model);
+    whole.bytes = parameter_bytes(model);
+    whole.count = whole.bytes.size() / sizeof(float);
+    initial = ParameterHolder::split(whole, bounds);
+  } else {
+    std::vector<char> bytes;
+    for (const auto& r : restart) {
+      initial.push_back(r.params);
+      bytes.insert(bytes.end(), r.params.bytes.begin(), r.params.bytes.end());
+    }
+    load_parameter_bytes(model, bytes);
+  }
+  std::vector<holder_options> options;
+  for (size_t i = 0; i < initial.size(); ++i) {
+    options.push_back(ho);
+    options.back().save = [file = holder_file(o, i), name](const param_blob& p,
+                                                            const std::string& state) {
+      write_holder_file(file, {p, name, state});
+    };
+    if (!restart.empty())
+      options.back().optimizer_state = restart[i].optimizer_state;
+  }
+  return std::make_unique<ParameterHolder>(sys, layout_hash(model), bounds, std::move(initial),
+                                           std::move(options));
 }
 
 /// What the actors gave back.
@@ -262,7 +303,7 @@ struct sgd_outcome {
 /// Trains the model through a holder with one worker per slot; the holder's final
 /// parameters end up in `model`, its counters in the report.
 sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, models::Network& model,
-                                 const std::optional<holder_checkpoint>& restart,
+                                 const std::vector<holder_checkpoint>& restart,
                                  int64_t train_samples,
                                  const std::string& dataset, int32_t cores, int32_t local) {
   run_session session{{std::max(1, std::min(cores, std::max(1, local))), !o.hosts.empty(),
@@ -288,7 +329,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
-  link.holder = holder->handle();
+  holder->link(link);
   link.n_pull = o.n_pull;
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
@@ -324,13 +365,17 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     out.interrupted = watch && watch->fired();
   }
   report.holder = holder->status();
+  report.holder_shards = holder->shard_status();
+  report.holder_bounds = holder->bounds();
   report.rejected_updates = report.holder.rejected;
   holder->load_into(model);
   if (o.holder_checkpoint_every > 0 || out.interrupted) {
     // The end state, whatever the last multiple of holder_checkpoint_every was (an
     // interrupted run always keeps it: --resume goes on from there).
-    auto [params, state] = holder->checkpoint();
-    write_holder_file(o.out / "holder.pt", {std::move(params), holder_optimizer_name(o), state});
+    auto checkpoints = holder->checkpoints();
+    for (size_t i = 0; i < checkpoints.size(); ++i)
+      write_holder_file(holder_file(o, i), {std::move(checkpoints[i].first),
+                                            holder_optimizer_name(o), checkpoints[i].second});
   }
   report.cpu_utilization_mean = session.finish_collector();
   holder->stop();
@@ -518,23 +563,65 @@ void check_outcomes(const worker_outcomes& w) {
                                                 : ""));
 }
 
-/// --resume: the holder's last checkpoint, for this very model and the same place
-/// of the optimizer (none without --resume or holder.pt).
-std::optional<holder_checkpoint> read_restart(const sgd_options& o, models::Network& model) {
-  if (!o.resume || !fs::exists(o.out / "holder.pt"))
-    return std::nullopt;
-  const auto file = (o.out / "holder.pt").string();
-  auto restart = read_holder_file(o.out / "holder.pt");
-  if (restart.params.layout != layout_hash(model)
-      || restart.params.count != static_cast<uint64_t>(parameter_floats(model)))
-    bad(file + ": parameters of another model than " + model.registry_name());
+/// How many holder shards the checkpoint files in `out` are of: holder.pt is one,
+/// holder.shard0.pt ... holder.shard<S-1>.pt are S (0: none). (A run removes the
+/// files of other shard counts: remove_other_holder_files.)
+int32_t saved_shards(const fs::path& out) {
+  int32_t n = 0;
+  while (fs::exists(out / ("holder.shard" + std::to_string(n) + ".pt")))
+    ++n;
+  return n > 0 ? n : fs::exists(out / "holder.pt") ? 1 : 0;
+}
+
+/// Removes holder files that are not of this run's shard count, so that a later
+/// --resume cannot mix them with this run's.
+void remove_other_holder_files(const sgd_options& o) {
+  std::error_code ec;
+  if (o.holder_shards > 1)
+    fs::remove(o.out / "holder.pt", ec);
+  for (int32_t i = o.holder_shards > 1 ? o.holder_shards : 0;
+       fs::exists(o.out / ("holder.shard" + std::to_string(i) + ".pt")); ++i)
+    fs::remove(o.out / ("holder.shard" + std::to_string(i) + ".pt"), ec);
+}
+
+/// --resume: the holder's last checkpoint (one per shard), for this very model, the
+/// same shards and the same place of the optimizer (none without --resume or
+/// holder files).
+std::vector<holder_checkpoint> read_restart(const sgd_options& o, models::Network& model) {
+  if (!o.resume)
+    return {};
+  const int32_t found =
+    o.holder_shards == 1 && fs::exists(holder_file(o, 0)) ? 1 : saved_shards(o.out);
+  if (found == 0)
+    return {};
+  if (found != o.holder_shards)
+    bad("--resume: " + o.out.string() + " holds a holder of " + std::to_string(found)
+        + (found == 1 ? " shard (holder.pt)" : " shards (holder.shard<i>.pt)")
+        + ", this run asks for --holder-shards " + std::to_string(o.holder_shards)
+        + " (expected the same)");
+  const auto bounds = holder_bounds(o, model);
+  const auto layout = layout_hash(model);
   const auto name = holder_optimizer_name(o);
-  if (restart.optimizer != name)
-    bad("--resume: " + file + " was trained with "
-        + (restart.optimizer.empty() ? std::string("the optimizer on the workers")
-                                     : "the holder running " + restart.optimizer)
-        + ", this run asks for "
-        + (name.empty() ? std::string("--optimizer-on workers") : "--optimizer-on holder with " + name));
+  std::vector<holder_checkpoint> restart;
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    const auto file = holder_file(o, i).string();
+    if (!fs::exists(file))
+      bad("--resume: " + file + " is missing (the holder has " + std::to_string(o.holder_shards)
+          + " shards)");
+    auto r = read_holder_file(file);
+    const uint64_t want = o.holder_shards == 1 ? layout : shard_layout(layout, bounds[i], bounds[i + 1]);
+    if (r.params.layout != want || r.params.count != bounds[i + 1] - bounds[i])
+      bad(file + ": parameters of another model than " + model.registry_name()
+          + (o.holder_shards > 1 ? " (or of another shard)" : ""));
+    if (r.optimizer != name)
+      bad("--resume: " + file + " was trained with "
+          + (r.optimizer.empty() ? std::string("the optimizer on the workers")
+                                 : "the holder running " + r.optimizer)
+          + ", this run asks for "
+          + (name.empty() ? std::string("--optimizer-on workers")
+                          : "--optimizer-on holder with " + name));
+    restart.push_back(std::move(r));
+  }
   return restart;
 }
 
@@ -555,6 +642,30 @@ nlohmann::json to_json(const holder_status& h) {
           {"rounds", h.rounds}};
 }
 
+/// The holder's counters; a sharded holder's also per shard, with its values.
+nlohmann::json holder_json(const sgd_report& r) {
+  auto j = to_json(r.holder);
+  if (r.holder_shards.size() > 1) {
+    auto shards = nlohmann::json::array();
+    for (size_t i = 0; i < r.holder_shards.size(); ++i) {
+      auto s = to_json(r.holder_shards[i]);
+      s["begin"] = r.holder_bounds.at(i);
+      s["end"] = r.holder_bounds.at(i + 1);
+      shards.push_back(std::move(s));
+    }
+    j["shards"] = std::move(shards);
+  }
+  return j;
+}
+
+/// The version a resumed holder went on from (a sharded one's least); 0: a fresh start.
+uint64_t resumed_version(const std::vector<holder_checkpoint>& restart) {
+  uint64_t v = restart.empty() ? 0 : restart.front().params.version;
+  for (const auto& r : restart)
+    v = std::min(v, r.params.version);
+  return v;
+}
+
 } // namespace
 
 sgd_report run_sgd(const sgd_options& o) {
@@ -570,6 +681,7 @@ sgd_report run_sgd(const sgd_options& o) {
     model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = model->registry_name();
   const auto restart = read_restart(o, *model);
+  remove_other_holder_files(o);
   const std::string dataset = detail::replica_dataset_name(o, o);
 
   sgd_report report;
@@ -602,13 +714,14 @@ sgd_report run_sgd(const sgd_options& o) {
                             data.train->size(), data.test ? data.test->size() : 0, cores});
   summary.workers = static_cast<int64_t>(report.workers.size());
   summary.more.update({{"rejected_updates", report.rejected_updates},
-                       {"holder", to_json(report.holder)},
+                       {"holder", holder_json(report)},
+                       {"holder_shards", o.holder_shards},
                        {"local_workers", local},
                        {"hosts", host_list},
                        {"n_push", o.n_push},
                        {"n_pull", o.n_pull},
                        {"max_pushes", o.max_pushes},
-                       {"resumed_from_version", restart ? restart->params.version : 0},
+                       {"resumed_from_version", resumed_version(restart)},
                        {"optimizer_on", o.optimizer_on},
                        {"merge", o.optimizer_on == "workers" ? nlohmann::json(o.merge)
                                                              : nlohmann::json()},

@@ -450,6 +450,9 @@ int sgd_command(int argc, const char* const* argv) {
   desc.add_options()(
     "holder-checkpoint-every", po::value(&o.holder_checkpoint_every)->default_value(0),
     "save the holder's parameters to <out>/holder.pt every N updates and at the end (0: never)")(
+    "holder-shards", po::value(&o.holder_shards)->default_value(o.holder_shards),
+    "split the holder into S shard actors (byte-balanced; each its own version and "
+    "<out>/holder.shard<i>.pt); workers push and pull every shard at once")(
     "resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);

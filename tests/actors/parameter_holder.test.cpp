@@ -710,3 +710,54 @@ CAF_TEST(model parameters round trip through bytes with their layout) {
   CAF_CHECK(code2 == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg2, "not finite"));
 }
+
+CAF_TEST(shard bounds balance bytes and cut at tensor boundaries within a quarter share) {
+  // Even tensors: every cut on a boundary.
+  CAF_CHECK_EQUAL(shard_bounds({100, 100, 100, 100}, 2), (std::vector<uint64_t>{0, 200, 400}));
+  CAF_CHECK_EQUAL(shard_bounds({100, 100, 100, 100}, 1), (std::vector<uint64_t>{0, 400}));
+  // One large tensor: cut inside it, evenly.
+  CAF_CHECK_EQUAL(shard_bounds({1000}, 3), (std::vector<uint64_t>{0, 333, 667, 1000}));
+  // A boundary 10 values from the even cut (within 1000/2/4) wins; 480 away does not.
+  CAF_CHECK_EQUAL(shard_bounds({490, 510}, 2), (std::vector<uint64_t>{0, 490, 1000}));
+  CAF_CHECK_EQUAL(shard_bounds({10, 10, 980}, 2), (std::vector<uint64_t>{0, 500, 1000}));
+  // LeNet5's tensors in 4 shards: no shard more than a quarter share off the mean.
+  const std::vector<uint64_t> lenet5{150, 6, 2400, 16, 48000, 120, 10080, 84, 840, 10};
+  auto b = shard_bounds(lenet5, 4);
+  CAF_REQUIRE_EQUAL(b.size(), 5u);
+  const uint64_t total = b.back();
+  CAF_CHECK_EQUAL(total, 61706u);
+  for (size_t i = 0; i + 1 < b.size(); ++i) {
+    const double size = static_cast<double>(b[i + 1] - b[i]);
+    CAF_CHECK_LESS_OR_EQUAL(std::abs(size - total / 4.0), total / 4.0 / 2);
+  }
+  // As many shards as values: one each; more, or none, is an error.
+  CAF_CHECK_EQUAL(shard_bounds({2, 1}, 3), (std::vector<uint64_t>{0, 1, 2, 3}));
+  auto [code, msg] = test::error_of([&] { shard_bounds({2, 1}, 4); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "4 shards of 3 values"));
+  CAF_CHECK(test::error_of([&] { shard_bounds({2, 1}, 0); }).first == error_code::invalid_argument);
+}
+
+CAF_TEST_FIXTURE_SCOPE(shard_tests, fixture)
+
+CAF_TEST(a shard refuses a slice of another shard even of the same size) {
+  const uint64_t model_layout = 42;
+  const auto a = shard_layout(model_layout, 0, 2), b = shard_layout(model_layout, 2, 4);
+  CAF_CHECK_NOT_EQUAL(a, b);
+  CAF_CHECK_NOT_EQUAL(a, model_layout);
+  auto shard1 = spawn_holder(sys, blob_of({3, 4}, b));
+  auto u = update_of({1, 1}, 0);
+  u.layout = a; // shard 0's slice
+  auto refused = std::make_shared<caf::error>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(shard1, caf::infinite, push_atom::value, u)
+      .then([](push_ack&) {}, [=](caf::error& e) { *refused = e; });
+  });
+  run();
+  CAF_CHECK(*refused);
+  CAF_CHECK(test::contains(to_string(*refused), "layout"));
+  anon_send_exit(shard1, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

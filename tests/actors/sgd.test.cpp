@@ -167,11 +167,17 @@ struct fixture : test_coordinator_fixture<> {
   /// Sends (run, spec, link to holder) to a fresh worker; the result lands in *result.
   std::shared_ptr<std::optional<job_result>> start(const job_spec& spec, holder_actor holder,
                                                    worker_actor& w) {
+    auto l = link;
+    l.holder = std::move(holder);
+    return start(spec, l, w);
+  }
+
+  /// The same with the link as it is (e.g. to shards).
+  std::shared_ptr<std::optional<job_result>> start(const job_spec& spec, const sgd_link& l,
+                                                   worker_actor& w) {
     worker_options o;
     o.batches_per_slice = 2;
     w = spawn_worker(sys, event_sink_actor{}, o);
-    auto l = link;
-    l.holder = std::move(holder);
     auto result = std::make_shared<std::optional<job_result>>();
     auto worker = w;
     sys.spawn([=](caf::event_based_actor* self) {
@@ -516,6 +522,87 @@ CAF_TEST(a holder running Adam for one worker pushing every step trains as plain
   run();
 }
 
+CAF_TEST(a worker of an Adam holder in three shards trains as plain Adam) {
+  auto spec = sgd_job();
+  link.n_push = 1;
+  link.n_pull = 1;
+  link.gradients = true;
+  auto initial = initial_blob(spec);
+  holder_options ho;
+  ho.optimizer = training::optimizer_options::parse("adam", 1e-3);
+  auto data = training::shared_dataset(spec.dataset, "", 0).train;
+  training::training_job ref{job_options_from(spec), data, training::all_indices(data->size()), {}};
+  const auto bounds = shard_bounds(*ref.model(), 3);
+  for (const auto& slice : ParameterHolder::split(initial, bounds))
+    link.shards.push_back(spawn_holder(sys, slice, ho));
+  link.bounds = bounds;
+  link.holder = link.shards.front();
+  worker_actor w;
+  auto result = start(spec, link, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.sgd.pushes, 12);
+  CAF_CHECK_EQUAL(r.sgd.accepted_pushes, 12);
+  std::vector<float> got;
+  for (size_t i = 0; i < link.shards.size(); ++i) {
+    auto st = ask<holder_status>(link.shards[i], status_atom::value);
+    CAF_CHECK_EQUAL(st.applied, 12u);
+    CAF_CHECK_EQUAL(st.version, 12u);
+    CAF_CHECK_EQUAL(st.rejected, 0u);
+    auto part = ask<param_blob>(link.shards[i], pull_atom::value);
+    CAF_CHECK_EQUAL(part.count, bounds[i + 1] - bounds[i]);
+    auto values = floats_of(part.bytes);
+    got.insert(got.end(), values.begin(), values.end());
+  }
+  ref.run_to_end();
+  auto want = floats_of(training::parameter_bytes(*ref.model()));
+  CAF_REQUIRE_EQUAL(got.size(), want.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(got[i] - want[i])));
+  CAF_MESSAGE("largest difference to plain Adam: " << max_diff);
+  CAF_CHECK_LESS(max_diff, 1e-6);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  for (auto& h : link.shards)
+    anon_send_exit(h, caf::exit_reason::user_shutdown);
+  run();
+}
+
+CAF_TEST(shards whose bounds do not cover the model fail the job before any step) {
+  auto spec = sgd_job();
+  auto initial = initial_blob(spec);
+  const std::vector<uint64_t> bounds{0, 1000, initial.count};
+  for (const auto& slice : ParameterHolder::split(initial, bounds))
+    link.shards.push_back(spawn_holder(sys, slice));
+  link.holder = link.shards.front();
+  link.bounds = {0, 1000, initial.count - 1}; // one value short
+  worker_actor w;
+  auto result = start(spec, link, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  CAF_CHECK((*result)->code == error_code::invalid_argument);
+  CAF_CHECK(test::contains((*result)->error, "bounds do not cover"));
+  CAF_CHECK_EQUAL((*result)->samples, 0);
+  // A shard given another shard's place: its slice's layout does not fit.
+  link.bounds = bounds;
+  std::swap(link.shards[0], link.shards[1]);
+  link.holder = link.shards.front();
+  worker_actor w2;
+  auto second = start(spec, link, w2);
+  run();
+  CAF_REQUIRE(second->has_value());
+  CAF_CHECK((*second)->code == error_code::holder_failed);
+  CAF_MESSAGE((*second)->error);
+  CAF_CHECK(test::contains((*second)->error, "shard 0"));
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(w2, caf::exit_reason::user_shutdown);
+  for (auto& h : link.shards)
+    anon_send_exit(h, caf::exit_reason::user_shutdown);
+  run();
+}
+
 CAF_TEST(gradients of several steps carry their squares for an Adam holder and not for SGD) {
   for (const std::string optimizer : {"adam", "sgd"}) {
     auto spec = sgd_job();
@@ -814,4 +901,88 @@ CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {
   auto [code, msg] = test::error_of([&] { run_sgd(o); });
   CAF_CHECK(code == error_code::invalid_argument);
   CAF_CHECK(test::contains(msg, "--optimizer-on"));
+}
+
+CAF_TEST(a sharded holder saves a file per shard and a resumed run goes on from each) {
+  test::temp_dir dir;
+  auto o = two_worker_sgd("synthetic:train=640,test=100", dir / "run");
+  o.optimizer_on = "holder";
+  o.holder_shards = 3;
+  o.holder_checkpoint_every = 3;
+  auto first = run_sgd(o);
+  CAF_CHECK(!std::filesystem::exists(dir / "run" / "holder.pt"));
+  CAF_CHECK_EQUAL(first.summary["holder_shards"].get<int>(), 3);
+  const auto& shards = first.summary["holder"]["shards"];
+  CAF_REQUIRE_EQUAL(shards.size(), 3u);
+  CAF_CHECK_EQUAL(shards[0]["begin"].get<uint64_t>(), 0u);
+  CAF_CHECK_EQUAL(shards[2]["end"].get<uint64_t>(),
+                  first.summary["parameters"].get<uint64_t>());
+  std::vector<holder_checkpoint> saved;
+  for (int i = 0; i < 3; ++i) {
+    CAF_CHECK_EQUAL(shards[i]["applied"].get<uint64_t>(), 4u); // 2 workers x 2 pushes
+    saved.push_back(
+      read_holder_file(dir / "run" / ("holder.shard" + std::to_string(i) + ".pt")));
+    CAF_CHECK_EQUAL(saved.back().params.version, 4u);
+    CAF_CHECK_EQUAL(saved.back().optimizer, "adam");
+    CAF_CHECK_EQUAL(saved.back().params.count, shards[i]["end"].get<uint64_t>()
+                                                  - shards[i]["begin"].get<uint64_t>());
+  }
+  CAF_CHECK(std::isfinite(first.test_accuracy));
+  // The resumed holder's shards start from their files: parameters and moments.
+  o.resume = true;
+  std::vector<std::pair<param_blob, std::string>> restored;
+  o.on_holder = [&](ParameterHolder& holder) { restored = holder.checkpoints(); };
+  auto second = run_sgd(o);
+  CAF_REQUIRE_EQUAL(restored.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    CAF_CHECK(restored[i].first.bytes == saved[i].params.bytes);
+    CAF_CHECK_EQUAL(restored[i].first.version, saved[i].params.version);
+    training::flat_optimizer a(training::optimizer_options::parse("adam", 1e-3),
+                               restored[i].first.bytes);
+    a.load_state(restored[i].second);
+    training::flat_optimizer b(training::optimizer_options::parse("adam", 1e-3),
+                               saved[i].params.bytes);
+    b.load_state(saved[i].optimizer_state);
+    CAF_CHECK_EQUAL(a.steps(), b.steps());
+    CAF_CHECK(a.state_tensors()[1].values == b.state_tensors()[1].values);
+  }
+  CAF_CHECK_EQUAL(second.summary["resumed_from_version"].get<uint64_t>(), 4u);
+  CAF_CHECK_EQUAL(second.holder.version, 8u);
+  // Resuming with another shard count is refused, naming the flag; nothing is removed.
+  o.on_holder = nullptr;
+  o.holder_shards = 2;
+  auto [code, msg] = test::error_of([&] { run_sgd(o); });
+  CAF_MESSAGE(msg);
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "--holder-shards 2"));
+  CAF_CHECK(std::filesystem::exists(dir / "run" / "holder.shard2.pt"));
+  // A fresh unsharded run in the folder replaces the shard files by holder.pt.
+  o.resume = false;
+  o.holder_shards = 1;
+  run_sgd(o);
+  CAF_CHECK(std::filesystem::exists(dir / "run" / "holder.pt"));
+  CAF_CHECK(!std::filesystem::exists(dir / "run" / "holder.shard0.pt"));
+}
+
+CAF_TEST(a synchronous run of a sharded holder takes every round in every shard) {
+  test::temp_dir dir;
+  auto o = two_worker_sgd("synthetic:train=640,test=100", dir / "run");
+  o.epochs = 2;
+  o.sync = true;
+  o.n_push = 1;
+  o.n_pull = 1;
+  o.optimizer_on = "holder";
+  o.holder_shards = 2;
+  auto r = run_sgd(o);
+  // 320 samples a worker: 10 steps an epoch each, 20 rounds of 2 pushes per shard.
+  CAF_REQUIRE_EQUAL(r.holder_shards.size(), 2u);
+  for (const auto& s : r.holder_shards) {
+    CAF_CHECK_EQUAL(s.rounds, 20u);
+    CAF_CHECK_EQUAL(s.applied, 40u);
+    CAF_CHECK_EQUAL(s.rejected, 0u);
+  }
+  CAF_CHECK_EQUAL(r.holder.rounds, 20u);
+  CAF_CHECK_EQUAL(r.summary["staleness_max"].get<uint64_t>(), 0u);
+  for (const auto& w : r.workers)
+    CAF_CHECK(w.result.ok());
 }

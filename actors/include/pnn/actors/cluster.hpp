@@ -81,46 +81,87 @@ private:
   std::vector<worker_actor> workers_;
 };
 
+/// shard_bounds for `model`'s parameter tensors.
+std::vector<uint64_t> shard_bounds(const models::Network& model, size_t shards);
+
 /// A parameter holder (holder_actor) for one model, seen from code: spawn it from
 /// a model's parameters, hand its handle to SGD workers, read its counters, copy its
 /// parameters back into a model, or publish it for workers that connect by port.
+///
+/// Sharded (shards > 1): S holder actors, each over a slice of the flat parameters
+/// (shard_bounds: byte-balanced, cut at tensor boundaries where that stays within a
+/// quarter of a shard's share). Each shard is a whole holder over its values: its
+/// own version, optimizer state (an element-wise optimizer over the slices is the
+/// optimizer over the whole), checkpoints and counters; link() gives workers every
+/// shard and they push and pull to all of them at once.
 class ParameterHolder {
 public:
-  /// Holds `model`'s current parameters (version 0), saving them as `options`
-  /// says. Throws pnn::error when a parameter is not finite.
+  /// Holds `model`'s current parameters (version 0) in `shards` shards, each
+  /// saving as `options` says (options.save gets each shard's slice). Throws
+  /// pnn::error when a parameter is not finite or the shards do not fit.
   ParameterHolder(caf::actor_system& sys, const models::Network& model,
-                  holder_options options = {});
+                  holder_options options = {}, size_t shards = 1);
   /// Holds `initial` (e.g. the parameters of an earlier run's checkpoint; its
   /// version goes on counting).
   ParameterHolder(caf::actor_system& sys, param_blob initial, holder_options options = {});
+  /// Holds shard i of a model of layout `layout` from `initial[i]` (values
+  /// [bounds[i], bounds[i+1]), of layout shard_layout(layout, ...)) with
+  /// `options[i]`; one shard is a plain holder. Throws pnn::error when they do not fit.
+  ParameterHolder(caf::actor_system& sys, uint64_t layout, std::vector<uint64_t> bounds,
+                  std::vector<param_blob> initial, std::vector<holder_options> options);
   ~ParameterHolder();
   ParameterHolder(const ParameterHolder&) = delete;
   ParameterHolder& operator=(const ParameterHolder&) = delete;
 
+  /// The holder (the first shard of a sharded one).
   holder_actor handle() const {
-    return holder_;
+    return shards_.front();
   }
-  /// The layout fingerprint (training::layout_hash) updates must carry.
+  const std::vector<holder_actor>& shards() const {
+    return shards_;
+  }
+  /// Where each shard's values begin, and the count at the end.
+  const std::vector<uint64_t>& bounds() const {
+    return bounds_;
+  }
+  /// Points `link` at this holder (every shard of a sharded one).
+  void link(sgd_link& link) const;
+  /// The layout fingerprint (training::layout_hash) updates must carry (a shard's
+  /// slices carry shard_layout's).
   uint64_t layout() const {
     return layout_;
   }
-  /// The holder's counters (version, applied, rejected, pulls).
+  /// The holder's counters (version, applied, rejected, pulls). Sharded: the least
+  /// advanced shard's version, applied and rounds, the largest rejected and pulls.
   holder_status status();
+  /// Each shard's counters.
+  std::vector<holder_status> shard_status();
   /// Copies the holder's current parameters into `model` (same layout); returns
-  /// their version. Throws pnn::error when the layout differs.
+  /// their version (sharded: the least of the shards'). Throws pnn::error when the
+  /// layout differs.
   uint64_t load_into(models::Network& model);
   /// The holder's parameters and its optimizer's state (empty without one): what
-  /// its checkpoint keeps. Throws pnn::error when the holder does not answer.
+  /// its checkpoint keeps. Throws pnn::error when the holder does not answer, or
+  /// is sharded (see checkpoints()).
   std::pair<param_blob, std::string> checkpoint();
+  /// Every shard's checkpoint (its slice, version and optimizer state).
+  std::vector<std::pair<param_blob, std::string>> checkpoints();
   /// Publishes the holder on `bind`:`port` (0: the OS picks) and returns the port.
-  /// Requires the middleman. Throws pnn::error when the port cannot be opened.
+  /// Requires the middleman, and one shard. Throws pnn::error when the port cannot
+  /// be opened.
   uint16_t publish(uint16_t port = 0, const std::string& bind = "127.0.0.1");
-  /// Ends the holder actor (also done by the destructor).
+  /// Ends the holder's actors (also done by the destructor).
   void stop();
+
+  /// Splits a model's flat parameters `whole` into slices at `bounds`, each with
+  /// its shard's layout (one bound pair: `whole` itself).
+  static std::vector<param_blob> split(const param_blob& whole,
+                                       const std::vector<uint64_t>& bounds);
 
 private:
   caf::actor_system& sys_;
-  holder_actor holder_;
+  std::vector<holder_actor> shards_;
+  std::vector<uint64_t> bounds_;
   uint64_t layout_ = 0;
   double timeout_ = 60;
 };

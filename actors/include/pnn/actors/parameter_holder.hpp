@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pnn {
 
@@ -57,6 +58,13 @@ struct holder_options {
   /// the mean of its updates.
   uint32_t sync_members = 0;
 };
+
+/// Where each of `shards` shards of a model's flat parameters begins (S + 1 offsets,
+/// from 0 to the total), for tensors of `tensor_values` values each in
+/// parameter_bytes' order: the cut nearest each even share, moved to a tensor
+/// boundary when one lies within a quarter of a share of it. Throws pnn::error
+/// when shards is 0 or more than the values.
+std::vector<uint64_t> shard_bounds(const std::vector<uint64_t>& tensor_values, size_t shards);
 
 /// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes, and `optimizer_state` must fit

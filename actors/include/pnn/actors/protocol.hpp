@@ -382,6 +382,13 @@ using holder_actor = caf::typed_actor<
 /// pull and wait for the answer before its next step. With `sync`, every push ends
 /// a round: the worker waits for its answer (given when every worker pushed), then
 /// pulls and waits before its next step (n_pull is n_push).
+///
+/// A sharded holder (`shards` not empty) is S holder actors, shard i holding values
+/// [bounds[i], bounds[i+1]) of the flat parameters (bounds: S + 1 offsets from 0 to
+/// the count, increasing; `holder` is shards[0]). The worker pulls from and pushes
+/// to every shard at once, each slice with the shard's own layout (shard_layout)
+/// and version; a pull ends when every shard answered, a push when every shard
+/// answered it (refused when one refused it; its staleness the largest).
 struct sgd_link {
   holder_actor holder;
   int32_t n_pull = 5;
@@ -391,13 +398,19 @@ struct sgd_link {
   bool gradients = false;
   int32_t max_staleness = 0; ///< 0: unbounded
   bool sync = false;
+  std::vector<holder_actor> shards; ///< empty: `holder` holds every value
+  std::vector<uint64_t> bounds;     ///< shards.size() + 1 offsets (in values)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
-           x.holder_timeout, x.gradients, x.max_staleness, x.sync);
+           x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds);
 }
+
+/// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:
+/// a slice pushed to the wrong shard is refused, not added to other values.
+uint64_t shard_layout(uint64_t layout, uint64_t begin, uint64_t end);
 
 /// A training worker (training_worker.hpp): runs one job at a time, in slices of a
 /// few batches, so it stays responsive to thread changes, cancel and shutdown.

@@ -79,8 +79,13 @@ struct sgd_options
   /// waits for the answer before its next step; 0: unbounded.
   int32_t max_staleness = 0;
   /// Save the holder's parameters to out/holder.pt every this many applied updates
-  /// (and at the end); 0: never.
+  /// (and at the end); 0: never. A sharded holder saves each shard to
+  /// out/holder.shard<i>.pt every this many updates it applied.
   int64_t holder_checkpoint_every = 0;
+  /// The holder in this many shards (ParameterHolder; shard_bounds), each its own
+  /// actor with its own version, optimizer state and checkpoint file; workers push
+  /// and pull every shard at once.
+  int32_t holder_shards = 1;
   /// Start from out/holder.pt when it exists (its version goes on counting); the
   /// workers' data order and schedules start afresh.
   bool resume = false;
@@ -99,6 +104,8 @@ struct sgd_worker_report : hogwild_worker_report {
 struct sgd_report : replica_report {
   std::vector<sgd_worker_report> workers;
   holder_status holder;
+  std::vector<holder_status> holder_shards; ///< each shard's counters
+  std::vector<uint64_t> holder_bounds;      ///< where each shard's values begin; the count
   uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
   /// SIGINT/SIGTERM stopped the workers early (output_group::handle_interrupts): the
   /// holder's parameters so far are in holder.pt, and --resume goes on from them.
