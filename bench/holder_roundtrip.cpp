@@ -3,9 +3,12 @@
 // parent pulls the parameters and pushes an update of the same size, as an SGD
 // worker on another host would. For LeNet5's and VGG11's parameter counts. Prints
 // JSON: median and p99 round trip, MB/s (bytes moved both ways / median), and the
-// targets (LeNet5 under 2 ms median; VGG11 at >= 500 MB/s).
+// targets (LeNet5 under 2 ms median; VGG11 at >= 500 MB/s). With --shards 1,4 each
+// size is measured with the holder in 1 and in 4 shards (each a holder actor
+// published on its own port): the parent sends its pull to every shard at once,
+// then its push of each slice, as a worker of `sgd --holder-shards` does.
 //
-// usage: bench_holder_roundtrip [--rounds-small N] [--rounds-large N]
+// usage: bench_holder_roundtrip [--rounds-small N] [--rounds-large N] [--shards 1,4]
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/models/registry.hpp>
@@ -19,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,11 +34,11 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-caf::actor_system_config& configure(caf::actor_system_config& cfg) {
+caf::actor_system_config& configure(caf::actor_system_config& cfg, size_t threads = 1) {
   register_message_types(cfg);
   add_error_category(cfg);
   cfg.load<caf::io::middleman>();
-  cfg.set("scheduler.max-threads", static_cast<size_t>(1));
+  cfg.set("scheduler.max-threads", threads);
   return cfg;
 }
 
@@ -46,23 +50,32 @@ param_blob zeros(uint64_t count, uint64_t layout) {
   return b;
 }
 
-/// Child: publish a holder of `count` floats, print the port, serve until stdin closes.
-int serve(uint64_t count) {
+/// Child: publish a holder of `count` floats in `shards` shards (each on its own
+/// port), print the ports on one line, serve until stdin closes.
+int serve(uint64_t count, size_t shards) {
   caf::actor_system_config cfg;
-  caf::actor_system sys{configure(cfg)};
-  auto holder = spawn_holder(sys, zeros(count, 1));
-  auto port = sys.middleman().publish(holder, 0, "127.0.0.1", true);
-  if (!port) {
-    std::fprintf(stderr, "bench_holder_roundtrip: cannot publish: %s\n",
-                 sys.render(port.error()).c_str());
-    return 1;
+  caf::actor_system sys{configure(cfg, shards > 1 ? 2 : 1)};
+  const auto bounds = shard_bounds(std::vector<uint64_t>{count}, shards);
+  std::vector<holder_actor> holders;
+  std::string ports;
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    const auto n = bounds[i + 1] - bounds[i];
+    holders.push_back(spawn_holder(sys, zeros(n, shards > 1 ? shard_layout(1, bounds[i], bounds[i + 1]) : 1)));
+    auto port = sys.middleman().publish(holders.back(), 0, "127.0.0.1", true);
+    if (!port) {
+      std::fprintf(stderr, "bench_holder_roundtrip: cannot publish: %s\n",
+                   sys.render(port.error()).c_str());
+      return 1;
+    }
+    ports += std::to_string(*port) + " ";
   }
-  std::printf("%u\n", static_cast<unsigned>(*port));
+  std::printf("%s\n", ports.c_str());
   std::fflush(stdout);
   char c;
   while (::read(0, &c, 1) > 0) {
   }
-  caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  for (auto& h : holders)
+    caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   return 0;
 }
 
@@ -73,7 +86,7 @@ double percentile(std::vector<double> v, double q) {
 }
 
 nlohmann::json measure(const char* self_path, const std::string& model, int64_t channels,
-                       int rounds) {
+                       int rounds, size_t shards) {
   const auto count =
     static_cast<uint64_t>(models::parameter_count(*models::make_model(model, channels, 10)));
   int to_child[2], from_child[2];
@@ -86,7 +99,7 @@ nlohmann::json measure(const char* self_path, const std::string& model, int64_t 
     ::close(to_child[1]);
     ::close(from_child[0]);
     ::execl(self_path, self_path, "--serve", std::to_string(count).c_str(),
-            static_cast<char*>(nullptr));
+            std::to_string(shards).c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(to_child[0]);
@@ -95,32 +108,55 @@ nlohmann::json measure(const char* self_path, const std::string& model, int64_t 
   char c;
   while (::read(from_child[0], &c, 1) == 1 && c != '\n')
     line += c;
-  const auto port = static_cast<uint16_t>(std::stoi(line));
+  std::vector<uint16_t> ports;
+  {
+    std::istringstream in{line};
+    for (int p; in >> p;)
+      ports.push_back(static_cast<uint16_t>(p));
+  }
+  if (ports.size() != shards)
+    throw std::runtime_error("the holder process did not publish its shards");
 
   std::vector<double> times;
   {
     caf::actor_system_config cfg;
-    caf::actor_system sys{configure(cfg)};
-    auto holder = sys.middleman().remote_actor<holder_actor>("127.0.0.1", port);
-    if (!holder)
-      throw std::runtime_error("cannot connect: " + sys.render(holder.error()));
+    caf::actor_system sys{configure(cfg, shards > 1 ? 2 : 1)};
+    std::vector<holder_actor> holders;
+    for (auto port : ports) {
+      auto h = sys.middleman().remote_actor<holder_actor>("127.0.0.1", port);
+      if (!h)
+        throw std::runtime_error("cannot connect: " + sys.render(h.error()));
+      holders.push_back(*h);
+    }
+    const auto bounds = shard_bounds(std::vector<uint64_t>{count}, shards);
+    std::vector<param_blob> updates;
+    for (size_t s = 0; s < shards; ++s)
+      updates.push_back(zeros(bounds[s + 1] - bounds[s],
+                              shards > 1 ? shard_layout(1, bounds[s], bounds[s + 1]) : 1));
     caf::scoped_actor self{sys};
-    auto update = zeros(count, 1);
     const auto timeout = std::chrono::seconds(30);
     for (int i = -3; i < rounds; ++i) { // three warm-up rounds
       auto t = clock_type::now();
-      param_blob pulled;
-      self->request(*holder, timeout, pull_atom::value)
-        .receive([&](param_blob& b) { pulled = std::move(b); },
-                 [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
-      self->request(*holder, timeout, push_atom::value, update)
-        .receive([](uint64_t) {}, [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
-      if (pulled.bytes.size() != count * sizeof(float))
+      // Every shard's pull is on its way before the first answer is awaited.
+      std::vector<decltype(self->request(holders[0], timeout, pull_atom::value))> pulls;
+      for (auto& h : holders)
+        pulls.push_back(self->request(h, timeout, pull_atom::value));
+      uint64_t pulled = 0;
+      for (auto& p : pulls)
+        p.receive([&](param_blob& b) { pulled += b.bytes.size(); },
+                  [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
+      std::vector<decltype(self->request(holders[0], timeout, push_atom::value, updates[0]))> pushes;
+      for (size_t s = 0; s < shards; ++s)
+        pushes.push_back(self->request(holders[s], timeout, push_atom::value, updates[s]));
+      for (auto& p : pushes)
+        p.receive([](uint64_t) {}, [&](caf::error& e) { throw std::runtime_error(sys.render(e)); });
+      if (pulled != count * sizeof(float))
         throw std::runtime_error("pulled the wrong size");
       if (i >= 0)
         times.push_back(std::chrono::duration<double>(clock_type::now() - t).count());
     }
-    self->send_exit(*holder, caf::exit_reason::user_shutdown);
+    for (auto& h : holders)
+      self->send_exit(h, caf::exit_reason::user_shutdown);
   }
   ::close(to_child[1]); // the child serves until its stdin closes
   int status = 0;
@@ -128,6 +164,7 @@ nlohmann::json measure(const char* self_path, const std::string& model, int64_t 
   const double bytes = static_cast<double>(count * sizeof(float));
   const double median = percentile(times, 0.5);
   return {{"model", model},
+          {"shards", shards},
           {"floats", count},
           {"bytes_each_way", bytes},
           {"rounds", rounds},
@@ -140,29 +177,42 @@ nlohmann::json measure(const char* self_path, const std::string& model, int64_t 
 
 int main(int argc, char** argv) {
   pnn::configure_allocator(); // as pnn-node does
-  if (argc == 3 && std::string{argv[1]} == "--serve")
-    return serve(std::stoull(argv[2]));
+  if (argc == 4 && std::string{argv[1]} == "--serve")
+    return serve(std::stoull(argv[2]), std::stoull(argv[3]));
   int small = 300, large = 20;
+  std::vector<size_t> shard_counts{1};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--rounds-small")
       small = std::stoi(argv[i + 1]);
     else if (flag == "--rounds-large")
       large = std::stoi(argv[i + 1]);
+    else if (flag == "--shards") {
+      shard_counts.clear();
+      std::istringstream in{argv[i + 1]};
+      for (std::string n; std::getline(in, n, ',');)
+        shard_counts.push_back(std::stoull(n));
+    }
     else {
       std::cerr << "bench_holder_roundtrip: unknown flag " << flag << "\n";
       return 2;
     }
   }
   try {
-    auto lenet = measure(argv[0], "lenet5", 1, small); // Fashion-MNIST: 61,750 floats
-    auto vgg = measure(argv[0], "vgg11", 3, large);    // CIFAR-10: 9,231,114 floats
+    // Fashion-MNIST LeNet5: 61,750 floats; CIFAR-10 VGG11: 9,231,114 floats.
+    auto lenet = measure(argv[0], "lenet5", 1, small, shard_counts.front());
+    auto vgg = measure(argv[0], "vgg11", 3, large, shard_counts.front());
+    auto by_shards = nlohmann::json::array();
+    for (size_t k = 1; k < shard_counts.size(); ++k)
+      by_shards.push_back({{"lenet5", measure(argv[0], "lenet5", 1, small, shard_counts[k])},
+                           {"vgg11", measure(argv[0], "vgg11", 3, large, shard_counts[k])}});
     nlohmann::json result{
       {"bench", "holder_roundtrip"},
       {"transport", "CAF 0.17 middleman, two processes, 127.0.0.1"},
       {"what", "pull the parameters, then push an update of the same size"},
       {"lenet5", lenet},
       {"vgg11", vgg},
+      {"sharded", by_shards},
       {"targets",
        {{"lenet5_round_trip_median_ms_max", 2.0}, {"vgg11_megabytes_per_second_min", 500.0}}},
       {"met",

@@ -12,7 +12,9 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -91,6 +93,21 @@ node_actor::behavior_type rogue_node(node_actor::pointer self, std::string mode)
     },
     [=](spawn_atom, const event_sink_actor& sink) {
       return std::vector<worker_actor>{self->spawn(rogue_worker, sink, mode)};
+    },
+    // A holder shard: its home gets checkpoints of another shard and with a NaN,
+    // and the coordinator a refusal.
+    [=](spawn_atom, const holder_spec& spec,
+        const holder_home_actor& home) -> caf::result<holder_actor> {
+      auto other = spec.initial;
+      other.layout ^= 1;
+      self->send(home, checkpoint_atom::value, spec.shard, other, std::string{});
+      auto nan = spec.initial;
+      if (nan.bytes.size() >= sizeof(float)) {
+        const float v = std::nanf("");
+        std::memcpy(nan.bytes.data(), &v, sizeof v);
+      }
+      self->send(home, checkpoint_atom::value, spec.shard, nan, std::string{});
+      return caf::make_error(caf::sec::runtime_error, "rogue: no holder shards here");
     },
   };
 }

@@ -91,6 +91,22 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, event_
   return result;
 }
 
+holder_actor Cluster::spawn_holder(const remote_node& node, const holder_spec& spec,
+                                   holder_home_actor home) {
+  holder_actor result;
+  std::string failure;
+  caf::scoped_actor self{sys_};
+  self->request(node.handle, millis(timeout_), spawn_atom::value, spec, std::move(home))
+    .receive([&](holder_actor& h) { result = std::move(h); },
+             [&](caf::error& e) { failure = sys_.render(e); });
+  if (failure.empty() && !result)
+    failure = "no handle";
+  if (!failure.empty())
+    bad((node.label.empty() ? label_ : node.label) + " " + node.address + ": no holder shard "
+        + std::to_string(spec.shard) + " from that node (" + failure + ")");
+  return result;
+}
+
 std::vector<worker_actor> Cluster::spawn_local_workers(int32_t n, event_sink_actor sink,
                                                        worker_options base) {
   std::vector<worker_actor> result;
@@ -160,6 +176,17 @@ ParameterHolder::ParameterHolder(caf::actor_system& sys, uint64_t layout,
   } catch (...) {
     stop();
     throw;
+  }
+}
+
+ParameterHolder::ParameterHolder(caf::actor_system& sys, uint64_t layout,
+                                 std::vector<uint64_t> bounds, std::vector<holder_actor> running)
+  : sys_(sys), shards_(std::move(running)), bounds_(std::move(bounds)), layout_(layout) {
+  if (shards_.empty() || bounds_.size() != shards_.size() + 1 || bounds_.front() != 0
+      || std::any_of(shards_.begin(), shards_.end(), [](const holder_actor& h) { return !h; })) {
+    stop();
+    bad("parameter holder: " + std::to_string(shards_.size()) + " shards need "
+        + std::to_string(shards_.size() + 1) + " bounds from 0 and a handle each");
   }
 }
 

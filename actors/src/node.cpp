@@ -1,5 +1,6 @@
 #include <pnn/actors/node.hpp>
 
+#include <pnn/actors/parameter_holder.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/dataset.hpp>
@@ -7,12 +8,23 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
 namespace pnn {
 
 namespace {
+
+/// A byte count as people read it: "740 KB", "9.2 MB".
+std::string size_text(int64_t bytes) {
+  char text[32];
+  if (bytes < (int64_t{1} << 20))
+    std::snprintf(text, sizeof text, "%lld KB", static_cast<long long>((bytes + 1023) >> 10));
+  else
+    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
 
 class node_state {
 public:
@@ -25,6 +37,8 @@ public:
   }
   node_info status() const;
   caf::result<std::vector<worker_actor>> spawn_workers(const event_sink_actor& sink);
+  caf::result<holder_actor> spawn_holder_shard(const holder_spec& spec,
+                                               const holder_home_actor& home);
   void worker_or_node_exit(const caf::exit_msg& msg);
   void coordinator_down(const caf::down_msg& msg);
 
@@ -35,6 +49,10 @@ private:
   std::map<caf::actor_addr, std::vector<worker_actor>> workers_;
   /// Every worker started and not yet ended.
   std::set<caf::actor_addr> spawned_;
+  /// Holder shards run for each coordinator (by its holder home), and the bytes
+  /// each one counts against --max-holder-mb.
+  std::map<caf::actor_addr, std::vector<holder_actor>> holders_;
+  std::map<caf::actor_addr, int64_t> holder_bytes_;
 };
 
 node_info node_state::status() const {
@@ -76,10 +94,53 @@ node_state::spawn_workers(const event_sink_actor& sink) {
   return result;
 }
 
+/// A holder shard for the coordinator of `home`: it saves by sending its
+/// checkpoints there, and ends with the node or when that coordinator goes.
+caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec,
+                                                         const holder_home_actor& home) {
+  if (!home)
+    return caf::make_error(caf::sec::runtime_error, "a holder shard needs a home to save to");
+  const auto values = static_cast<int64_t>(spec.initial.bytes.size());
+  const int64_t bytes = values * (spec.optimizer.empty() ? 1 : 3)
+    + static_cast<int64_t>(spec.optimizer_state.size());
+  int64_t held = 0;
+  for (const auto& [addr, n] : holder_bytes_)
+    held += n;
+  const auto cap = o_.limits.max_holder_bytes;
+  if (cap > 0 && held + bytes > cap)
+    return caf::make_error(caf::sec::runtime_error,
+                           "a holder shard of " + size_text(bytes) + " with " + size_text(held)
+                             + " held here is over this host's " + size_text(cap)
+                             + " (pnn-node serve --max-holder-mb)");
+  holder_actor h;
+  try {
+    auto options = holder_options_from(spec);
+    if (options.checkpoint_every > 0)
+      options.save = [home, shard = spec.shard](const param_blob& p, const std::string& state) {
+        caf::anon_send(home, checkpoint_atom::value, shard, p, state);
+      };
+    h = spawn_holder(self_->system(), spec.initial, std::move(options));
+  } catch (const std::exception& e) {
+    return caf::make_error(caf::sec::runtime_error, e.what());
+  }
+  self_->link_to(h);
+  holder_bytes_[h.address()] = bytes;
+  self_->monitor(home);
+  holders_[home.address()].push_back(h);
+  return h;
+}
+
 /// Workers are linked to the node so that they end with it; one that ends (its
 /// coordinator went away) must not take the node, and the next coordinators, along.
 /// (Its exit may arrive before or after the coordinator's down message.)
 void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
+  if (holder_bytes_.erase(msg.source) > 0) {
+    for (auto& [home, list] : holders_)
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const holder_actor& h) { return h.address() == msg.source; }),
+                 list.end());
+    return;
+  }
   if (spawned_.erase(msg.source) > 0) {
     for (auto& [sink, list] : workers_)
       list.erase(std::remove_if(list.begin(), list.end(),
@@ -90,13 +151,25 @@ void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
   self_->quit(msg.reason); // the node itself is asked to end (serve's shutdown)
 }
 
-/// A coordinator went away: its workers are of no use any more.
+/// A coordinator went away: its workers and holder shards are of no use any more.
+/// They no longer count against this host's limits now: an actor that gets an exit
+/// message from an actor it is linked to drops the link before it ends, so no exit
+/// message comes back from them.
 void node_state::coordinator_down(const caf::down_msg& msg) {
+  if (auto h = holders_.find(msg.source); h != holders_.end()) {
+    for (auto& holder : h->second) {
+      self_->send_exit(holder, caf::exit_reason::user_shutdown);
+      holder_bytes_.erase(holder.address());
+    }
+    holders_.erase(h);
+  }
   auto i = workers_.find(msg.source);
   if (i == workers_.end())
     return;
-  for (auto& w : i->second)
+  for (auto& w : i->second) {
     self_->send_exit(w, caf::exit_reason::user_shutdown);
+    spawned_.erase(w.address());
+  }
   workers_.erase(i);
 }
 
@@ -109,6 +182,10 @@ node_actor::behavior_type node(node_state::pointer self, node_options options) {
     [self](status_atom) -> node_info { return self->state.status(); },
     [self](spawn_atom, const event_sink_actor& sink) -> caf::result<std::vector<worker_actor>> {
       return self->state.spawn_workers(sink);
+    },
+    [self](spawn_atom, const holder_spec& spec,
+           const holder_home_actor& home) -> caf::result<holder_actor> {
+      return self->state.spawn_holder_shard(spec, home);
     },
   };
 }

@@ -399,6 +399,61 @@ std::vector<uint64_t> shard_bounds(const std::vector<uint64_t>& tensor_values, s
   return bounds;
 }
 
+holder_options holder_options_from(const holder_spec& spec) {
+  holder_options o;
+  if (!spec.optimizer.empty()) {
+    if (!(std::isfinite(spec.lr) && spec.lr > 0))
+      throw pnn::error(error_code::invalid_argument,
+                       "parameter holder: learning rate " + std::to_string(spec.lr)
+                         + " (expected finite and > 0)");
+    o.optimizer = training::optimizer_options::parse(spec.optimizer, spec.lr);
+  }
+  o.optimizer_state = spec.optimizer_state;
+  o.checkpoint_every = spec.checkpoint_every;
+  o.staleness_scaling = spec.staleness_scaling;
+  if (!(std::isfinite(spec.delta_scale) && spec.delta_scale > 0 && spec.delta_scale <= 1))
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: delta scale " + std::to_string(spec.delta_scale)
+                       + " (expected 0 < s <= 1)");
+  o.delta_scale = spec.delta_scale;
+  if (spec.max_steps < 1 || spec.max_steps > 1024)
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: max steps " + std::to_string(spec.max_steps)
+                       + " (expected 1..1024)");
+  o.max_steps = spec.max_steps;
+  o.sync_members = spec.sync_members;
+  return o;
+}
+
+holder_home_actor spawn_holder_home(
+  caf::actor_system& sys, std::vector<param_blob> shapes,
+  std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save) {
+  return sys.spawn([shapes = std::move(shapes), save = std::move(save)](
+                     holder_home_actor::pointer) -> holder_home_actor::behavior_type {
+    return {
+      [=](checkpoint_atom, uint32_t shard, const param_blob& params, const std::string& state) {
+        std::string why;
+        if (shard >= shapes.size())
+          why = "shard " + std::to_string(shard) + " of " + std::to_string(shapes.size());
+        else if (params.layout != shapes[shard].layout || params.count != shapes[shard].count)
+          why = "shard " + std::to_string(shard) + ": layout or count of another shard";
+        else
+          why = training::check_floats(params.bytes, params.count);
+        if (!why.empty()) {
+          std::fprintf(stderr, "pnn: parameter holder: dropped a checkpoint from another host: %s\n",
+                       why.c_str());
+          return;
+        }
+        try {
+          save(shard, params, state);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "pnn: parameter holder: shard %u: %s\n", shard, e.what());
+        }
+      },
+    };
+  });
+}
+
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options) {
   auto why = training::check_floats(initial.bytes, initial.count);
   if (!why.empty())

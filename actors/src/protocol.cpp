@@ -93,6 +93,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_checkpoint>("pnn::job_checkpoint");
   cfg.add_message_type<sgd_link>("pnn::sgd_link");
   cfg.add_message_type<holder_actor>("pnn::holder_actor");
+  cfg.add_message_type<holder_spec>("pnn::holder_spec");
+  cfg.add_message_type<holder_home_actor>("pnn::holder_home_actor");
   cfg.add_message_type<worker_actor>("pnn::worker_actor");
   cfg.add_message_type<event_sink_actor>("pnn::event_sink_actor");
   cfg.add_message_type<std::vector<worker_actor>>("std::vector<pnn::worker_actor>");

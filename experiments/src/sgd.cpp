@@ -166,6 +166,9 @@ void validate(const sgd_options& o) {
         + ": expected 0 (never) or more updates");
   if (o.holder_shards < 1 || o.holder_shards > 256)
     bad("--holder-shards " + std::to_string(o.holder_shards) + ": expected 1..256");
+  for (const auto& h : o.holder_hosts)
+    if (h != "local")
+      parse_host_port(h, "--holder-hosts"); // throws naming the flag and the entry
 }
 
 namespace {
@@ -246,23 +249,33 @@ std::vector<uint64_t> holder_bounds(const sgd_options& o, const models::Network&
   return shard_bounds(model, static_cast<size_t>(o.holder_shards));
 }
 
+/// The holder of a run and where its shards are.
+struct started_holder {
+  std::unique_ptr<ParameterHolder> holder;
+  std::vector<std::string> places; ///< "local" or the node's host name, per shard
+  holder_home_actor home;          ///< receives remote shards' checkpoints (or none)
+};
+
 /// The holder: from --resume's checkpoints (parameters, and the optimizer's moments
 /// when it runs the optimizer; one per shard), else from the model's parameters.
-std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_system& sys,
-                                              models::Network& model,
-                                              const std::vector<holder_checkpoint>& restart,
-                                              size_t workers) {
-  holder_options ho;
-  ho.max_steps = o.n_push;
+/// Shard i runs here, or on --holder-hosts' host i mod H (connected through
+/// `remote`), sending its checkpoints to a home here that writes its file.
+started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluster& remote,
+                            models::Network& model, const std::vector<holder_checkpoint>& restart,
+                            size_t workers) {
+  holder_spec spec; // what every shard shares; holder_options_from makes the options
+  spec.max_steps = o.n_push;
   if (averaging(o))
-    ho.delta_scale = 1.0 / static_cast<double>(std::max<size_t>(1, workers));
+    spec.delta_scale = 1.0 / static_cast<double>(std::max<size_t>(1, workers));
   if (o.sync)
-    ho.sync_members = static_cast<uint32_t>(workers);
-  ho.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
+    spec.sync_members = static_cast<uint32_t>(workers);
+  spec.checkpoint_every = static_cast<uint64_t>(o.holder_checkpoint_every);
   const auto name = holder_optimizer_name(o);
-  if (!name.empty())
-    ho.optimizer = optimizer_options::parse(o.optimizer, o.lr);
-  ho.staleness_scaling = o.staleness_scaling;
+  if (!name.empty()) {
+    spec.optimizer = o.optimizer;
+    spec.lr = o.lr;
+  }
+  spec.staleness_scaling = o.staleness_scaling;
   const auto bounds = holder_bounds(o, model);
   std::vector<param_blob> initial;
   if (restart.empty()) {
@@ -279,18 +292,56 @@ std::unique_ptr<ParameterHolder> start_holder(const sgd_options& o, caf::actor_s
     }
     load_parameter_bytes(model, bytes);
   }
-  std::vector<holder_options> options;
-  for (size_t i = 0; i < initial.size(); ++i) {
-    options.push_back(ho);
-    options.back().save = [file = holder_file(o, i), name](const param_blob& p,
-                                                            const std::string& state) {
-      write_holder_file(file, {p, name, state});
-    };
-    if (!restart.empty())
-      options.back().optimizer_state = restart[i].optimizer_state;
+  auto save = [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
+    write_holder_file(holder_file(o, shard), {p, name, state});
+  };
+  started_holder out;
+  std::vector<holder_actor> running;
+  auto end_started = [&] {
+    for (auto& h : running)
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    if (out.home)
+      caf::anon_send_exit(out.home, caf::exit_reason::user_shutdown);
+  };
+  try {
+    for (size_t i = 0; i < initial.size(); ++i) {
+      const auto& place =
+        o.holder_hosts.empty() ? std::string("local") : o.holder_hosts[i % o.holder_hosts.size()];
+      auto shard = spec;
+      shard.shard = static_cast<uint32_t>(i);
+      if (!restart.empty())
+        shard.optimizer_state = restart[i].optimizer_state;
+      if (place == "local") {
+        auto options = holder_options_from(shard);
+        options.save = [save, i](const param_blob& p, const std::string& state) {
+          save(static_cast<uint32_t>(i), p, state);
+        };
+        running.push_back(spawn_holder(sys, std::move(initial[i]), std::move(options)));
+        out.places.push_back("local");
+        continue;
+      }
+      if (!out.home) {
+        std::vector<param_blob> shapes;
+        for (const auto& b : initial) {
+          param_blob shape;
+          shape.layout = b.layout;
+          shape.count = b.count;
+          shapes.push_back(std::move(shape));
+        }
+        out.home = spawn_holder_home(sys, std::move(shapes), save);
+      }
+      const auto& node = *std::find_if(remote.nodes().begin(), remote.nodes().end(),
+                                       [&](const remote_node& n) { return n.address == place; });
+      shard.initial = std::move(initial[i]);
+      running.push_back(remote.spawn_holder(node, shard, out.home));
+      out.places.push_back(node.info.host);
+    }
+    out.holder = std::make_unique<ParameterHolder>(sys, layout_hash(model), bounds, running);
+  } catch (...) {
+    end_started();
+    throw;
   }
-  return std::make_unique<ParameterHolder>(sys, layout_hash(model), bounds, std::move(initial),
-                                           std::move(options));
+  return out;
 }
 
 /// What the actors gave back.
@@ -306,7 +357,10 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
                                  const std::vector<holder_checkpoint>& restart,
                                  int64_t train_samples,
                                  const std::string& dataset, int32_t cores, int32_t local) {
-  run_session session{{std::max(1, std::min(cores, std::max(1, local))), !o.hosts.empty(),
+  const bool remote_holder =
+    std::any_of(o.holder_hosts.begin(), o.holder_hosts.end(), [](auto& h) { return h != "local"; });
+  run_session session{{std::max(1, std::min(cores, std::max(1, local))),
+                       !o.hosts.empty() || remote_holder,
                        o.peer_timeout, o.connect_timeout, o.tls, "--hosts"}};
   auto& cluster = session.cluster();
   // Every host first: one that cannot be reached stops the run before any work.
@@ -325,7 +379,14 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     if (scaled_lr(o))
       specs.back().lr *= static_cast<double>(n);
   }
-  auto holder = start_holder(o, session.system(), model, restart, n);
+  // Holder hosts (not --hosts: they run no workers unless named there too).
+  Cluster holder_hosts{session.system(), o.connect_timeout, "--holder-hosts"};
+  for (const auto& h : o.holder_hosts)
+    if (h != "local")
+      holder_hosts.connect(h);
+  auto started = start_holder(o, session.system(), holder_hosts, model, restart, n);
+  auto& holder = started.holder;
+  report.holder_places = started.places;
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
@@ -379,6 +440,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   }
   report.cpu_utilization_mean = session.finish_collector();
   holder->stop();
+  if (started.home)
+    caf::anon_send_exit(started.home, caf::exit_reason::user_shutdown);
   return out;
 }
 
@@ -645,12 +708,15 @@ nlohmann::json to_json(const holder_status& h) {
 /// The holder's counters; a sharded holder's also per shard, with its values.
 nlohmann::json holder_json(const sgd_report& r) {
   auto j = to_json(r.holder);
-  if (r.holder_shards.size() > 1) {
+  const bool elsewhere = std::any_of(r.holder_places.begin(), r.holder_places.end(),
+                                     [](const std::string& p) { return p != "local"; });
+  if (r.holder_shards.size() > 1 || elsewhere) {
     auto shards = nlohmann::json::array();
     for (size_t i = 0; i < r.holder_shards.size(); ++i) {
       auto s = to_json(r.holder_shards[i]);
       s["begin"] = r.holder_bounds.at(i);
       s["end"] = r.holder_bounds.at(i + 1);
+      s["host"] = i < r.holder_places.size() ? r.holder_places[i] : "local";
       shards.push_back(std::move(s));
     }
     j["shards"] = std::move(shards);

@@ -412,7 +412,7 @@ int hogwild_command(int argc, const char* const* argv) {
 
 int sgd_command(int argc, const char* const* argv) {
   sgd_options o;
-  std::string out, hosts;
+  std::string out, hosts, holder_hosts;
   bool no_local = false;
   po::options_description desc{"sgd flags"};
   desc.add_options()("hosts", po::value(&hosts),
@@ -453,6 +453,9 @@ int sgd_command(int argc, const char* const* argv) {
     "holder-shards", po::value(&o.holder_shards)->default_value(o.holder_shards),
     "split the holder into S shard actors (byte-balanced; each its own version and "
     "<out>/holder.shard<i>.pt); workers push and pull every shard at once")(
+    "holder-hosts", po::value(&holder_hosts),
+    "run shard i on entry i mod H of this list: local (here) or h:p of a pnn-node serve "
+    "(no workers there unless also in --hosts); its checkpoints come here")(
     "resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
@@ -466,6 +469,8 @@ int sgd_command(int argc, const char* const* argv) {
     return 0;
   if (!hosts.empty())
     o.hosts = split_list(hosts, "--hosts");
+  if (!holder_hosts.empty())
+    o.holder_hosts = split_list(holder_hosts, "--holder-hosts");
   if (o.sync && vm["n-pull"].defaulted()) // a synchronous worker pulls after each push
     o.n_pull = o.n_push;
   o.use_local = !no_local;
@@ -492,6 +497,9 @@ int serve_command(int argc, const char* const* argv) {
     "datasets kept loaded for coordinators' jobs, in MB (unused ones are dropped)")(
     "max-checkpoint-mb", po::value(&r.max_checkpoint_mb)->default_value(r.max_checkpoint_mb),
     "largest checkpoint a coordinator may send with a job, in MB")(
+    "max-holder-mb", po::value(&r.max_holder_mb)->default_value(r.max_holder_mb),
+    "parameter holder shards coordinators may run here (sgd --holder-hosts), values and "
+    "optimizer moments together, in MB")(
     "max-workers", po::value(&r.max_workers)->default_value(0),
     "workers alive at once over all coordinators (0: 4 x slots)")(
     "allow-data-dir", po::value(&allowed_dirs),

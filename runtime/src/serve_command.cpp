@@ -49,6 +49,10 @@ int run_serve(const serve_request& r) {
     throw pnn::error(error_code::invalid_argument,
                      "--max-checkpoint-mb " + std::to_string(r.max_checkpoint_mb)
                        + ": expected 1 or more (MB)");
+  if (r.max_holder_mb < 1 || r.max_holder_mb > (int64_t{1} << 30))
+    throw pnn::error(error_code::invalid_argument,
+                     "--max-holder-mb " + std::to_string(r.max_holder_mb)
+                       + ": expected 1 or more (MB)");
   if (r.max_workers < 0 || r.max_workers > 65536)
     throw pnn::error(error_code::invalid_argument,
                      "--max-workers " + std::to_string(r.max_workers)
@@ -86,6 +90,7 @@ int run_serve(const serve_request& r) {
   o.max_workers = r.max_workers > 0 ? r.max_workers : 4 * o.slots;
   o.limits.max_threads = cores;
   o.limits.max_checkpoint_bytes = r.max_checkpoint_mb << 20;
+  o.limits.max_holder_bytes = r.max_holder_mb << 20;
   o.limits.restrict_data_dirs = true;
   o.limits.data_dirs = r.allowed_data_dirs;
   training::set_dataset_cache_limit(r.max_dataset_cache_mb << 20, "--max-dataset-cache-mb");

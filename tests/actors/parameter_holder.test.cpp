@@ -6,6 +6,7 @@
 #include "test_util.hpp"
 
 #include <pnn/actors/errors.hpp>
+#include <pnn/actors/node.hpp>
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/experiments/holder_file.hpp>
 #include <pnn/models/registry.hpp>
@@ -16,10 +17,13 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 using namespace pnn;
 
@@ -758,6 +762,88 @@ CAF_TEST(a shard refuses a slice of another shard even of the same size) {
   CAF_CHECK(test::contains(to_string(*refused), "layout"));
   anon_send_exit(shard1, caf::exit_reason::user_shutdown);
   run();
+}
+
+CAF_TEST(a node runs holder shards for a coordinator until its home goes and within its limit) {
+  // A threaded actor system: the node, its shards and their homes as serve runs them.
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, 2);
+  caf::actor_system real{cfg};
+  caf::scoped_actor self{real};
+  const auto wait = std::chrono::seconds(30);
+  node_options no;
+  no.limits.max_holder_bytes = 3 * 100 * 4 + 16; // one Adam shard of 100 values
+  auto n = spawn_node(real, no);
+  auto saved = std::make_shared<std::atomic<int>>(0);
+  param_blob shape;
+  shape.layout = 7;
+  shape.count = 100;
+  auto save = [saved](uint32_t, const param_blob& p, const std::string& state) {
+    if (p.version > 0 && !state.empty())
+      ++*saved;
+  };
+  holder_spec spec;
+  spec.initial = blob_of(std::vector<float>(100, 1.0f), 7);
+  spec.optimizer = "adam";
+  spec.lr = 1e-3;
+  spec.checkpoint_every = 1;
+  auto ask_spawn = [&](const holder_spec& sp, const holder_home_actor& h) {
+    std::pair<holder_actor, std::string> out;
+    self->request(n, wait, spawn_atom::value, sp, h)
+      .receive([&](holder_actor& a) { out.first = a; },
+               [&](caf::error& e) { out.second = real.render(e); });
+    return out;
+  };
+  auto home = spawn_holder_home(real, {shape}, save);
+  auto first = ask_spawn(spec, home);
+  CAF_REQUIRE(first.first);
+  auto shard = first.first;
+  // A push: the shard steps Adam and its checkpoint goes home.
+  auto u = update_of(std::vector<float>(100, 0.5f), 0, 1, 1e-3);
+  u.layout = 7;
+  self->request(shard, wait, push_atom::value, u)
+    .receive([](push_ack& a) { CAF_CHECK_EQUAL(a.version, 1u); },
+             [&](caf::error& e) { CAF_FAIL("push refused: " << real.render(e)); });
+  for (int i = 0; i < 3000 && *saved == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CAF_CHECK_EQUAL(saved->load(), 1);
+  // A second shard would be over the limit: refused, naming the flag.
+  auto second = ask_spawn(spec, home);
+  CAF_CHECK(!second.first);
+  CAF_MESSAGE(second.second);
+  CAF_CHECK(test::contains(second.second, "--max-holder-mb"));
+  // The coordinator goes (its home ends): the shard ends and its bytes are free.
+  self->monitor(shard);
+  caf::anon_send_exit(home, caf::exit_reason::user_shutdown);
+  bool down = false;
+  self->receive([&](caf::down_msg& d) { down = d.source == shard.address(); },
+                caf::after(wait) >> [] {});
+  CAF_CHECK(down);
+  auto home2 = spawn_holder_home(real, {shape}, save);
+  std::pair<holder_actor, std::string> third;
+  for (int i = 0; i < 3000 && !third.first; ++i) { // the node hears of the shard's end too
+    third = ask_spawn(spec, home2);
+    if (!third.first)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CAF_CHECK(third.first);
+  // A bad optimizer spec is refused, not run.
+  auto bad = spec;
+  bad.optimizer = "adamx";
+  bad.initial.count = bad.initial.bytes.size() / sizeof(float);
+  caf::anon_send_exit(third.first, caf::exit_reason::user_shutdown);
+  std::pair<holder_actor, std::string> fourth;
+  for (int i = 0; i < 3000; ++i) {
+    fourth = ask_spawn(bad, home2);
+    if (!test::contains(fourth.second, "--max-holder-mb"))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CAF_CHECK(!fourth.first);
+  CAF_MESSAGE(fourth.second);
+  CAF_CHECK(test::contains(fourth.second, "adamx"));
+  caf::anon_send_exit(home2, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(n, caf::exit_reason::user_shutdown);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -12,6 +12,7 @@
 #include <pnn/actors/cluster.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/parameters.hpp>
+#include <pnn/experiments/holder_file.hpp>
 #include <pnn/experiments/pruning.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/actors/training_worker.hpp>
@@ -625,6 +626,78 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
   CAF_CHECK_EQUAL(again.exit_code, 0);
   if (again.exit_code != 0)
     CAF_MESSAGE(again.err);
+}
+
+CAF_TEST(SGD with holder shards on serve hosts trains and keeps every shard checkpoint here) {
+  test::temp_dir dir;
+  server a{1}, h{1, "--max-holder-mb 1"};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_REQUIRE_GREATER(h.port, 0);
+  // Shards 0 and 2 here, shard 1 on h (which runs no workers), workers here and on a.
+  const auto out = dir / "sharded";
+  auto r = test::run_command(node + " " + sgd_run + " --slots 1 --hosts " + a.address()
+                             + " --optimizer-on holder --holder-shards 3 --holder-hosts local,"
+                             + h.address() + " --holder-checkpoint-every 4 --out " + out.string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto m = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK_EQUAL(m["holder_shards"].get<int>(), 3);
+  const auto& shards = m["holder"]["shards"];
+  CAF_REQUIRE_EQUAL(shards.size(), 3u);
+  CAF_CHECK_EQUAL(shards[0]["host"].get<std::string>(), "local");
+  CAF_CHECK(test::contains(shards[1]["host"].get<std::string>(), ":" + std::to_string(h.port)));
+  CAF_CHECK_EQUAL(shards[2]["host"].get<std::string>(), "local");
+  int64_t pushes = 0;
+  std::set<std::string> hosts;
+  for (const auto& w : m["worker_list"]) {
+    CAF_CHECK(w["ok"].get<bool>());
+    pushes += w["pushes"].get<int64_t>();
+    hosts.insert(w["host"].get<std::string>());
+  }
+  CAF_CHECK_EQUAL(hosts.size(), 2u); // here and a, not h
+  CAF_CHECK(!hosts.count(shards[1]["host"].get<std::string>()));
+  for (int i = 0; i < 3; ++i) {
+    // Every push applied by every shard, each shard's end state in its file.
+    CAF_CHECK_EQUAL(shards[i]["applied"].get<int64_t>(), pushes);
+    auto file = read_holder_file(out / ("holder.shard" + std::to_string(i) + ".pt"));
+    CAF_CHECK_EQUAL(file.params.version, shards[i]["version"].get<uint64_t>());
+    CAF_CHECK_EQUAL(file.params.count, shards[i]["end"].get<uint64_t>()
+                                         - shards[i]["begin"].get<uint64_t>());
+    CAF_CHECK_EQUAL(file.optimizer, "adam");
+  }
+  CAF_CHECK_EQUAL(m["rejected_updates"].get<int64_t>(), 0);
+  CAF_MESSAGE("test accuracy with remote shards: " << m["test_accuracy"].get<double>());
+  CAF_CHECK_GREATER_OR_EQUAL(m["test_accuracy"].get<double>(), 0.8);
+  // --resume goes on from the files, the remote shards' too.
+  auto again = test::run_command(node + " " + sgd_run + " --slots 1 --hosts " + a.address()
+                                 + " --optimizer-on holder --holder-shards 3 --holder-hosts local,"
+                                 + h.address() + " --resume --out " + out.string());
+  CAF_REQUIRE_EQUAL(again.exit_code, 0);
+  auto m2 = nlohmann::json::parse(test::read_text(out / "summary.json"));
+  CAF_CHECK_EQUAL(m2["resumed_from_version"].get<uint64_t>(), m["holder"]["version"].get<uint64_t>());
+  // A shard beyond the holder host's --max-holder-mb is refused, naming the flag.
+  auto big = test::run_command(node + " sgd --dataset synthetic:train=200,test=20 --model alexnet "
+                               "--epochs 1 --progress none --slots 1 --holder-hosts "
+                               + h.address() + " --out " + (dir / "big").string());
+  CAF_CHECK_EQUAL(big.exit_code, 2);
+  CAF_MESSAGE(big.err);
+  CAF_CHECK(test::contains(big.err, "--max-holder-mb"));
+  CAF_CHECK(test::contains(big.err, "--holder-hosts"));
+}
+
+CAF_TEST(a holder host sending forged checkpoints has them dropped and its refusal said) {
+  test::temp_dir dir;
+  const auto self_exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  test::background_process rogue{self_exe + " --rogue-node names"};
+  auto line = rogue.read_line();
+  CAF_REQUIRE(test::contains(line, "listening "));
+  const auto port = line.substr(line.find(' ') + 1);
+  const auto out = dir / "out";
+  auto r = test::run_command(node + " " + sgd_run + " --slots 1 --holder-shards 2 --holder-hosts "
+                             "local,127.0.0.1:" + port + " --out " + out.string());
+  CAF_CHECK_EQUAL(r.exit_code, 2);
+  CAF_MESSAGE(r.err);
+  CAF_CHECK(test::contains(r.err, "no holder shard 1"));
+  CAF_CHECK(!std::filesystem::exists(out / "holder.shard1.pt"));
 }
 
 CAF_TEST(a remote peer sending wrong updates is rejected while training goes on) {

@@ -59,6 +59,11 @@ public:
   /// events go to `sink`. Throws pnn::error naming the node when it refuses.
   std::vector<worker_actor> spawn_workers(const remote_node& node, event_sink_actor sink);
 
+  /// Starts a parameter holder shard on `node` (sgd --holder-hosts); its checkpoints
+  /// go to `home`. Throws pnn::error naming the node when it refuses.
+  holder_actor spawn_holder(const remote_node& node, const holder_spec& spec,
+                            holder_home_actor home);
+
   /// Starts `n` workers on this host (slots numbered from `base.slot`).
   std::vector<worker_actor> spawn_local_workers(int32_t n, event_sink_actor sink,
                                                 worker_options base = {});
@@ -109,6 +114,11 @@ public:
   /// `options[i]`; one shard is a plain holder. Throws pnn::error when they do not fit.
   ParameterHolder(caf::actor_system& sys, uint64_t layout, std::vector<uint64_t> bounds,
                   std::vector<param_blob> initial, std::vector<holder_options> options);
+  /// Takes over shards already running (here or on other hosts: Cluster::
+  /// spawn_holder), shard i over values [bounds[i], bounds[i+1]) of a model of
+  /// layout `layout`; it ends them as it ends its own.
+  ParameterHolder(caf::actor_system& sys, uint64_t layout, std::vector<uint64_t> bounds,
+                  std::vector<holder_actor> running);
   ~ParameterHolder();
   ParameterHolder(const ParameterHolder&) = delete;
   ParameterHolder& operator=(const ParameterHolder&) = delete;

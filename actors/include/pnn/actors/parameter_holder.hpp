@@ -66,6 +66,19 @@ struct holder_options {
 /// when shards is 0 or more than the values.
 std::vector<uint64_t> shard_bounds(const std::vector<uint64_t>& tensor_values, size_t shards);
 
+/// The options of a holder shard run for another host's coordinator (no save
+/// function: the node sends its checkpoints home). Throws pnn::error
+/// (invalid_argument) on an optimizer spec or learning rate that is not one.
+holder_options holder_options_from(const holder_spec& spec);
+
+/// The checkpoints a shard's options save: what `save` gets. `home` receives
+/// checkpoints of shards on other hosts (holder_home_actor): one that fits shard
+/// i's layout and count (shapes[i]) with finite values goes to `save`, others are
+/// dropped and said on stderr. In-process, `save` runs in the home's context.
+holder_home_actor spawn_holder_home(
+  caf::actor_system& sys, std::vector<param_blob> shapes,
+  std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save);
+
 /// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes, and `optimizer_state` must fit
 /// the optimizer; throws pnn::error otherwise.

@@ -412,6 +412,35 @@ typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
 /// a slice pushed to the wrong shard is refused, not added to other values.
 uint64_t shard_layout(uint64_t layout, uint64_t begin, uint64_t end);
 
+/// A holder shard a coordinator asks a node to run (sgd --holder-hosts): its
+/// starting values and how it runs (holder_options_from turns it into
+/// holder_options; a bad optimizer spec is refused). Its checkpoints go to the
+/// coordinator's holder_home_actor every `checkpoint_every` applied updates.
+struct holder_spec {
+  uint32_t shard = 0;            ///< which shard: its checkpoints say so
+  param_blob initial;            ///< its values, version and (shard) layout
+  std::string optimizer;         ///< "" : updates are deltas; else an optimizer spec
+  double lr = 1e-3;              ///< the optimizer's base learning rate
+  std::string optimizer_state;   ///< flat_optimizer::state to start from ("" : fresh)
+  uint64_t checkpoint_every = 0; ///< 0: never (the coordinator asks at the end)
+  bool staleness_scaling = false;
+  double delta_scale = 1.0;
+  int32_t max_steps = 1024;
+  uint32_t sync_members = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, holder_spec& x) {
+  return f(caf::meta::type_name("holder_spec"), x.shard, x.initial, x.optimizer, x.lr,
+           x.optimizer_state, x.checkpoint_every, x.staleness_scaling,
+           x.delta_scale, x.max_steps, x.sync_members);
+}
+
+/// Where a holder shard on another host sends its checkpoints (the coordinator):
+/// (checkpoint_atom, shard, its parameters, its optimizer's state).
+using holder_home_actor =
+  caf::typed_actor<caf::reacts_to<checkpoint_atom, uint32_t, param_blob, std::string>>;
+
 /// A training worker (training_worker.hpp): runs one job at a time, in slices of a
 /// few batches, so it stays responsive to thread changes, cancel and shutdown.
 using worker_actor = caf::typed_actor<
@@ -483,7 +512,12 @@ using node_actor = caf::typed_actor<
   /// given (progress, results and checkpoints go there) and answers their handles.
   /// The workers run remote jobs: their record files come back in the results.
   /// They end when the sink's node goes away or the node shuts down.
-  caf::replies_to<spawn_atom, event_sink_actor>::with<std::vector<worker_actor>>>;
+  caf::replies_to<spawn_atom, event_sink_actor>::with<std::vector<worker_actor>>,
+  /// Runs a parameter holder shard for the coordinator whose holder_home_actor is
+  /// given (its checkpoints go there); it ends when that actor's node goes away or
+  /// the node shuts down. Refused beyond serve's --max-holder-mb (every shard this
+  /// node holds) or with settings a holder refuses.
+  caf::replies_to<spawn_atom, holder_spec, holder_home_actor>::with<holder_actor>>;
 
 /// Registers every message type above (and vectors of them) with CAF, on every
 /// node that exchanges them.

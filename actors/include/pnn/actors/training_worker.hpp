@@ -29,6 +29,9 @@ namespace pnn {
 struct peer_limits {
   int32_t max_threads = 0;          ///< a job's intra-op threads are capped here (0: no cap)
   int64_t max_checkpoint_bytes = 0; ///< a checkpoint sent with a job (0: no cap)
+  /// Parameter holder shards run here for coordinators (sgd --holder-hosts): their
+  /// values and optimizer moments, all shards together (0: no cap).
+  int64_t max_holder_bytes = 0;
   /// When set, job_spec::data_dir must be "" or inside one of `data_dirs`
   /// (worker_options::data_dir, when set, replaces it and is always allowed).
   bool restrict_data_dirs = false;

@@ -86,6 +86,10 @@ struct sgd_options
   /// actor with its own version, optimizer state and checkpoint file; workers push
   /// and pull every shard at once.
   int32_t holder_shards = 1;
+  /// Where the shards run: shard i on entry i mod H, "local" (this process) or
+  /// "host:port" of a `pnn-node serve` (which runs no workers unless in `hosts`
+  /// too); empty: every shard here. A remote shard sends its checkpoints here.
+  std::vector<std::string> holder_hosts;
   /// Start from out/holder.pt when it exists (its version goes on counting); the
   /// workers' data order and schedules start afresh.
   bool resume = false;
@@ -106,6 +110,7 @@ struct sgd_report : replica_report {
   holder_status holder;
   std::vector<holder_status> holder_shards; ///< each shard's counters
   std::vector<uint64_t> holder_bounds;      ///< where each shard's values begin; the count
+  std::vector<std::string> holder_places;   ///< where each shard ran ("local" or its host)
   uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
   /// SIGINT/SIGTERM stopped the workers early (output_group::handle_interrupts): the
   /// holder's parameters so far are in holder.pt, and --resume goes on from them.

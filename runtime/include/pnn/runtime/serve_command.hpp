@@ -20,6 +20,7 @@ struct serve_request {
   // What a coordinator may ask of this host (a job beyond them fails, naming the flag).
   int64_t max_dataset_cache_mb = 4096; ///< datasets kept loaded for coordinators' jobs
   int64_t max_checkpoint_mb = 1024;    ///< a checkpoint sent along with a job
+  int64_t max_holder_mb = 4096;        ///< holder shards run here (values and moments)
   int32_t max_workers = 0;             ///< workers alive at once (0: 4 x slots)
   std::vector<std::string> allowed_data_dirs; ///< folders a job_spec may name as data_dir
 };
