@@ -223,6 +223,15 @@ void ParameterHolder::stop() {
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
 }
 
+void ParameterHolder::replace(size_t shard, holder_actor next) {
+  if (shard >= shards_.size() || !next)
+    bad("parameter holder: no shard " + std::to_string(shard) + " to replace");
+  if (shards_[shard] == next)
+    return;
+  caf::anon_send_exit(shards_[shard], caf::exit_reason::user_shutdown);
+  shards_[shard] = std::move(next);
+}
+
 void ParameterHolder::link(sgd_link& link) const {
   link.holder = shards_.front();
   link.shards.clear();

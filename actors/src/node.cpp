@@ -53,6 +53,9 @@ private:
   /// each one counts against --max-holder-mb.
   std::map<caf::actor_addr, std::vector<holder_actor>> holders_;
   std::map<caf::actor_addr, int64_t> holder_bytes_;
+  /// Workers and shards of a coordinator that went: no longer counted, but their
+  /// exit may still come (and must not be taken for the node's own).
+  std::set<caf::actor_addr> released_;
 };
 
 node_info node_state::status() const {
@@ -134,6 +137,8 @@ caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec
 /// coordinator went away) must not take the node, and the next coordinators, along.
 /// (Its exit may arrive before or after the coordinator's down message.)
 void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
+  if (released_.erase(msg.source) > 0)
+    return;
   if (holder_bytes_.erase(msg.source) > 0) {
     for (auto& [home, list] : holders_)
       list.erase(std::remove_if(list.begin(), list.end(),
@@ -154,12 +159,14 @@ void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
 /// A coordinator went away: its workers and holder shards are of no use any more.
 /// They no longer count against this host's limits now: an actor that gets an exit
 /// message from an actor it is linked to drops the link before it ends, so no exit
-/// message comes back from them.
+/// message comes back from those ended here (one ended by its coordinator first
+/// still sends one: released_).
 void node_state::coordinator_down(const caf::down_msg& msg) {
   if (auto h = holders_.find(msg.source); h != holders_.end()) {
     for (auto& holder : h->second) {
       self_->send_exit(holder, caf::exit_reason::user_shutdown);
-      holder_bytes_.erase(holder.address());
+      if (holder_bytes_.erase(holder.address()) > 0)
+        released_.insert(holder.address());
     }
     holders_.erase(h);
   }
@@ -168,7 +175,8 @@ void node_state::coordinator_down(const caf::down_msg& msg) {
     return;
   for (auto& w : i->second) {
     self_->send_exit(w, caf::exit_reason::user_shutdown);
-    spawned_.erase(w.address());
+    if (spawned_.erase(w.address()) > 0)
+      released_.insert(w.address());
   }
   workers_.erase(i);
 }

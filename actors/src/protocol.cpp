@@ -95,6 +95,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<holder_actor>("pnn::holder_actor");
   cfg.add_message_type<holder_spec>("pnn::holder_spec");
   cfg.add_message_type<holder_home_actor>("pnn::holder_home_actor");
+  cfg.add_message_type<holder_directory_actor>("pnn::holder_directory_actor");
   cfg.add_message_type<worker_actor>("pnn::worker_actor");
   cfg.add_message_type<event_sink_actor>("pnn::event_sink_actor");
   cfg.add_message_type<std::vector<worker_actor>>("std::vector<pnn::worker_actor>");

@@ -82,11 +82,15 @@ private:
   void after_sgd_slice(bool done);
   void continue_training();
   void push();
-  void on_push_answered(const push_ack* ack);
+  void on_push_answered(const push_ack* ack, bool lost = false);
   void add_gradients(double lr);
   void set_up_shards();
-  void on_push_shard_answered(int64_t index, const push_ack* ack);
+  void on_push_shard_answered(int64_t index, const push_ack* ack, bool lost = false);
+  bool recoverable(const caf::error& e) const;
+  void shard_lost(size_t shard);
+  void on_shard_moved(size_t shard, holder_actor next);
   void pull(bool first);
+  void pull_part(size_t shard);
   void on_pull_shard(size_t shard, param_blob& blob);
   void on_pulled();
   void complete(error_code code = error_code::none, std::string why = "");
@@ -132,8 +136,11 @@ private:
     /// Pushes (by index, from 0) this shard refused that were sent after the pull
     /// of `version`: they are not in its version count.
     std::vector<int64_t> refused;
+    bool replacing = false;    ///< it failed; the directory was asked for its successor
+    bool pull_missing = false; ///< the pull in flight still needs its part (from the successor)
   };
   std::vector<holder_shard> shards_;
+  bool repull_due_ = false; ///< a shard moved after answering the pull in flight
   int64_t pushes_sent_ = 0;     ///< pushes sent so far
   int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
   int64_t pushes_at_version_ = 0; ///< pushes_sent_ when the last pull was sent
@@ -143,6 +150,7 @@ private:
   struct push_answers {
     size_t waiting = 0;
     bool refused = false;
+    bool lost = false; ///< a shard was lost before it answered
     push_ack ack;
   };
   std::map<int64_t, push_answers> pushes_; ///< by push index
@@ -230,6 +238,7 @@ void worker_state::open_result(const job_spec& spec) {
   pulled_ = {};
   pulled_versions_.clear();
   pull_waiting_ = 0;
+  repull_due_ = false;
   pushes_sent_ = pushes_at_pull_ = pushes_at_version_ = 0;
   sync_due_ = false;
   grad_sum_.clear();
@@ -687,8 +696,15 @@ void worker_state::push() {
       if (gen != generation_)
         return;
       if (e.category() != error_category) {
-        // No answer in time, or the holder is gone: this worker cannot go on.
-        finish(error_code::holder_failed, holder_failure("push", e));
+        if (!recoverable(e)) {
+          // No answer in time, or the holder is gone: this worker cannot go on.
+          finish(error_code::holder_failed, holder_failure("push", e));
+          return;
+        }
+        // The shard's host was lost (or it did not answer): its successor comes
+        // from the directory; this push's part there is lost.
+        shard_lost(s);
+        on_push_shard_answered(index, nullptr, true);
         return;
       }
       // The shard refused this update (it counts it too); the next pull brings
@@ -723,13 +739,16 @@ void worker_state::holder_down(const caf::down_msg& msg) {
     }
 }
 
-/// A shard answered push `index` (`ack` null: it refused it).
-void worker_state::on_push_shard_answered(int64_t index, const push_ack* ack) {
+/// A shard answered push `index` (`ack` null: it refused it, or with `lost` it was
+/// lost before it answered).
+void worker_state::on_push_shard_answered(int64_t index, const push_ack* ack, bool lost) {
   auto it = pushes_.find(index);
   if (it == pushes_.end())
     return;
   auto& p = it->second;
-  if (!ack) {
+  if (lost) {
+    p.lost = true;
+  } else if (!ack) {
     p.refused = true;
   } else {
     p.ack.version = std::max(p.ack.version, ack->version);
@@ -739,13 +758,16 @@ void worker_state::on_push_shard_answered(int64_t index, const push_ack* ack) {
     return;
   const auto answer = p;
   pushes_.erase(it);
-  on_push_answered(answer.refused ? nullptr : &answer.ack);
+  const bool whole = !answer.refused && !answer.lost;
+  on_push_answered(whole ? &answer.ack : nullptr, answer.lost && !answer.refused);
 }
 
-/// `ack` is null for a refused push.
-void worker_state::on_push_answered(const push_ack* ack) {
+/// `ack` is null for a refused push (or with `lost`, one a lost shard never answered).
+void worker_state::on_push_answered(const push_ack* ack, bool lost) {
   --in_flight_;
-  if (!ack) {
+  if (lost) {
+    ++result_.sgd.lost_pushes;
+  } else if (!ack) {
     ++result_.sgd.rejected_pushes;
   } else {
     ++result_.sgd.accepted_pushes;
@@ -777,18 +799,83 @@ void worker_state::pull(bool first) {
   pulled_.bytes.assign(pulled_.count * sizeof(float), 0);
   pulled_versions_.assign(shards_.size(), 0);
   pull_waiting_ = shards_.size();
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    shards_[s].pull_missing = true;
+    if (!shards_[s].replacing) // else its successor is asked once it is known
+      pull_part(s);
+  }
+}
+
+/// Asks shard `s` for its part of the pull in flight.
+void worker_state::pull_part(size_t s) {
   const auto gen = generation_;
-  for (size_t s = 0; s < shards_.size(); ++s)
-    self_->request(shards_[s].actor, holder_timeout(), pull_atom::value)
-      .then(
-        [this, gen, s](param_blob& blob) {
-          if (gen == generation_)
-            on_pull_shard(s, blob);
-        },
-        [this, gen](caf::error& e) {
-          if (gen == generation_)
-            finish(error_code::holder_failed, holder_failure("pull", e));
-        });
+  self_->request(shards_[s].actor, holder_timeout(), pull_atom::value)
+    .then(
+      [this, gen, s](param_blob& blob) {
+        if (gen == generation_)
+          on_pull_shard(s, blob);
+      },
+      [this, gen, s](caf::error& e) {
+        if (gen != generation_)
+          return;
+        if (!recoverable(e)) {
+          finish(error_code::holder_failed, holder_failure("pull", e));
+          return;
+        }
+        shard_lost(s); // its successor answers this part (on_shard_moved)
+      });
+}
+
+/// Whether a failed request to a shard is worth asking the directory about: a
+/// lost host or no answer in time, in an asynchronous run that has a directory.
+bool worker_state::recoverable(const caf::error& e) const {
+  return link_ && link_->directory && !link_->sync && e.category() != error_category;
+}
+
+/// Shard `s` failed a request: asks the directory for its successor (once).
+void worker_state::shard_lost(size_t s) {
+  auto& h = shards_[s];
+  if (h.replacing)
+    return;
+  h.replacing = true;
+  const auto gen = generation_;
+  // The coordinator notices a lost host after its peer timeout, then restores the
+  // shard: wait for that longer than for one answer.
+  const auto wait = std::chrono::milliseconds(
+    static_cast<int64_t>(std::max(60.0, 4 * link_->holder_timeout) * 1000));
+  self_->request(link_->directory, wait, pull_atom::value, static_cast<uint32_t>(s), h.actor)
+    .then(
+      [this, gen, s](holder_actor& next) {
+        if (gen == generation_)
+          on_shard_moved(s, std::move(next));
+      },
+      [this, gen, s](caf::error& e) {
+        if (gen == generation_)
+          finish(error_code::holder_failed,
+                 "parameter holder shard " + std::to_string(s)
+                   + " failed and no successor came: " + self_->system().render(e));
+      });
+}
+
+/// Shard `s` has a successor (restored from its last checkpoint): the pull in
+/// flight takes its part from there, and the worker pulls every shard again once
+/// that pull is in, so its parameters follow the shard's rollback.
+void worker_state::on_shard_moved(size_t s, holder_actor next) {
+  auto& h = shards_[s];
+  h.replacing = false;
+  if (!next || next == h.actor) {
+    finish(error_code::holder_failed,
+           "parameter holder shard " + std::to_string(s) + " failed and has no successor");
+    return;
+  }
+  h.actor = std::move(next);
+  ++result_.sgd.shard_moves;
+  if (pull_pending_ && h.pull_missing)
+    pull_part(s);
+  else if (pull_pending_)
+    repull_due_ = true; // it answered with its old values
+  else
+    pull(false);
 }
 
 /// One shard's part of the pull in flight; the last one completes it.
@@ -813,6 +900,7 @@ void worker_state::on_pull_shard(size_t shard, param_blob& blob) {
   std::memcpy(pulled_.bytes.data() + h.begin * sizeof(float), blob.bytes.data(),
               blob.bytes.size());
   pulled_versions_[shard] = blob.version;
+  shards_[shard].pull_missing = false;
   if (--pull_waiting_ == 0)
     on_pulled();
 }
@@ -860,6 +948,10 @@ void worker_state::on_pulled() {
                     h.refused.end());
   }
   ++result_.sgd.pulls;
+  if (repull_due_) { // a shard moved while this pull was under way
+    repull_due_ = false;
+    pull(false);
+  }
   if (sync_due_) {
     sync_due_ = false;
     if (mode_ == mode::sync_wait)

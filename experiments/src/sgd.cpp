@@ -1,6 +1,7 @@
 #include <pnn/experiments/sgd.hpp>
 
 #include <pnn/actors/cluster.hpp>
+#include <pnn/actors/errors.hpp>
 #include <pnn/experiments/holder_file.hpp>
 #include <pnn/experiments/session.hpp>
 #include <pnn/experiments/distributed.hpp>
@@ -30,6 +31,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -254,7 +257,21 @@ struct started_holder {
   std::unique_ptr<ParameterHolder> holder;
   std::vector<std::string> places; ///< "local" or the node's host name, per shard
   holder_home_actor home;          ///< receives remote shards' checkpoints (or none)
+  /// Each shard's settings and starting values (a lost shard with no checkpoint
+  /// yet comes back from them).
+  std::vector<holder_spec> specs;
 };
+
+/// A local shard from `spec`, saving into its file through `save`.
+holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
+                               const std::function<void(uint32_t, const param_blob&,
+                                                        const std::string&)>& save) {
+  auto options = holder_options_from(spec);
+  options.save = [save, i = spec.shard](const param_blob& p, const std::string& state) {
+    save(i, p, state);
+  };
+  return spawn_holder(sys, std::move(spec.initial), std::move(options));
+}
 
 /// The holder: from --resume's checkpoints (parameters, and the optimizer's moments
 /// when it runs the optimizer; one per shard), else from the model's parameters.
@@ -292,9 +309,10 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
     }
     load_parameter_bytes(model, bytes);
   }
-  auto save = [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
-    write_holder_file(holder_file(o, shard), {p, name, state});
-  };
+  std::function<void(uint32_t, const param_blob&, const std::string&)> save =
+    [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
+      write_holder_file(holder_file(o, shard), {p, name, state});
+    };
   started_holder out;
   std::vector<holder_actor> running;
   auto end_started = [&] {
@@ -311,28 +329,26 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
       shard.shard = static_cast<uint32_t>(i);
       if (!restart.empty())
         shard.optimizer_state = restart[i].optimizer_state;
+      shard.initial = std::move(initial[i]);
+      out.specs.push_back(shard);
       if (place == "local") {
-        auto options = holder_options_from(shard);
-        options.save = [save, i](const param_blob& p, const std::string& state) {
-          save(static_cast<uint32_t>(i), p, state);
-        };
-        running.push_back(spawn_holder(sys, std::move(initial[i]), std::move(options)));
+        running.push_back(spawn_local_shard(sys, std::move(shard), save));
         out.places.push_back("local");
         continue;
       }
       if (!out.home) {
         std::vector<param_blob> shapes;
-        for (const auto& b : initial) {
+        for (size_t k = 0; k < bounds.size() - 1; ++k) {
           param_blob shape;
-          shape.layout = b.layout;
-          shape.count = b.count;
+          shape.layout = bounds.size() == 2 ? layout_hash(model)
+                                            : shard_layout(layout_hash(model), bounds[k], bounds[k + 1]);
+          shape.count = bounds[k + 1] - bounds[k];
           shapes.push_back(std::move(shape));
         }
         out.home = spawn_holder_home(sys, std::move(shapes), save);
       }
       const auto& node = *std::find_if(remote.nodes().begin(), remote.nodes().end(),
                                        [&](const remote_node& n) { return n.address == place; });
-      shard.initial = std::move(initial[i]);
       running.push_back(remote.spawn_holder(node, shard, out.home));
       out.places.push_back(node.info.host);
     }
@@ -342,6 +358,124 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
     throw;
   }
   return out;
+}
+
+/// What the keeper of a run's remote holder shards did: each shard's handle now,
+/// and every shard it brought back after its host was lost.
+struct keeper_log {
+  std::mutex mtx;
+  std::vector<holder_actor> shards;
+  std::vector<std::string> places;
+  nlohmann::json restores = nlohmann::json::array();
+};
+
+using keeper_tick_atom = caf::atom_constant<caf::atom("ktick")>;
+using keeper_actor = holder_directory_actor::extend<caf::reacts_to<keeper_tick_atom>>;
+
+/// Watches the remote shards (monitor, and their version 5 times a second). A
+/// lost one (its host died or went silent) comes back here from its last
+/// checkpoint file (or its starting values), the loss is logged, and workers that
+/// ask the directory for it get the new handle.
+keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
+                                          std::shared_ptr<keeper_log> log,
+                                          std::vector<holder_spec> specs,
+                                          std::function<void(uint32_t, const param_blob&,
+                                                             const std::string&)> save,
+                                          std::function<std::optional<holder_checkpoint>(uint32_t)> last,
+                                          double started) {
+  struct state {
+    std::vector<uint64_t> versions; // last seen
+    std::map<uint32_t, std::vector<caf::typed_response_promise<holder_actor>>> waiting;
+  };
+  auto st = std::make_shared<state>();
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    st->versions.assign(log->shards.size(), 0);
+    for (size_t i = 0; i < log->shards.size(); ++i)
+      if (log->places[i] != "local")
+        self->monitor(log->shards[i]);
+  }
+  self->set_down_handler([=](const caf::down_msg& msg) {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    for (size_t i = 0; i < log->shards.size(); ++i) {
+      if (log->shards[i].address() != msg.source)
+        continue;
+      auto spec = specs[i];
+      uint64_t restored = spec.initial.version;
+      if (auto c = last(static_cast<uint32_t>(i))) {
+        restored = c->params.version;
+        spec.initial = std::move(c->params);
+        spec.optimizer_state = std::move(c->optimizer_state);
+      }
+      holder_actor next;
+      std::string failure;
+      try {
+        next = spawn_local_shard(self->system(), spec, save);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      std::fprintf(stderr,
+                   "pnn sgd: holder shard %zu on %s lost (%s); %s from version %llu (it was at "
+                   "%llu or later)\n",
+                   i, log->places[i].c_str(), self->system().render(msg.reason).c_str(),
+                   failure.empty() ? "restored here" : ("not restored: " + failure).c_str(),
+                   static_cast<unsigned long long>(restored),
+                   static_cast<unsigned long long>(st->versions[i]));
+      st->versions[i] = std::max(st->versions[i], restored); // polled 5 times a second
+      log->restores.push_back(
+        {{"shard", i},
+         {"lost_host", log->places[i]},
+         {"reason", self->system().render(msg.reason)},
+         {"version_seen", st->versions[i]},
+         {"restored_version", restored},
+         {"versions_lost_at_least",
+          st->versions[i] > restored ? st->versions[i] - restored : 0},
+         {"at_seconds", wall_clock_seconds() - started},
+         {"restored", failure.empty()}});
+      auto waiting = std::move(st->waiting[static_cast<uint32_t>(i)]);
+      st->waiting.erase(static_cast<uint32_t>(i));
+      if (!failure.empty()) {
+        for (auto& p : waiting)
+          p.deliver(make_error(error_code::holder_failed, "shard not restored: " + failure));
+        continue;
+      }
+      log->shards[i] = next;
+      log->places[i] = "local";
+      st->versions[i] = restored;
+      for (auto& p : waiting)
+        p.deliver(next);
+    }
+  });
+  self->send(self, keeper_tick_atom::value);
+  return {
+    [=](pull_atom, uint32_t shard, const holder_actor& failed) -> caf::result<holder_actor> {
+      std::lock_guard<std::mutex> guard{log->mtx};
+      if (shard >= log->shards.size())
+        return make_error(error_code::invalid_argument, "no holder shard " + std::to_string(shard));
+      if (log->shards[shard] != failed)
+        return log->shards[shard];
+      auto promise = self->make_response_promise<holder_actor>();
+      st->waiting[shard].push_back(promise);
+      return promise;
+    },
+    [=](keeper_tick_atom) {
+      std::lock_guard<std::mutex> guard{log->mtx};
+      for (size_t i = 0; i < log->shards.size(); ++i) {
+        if (log->places[i] == "local")
+          continue;
+        const auto h = log->shards[i];
+        self->request(h, std::chrono::seconds(5), status_atom::value)
+          .then(
+            [=](holder_status& s) {
+              std::lock_guard<std::mutex> guard{log->mtx};
+              if (log->shards[i] == h)
+                st->versions[i] = std::max(st->versions[i], s.version);
+            },
+            [](caf::error&) {});
+      }
+      self->delayed_send(self, std::chrono::milliseconds(200), keeper_tick_atom::value);
+    },
+  };
 }
 
 /// What the actors gave back.
@@ -386,11 +520,37 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
       holder_hosts.connect(h);
   auto started = start_holder(o, session.system(), holder_hosts, model, restart, n);
   auto& holder = started.holder;
-  report.holder_places = started.places;
+  // Remote shards (asynchronous runs): a keeper brings a lost one back here.
+  auto log = std::make_shared<keeper_log>();
+  log->shards = holder->shards();
+  log->places = started.places;
+  keeper_actor keeper;
+  const bool remote_shards = std::any_of(started.places.begin(), started.places.end(),
+                                         [](const std::string& p) { return p != "local"; });
+  if (remote_shards && !o.sync) {
+    const auto name = holder_optimizer_name(o);
+    auto save = [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
+      write_holder_file(holder_file(o, shard), {p, name, state});
+    };
+    auto last = [&o](uint32_t shard) -> std::optional<holder_checkpoint> {
+      const auto file = holder_file(o, shard);
+      if (!fs::exists(file))
+        return std::nullopt;
+      try {
+        return read_holder_file(file);
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    };
+    keeper = session.system().spawn(holder_keeper, log, started.specs, save, last,
+                                    wall_clock_seconds());
+  }
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
   holder->link(link);
+  if (keeper)
+    link.directory = caf::actor_cast<holder_directory_actor>(keeper);
   link.n_pull = o.n_pull;
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
@@ -425,6 +585,15 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
                });
     out.interrupted = watch && watch->fired();
   }
+  if (keeper) {
+    caf::anon_send_exit(keeper, caf::exit_reason::user_shutdown);
+    std::lock_guard<std::mutex> guard{log->mtx};
+    for (size_t i = 0; i < log->shards.size(); ++i)
+      holder->replace(i, log->shards[i]);
+    report.holder_restores = log->restores;
+    started.places = log->places;
+  }
+  report.holder_places = started.places;
   report.holder = holder->status();
   report.holder_shards = holder->shard_status();
   report.holder_bounds = holder->bounds();
@@ -561,6 +730,8 @@ nlohmann::json worker_list(const sgd_report& report) {
                        {"staleness_mean", number_or_null(mean_staleness(r.sgd))},
                        {"staleness_max", r.sgd.staleness_max},
                        {"sync_pulls", r.sgd.sync_pulls},
+                       {"lost_pushes", r.sgd.lost_pushes},
+                       {"shard_moves", r.sgd.shard_moves},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
                        {"train_loss", number_or_null(r.train_loss)},
@@ -780,6 +951,7 @@ sgd_report run_sgd(const sgd_options& o) {
                             data.train->size(), data.test ? data.test->size() : 0, cores});
   summary.workers = static_cast<int64_t>(report.workers.size());
   summary.more.update({{"rejected_updates", report.rejected_updates},
+                       {"holder_restores", report.holder_restores},
                        {"holder", holder_json(report)},
                        {"holder_shards", o.holder_shards},
                        {"local_workers", local},

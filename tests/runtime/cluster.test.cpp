@@ -23,10 +23,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace pnn;
 
@@ -682,6 +685,79 @@ CAF_TEST(SGD with holder shards on serve hosts trains and keeps every shard chec
   CAF_MESSAGE(big.err);
   CAF_CHECK(test::contains(big.err, "--max-holder-mb"));
   CAF_CHECK(test::contains(big.err, "--holder-hosts"));
+}
+
+CAF_TEST(SGD goes on when the host of a holder shard is killed and the shard comes back from its checkpoint) {
+  test::temp_dir dir;
+  server h{1};
+  CAF_REQUIRE_GREATER(h.port, 0);
+  sgd_options o;
+  o.dataset = "synthetic:train=4000,test=200";
+  o.model = "lenet5";
+  o.epochs = 3;
+  o.slots = 2;
+  o.cores = 2;
+  o.optimizer_on = "holder";
+  o.holder_shards = 2;
+  o.holder_hosts = {"local", h.address()};
+  o.holder_checkpoint_every = 5;
+  o.holder_timeout = 3 * test::time_scale();
+  o.out = dir / "run";
+  o.progress = "none";
+  std::thread killer;
+  std::atomic<uint64_t> killed_at{0};
+  o.on_holder = [&](ParameterHolder& holder) {
+    // Once the local shard has applied 20 updates, the other shard's host dies.
+    auto local = holder.shards()[0];
+    auto* sys = &holder.shards()[0]->home_system();
+    const auto victim = h.process.pid();
+    killer = std::thread([local, sys, victim, &killed_at] {
+      caf::scoped_actor self{*sys};
+      for (int i = 0; i < 2400 && killed_at == 0; ++i) {
+        uint64_t version = 0;
+        self->request(local, std::chrono::seconds(5), status_atom::value)
+          .receive([&](holder_status& s) { version = s.version; }, [](caf::error&) {});
+        if (version >= 20) {
+          ::kill(victim, SIGKILL);
+          killed_at = version;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  };
+  auto report = run_sgd(o);
+  killer.join();
+  CAF_REQUIRE_GREATER(killed_at.load(), 0u);
+  // Every worker finished its whole shard; the lost shard came back here.
+  CAF_REQUIRE_EQUAL(report.workers.size(), 2u);
+  int64_t moves = 0;
+  for (const auto& w : report.workers) {
+    CAF_CHECK(w.result.ok());
+    CAF_CHECK_EQUAL(w.result.samples, 3 * 2000);
+    moves += w.result.sgd.shard_moves;
+  }
+  CAF_CHECK_GREATER_OR_EQUAL(moves, 1);
+  auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));
+  CAF_MESSAGE("restores: " << s["holder_restores"].dump());
+  CAF_REQUIRE_EQUAL(s["holder_restores"].size(), 1u);
+  const auto& r = s["holder_restores"][0];
+  CAF_CHECK_EQUAL(r["shard"].get<int>(), 1);
+  CAF_CHECK(r["restored"].get<bool>());
+  CAF_CHECK(test::contains(r["lost_host"].get<std::string>(), ":" + std::to_string(h.port)));
+  // From its last checkpoint: a multiple of 5, not after the loss.
+  const auto restored = r["restored_version"].get<uint64_t>();
+  CAF_CHECK_EQUAL(restored % 5, 0u);
+  CAF_CHECK_GREATER(restored, 0u);
+  CAF_CHECK_LESS_OR_EQUAL(restored, r["version_seen"].get<uint64_t>());
+  // Each push goes to both shards: shard 1 was near shard 0's version when killed.
+  CAF_CHECK_LESS_OR_EQUAL(restored, killed_at + 10);
+  CAF_CHECK_GREATER_OR_EQUAL(restored + 10, killed_at);
+  CAF_CHECK_EQUAL(s["holder"]["shards"][1]["host"].get<std::string>(), "local");
+  // Training went on through the restored shard, and the model is good.
+  CAF_CHECK_GREATER(report.holder_shards[1].version, restored + 10);
+  CAF_MESSAGE("test accuracy " << report.test_accuracy);
+  CAF_CHECK_GREATER_OR_EQUAL(report.test_accuracy, 0.9);
 }
 
 CAF_TEST(a holder host sending forged checkpoints has them dropped and its refusal said) {

@@ -134,6 +134,9 @@ public:
   const std::vector<uint64_t>& bounds() const {
     return bounds_;
   }
+  /// Shard `shard` is now `next` (a lost shard brought back elsewhere); the old
+  /// handle is ended.
+  void replace(size_t shard, holder_actor next);
   /// Points `link` at this holder (every shard of a sharded one).
   void link(sgd_link& link) const;
   /// The layout fingerprint (training::layout_hash) updates must carry (a shard's

@@ -147,12 +147,18 @@ struct sgd_counters {
   uint64_t staleness_max = 0;
   int64_t sync_pulls = 0; ///< pulls waited for because a push was over max_staleness
   int64_t accepted_pushes = 0; ///< pushes the holder answered as applied
+  /// Pushes to a holder shard that was lost before it answered (its host went; the
+  /// shard came back from its last checkpoint), and the shards this worker was
+  /// moved to after such a loss.
+  int64_t lost_pushes = 0;
+  int64_t shard_moves = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
   return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes,
-           x.staleness_sum, x.staleness_max, x.sync_pulls, x.accepted_pushes);
+           x.staleness_sum, x.staleness_max, x.sync_pulls, x.accepted_pushes, x.lost_pushes,
+           x.shard_moves);
 }
 
 /// Record files of a job run on another host (which writes nothing itself): names
@@ -369,6 +375,13 @@ using holder_actor = caf::typed_actor<
   /// Counters.
   caf::replies_to<status_atom>::with<holder_status>>;
 
+/// Where a worker of an asynchronous run asks for a holder shard that failed it
+/// (its host was lost, or it did not answer in time): (pull_atom, shard, the handle
+/// that failed) is answered with the shard's current handle, once it has one other
+/// than that (a lost shard comes back from its last checkpoint).
+using holder_directory_actor =
+  caf::typed_actor<caf::replies_to<pull_atom, uint32_t, holder_actor>::with<holder_actor>>;
+
 /// The link of a distributed SGD job to its parameter holder: pull the holder's
 /// parameters before the first step (which waits for them) and every `n_pull` steps
 /// (merged when the answer arrives, keeping the steps made meanwhile), push the
@@ -388,7 +401,10 @@ using holder_actor = caf::typed_actor<
 /// the count, increasing; `holder` is shards[0]). The worker pulls from and pushes
 /// to every shard at once, each slice with the shard's own layout (shard_layout)
 /// and version; a pull ends when every shard answered, a push when every shard
-/// answered it (refused when one refused it; its staleness the largest).
+/// answered it (refused when one refused it; its staleness the largest). With a
+/// `directory` (asynchronous runs), a shard that fails a request is replaced by the
+/// one the directory names, and the worker pulls it before it goes on; a push to a
+/// lost shard is counted lost.
 struct sgd_link {
   holder_actor holder;
   int32_t n_pull = 5;
@@ -400,12 +416,15 @@ struct sgd_link {
   bool sync = false;
   std::vector<holder_actor> shards; ///< empty: `holder` holds every value
   std::vector<uint64_t> bounds;     ///< shards.size() + 1 offsets (in values)
+  /// Asynchronous runs: where to ask for a shard that failed (none: the job fails).
+  holder_directory_actor directory;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
-           x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds);
+           x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds,
+           x.directory);
 }
 
 /// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:

@@ -111,6 +111,10 @@ struct sgd_report : replica_report {
   std::vector<holder_status> holder_shards; ///< each shard's counters
   std::vector<uint64_t> holder_bounds;      ///< where each shard's values begin; the count
   std::vector<std::string> holder_places;   ///< where each shard ran ("local" or its host)
+  /// Shards lost with their host and brought back on the coordinator (summary.json
+  /// holder_restores): shard, lost_host, reason, version_seen, restored_version,
+  /// versions_lost_at_least, at_seconds, restored.
+  nlohmann::json holder_restores = nlohmann::json::array();
   uint64_t rejected_updates = 0; ///< pushes the holder refused (any sender)
   /// SIGINT/SIGTERM stopped the workers early (output_group::handle_interrupts): the
   /// holder's parameters so far are in holder.pt, and --resume goes on from them.
