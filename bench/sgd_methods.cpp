@@ -5,7 +5,7 @@
 // Methods (sgd flags): workers (each worker's optimizer; the holder merges their
 // deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
 // holder); "+sync" adds --sync (rounds), "+scale" --staleness-scaling, "+boundS"
-// --max-staleness S, "+lrX" multiplies --lr by X.
+// --max-staleness S, "+lrX" multiplies --lr by X, "+shardsS" --holder-shards S.
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
 // Prints JSON: every run, and per configuration the mean test accuracy over the
@@ -92,6 +92,8 @@ void apply_method(const std::string& method, sgd_options& o) {
     }
     else if (mod.rfind("bound", 0) == 0)
       o.max_staleness = std::stoi(mod.substr(5));
+    else if (mod.rfind("shards", 0) == 0)
+      o.holder_shards = std::stoi(mod.substr(6));
     else if (mod.rfind("lr", 0) == 0)
       o.lr *= std::stod(mod.substr(2));
     else
