@@ -5,7 +5,8 @@
 // Methods (sgd flags): workers (each worker's optimizer; the holder merges their
 // deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
 // holder); "+sync" adds --sync (rounds), "+scale" --staleness-scaling, "+boundS"
-// --max-staleness S, "+lrX" multiplies --lr by X, "+shardsS" --holder-shards S.
+// --max-staleness S, "+lrX" multiplies --lr by X, "+shardsS" --holder-shards S,
+// "+fp16", "+bf16", "+topkF" --compress (topk:F).
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
 // Prints JSON: every run, and per configuration the mean test accuracy over the
@@ -92,6 +93,10 @@ void apply_method(const std::string& method, sgd_options& o) {
     }
     else if (mod.rfind("bound", 0) == 0)
       o.max_staleness = std::stoi(mod.substr(5));
+    else if (mod == "fp16" || mod == "bf16")
+      o.compress = mod;
+    else if (mod.rfind("topk", 0) == 0)
+      o.compress = "topk:" + mod.substr(4);
     else if (mod.rfind("shards", 0) == 0)
       o.holder_shards = std::stoi(mod.substr(6));
     else if (mod.rfind("lr", 0) == 0)

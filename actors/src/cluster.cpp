@@ -84,6 +84,11 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, event_
   self->request(node.handle, millis(timeout_), spawn_atom::value, std::move(sink))
     .receive([&](std::vector<worker_actor>& remote) { result = std::move(remote); },
              [&](caf::error& e) { failure = sys_.render(e); });
+  // Workers of that node only: a handle to another host's actor would get this
+  // run's jobs, and its exit at the end.
+  for (const auto& w : result)
+    if (failure.empty() && (!w || w.node() != node.handle.node()))
+      failure = "it answered with an actor of another host";
   if (!failure.empty())
     bad((node.label.empty() ? label_ : node.label) + " " + node.address
         + ": no workers from that node (" + failure + ")");
@@ -101,6 +106,8 @@ holder_actor Cluster::spawn_holder(const remote_node& node, const holder_spec& s
              [&](caf::error& e) { failure = sys_.render(e); });
   if (failure.empty() && !result)
     failure = "no handle";
+  if (failure.empty() && result.node() != node.handle.node())
+    failure = "it answered with an actor of another host";
   if (!failure.empty())
     bad((node.label.empty() ? label_ : node.label) + " " + node.address + ": no holder shard "
         + std::to_string(spec.shard) + " from that node (" + failure + ")");
@@ -242,6 +249,15 @@ void ParameterHolder::link(sgd_link& link) const {
   }
 }
 
+/// Why shard `i`'s parameters `b` are not its own ("" : they are).
+std::string ParameterHolder::misfit(size_t i, const param_blob& b) const {
+  const uint64_t want = shards_.size() == 1 ? layout_ : shard_layout(layout_, bounds_[i], bounds_[i + 1]);
+  if (b.layout != want || b.count != bounds_[i + 1] - bounds_[i])
+    return "shard " + std::to_string(i) + " answered parameters of another layout or size";
+  auto why = training::check_floats(b.bytes, b.count);
+  return why.empty() ? why : "shard " + std::to_string(i) + ": " + why;
+}
+
 std::vector<holder_status> ParameterHolder::shard_status() {
   std::vector<holder_status> out;
   caf::scoped_actor self{sys_};
@@ -280,6 +296,7 @@ uint64_t ParameterHolder::load_into(models::Network& model) {
     self->request(shards_[i], millis(timeout_), pull_atom::value)
       .receive(
         [&](param_blob& b) {
+          failure = misfit(i, b);
           bytes.insert(bytes.end(), b.bytes.begin(), b.bytes.end());
           version = std::min(version, b.version);
         },
@@ -298,7 +315,10 @@ std::vector<std::pair<param_blob, std::string>> ParameterHolder::checkpoints() {
     std::string failure;
     self->request(shards_[i], millis(timeout_), checkpoint_atom::value)
       .receive(
-        [&](param_blob& b, std::string& state) { out.emplace_back(std::move(b), std::move(state)); },
+        [&](param_blob& b, std::string& state) {
+          failure = misfit(i, b);
+          out.emplace_back(std::move(b), std::move(state));
+        },
         [&](caf::error& e) { failure = sys_.render(e); });
     if (!failure.empty())
       throw pnn::error(error_code::run_failed, "parameter holder: checkpoint: " + failure);

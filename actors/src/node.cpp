@@ -103,9 +103,12 @@ caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec
                                                          const holder_home_actor& home) {
   if (!home)
     return caf::make_error(caf::sec::runtime_error, "a holder shard needs a home to save to");
+  // Its values, their optimizer moments (two for Adam) or the state it starts
+  // from, and 64 KB for the actor itself (many tiny shards are not free).
   const auto values = static_cast<int64_t>(spec.initial.bytes.size());
-  const int64_t bytes = values * (spec.optimizer.empty() ? 1 : 3)
-    + static_cast<int64_t>(spec.optimizer_state.size());
+  const int64_t moments = spec.optimizer.empty() ? 0 : 2 * values;
+  const int64_t bytes = values + std::max(moments, static_cast<int64_t>(spec.optimizer_state.size()))
+    + (int64_t{64} << 10);
   int64_t held = 0;
   for (const auto& [addr, n] : holder_bytes_)
     held += n;

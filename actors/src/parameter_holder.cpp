@@ -1,5 +1,6 @@
 #include <pnn/actors/parameter_holder.hpp>
 
+#include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
 #include <pnn/training/flat_optimizer.hpp>
@@ -60,6 +61,15 @@ public:
 
   /// Member `who` left the rounds (it finished, or was lost).
   void leave(const caf::actor_addr& who);
+
+  uint64_t count() const {
+    return params_.count;
+  }
+
+  /// An update whose encoding does not decode.
+  caf::error refuse(const std::string& why) {
+    return reject(why);
+  }
 
   /// The old push (a param_blob delta) has no answer to defer: refused by a
   /// synchronous holder.
@@ -337,9 +347,21 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
         return std::move(r.error());
       return r->version;
     },
-    [self](push_atom, const param_update& update) -> caf::result<push_ack> {
+    [self](push_atom, const param_update& pushed) -> caf::result<push_ack> {
       auto& st = self->state;
-      auto err = st.check(update);
+      // A compressed update is widened first, once its count is ours (a claimed
+      // count is never allocated before it is checked).
+      param_update decoded;
+      caf::error err;
+      if ((pushed.encoding != 0 || !pushed.indices.empty()) && pushed.count == st.count()) {
+        decoded = pushed;
+        auto why = decode_update(decoded);
+        if (!why.empty())
+          err = st.refuse(why);
+      }
+      const param_update& update = decoded.count > 0 ? decoded : pushed;
+      if (!err)
+        err = st.check(update);
       if (err && !st.sync())
         return err;
       if (!st.sync()) {
@@ -426,16 +448,17 @@ holder_options holder_options_from(const holder_spec& spec) {
 }
 
 holder_home_actor spawn_holder_home(
-  caf::actor_system& sys, std::vector<param_blob> shapes,
+  caf::actor_system& sys, uint32_t mine, param_blob shape,
   std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save) {
-  return sys.spawn([shapes = std::move(shapes), save = std::move(save)](
+  return sys.spawn([mine, shape = std::move(shape), save = std::move(save)](
                      holder_home_actor::pointer) -> holder_home_actor::behavior_type {
     return {
       [=](checkpoint_atom, uint32_t shard, const param_blob& params, const std::string& state) {
         std::string why;
-        if (shard >= shapes.size())
-          why = "shard " + std::to_string(shard) + " of " + std::to_string(shapes.size());
-        else if (params.layout != shapes[shard].layout || params.count != shapes[shard].count)
+        if (shard != mine)
+          why = "shard " + std::to_string(shard) + " sent to shard " + std::to_string(mine)
+            + "'s home";
+        else if (params.layout != shape.layout || params.count != shape.count)
           why = "shard " + std::to_string(shard) + ": layout or count of another shard";
         else
           why = training::check_floats(params.bytes, params.count);

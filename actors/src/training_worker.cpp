@@ -1,5 +1,6 @@
 #include <pnn/actors/training_worker.hpp>
 
+#include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
 #include <pnn/files.hpp>
@@ -87,7 +88,7 @@ private:
   void set_up_shards();
   void on_push_shard_answered(int64_t index, const push_ack* ack, bool lost = false);
   bool recoverable(const caf::error& e) const;
-  void shard_lost(size_t shard);
+  void shard_lost(size_t shard, const holder_actor& failed);
   void on_shard_moved(size_t shard, holder_actor next);
   void pull(bool first);
   void pull_part(size_t shard);
@@ -136,10 +137,12 @@ private:
     /// Pushes (by index, from 0) this shard refused that were sent after the pull
     /// of `version`: they are not in its version count.
     std::vector<int64_t> refused;
+    std::vector<float> residual; ///< what compression left out of its pushes so far
     bool replacing = false;    ///< it failed; the directory was asked for its successor
     bool pull_missing = false; ///< the pull in flight still needs its part (from the successor)
   };
   std::vector<holder_shard> shards_;
+  compression compression_; ///< of the pushes (sgd_link::encoding)
   bool repull_due_ = false; ///< a shard moved after answering the pull in flight
   int64_t pushes_sent_ = 0;     ///< pushes sent so far
   int64_t pushes_at_pull_ = 0;  ///< pushes_sent_ when the pull in flight was sent
@@ -608,6 +611,16 @@ std::string worker_state::holder_failure(const char* what, const caf::error& e) 
 void worker_state::set_up_shards() {
   const auto floats = static_cast<uint64_t>(parameter_floats(*job_->model()));
   shards_.clear();
+  compression_ = {};
+  if (link_->encoding > static_cast<uint8_t>(update_encoding::topk)
+      || !(link_->topk_fraction > 0 && link_->topk_fraction <= 1))
+    throw pnn::error(error_code::invalid_argument,
+                     "job " + std::to_string(spec_.id) + ": update encoding "
+                       + std::to_string(link_->encoding) + " with fraction "
+                       + std::to_string(link_->topk_fraction)
+                       + " (expected 0..3 and 0 < fraction <= 1)");
+  compression_.encoding = static_cast<update_encoding>(link_->encoding);
+  compression_.fraction = link_->topk_fraction;
   if (link_->shards.empty()) {
     shards_.push_back({link_->holder, 0, floats, layout_, 0, {}});
     return;
@@ -678,7 +691,11 @@ void worker_state::push() {
     update.gradient = link_->gradients;
     update.steps = steps;
     update.lr = lr;
-    if (shards_.size() == 1) {
+    if (compression_.encoding != update_encoding::raw) {
+      const auto* sq = squares.empty() ? nullptr
+                                       : reinterpret_cast<const float*>(squares.data()) + h.begin;
+      encode_update(compression_, values + h.begin, sq, h.end - h.begin, h.residual, update);
+    } else if (shards_.size() == 1) {
       update.bytes = std::move(bytes);
       update.squares = std::move(squares);
     } else {
@@ -688,11 +705,13 @@ void worker_state::push() {
       if (!squares.empty())
         update.squares.assign(squares.begin() + from, squares.begin() + to);
     }
+    result_.sgd.pushed_bytes += static_cast<int64_t>(update.bytes.size() + update.squares.size()
+                                                     + update.indices.size());
     auto on_ack = [this, gen, index](push_ack& ack) {
       if (gen == generation_)
         on_push_shard_answered(index, &ack);
     };
-    auto on_error = [this, gen, index, s](caf::error& e) {
+    auto on_error = [this, gen, index, s, to = h.actor](caf::error& e) {
       if (gen != generation_)
         return;
       if (e.category() != error_category) {
@@ -702,8 +721,12 @@ void worker_state::push() {
           return;
         }
         // The shard's host was lost (or it did not answer): its successor comes
-        // from the directory; this push's part there is lost.
-        shard_lost(s);
+        // from the directory (unless it came already: `to` is an old handle);
+        // this push's part there is lost, and like a refused one not in its count.
+        if (index >= pushes_at_version_)
+          shards_[s].refused.push_back(index);
+        if (to == shards_[s].actor)
+          shard_lost(s, to);
         on_push_shard_answered(index, nullptr, true);
         return;
       }
@@ -806,23 +829,25 @@ void worker_state::pull(bool first) {
   }
 }
 
-/// Asks shard `s` for its part of the pull in flight.
+/// Asks shard `s` for its part of the pull in flight. An answer from a handle the
+/// shard no longer has (it moved meanwhile) is dropped: its successor answers.
 void worker_state::pull_part(size_t s) {
   const auto gen = generation_;
-  self_->request(shards_[s].actor, holder_timeout(), pull_atom::value)
+  const auto to = shards_[s].actor;
+  self_->request(to, holder_timeout(), pull_atom::value)
     .then(
-      [this, gen, s](param_blob& blob) {
-        if (gen == generation_)
+      [this, gen, s, to](param_blob& blob) {
+        if (gen == generation_ && to == shards_[s].actor)
           on_pull_shard(s, blob);
       },
-      [this, gen, s](caf::error& e) {
-        if (gen != generation_)
+      [this, gen, s, to](caf::error& e) {
+        if (gen != generation_ || to != shards_[s].actor)
           return;
         if (!recoverable(e)) {
           finish(error_code::holder_failed, holder_failure("pull", e));
           return;
         }
-        shard_lost(s); // its successor answers this part (on_shard_moved)
+        shard_lost(s, to); // its successor answers this part (on_shard_moved)
       });
 }
 
@@ -832,10 +857,11 @@ bool worker_state::recoverable(const caf::error& e) const {
   return link_ && link_->directory && !link_->sync && e.category() != error_category;
 }
 
-/// Shard `s` failed a request: asks the directory for its successor (once).
-void worker_state::shard_lost(size_t s) {
+/// Shard `s` (handle `failed`) failed a request: asks the directory for its
+/// successor (once).
+void worker_state::shard_lost(size_t s, const holder_actor& failed) {
   auto& h = shards_[s];
-  if (h.replacing)
+  if (h.replacing || failed != h.actor)
     return;
   h.replacing = true;
   const auto gen = generation_;
@@ -843,7 +869,7 @@ void worker_state::shard_lost(size_t s) {
   // shard: wait for that longer than for one answer.
   const auto wait = std::chrono::milliseconds(
     static_cast<int64_t>(std::max(60.0, 4 * link_->holder_timeout) * 1000));
-  self_->request(link_->directory, wait, pull_atom::value, static_cast<uint32_t>(s), h.actor)
+  self_->request(link_->directory, wait, pull_atom::value, static_cast<uint32_t>(s), failed)
     .then(
       [this, gen, s](holder_actor& next) {
         if (gen == generation_)
@@ -870,16 +896,19 @@ void worker_state::on_shard_moved(size_t s, holder_actor next) {
   }
   h.actor = std::move(next);
   ++result_.sgd.shard_moves;
-  if (pull_pending_ && h.pull_missing)
-    pull_part(s);
-  else if (pull_pending_)
-    repull_due_ = true; // it answered with its old values
-  else
+  if (pull_pending_) {
+    if (h.pull_missing)
+      pull_part(s);
+    repull_due_ = true; // then every shard again, from one point (versions, base)
+  } else {
     pull(false);
+  }
 }
 
 /// One shard's part of the pull in flight; the last one completes it.
 void worker_state::on_pull_shard(size_t shard, param_blob& blob) {
+  if (!pull_pending_ || !shards_[shard].pull_missing)
+    return; // not awaited (a second answer for this part)
   const auto& h = shards_[shard];
   const uint64_t floats = h.end - h.begin;
   const auto holder =

@@ -2,6 +2,7 @@
 
 #include <pnn/error.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -53,8 +54,10 @@ void ensure_output_folder(const fs::path& dir, const std::string& flag) {
 
 void write_file_atomic(const fs::path& file, const std::string& content) {
   ensure_directory(file.parent_path());
+  // Unique per writer: two threads may replace the same file at once.
+  static std::atomic<uint64_t> serial{0};
   auto tmp = file;
-  tmp += ".tmp." + std::to_string(::getpid());
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(serial++);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     io_fail(file, std::string{"cannot write: "} + std::strerror(errno));

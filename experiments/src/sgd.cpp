@@ -1,6 +1,7 @@
 #include <pnn/experiments/sgd.hpp>
 
 #include <pnn/actors/cluster.hpp>
+#include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/experiments/holder_file.hpp>
 #include <pnn/experiments/session.hpp>
@@ -167,6 +168,7 @@ void validate(const sgd_options& o) {
   if (o.holder_checkpoint_every < 0)
     bad("--holder-checkpoint-every " + std::to_string(o.holder_checkpoint_every)
         + ": expected 0 (never) or more updates");
+  compression::parse(o.compress); // throws naming --compress
   if (o.holder_shards < 1 || o.holder_shards > 256)
     bad("--holder-shards " + std::to_string(o.holder_shards) + ": expected 1..256");
   for (const auto& h : o.holder_hosts)
@@ -237,6 +239,8 @@ std::string holder_optimizer_name(const sgd_options& o) {
   return o.optimizer_on == "holder" ? optimizer_options::parse(o.optimizer, o.lr).name : "";
 }
 
+void remove_other_holder_files(const sgd_options& o);
+
 /// The holder's checkpoint file: holder.pt, or shard i's of a sharded holder.
 fs::path holder_file(const sgd_options& o, size_t shard) {
   return o.holder_shards <= 1 ? o.out / "holder.pt"
@@ -252,15 +256,36 @@ std::vector<uint64_t> holder_bounds(const sgd_options& o, const models::Network&
   return shard_bounds(model, static_cast<size_t>(o.holder_shards));
 }
 
+/// The checkpoints this run's shards saved (written to their files, and kept here
+/// for a lost shard to come back from: never a file of an earlier run).
+struct checkpoint_store {
+  std::mutex mtx;
+  std::map<uint32_t, holder_checkpoint> last;
+};
+
 /// The holder of a run and where its shards are.
 struct started_holder {
   std::unique_ptr<ParameterHolder> holder;
   std::vector<std::string> places; ///< "local" or the node's host name, per shard
-  holder_home_actor home;          ///< receives remote shards' checkpoints (or none)
+  std::vector<holder_home_actor> homes; ///< each remote shard's (receives its checkpoints)
   /// Each shard's settings and starting values (a lost shard with no checkpoint
   /// yet comes back from them).
   std::vector<holder_spec> specs;
+  std::shared_ptr<checkpoint_store> saved = std::make_shared<checkpoint_store>();
 };
+
+/// Ends `handle` and waits until it has ended (its last messages handled), up to
+/// `seconds`.
+template <class Handle>
+void end_and_wait(caf::actor_system& sys, const Handle& handle, double seconds = 30) {
+  if (!handle)
+    return;
+  caf::scoped_actor self{sys};
+  self->monitor(handle);
+  self->send_exit(handle, caf::exit_reason::user_shutdown);
+  self->receive([](const caf::down_msg&) {},
+                caf::after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000))) >> [] {});
+}
 
 /// A local shard from `spec`, saving into its file through `save`.
 holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
@@ -309,17 +334,20 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
     }
     load_parameter_bytes(model, bytes);
   }
-  std::function<void(uint32_t, const param_blob&, const std::string&)> save =
-    [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
-      write_holder_file(holder_file(o, shard), {p, name, state});
-    };
   started_holder out;
+  std::function<void(uint32_t, const param_blob&, const std::string&)> save =
+    [&o, name, saved = out.saved](uint32_t shard, const param_blob& p, const std::string& state) {
+      holder_checkpoint c{p, name, state};
+      write_holder_file(holder_file(o, shard), c);
+      std::lock_guard<std::mutex> guard{saved->mtx};
+      saved->last[shard] = std::move(c);
+    };
   std::vector<holder_actor> running;
   auto end_started = [&] {
     for (auto& h : running)
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
-    if (out.home)
-      caf::anon_send_exit(out.home, caf::exit_reason::user_shutdown);
+    for (auto& h : out.homes)
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   };
   try {
     for (size_t i = 0; i < initial.size(); ++i) {
@@ -336,20 +364,13 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
         out.places.push_back("local");
         continue;
       }
-      if (!out.home) {
-        std::vector<param_blob> shapes;
-        for (size_t k = 0; k < bounds.size() - 1; ++k) {
-          param_blob shape;
-          shape.layout = bounds.size() == 2 ? layout_hash(model)
-                                            : shard_layout(layout_hash(model), bounds[k], bounds[k + 1]);
-          shape.count = bounds[k + 1] - bounds[k];
-          shapes.push_back(std::move(shape));
-        }
-        out.home = spawn_holder_home(sys, std::move(shapes), save);
-      }
+      param_blob shape; // what this shard's checkpoints must be
+      shape.layout = shard.initial.layout;
+      shape.count = shard.initial.count;
+      out.homes.push_back(spawn_holder_home(sys, shard.shard, std::move(shape), save));
       const auto& node = *std::find_if(remote.nodes().begin(), remote.nodes().end(),
                                        [&](const remote_node& n) { return n.address == place; });
-      running.push_back(remote.spawn_holder(node, shard, out.home));
+      running.push_back(remote.spawn_holder(node, shard, out.homes.back()));
       out.places.push_back(node.info.host);
     }
     out.holder = std::make_unique<ParameterHolder>(sys, layout_hash(model), bounds, running);
@@ -386,6 +407,7 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
   struct state {
     std::vector<uint64_t> versions; // last seen
     std::map<uint32_t, std::vector<caf::typed_response_promise<holder_actor>>> waiting;
+    std::map<uint32_t, std::string> failed; // shards that could not be restored
   };
   auto st = std::make_shared<state>();
   {
@@ -435,6 +457,7 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
       auto waiting = std::move(st->waiting[static_cast<uint32_t>(i)]);
       st->waiting.erase(static_cast<uint32_t>(i));
       if (!failure.empty()) {
+        st->failed[static_cast<uint32_t>(i)] = failure;
         for (auto& p : waiting)
           p.deliver(make_error(error_code::holder_failed, "shard not restored: " + failure));
         continue;
@@ -452,13 +475,20 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
       std::lock_guard<std::mutex> guard{log->mtx};
       if (shard >= log->shards.size())
         return make_error(error_code::invalid_argument, "no holder shard " + std::to_string(shard));
+      if (auto f = st->failed.find(shard); f != st->failed.end())
+        return make_error(error_code::holder_failed, "shard not restored: " + f->second);
       if (log->shards[shard] != failed)
         return log->shards[shard];
+      if (st->waiting[shard].size() >= 4096) // one per worker and shard at most, normally
+        return make_error(error_code::invalid_argument, "too many waiting for shard "
+                                                          + std::to_string(shard));
       auto promise = self->make_response_promise<holder_actor>();
       st->waiting[shard].push_back(promise);
       return promise;
     },
     [=](keeper_tick_atom) {
+      if (self->current_sender() != self->ctrl())
+        return; // its own timer only
       std::lock_guard<std::mutex> guard{log->mtx};
       for (size_t i = 0; i < log->shards.size(); ++i) {
         if (log->places[i] == "local")
@@ -520,30 +550,43 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
       holder_hosts.connect(h);
   auto started = start_holder(o, session.system(), holder_hosts, model, restart, n);
   auto& holder = started.holder;
+  for (const auto& h : started.homes)
+    session.keep(h);
   // Remote shards (asynchronous runs): a keeper brings a lost one back here.
   auto log = std::make_shared<keeper_log>();
   log->shards = holder->shards();
+  // Whatever happens, every shard (restored ones too) ends before the session does.
+  struct end_shards {
+    std::shared_ptr<keeper_log> log;
+    ~end_shards() {
+      std::lock_guard<std::mutex> guard{log->mtx};
+      for (auto& h : log->shards)
+        caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    }
+  } shards_end{log};
   log->places = started.places;
   keeper_actor keeper;
   const bool remote_shards = std::any_of(started.places.begin(), started.places.end(),
                                          [](const std::string& p) { return p != "local"; });
   if (remote_shards && !o.sync) {
     const auto name = holder_optimizer_name(o);
-    auto save = [&o, name](uint32_t shard, const param_blob& p, const std::string& state) {
-      write_holder_file(holder_file(o, shard), {p, name, state});
+    auto saved = started.saved;
+    auto save = [&o, name, saved](uint32_t shard, const param_blob& p, const std::string& state) {
+      holder_checkpoint c{p, name, state};
+      write_holder_file(holder_file(o, shard), c);
+      std::lock_guard<std::mutex> guard{saved->mtx};
+      saved->last[shard] = std::move(c);
     };
-    auto last = [&o](uint32_t shard) -> std::optional<holder_checkpoint> {
-      const auto file = holder_file(o, shard);
-      if (!fs::exists(file))
+    // This run's last checkpoint of the shard (none yet: its starting values).
+    auto last = [saved](uint32_t shard) -> std::optional<holder_checkpoint> {
+      std::lock_guard<std::mutex> guard{saved->mtx};
+      auto i = saved->last.find(shard);
+      if (i == saved->last.end())
         return std::nullopt;
-      try {
-        return read_holder_file(file);
-      } catch (const std::exception&) {
-        return std::nullopt;
-      }
+      return i->second;
     };
-    keeper = session.system().spawn(holder_keeper, log, started.specs, save, last,
-                                    wall_clock_seconds());
+    keeper = session.keep(session.system().spawn(holder_keeper, log, started.specs, save, last,
+                                                 wall_clock_seconds()));
   }
   if (o.on_holder)
     o.on_holder(*holder);
@@ -551,6 +594,9 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   holder->link(link);
   if (keeper)
     link.directory = caf::actor_cast<holder_directory_actor>(keeper);
+  const auto comp = compression::parse(o.compress);
+  link.encoding = static_cast<uint8_t>(comp.encoding);
+  link.topk_fraction = comp.fraction;
   link.n_pull = o.n_pull;
   link.n_push = o.n_push;
   link.max_pushes = o.max_pushes;
@@ -585,8 +631,9 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
                });
     out.interrupted = watch && watch->fired();
   }
+  // The keeper ends before the holder is read (no shard moves after this).
+  end_and_wait(session.system(), keeper);
   if (keeper) {
-    caf::anon_send_exit(keeper, caf::exit_reason::user_shutdown);
     std::lock_guard<std::mutex> guard{log->mtx};
     for (size_t i = 0; i < log->shards.size(); ++i)
       holder->replace(i, log->shards[i]);
@@ -599,18 +646,22 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   report.holder_bounds = holder->bounds();
   report.rejected_updates = report.holder.rejected;
   holder->load_into(model);
-  if (o.holder_checkpoint_every > 0 || out.interrupted) {
-    // The end state, whatever the last multiple of holder_checkpoint_every was (an
-    // interrupted run always keeps it: --resume goes on from there).
-    auto checkpoints = holder->checkpoints();
-    for (size_t i = 0; i < checkpoints.size(); ++i)
-      write_holder_file(holder_file(o, i), {std::move(checkpoints[i].first),
-                                            holder_optimizer_name(o), checkpoints[i].second});
-  }
+  const bool keep_end = o.holder_checkpoint_every > 0 || out.interrupted;
+  std::vector<std::pair<param_blob, std::string>> end_state;
+  if (keep_end)
+    end_state = holder->checkpoints();
+  // The homes end (their host ends those shards) before the end state is written:
+  // no late periodic checkpoint lands over it.
+  for (const auto& h : started.homes)
+    end_and_wait(session.system(), h);
+  // The end state, whatever the last multiple of holder_checkpoint_every was (an
+  // interrupted run always keeps it: --resume goes on from there).
+  for (size_t i = 0; i < end_state.size(); ++i)
+    write_holder_file(holder_file(o, i), {std::move(end_state[i].first), holder_optimizer_name(o),
+                                          end_state[i].second});
   report.cpu_utilization_mean = session.finish_collector();
   holder->stop();
-  if (started.home)
-    caf::anon_send_exit(started.home, caf::exit_reason::user_shutdown);
+  remove_other_holder_files(o); // this run's files are written
   return out;
 }
 
@@ -732,6 +783,7 @@ nlohmann::json worker_list(const sgd_report& report) {
                        {"sync_pulls", r.sgd.sync_pulls},
                        {"lost_pushes", r.sgd.lost_pushes},
                        {"shard_moves", r.sgd.shard_moves},
+                       {"pushed_bytes", r.sgd.pushed_bytes},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
                        {"train_loss", number_or_null(r.train_loss)},
@@ -801,9 +853,10 @@ void check_outcomes(const worker_outcomes& w) {
 /// holder.shard0.pt ... holder.shard<S-1>.pt are S (0: none). (A run removes the
 /// files of other shard counts: remove_other_holder_files.)
 int32_t saved_shards(const fs::path& out) {
-  int32_t n = 0;
-  while (fs::exists(out / ("holder.shard" + std::to_string(n) + ".pt")))
-    ++n;
+  int32_t n = 0; // one past the highest shard file (a gap is a missing file)
+  for (int32_t i = 0; i < 256; ++i)
+    if (fs::exists(out / ("holder.shard" + std::to_string(i) + ".pt")))
+      n = i + 1;
   return n > 0 ? n : fs::exists(out / "holder.pt") ? 1 : 0;
 }
 
@@ -813,8 +866,7 @@ void remove_other_holder_files(const sgd_options& o) {
   std::error_code ec;
   if (o.holder_shards > 1)
     fs::remove(o.out / "holder.pt", ec);
-  for (int32_t i = o.holder_shards > 1 ? o.holder_shards : 0;
-       fs::exists(o.out / ("holder.shard" + std::to_string(i) + ".pt")); ++i)
+  for (int32_t i = o.holder_shards > 1 ? o.holder_shards : 0; i < 256; ++i)
     fs::remove(o.out / ("holder.shard" + std::to_string(i) + ".pt"), ec);
 }
 
@@ -895,6 +947,14 @@ nlohmann::json holder_json(const sgd_report& r) {
   return j;
 }
 
+/// Update bytes every worker pushed (values, squares, indices).
+int64_t pushed_bytes(const sgd_report& r) {
+  int64_t n = 0;
+  for (const auto& w : r.workers)
+    n += w.result.sgd.pushed_bytes;
+  return n;
+}
+
 /// The version a resumed holder went on from (a sharded one's least); 0: a fresh start.
 uint64_t resumed_version(const std::vector<holder_checkpoint>& restart) {
   uint64_t v = restart.empty() ? 0 : restart.front().params.version;
@@ -918,7 +978,6 @@ sgd_report run_sgd(const sgd_options& o) {
     model = make_seeded_model(o.model, data.train->channels(), data.train->num_classes(), o.seed);
   const std::string model_name = model->registry_name();
   const auto restart = read_restart(o, *model);
-  remove_other_holder_files(o);
   const std::string dataset = detail::replica_dataset_name(o, o);
 
   sgd_report report;
@@ -954,6 +1013,8 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"holder_restores", report.holder_restores},
                        {"holder", holder_json(report)},
                        {"holder_shards", o.holder_shards},
+                       {"compress", compression::parse(o.compress).name()},
+                       {"pushed_bytes", pushed_bytes(report)},
                        {"local_workers", local},
                        {"hosts", host_list},
                        {"n_push", o.n_push},

@@ -453,10 +453,14 @@ int sgd_command(int argc, const char* const* argv) {
     "holder-shards", po::value(&o.holder_shards)->default_value(o.holder_shards),
     "split the holder into S shard actors (byte-balanced; each its own version and "
     "<out>/holder.shard<i>.pt); workers push and pull every shard at once")(
+    "compress", po::value(&o.compress)->default_value(o.compress),
+    "pushes as none, fp16, bf16 (2 bytes a value) or topk:F (the fraction F largest in "
+    "magnitude, with their indices); what is left out goes into the next push")(
     "holder-hosts", po::value(&holder_hosts),
     "run shard i on entry i mod H of this list: local (here) or h:p of a pnn-node serve "
     "(no workers there unless also in --hosts); its checkpoints come here")(
-    "resume", po::bool_switch(&o.resume), "start from <out>/holder.pt when it exists")(
+    "resume", po::bool_switch(&o.resume),
+    "start from <out>/holder.pt (holder.shard<i>.pt with --holder-shards) when it exists")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
   bool no_report = false;

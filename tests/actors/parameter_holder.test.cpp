@@ -5,6 +5,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/actors/parameter_holder.hpp>
@@ -92,6 +93,19 @@ struct fixture : test_coordinator_fixture<> {
     sys.spawn([=](caf::event_based_actor* self) {
       self->request(h, caf::infinite, push_atom::value, update)
         .then([=](uint64_t v) { out->first = v; },
+              [=](caf::error& e) { out->second = code_of(e); });
+    });
+    run();
+    return *out;
+  }
+
+  /// The new version, or the error's code, of a param_update.
+  std::pair<uint64_t, error_code> push(const param_update& update) {
+    auto out = std::make_shared<std::pair<uint64_t, error_code>>(0, error_code::none);
+    auto h = holder;
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(h, caf::infinite, push_atom::value, update)
+        .then([=](push_ack a) { out->first = a.version; },
               [=](caf::error& e) { out->second = code_of(e); });
     });
     run();
@@ -744,6 +758,81 @@ CAF_TEST(shard bounds balance bytes and cut at tensor boundaries within a quarte
 
 CAF_TEST_FIXTURE_SCOPE(shard_tests, fixture)
 
+CAF_TEST(a compressed push is widened and applied and a malformed one refused) {
+  // top-k of a delta: half the values, the largest in magnitude, at their places.
+  std::vector<float> residual;
+  const std::vector<float> delta{0.5f, 5.0f, 0.25f, -7.0f};
+  auto u = update_of({0, 0, 0, 0}, 0);
+  encode_update(compression::parse("topk:0.5"), delta.data(), nullptr, 4, residual, u);
+  CAF_CHECK_EQUAL(u.bytes.size(), 2 * sizeof(float));
+  CAF_CHECK_EQUAL(u.indices.size(), 2 * sizeof(uint32_t));
+  CAF_CHECK_EQUAL(residual, (std::vector<float>{0.5f, 0, 0.25f, 0})); // kept for later
+  auto [version, code] = push(u);
+  CAF_CHECK(code == error_code::none);
+  CAF_CHECK_EQUAL(floats_of(pull()), (std::vector<float>{1, 7, 3, -3}));
+  // The next push carries what was left out.
+  const std::vector<float> none{0, 0, 0, 0};
+  encode_update(compression::parse("topk:0.5"), none.data(), nullptr, 4, residual, u);
+  u.seen = version;
+  CAF_CHECK(push(u).second == error_code::none);
+  CAF_CHECK_EQUAL(floats_of(pull()), (std::vector<float>{1.5f, 7, 3.25f, -3}));
+  // Malformed: an index out of range, indices not increasing, sizes that do not fit,
+  // and a count that is not the holder's (never widened).
+  auto bad = u;
+  std::memset(bad.indices.data(), 0xff, 4);
+  CAF_CHECK(push(bad).second == error_code::invalid_argument);
+  bad = u;
+  std::swap_ranges(bad.indices.begin(), bad.indices.begin() + 4, bad.indices.begin() + 4);
+  CAF_CHECK(push(bad).second == error_code::invalid_argument);
+  bad = u;
+  bad.bytes.resize(4);
+  CAF_CHECK(push(bad).second == error_code::invalid_argument);
+  bad = u;
+  bad.count = uint64_t{1} << 40;
+  CAF_CHECK(push(bad).second == error_code::invalid_argument);
+  bad = u;
+  bad.encoding = 9;
+  CAF_CHECK(push(bad).second == error_code::invalid_argument);
+  CAF_CHECK_EQUAL(floats_of(pull()), (std::vector<float>{1.5f, 7, 3.25f, -3})); // unchanged
+  // fp16: 2 bytes a value, rounding kept for the next push.
+  residual.clear();
+  const std::vector<float> small{1e-4f, 0.1f, -3.0f, 1000.0f};
+  encode_update(compression::parse("fp16"), small.data(), nullptr, 4, residual, u);
+  CAF_CHECK_EQUAL(u.bytes.size(), 8u);
+  CAF_CHECK(push(u).second == error_code::none);
+  auto after = floats_of(pull());
+  const std::vector<float> want{1.5f + 1e-4f, 7.1f, 0.25f, 997.0f};
+  for (size_t i = 0; i < 4; ++i) {
+    CAF_CHECK_LESS(std::abs(after[i] - want[i]), 1e-3 * std::max(1.0f, std::abs(want[i])));
+    CAF_CHECK_EQUAL(small[i] - residual[i], from_half(to_half(small[i])));
+  }
+}
+
+CAF_TEST(half and bfloat16 conversions round to nearest and keep specials) {
+  CAF_CHECK_EQUAL(from_half(to_half(1.0f)), 1.0f);
+  CAF_CHECK_EQUAL(from_half(to_half(65504.0f)), 65504.0f);
+  CAF_CHECK(std::isinf(from_half(to_half(1e6f))));
+  CAF_CHECK(std::isnan(from_half(to_half(std::nanf("")))));
+  CAF_CHECK_EQUAL(from_half(to_half(-0.0f)), 0.0f);
+  CAF_CHECK_EQUAL(from_half(to_half(5.9604645e-8f)), 5.9604645e-8f); // the least subnormal
+  CAF_CHECK_EQUAL(to_half(1.0f + 1.0f / 2048), to_half(1.0f)); // a tie: to even
+  CAF_CHECK_EQUAL(to_half(1.0f + 3.0f / 2048), to_half(1.0f + 1.0f / 512)); // a tie: up, to even
+  CAF_CHECK_EQUAL(from_bf16(to_bf16(1.0f)), 1.0f);
+  CAF_CHECK_EQUAL(from_bf16(to_bf16(3.14159265f)), 3.140625f);
+  CAF_CHECK(std::isnan(from_bf16(to_bf16(std::nanf("")))));
+  double worst16 = 0, worstbf = 0;
+  for (float v = 1e-3f; v < 6e4f; v *= 1.0137f) {
+    worst16 = std::max(worst16, std::abs(from_half(to_half(v)) - v) / static_cast<double>(v));
+    worstbf = std::max(worstbf, std::abs(from_bf16(to_bf16(v)) - v) / static_cast<double>(v));
+  }
+  CAF_CHECK_LESS_OR_EQUAL(worst16, 1.0 / 2048); // half an ulp of 10 mantissa bits
+  CAF_CHECK_LESS_OR_EQUAL(worstbf, 1.0 / 256);  // of 7 bits
+  CAF_CHECK(test::error_of([] { compression::parse("topk:0"); }).first
+            == error_code::invalid_argument);
+  CAF_CHECK(test::contains(test::error_of([] { compression::parse("zip"); }).second, "--compress"));
+  CAF_CHECK_EQUAL(compression::parse("topk:0.01").name(), "topk:0.01");
+}
+
 CAF_TEST(a shard refuses a slice of another shard even of the same size) {
   const uint64_t model_layout = 42;
   const auto a = shard_layout(model_layout, 0, 2), b = shard_layout(model_layout, 2, 4);
@@ -772,7 +861,7 @@ CAF_TEST(a node runs holder shards for a coordinator until its home goes and wit
   caf::scoped_actor self{real};
   const auto wait = std::chrono::seconds(30);
   node_options no;
-  no.limits.max_holder_bytes = 3 * 100 * 4 + 16; // one Adam shard of 100 values
+  no.limits.max_holder_bytes = 3 * 100 * 4 + (64 << 10) + 16; // one Adam shard of 100 values
   auto n = spawn_node(real, no);
   auto saved = std::make_shared<std::atomic<int>>(0);
   param_blob shape;
@@ -794,7 +883,7 @@ CAF_TEST(a node runs holder shards for a coordinator until its home goes and wit
                [&](caf::error& e) { out.second = real.render(e); });
     return out;
   };
-  auto home = spawn_holder_home(real, {shape}, save);
+  auto home = spawn_holder_home(real, 0, shape, save);
   auto first = ask_spawn(spec, home);
   CAF_REQUIRE(first.first);
   auto shard = first.first;
@@ -819,7 +908,7 @@ CAF_TEST(a node runs holder shards for a coordinator until its home goes and wit
   self->receive([&](caf::down_msg& d) { down = d.source == shard.address(); },
                 caf::after(wait) >> [] {});
   CAF_CHECK(down);
-  auto home2 = spawn_holder_home(real, {shape}, save);
+  auto home2 = spawn_holder_home(real, 0, shape, save);
   std::pair<holder_actor, std::string> third;
   for (int i = 0; i < 3000 && !third.first; ++i) { // the node hears of the shard's end too
     third = ask_spawn(spec, home2);

@@ -24,6 +24,7 @@
 #include <caf/all.hpp>
 
 #include <cmath>
+#include <map>
 #include <cstring>
 
 using namespace pnn;
@@ -985,4 +986,30 @@ CAF_TEST(a synchronous run of a sharded holder takes every round in every shard)
   CAF_CHECK_EQUAL(r.summary["staleness_max"].get<uint64_t>(), 0u);
   for (const auto& w : r.workers)
     CAF_CHECK(w.result.ok());
+}
+
+CAF_TEST(compressed pushes send fewer bytes and still train) {
+  test::temp_dir dir;
+  std::map<std::string, int64_t> bytes;
+  for (const std::string c : {"none", "fp16", "bf16", "topk:0.1"}) {
+    auto o = two_worker_sgd("synthetic:train=640,test=100", dir / c.substr(0, 4));
+    o.epochs = 2;
+    o.compress = c;
+    auto r = run_sgd(o);
+    CAF_CHECK_EQUAL(r.summary["compress"].get<std::string>(), c);
+    bytes[c] = r.summary["pushed_bytes"].get<int64_t>();
+    CAF_MESSAGE(c << ": " << bytes[c] << " bytes pushed, test accuracy " << r.test_accuracy);
+    CAF_CHECK_EQUAL(r.rejected_updates, 0u);
+    CAF_CHECK_GREATER_OR_EQUAL(r.test_accuracy, 0.9);
+  }
+  // The same pushes (same steps): half the bytes at 2 bytes a value; a tenth of
+  // the values with a 4-byte index each.
+  CAF_CHECK_EQUAL(bytes["fp16"] * 2, bytes["none"]);
+  CAF_CHECK_EQUAL(bytes["bf16"] * 2, bytes["none"]);
+  CAF_CHECK_LESS(std::abs(static_cast<double>(bytes["topk:0.1"]) / bytes["none"] - 0.2), 0.01);
+  sgd_options o;
+  o.dataset = "synthetic:train=64,test=10";
+  o.out = dir / "refused";
+  o.compress = "topk:2";
+  CAF_CHECK(test::contains(test::error_of([&] { validate(o); }).second, "--compress"));
 }

@@ -172,6 +172,8 @@ public:
                                        const std::vector<uint64_t>& bounds);
 
 private:
+  std::string misfit(size_t shard, const param_blob& b) const;
+
   caf::actor_system& sys_;
   std::vector<holder_actor> shards_;
   std::vector<uint64_t> bounds_;

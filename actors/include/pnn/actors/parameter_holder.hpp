@@ -71,12 +71,12 @@ std::vector<uint64_t> shard_bounds(const std::vector<uint64_t>& tensor_values, s
 /// (invalid_argument) on an optimizer spec or learning rate that is not one.
 holder_options holder_options_from(const holder_spec& spec);
 
-/// The checkpoints a shard's options save: what `save` gets. `home` receives
-/// checkpoints of shards on other hosts (holder_home_actor): one that fits shard
-/// i's layout and count (shapes[i]) with finite values goes to `save`, others are
-/// dropped and said on stderr. In-process, `save` runs in the home's context.
+/// Where shard `shard` on another host sends its checkpoints (holder_home_actor),
+/// one home per shard so that a host can send only its own shards' checkpoints:
+/// one of that shard, with `shape`'s layout and count and finite values, goes to
+/// `save` (in the home's context); others are dropped and said on stderr.
 holder_home_actor spawn_holder_home(
-  caf::actor_system& sys, std::vector<param_blob> shapes,
+  caf::actor_system& sys, uint32_t shard, param_blob shape,
   std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save);
 
 /// Spawns a holder starting from `initial` (its version is the starting version).

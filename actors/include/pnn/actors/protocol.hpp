@@ -152,13 +152,14 @@ struct sgd_counters {
   /// moved to after such a loss.
   int64_t lost_pushes = 0;
   int64_t shard_moves = 0;
+  int64_t pushed_bytes = 0; ///< update payload sent (values, squares, indices)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
   return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes,
            x.staleness_sum, x.staleness_max, x.sync_pulls, x.accepted_pushes, x.lost_pushes,
-           x.shard_moves);
+           x.shard_moves, x.pushed_bytes);
 }
 
 /// Record files of a job run on another host (which writes nothing itself): names
@@ -298,12 +299,17 @@ struct param_update {
   /// Gradients for an Adam holder over more than one step: the sum of their
   /// squares, as `bytes` (empty: the holder takes the mean's square).
   std::vector<char> squares;
+  /// How `bytes` and `squares` travel (compression.hpp, update_encoding): 0 raw
+  /// float32; 1 fp16 / 2 bf16, 2 bytes a value; 3 top-k, the values at `indices`
+  /// (uint32, increasing) and zero elsewhere.
+  uint8_t encoding = 0;
+  std::vector<char> indices;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, param_update& x) {
   return f(caf::meta::type_name("param_update"), x.seen, x.layout, x.count, x.gradient, x.steps,
-           x.lr, wire_bytes{x.bytes}, wire_bytes{x.squares});
+           x.lr, wire_bytes{x.bytes}, wire_bytes{x.squares}, x.encoding, wire_bytes{x.indices});
 }
 
 /// A holder's answer to an applied update: its new version and the update's staleness.
@@ -418,13 +424,17 @@ struct sgd_link {
   std::vector<uint64_t> bounds;     ///< shards.size() + 1 offsets (in values)
   /// Asynchronous runs: where to ask for a shard that failed (none: the job fails).
   holder_directory_actor directory;
+  /// Pushes compressed (update_encoding; top-k: this fraction of each slice's
+  /// values), with error feedback.
+  uint8_t encoding = 0;
+  double topk_fraction = 1.0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
            x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds,
-           x.directory);
+           x.directory, x.encoding, x.topk_fraction);
 }
 
 /// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:

@@ -90,6 +90,10 @@ struct sgd_options
   /// "host:port" of a `pnn-node serve` (which runs no workers unless in `hosts`
   /// too); empty: every shard here. A remote shard sends its checkpoints here.
   std::vector<std::string> holder_hosts;
+  /// Pushes compressed: "none", "fp16", "bf16" (2 bytes a value) or "topk:F" (the
+  /// fraction F of each slice's values largest in magnitude, with their indices);
+  /// what compression leaves out is added to the worker's next push (error feedback).
+  std::string compress = "none";
   /// Start from out/holder.pt when it exists (its version goes on counting); the
   /// workers' data order and schedules start afresh.
   bool resume = false;
