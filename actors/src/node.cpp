@@ -26,6 +26,15 @@ std::string size_text(int64_t bytes) {
   return text;
 }
 
+/// Removes `who` from every coordinator's list of actors.
+template <class Handle>
+void drop(std::map<caf::actor_addr, std::vector<Handle>>& lists, const caf::actor_addr& who) {
+  for (auto& [owner, list] : lists)
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const Handle& h) { return h.address() == who; }),
+               list.end());
+}
+
 class node_state {
 public:
   static inline const char* name = "pnn.node";
@@ -143,17 +152,11 @@ void node_state::worker_or_node_exit(const caf::exit_msg& msg) {
   if (released_.erase(msg.source) > 0)
     return;
   if (holder_bytes_.erase(msg.source) > 0) {
-    for (auto& [home, list] : holders_)
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [&](const holder_actor& h) { return h.address() == msg.source; }),
-                 list.end());
+    drop(holders_, msg.source);
     return;
   }
   if (spawned_.erase(msg.source) > 0) {
-    for (auto& [sink, list] : workers_)
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [&](const worker_actor& w) { return w.address() == msg.source; }),
-                 list.end());
+    drop(workers_, msg.source);
     return;
   }
   self_->quit(msg.reason); // the node itself is asked to end (serve's shutdown)

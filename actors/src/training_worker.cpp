@@ -83,6 +83,7 @@ private:
   void after_sgd_slice(bool done);
   void continue_training();
   void push();
+  std::vector<char> take_update(std::vector<char>& squares, int32_t& steps, double& lr);
   void on_push_answered(const push_ack* ack, bool lost = false);
   void add_gradients(double lr);
   void set_up_shards();
@@ -141,6 +142,8 @@ private:
     bool replacing = false;    ///< it failed; the directory was asked for its successor
     bool pull_missing = false; ///< the pull in flight still needs its part (from the successor)
   };
+  static holder_shard shard_of(holder_actor actor, uint64_t begin, uint64_t end,
+                               uint64_t layout);
   std::vector<holder_shard> shards_;
   compression compression_; ///< of the pushes (sgd_link::encoding)
   bool repull_due_ = false; ///< a shard moved after answering the pull in flight
@@ -606,6 +609,17 @@ std::string worker_state::holder_failure(const char* what, const caf::error& e) 
   return std::string("parameter holder: ") + what + " failed: " + self_->system().render(e);
 }
 
+/// A shard of values [begin, end) at `actor`, before its first pull.
+worker_state::holder_shard worker_state::shard_of(holder_actor actor, uint64_t begin,
+                                                  uint64_t end, uint64_t layout) {
+  holder_shard h;
+  h.actor = std::move(actor);
+  h.begin = begin;
+  h.end = end;
+  h.layout = layout;
+  return h;
+}
+
 /// The holder, or the shards of a sharded one, from the link. Throws pnn::error
 /// when the shards' bounds do not cover the model's parameters.
 void worker_state::set_up_shards() {
@@ -622,7 +636,7 @@ void worker_state::set_up_shards() {
   compression_.encoding = static_cast<update_encoding>(link_->encoding);
   compression_.fraction = link_->topk_fraction;
   if (link_->shards.empty()) {
-    shards_.push_back({link_->holder, 0, floats, layout_, 0, {}});
+    shards_.push_back(shard_of(link_->holder, 0, floats, layout_));
     return;
   }
   const auto& b = link_->bounds;
@@ -636,22 +650,19 @@ void worker_state::set_up_shards() {
                        + std::to_string(floats) + " values");
   for (size_t i = 0; i < link_->shards.size(); ++i)
     shards_.push_back(
-      {link_->shards[i], b[i], b[i + 1], shard_layout(layout_, b[i], b[i + 1]), 0, {}});
+      shard_of(link_->shards[i], b[i], b[i + 1], shard_layout(layout_, b[i], b[i + 1])));
 }
 
-/// Sends the update since the last push/pull: the gradients summed since (the
-/// holder runs the optimizer), or the current parameters minus the snapshot. The
-/// current parameters become the snapshot. Each shard gets its slice.
-void worker_state::push() {
-  if (job_->steps_done() == pushed_at_)
-    return;
+/// The update since the last push/pull, as float32 bytes: the gradients summed
+/// since (the holder runs the optimizer; with their squares over several steps for
+/// an Adam holder in `squares`, their steps and mean learning rate), or the current
+/// parameters minus the snapshot. The current parameters become the snapshot.
+std::vector<char> worker_state::take_update(std::vector<char>& squares, int32_t& steps,
+                                            double& lr) {
   auto current = parameter_bytes(*job_->model());
   const uint64_t count = current.size() / sizeof(float);
-  std::vector<char> bytes(count * sizeof(float)); // the whole update
+  std::vector<char> bytes(count * sizeof(float));
   auto* values = reinterpret_cast<float*>(bytes.data());
-  std::vector<char> squares;
-  int32_t steps = 1;
-  double lr = 0;
   if (link_->gradients) {
     steps = std::max(1, grad_steps_);
     lr = grad_steps_ > 0 ? lr_sum_ / grad_steps_ : 0.0;
@@ -674,6 +685,18 @@ void worker_state::push() {
   }
   snapshot_ = std::move(current);
   pushed_at_ = job_->steps_done();
+  return bytes;
+}
+
+/// Sends the update since the last push/pull (take_update), each shard its slice.
+void worker_state::push() {
+  if (job_->steps_done() == pushed_at_)
+    return;
+  std::vector<char> squares;
+  int32_t steps = 1;
+  double lr = 0;
+  auto bytes = take_update(squares, steps, lr); // the whole update
+  auto* values = reinterpret_cast<float*>(bytes.data());
   const int64_t index = pushes_sent_++;
   ++in_flight_;
   ++result_.sgd.pushes;

@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 namespace fs = std::filesystem;
 
@@ -272,6 +273,8 @@ struct started_holder {
   /// yet comes back from them).
   std::vector<holder_spec> specs;
   std::shared_ptr<checkpoint_store> saved = std::make_shared<checkpoint_store>();
+  /// Writes shard i's checkpoint to its file and keeps it in `saved`.
+  std::function<void(uint32_t, const param_blob&, const std::string&)> save;
 };
 
 /// Ends `handle` and waits until it has ended (its last messages handled), up to
@@ -335,13 +338,14 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
     load_parameter_bytes(model, bytes);
   }
   started_holder out;
-  std::function<void(uint32_t, const param_blob&, const std::string&)> save =
-    [&o, name, saved = out.saved](uint32_t shard, const param_blob& p, const std::string& state) {
-      holder_checkpoint c{p, name, state};
-      write_holder_file(holder_file(o, shard), c);
-      std::lock_guard<std::mutex> guard{saved->mtx};
-      saved->last[shard] = std::move(c);
-    };
+  out.save = [&o, name, saved = out.saved](uint32_t shard, const param_blob& p,
+                                           const std::string& state) {
+    holder_checkpoint c{p, name, state};
+    write_holder_file(holder_file(o, shard), c);
+    std::lock_guard<std::mutex> guard{saved->mtx};
+    saved->last[shard] = std::move(c);
+  };
+  const auto& save = out.save;
   std::vector<holder_actor> running;
   auto end_started = [&] {
     for (auto& h : running)
@@ -390,6 +394,23 @@ struct keeper_log {
   nlohmann::json restores = nlohmann::json::array();
 };
 
+/// Shard `spec` brought back here from checkpoint `c` (none: its starting values):
+/// its handle (none on failure), the version it starts from, and why it failed.
+std::tuple<holder_actor, uint64_t, std::string>
+restore_shard(caf::actor_system& sys, holder_spec spec, std::optional<holder_checkpoint> c,
+              const std::function<void(uint32_t, const param_blob&, const std::string&)>& save) {
+  if (c) {
+    spec.initial = std::move(c->params);
+    spec.optimizer_state = std::move(c->optimizer_state);
+  }
+  const uint64_t version = spec.initial.version;
+  try {
+    return {spawn_local_shard(sys, std::move(spec), save), version, ""};
+  } catch (const std::exception& e) {
+    return {holder_actor{}, version, e.what()};
+  }
+}
+
 using keeper_tick_atom = caf::atom_constant<caf::atom("ktick")>;
 using keeper_actor = holder_directory_actor::extend<caf::reacts_to<keeper_tick_atom>>;
 
@@ -422,20 +443,8 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
     for (size_t i = 0; i < log->shards.size(); ++i) {
       if (log->shards[i].address() != msg.source)
         continue;
-      auto spec = specs[i];
-      uint64_t restored = spec.initial.version;
-      if (auto c = last(static_cast<uint32_t>(i))) {
-        restored = c->params.version;
-        spec.initial = std::move(c->params);
-        spec.optimizer_state = std::move(c->optimizer_state);
-      }
-      holder_actor next;
-      std::string failure;
-      try {
-        next = spawn_local_shard(self->system(), spec, save);
-      } catch (const std::exception& e) {
-        failure = e.what();
-      }
+      auto [next, restored, failure] =
+        restore_shard(self->system(), specs[i], last(static_cast<uint32_t>(i)), save);
       std::fprintf(stderr,
                    "pnn sgd: holder shard %zu on %s lost (%s); %s from version %llu (it was at "
                    "%llu or later)\n",
@@ -508,6 +517,59 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
   };
 }
 
+/// The keeper of a run's remote shards (asynchronous runs with a shard elsewhere;
+/// none otherwise), kept by the session.
+keeper_actor start_keeper(const sgd_options& o, run_session& session,
+                          const started_holder& started, std::shared_ptr<keeper_log> log) {
+  const bool remote_shards = std::any_of(started.places.begin(), started.places.end(),
+                                         [](const std::string& p) { return p != "local"; });
+  if (!remote_shards || o.sync)
+    return {};
+  // This run's last checkpoint of the shard (none yet: its starting values).
+  auto last = [saved = started.saved](uint32_t shard) -> std::optional<holder_checkpoint> {
+    std::lock_guard<std::mutex> guard{saved->mtx};
+    auto i = saved->last.find(shard);
+    if (i == saved->last.end())
+      return std::nullopt;
+    return i->second;
+  };
+  return session.keep(session.system().spawn(holder_keeper, std::move(log), started.specs,
+                                             started.save, last, wall_clock_seconds()));
+}
+
+/// The end of a run's holder: the keeper ends before the holder is read (no shard
+/// moves after this), its counters and parameters go into `report` and `model`,
+/// and its end state into the checkpoint files (with --holder-checkpoint-every, or
+/// after an interrupt: --resume goes on from there) once the homes ended (their
+/// host ends those shards; no late periodic checkpoint lands over it).
+void finish_holder(const sgd_options& o, run_session& session, started_holder& started,
+                   const keeper_actor& keeper, keeper_log& log, bool interrupted,
+                   sgd_report& report, models::Network& model) {
+  auto& holder = started.holder;
+  end_and_wait(session.system(), keeper);
+  if (keeper) {
+    std::lock_guard<std::mutex> guard{log.mtx};
+    for (size_t i = 0; i < log.shards.size(); ++i)
+      holder->replace(i, log.shards[i]);
+    report.holder_restores = log.restores;
+    started.places = log.places;
+  }
+  report.holder_places = started.places;
+  report.holder = holder->status();
+  report.holder_shards = holder->shard_status();
+  report.holder_bounds = holder->bounds();
+  report.rejected_updates = report.holder.rejected;
+  holder->load_into(model);
+  std::vector<std::pair<param_blob, std::string>> end_state;
+  if (o.holder_checkpoint_every > 0 || interrupted)
+    end_state = holder->checkpoints();
+  for (const auto& h : started.homes)
+    end_and_wait(session.system(), h);
+  for (size_t i = 0; i < end_state.size(); ++i)
+    write_holder_file(holder_file(o, i), {std::move(end_state[i].first), holder_optimizer_name(o),
+                                          end_state[i].second});
+}
+
 /// What the actors gave back.
 struct sgd_outcome {
   std::vector<job_result> results;
@@ -565,29 +627,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     }
   } shards_end{log};
   log->places = started.places;
-  keeper_actor keeper;
-  const bool remote_shards = std::any_of(started.places.begin(), started.places.end(),
-                                         [](const std::string& p) { return p != "local"; });
-  if (remote_shards && !o.sync) {
-    const auto name = holder_optimizer_name(o);
-    auto saved = started.saved;
-    auto save = [&o, name, saved](uint32_t shard, const param_blob& p, const std::string& state) {
-      holder_checkpoint c{p, name, state};
-      write_holder_file(holder_file(o, shard), c);
-      std::lock_guard<std::mutex> guard{saved->mtx};
-      saved->last[shard] = std::move(c);
-    };
-    // This run's last checkpoint of the shard (none yet: its starting values).
-    auto last = [saved](uint32_t shard) -> std::optional<holder_checkpoint> {
-      std::lock_guard<std::mutex> guard{saved->mtx};
-      auto i = saved->last.find(shard);
-      if (i == saved->last.end())
-        return std::nullopt;
-      return i->second;
-    };
-    keeper = session.keep(session.system().spawn(holder_keeper, log, started.specs, save, last,
-                                                 wall_clock_seconds()));
-  }
+  const auto keeper = start_keeper(o, session, started, log);
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
@@ -631,34 +671,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
                });
     out.interrupted = watch && watch->fired();
   }
-  // The keeper ends before the holder is read (no shard moves after this).
-  end_and_wait(session.system(), keeper);
-  if (keeper) {
-    std::lock_guard<std::mutex> guard{log->mtx};
-    for (size_t i = 0; i < log->shards.size(); ++i)
-      holder->replace(i, log->shards[i]);
-    report.holder_restores = log->restores;
-    started.places = log->places;
-  }
-  report.holder_places = started.places;
-  report.holder = holder->status();
-  report.holder_shards = holder->shard_status();
-  report.holder_bounds = holder->bounds();
-  report.rejected_updates = report.holder.rejected;
-  holder->load_into(model);
-  const bool keep_end = o.holder_checkpoint_every > 0 || out.interrupted;
-  std::vector<std::pair<param_blob, std::string>> end_state;
-  if (keep_end)
-    end_state = holder->checkpoints();
-  // The homes end (their host ends those shards) before the end state is written:
-  // no late periodic checkpoint lands over it.
-  for (const auto& h : started.homes)
-    end_and_wait(session.system(), h);
-  // The end state, whatever the last multiple of holder_checkpoint_every was (an
-  // interrupted run always keeps it: --resume goes on from there).
-  for (size_t i = 0; i < end_state.size(); ++i)
-    write_holder_file(holder_file(o, i), {std::move(end_state[i].first), holder_optimizer_name(o),
-                                          end_state[i].second});
+  finish_holder(o, session, started, keeper, *log, out.interrupted, report, model);
   report.cpu_utilization_mean = session.finish_collector();
   holder->stop();
   remove_other_holder_files(o); // this run's files are written
