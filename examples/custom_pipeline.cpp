@@ -27,6 +27,7 @@
 #include <pnn/actors/metric_collector.hpp>
 #include <pnn/actors/protocol.hpp>
 #include <pnn/actors/training_worker.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/system.hpp>
 
 #include <caf/all.hpp>
@@ -34,8 +35,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -125,12 +124,19 @@ stopper_actor::behavior_type early_stopper(stopper_actor::stateful_pointer<stopp
 int main(int argc, char** argv) {
   int64_t epochs = 6;
   int patience = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--epochs") == 0)
-      epochs = std::atoll(argv[i + 1]);
-    else if (std::strcmp(argv[i], "--patience") == 0)
-      patience = std::atoi(argv[i + 1]);
-  }
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("epochs", po::value(&epochs)->default_value(epochs), "epochs per job (at least 3)");
+  flag("patience", po::value(&patience)->default_value(patience),
+       "epochs without a better validation loss before the stopper ends a job (at least 1)");
+  if (int code = pnn::runtime::parse_program_flags(
+        "custom_pipeline", "[--epochs N] [--patience N]",
+        "A K-fold pipeline built by hand with an early stopper of our own between the workers\n"
+        "and the metric collector.",
+        flags, argc, argv);
+      code >= 0)
+    return code;
   if (epochs < 3 || patience < 1) {
     std::fprintf(stderr, "custom_pipeline: expected --epochs >= 3 and --patience >= 1\n");
     return 2;

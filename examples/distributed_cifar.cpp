@@ -12,6 +12,7 @@
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/system.hpp>
 
 #include <algorithm>
@@ -24,33 +25,31 @@ int main(int argc, char** argv) {
   int workers = 0, n_push = 5, n_pull = 5;
   int64_t epochs = 1, subset = 0;
   bool synthetic = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--synthetic") {
-      synthetic = true;
-    } else if (i + 1 < argc && flag == "--model") {
-      model = argv[++i];
-    } else if (i + 1 < argc && flag == "--workers") {
-      workers = std::stoi(argv[++i]);
-    } else if (i + 1 < argc && flag == "--epochs") {
-      epochs = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--subset") {
-      subset = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--data-dir") {
-      data_dir = argv[++i];
-    } else if (i + 1 < argc && flag == "--out") {
-      out = argv[++i];
-    } else if (i + 1 < argc && flag == "--hosts") {
-      hosts = argv[++i];
-    } else if (i + 1 < argc && flag == "--n-push") {
-      n_push = std::stoi(argv[++i]);
-    } else if (i + 1 < argc && flag == "--n-pull") {
-      n_pull = std::stoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "distributed_cifar: unknown flag %s\n", argv[i]);
-      return 2;
-    }
-  }
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("data-dir", po::value(&data_dir),
+       "folder of CIFAR-10's binary batches (data_batch_1..5.bin, test_batch.bin)");
+  flag("synthetic", po::bool_switch(&synthetic), "generated CIFAR-shaped data instead");
+  flag("model", po::value(&model)->default_value(model), "vgg11, vgg13, vgg16, vgg19, ...");
+  flag("workers", po::value(&workers)->default_value(workers),
+       "workers on this host (0: one per core)");
+  flag("epochs", po::value(&epochs)->default_value(epochs), "epochs over the training set");
+  flag("subset", po::value(&subset)->default_value(subset),
+       "use the first N training samples (0: all)");
+  flag("out", po::value(&out)->default_value(out), "folder for the results");
+  flag("hosts", po::value(&hosts), "train on these `pnn-node serve` hosts instead (h:p,...)");
+  flag("n-push", po::value(&n_push)->default_value(n_push), "with --hosts: push every N steps");
+  flag("n-pull", po::value(&n_pull)->default_value(n_pull), "with --hosts: pull every N steps");
+  if (int code = pnn::runtime::parse_program_flags(
+        "distributed_cifar",
+        "--data-dir DIR | --synthetic [--model vgg11] [--workers N] [--epochs N] [--subset N]\n"
+        "                         [--out DIR] [--hosts h:p,... [--n-push N] [--n-pull N]]",
+        "A VGG-style network on CIFAR-10: HOGWILD on this host, or distributed SGD through a\n"
+        "parameter holder across serve hosts (--hosts), then tested.",
+        flags, argc, argv);
+      code >= 0)
+    return code;
   if (synthetic == !data_dir.empty()) {
     std::fprintf(stderr,
                  "distributed_cifar: expected --data-dir DIR (CIFAR-10 binary batches) "

@@ -8,12 +8,16 @@
 // and every slot of every host runs a worker that pulls and pushes them every
 // --n-pull / --n-push steps (run_sgd); then DistributedTester tests the result here.
 //
-//   ./build/examples/distributed_mnist [--workers N] [--epochs N] [--subset N] [--data-dir DIR]
-//                                      [--out DIR] [--hosts h:p,... [--n-push N] [--n-pull N]]
+//   ./build/examples/distributed_mnist [--workers N] [--epochs N] [--subset N]
+//                                      [--data-dir DIR | --synthetic] [--out DIR]
+//                                      [--hosts h:p,... [--n-push N] [--n-pull N]]
+//
+// --synthetic trains on generated MNIST-shaped data instead (a quick check: seconds).
 #include <pnn/experiments/distributed.hpp>
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/error.hpp>
 #include <pnn/models/registry.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/system.hpp>
 
@@ -28,31 +32,37 @@ int main(int argc, char** argv) {
   int64_t epochs = 4, subset = 0;
   std::string data_dir, out = "runs/distributed_mnist", hosts;
   int n_push = 5, n_pull = 5;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (i + 1 < argc && flag == "--workers") {
-      workers = std::stoi(argv[++i]);
-    } else if (i + 1 < argc && flag == "--epochs") {
-      epochs = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--subset") {
-      subset = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--data-dir") {
-      data_dir = argv[++i];
-    } else if (i + 1 < argc && flag == "--out") {
-      out = argv[++i];
-    } else if (i + 1 < argc && flag == "--hosts") {
-      hosts = argv[++i];
-    } else if (i + 1 < argc && flag == "--n-push") {
-      n_push = std::stoi(argv[++i]);
-    } else if (i + 1 < argc && flag == "--n-pull") {
-      n_pull = std::stoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "distributed_mnist: unknown flag %s\n", argv[i]);
-      return 2;
-    }
+  bool synthetic = false;
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("workers", po::value(&workers)->default_value(workers),
+       "workers on this host (0: one per core)");
+  flag("epochs", po::value(&epochs)->default_value(epochs), "epochs over the training set");
+  flag("subset", po::value(&subset)->default_value(subset),
+       "use the first N training samples (0: all)");
+  flag("data-dir", po::value(&data_dir), "folder of the Fashion-MNIST idx files");
+  flag("synthetic", po::bool_switch(&synthetic), "generated MNIST-shaped data instead");
+  flag("out", po::value(&out)->default_value(out), "folder for the results");
+  flag("hosts", po::value(&hosts), "train on these `pnn-node serve` hosts instead (h:p,...)");
+  flag("n-push", po::value(&n_push)->default_value(n_push), "with --hosts: push every N steps");
+  flag("n-pull", po::value(&n_pull)->default_value(n_pull), "with --hosts: pull every N steps");
+  if (int code = pnn::runtime::parse_program_flags(
+        "distributed_mnist",
+        "[--workers N] [--epochs N] [--subset N] [--data-dir DIR | --synthetic] [--out DIR]\n"
+        "                         [--hosts h:p,... [--n-push N] [--n-pull N]]",
+        "LeNet5, Adam, MultiStepLR: trained by DistributedTrainer (HOGWILD on this host) or\n"
+        "across serve hosts through a parameter holder (--hosts), then tested.",
+        flags, argc, argv);
+      code >= 0)
+    return code;
+  if (synthetic && !data_dir.empty()) {
+    std::fprintf(stderr, "distributed_mnist: --synthetic: generated data reads no --data-dir\n");
+    return 2;
   }
+  const std::string dataset = synthetic ? "synthetic" : "fashion-mnist";
   try {
-    auto data = pnn::training::load_dataset("fashion-mnist", data_dir, subset);
+    auto data = pnn::training::load_dataset(dataset, data_dir, subset);
     auto model =
       pnn::models::make_model("lenet5", data.train->channels(), data.train->num_classes());
     auto criterion = [](const torch::Tensor& logits, const torch::Tensor& labels) {
@@ -76,7 +86,7 @@ int main(int argc, char** argv) {
       // Across hosts: functions do not travel, so the remote workers use the same
       // choices by name (Adam 1e-3, the MultiStepLR spec, cross-entropy).
       pnn::sgd_options o;
-      o.dataset = "fashion-mnist";
+      o.dataset = dataset;
       o.subset = subset;
       o.initial_model = model; // receives the trained parameters
       o.use_local = false;     // this host holds the parameters; the hosts train

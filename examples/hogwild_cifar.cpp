@@ -7,6 +7,7 @@
 //                                  [--epochs N] [--subset N] [--out DIR]
 #include <pnn/experiments/hogwild.hpp>
 #include <pnn/error.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/system.hpp>
 
 #include <cstdio>
@@ -22,27 +23,27 @@ int main(int argc, char** argv) {
   o.scheduler = "cosine";
   o.out = "runs/hogwild_cifar";
   bool synthetic = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--synthetic") {
-      synthetic = true;
-    } else if (i + 1 < argc && flag == "--model") {
-      o.model = argv[++i];
-    } else if (i + 1 < argc && flag == "--workers") {
-      o.workers = std::stoi(argv[++i]);
-    } else if (i + 1 < argc && flag == "--epochs") {
-      o.epochs = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--subset") {
-      o.subset = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--data-dir") {
-      o.data_dir = argv[++i];
-    } else if (i + 1 < argc && flag == "--out") {
-      o.out = argv[++i];
-    } else {
-      std::fprintf(stderr, "hogwild_cifar: unknown flag %s\n", argv[i]);
-      return 2;
-    }
-  }
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("data-dir", po::value(&o.data_dir),
+       "folder of CIFAR-10's binary batches (data_batch_1..5.bin, test_batch.bin)");
+  flag("synthetic", po::bool_switch(&synthetic), "generated CIFAR-shaped data instead");
+  flag("model", po::value(&o.model)->default_value(o.model), "vgg11, vgg13, vgg16, vgg19, ...");
+  flag("workers", po::value(&o.workers)->default_value(0),
+       "workers sharing the parameters (0: one per core)");
+  flag("epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs over the training set");
+  flag("subset", po::value(&o.subset)->default_value(0),
+       "use the first N training samples (0: all)");
+  flag("out", po::value(&o.out)->default_value(o.out), "folder for the results");
+  if (int code = pnn::runtime::parse_program_flags(
+        "hogwild_cifar",
+        "--data-dir DIR | --synthetic [--model vgg11] [--workers N] [--epochs N] [--subset N]\n"
+        "                     [--out DIR]",
+        "A VGG-style network trained HOGWILD by one worker per core, then tested.", flags, argc,
+        argv);
+      code >= 0)
+    return code;
   if (!synthetic && o.data_dir.empty()) {
     std::fprintf(stderr,
                  "hogwild_cifar: CIFAR-10 is not available here: give --data-dir DIR "

@@ -5,6 +5,7 @@
 //   ./build/examples/kfold_cifar --data-dir DIR | --synthetic [--epochs N] [--subset N] [--out DIR]
 #include <pnn/experiments/async_kfold.hpp>
 #include <pnn/error.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/training/dataset.hpp>
 #include <pnn/system.hpp>
 
@@ -16,23 +17,22 @@ int main(int argc, char** argv) {
   int64_t epochs = 1, subset = 0;
   std::string data_dir, out = "runs/kfold_cifar";
   bool synthetic = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--synthetic") {
-      synthetic = true;
-    } else if (i + 1 < argc && flag == "--epochs") {
-      epochs = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--subset") {
-      subset = std::stoll(argv[++i]);
-    } else if (i + 1 < argc && flag == "--data-dir") {
-      data_dir = argv[++i];
-    } else if (i + 1 < argc && flag == "--out") {
-      out = argv[++i];
-    } else {
-      std::fprintf(stderr, "kfold_cifar: unknown flag %s\n", argv[i]);
-      return 2;
-    }
-  }
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("data-dir", po::value(&data_dir),
+       "folder of CIFAR-10's binary batches (data_batch_1..5.bin, test_batch.bin)");
+  flag("synthetic", po::bool_switch(&synthetic), "generated CIFAR-shaped data instead");
+  flag("epochs", po::value(&epochs)->default_value(epochs), "epochs per fold");
+  flag("subset", po::value(&subset)->default_value(subset),
+       "use the first N training samples (0: all)");
+  flag("out", po::value(&out)->default_value(out), "folder for the results");
+  if (int code = pnn::runtime::parse_program_flags(
+        "kfold_cifar", "--data-dir DIR | --synthetic [--epochs N] [--subset N] [--out DIR]",
+        "K-fold on CIFAR-10: MobileNet, LeNet and VGG11 x cosine, warm, K=2, augmented.", flags,
+        argc, argv);
+      code >= 0)
+    return code;
   if (!synthetic && data_dir.empty()) {
     std::fprintf(stderr,
                  "kfold_cifar: CIFAR-10 is not available here: give --data-dir DIR "

@@ -10,6 +10,7 @@
 #include <pnn/error.hpp>
 #include <pnn/experiments/kfold.hpp>
 #include <pnn/experiments/pruning.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/system.hpp>
 
 #include <cmath>
@@ -47,30 +48,25 @@ int main(int argc, char** argv) {
   o.epochs = 9;
   o.out = "runs/kfold_pruning";
   bool asha = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    try {
-      if (flag == "--synthetic") {
-        o.dataset = "synthetic";
-      } else if (flag == "--asha") {
-        asha = true;
-      } else if (i + 1 < argc && flag == "--subset") {
-        o.subset = std::stoll(argv[++i]);
-      } else if (i + 1 < argc && flag == "--epochs") {
-        o.epochs = std::stoll(argv[++i]);
-      } else if (i + 1 < argc && flag == "--out") {
-        o.out = argv[++i];
-      } else {
-        throw std::invalid_argument(flag);
-      }
-    } catch (const std::exception&) {
-      std::fprintf(stderr,
-                   "kfold_pruning: bad flag %s (expected --synthetic, --subset N, --epochs N, "
-                   "--out DIR, --asha)\n",
-                   argv[i]);
-      return 2;
-    }
-  }
+  bool synthetic = false;
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("synthetic", po::bool_switch(&synthetic),
+       "generated MNIST-shaped data instead of Fashion-MNIST");
+  flag("subset", po::value(&o.subset)->default_value(o.subset), "use the first N training samples");
+  flag("epochs", po::value(&o.epochs)->default_value(o.epochs),
+       "epochs of a configuration kept to the end");
+  flag("out", po::value(&o.out)->default_value(o.out), "folder for the results");
+  flag("asha", po::bool_switch(&asha), "pnn's own rule (ASHA) instead of the median stopping rule");
+  if (int code = pnn::runtime::parse_program_flags(
+        "kfold_pruning", "[--synthetic] [--subset N] [--epochs N] [--out DIR] [--asha]",
+        "A K-fold grid pruned by successive halving with a rule of our own (median stopping).",
+        flags, argc, argv);
+      code >= 0)
+    return code;
+  if (synthetic)
+    o.dataset = "synthetic";
   o.models = {"lenet", "lenet5"};
   o.schedulers = {"cosine"};
   o.lrs = {1e-4, 1e-3, 3e-3, 1e-2};

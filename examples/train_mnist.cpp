@@ -1,8 +1,9 @@
 // One training job through pnn's C++ API: LeNet5 on Fashion-MNIST (or real MNIST
 // from --data-dir), Adam 1e-3, cosine schedule stepped per batch, then the test set.
 //
-//   ./build/examples/train_mnist [--epochs N] [--data-dir DIR] [--subset N]
+//   ./build/examples/train_mnist [--epochs N] [--data-dir DIR | --synthetic] [--subset N]
 #include <pnn/error.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
 #include <pnn/system.hpp>
@@ -15,23 +16,28 @@ int main(int argc, char** argv) {
   pnn::configure_allocator();
   int64_t epochs = 1, subset = 0;
   std::string data_dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--epochs")
-      epochs = std::stoll(argv[i + 1]);
-    else if (flag == "--data-dir")
-      data_dir = argv[i + 1];
-    else if (flag == "--subset")
-      subset = std::stoll(argv[i + 1]);
-    else {
-      std::fprintf(stderr,
-                   "train_mnist: unknown flag %s (expected --epochs, --data-dir, --subset)\n",
-                   argv[i]);
-      return 2;
-    }
+  bool synthetic = false;
+  namespace po = boost::program_options;
+  po::options_description flags{"flags"};
+  auto flag = flags.add_options();
+  flag("epochs", po::value(&epochs)->default_value(epochs), "epochs to train");
+  flag("data-dir", po::value(&data_dir),
+       "folder of real MNIST's idx files (default: Fashion-MNIST)");
+  flag("synthetic", po::bool_switch(&synthetic), "generated MNIST-shaped data instead");
+  flag("subset", po::value(&subset)->default_value(subset),
+       "use the first N training samples (0: all)");
+  if (int code = pnn::runtime::parse_program_flags(
+        "train_mnist", "[--epochs N] [--data-dir DIR | --synthetic] [--subset N]",
+        "One training job: LeNet5, Adam 1e-3, cosine schedule, then the test set.", flags, argc,
+        argv);
+      code >= 0)
+    return code;
+  if (synthetic && !data_dir.empty()) {
+    std::fprintf(stderr, "train_mnist: --synthetic: generated data reads no --data-dir\n");
+    return 2;
   }
   try {
-    const std::string name = data_dir.empty() ? "fashion-mnist" : "mnist";
+    const std::string name = synthetic ? "synthetic" : data_dir.empty() ? "fashion-mnist" : "mnist";
     auto data = load_dataset(name, data_dir, subset);
     job_options o;
     o.model = "lenet5";

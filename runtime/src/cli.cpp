@@ -7,6 +7,7 @@
 #include <pnn/interrupt.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
+#include <pnn/runtime/program_flags.hpp>
 #include <pnn/runtime/report.hpp>
 #include <pnn/runtime/serve_command.hpp>
 #include <pnn/runtime/sgd_command.hpp>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -613,6 +615,30 @@ int report_interrupted(const char* verb, const std::string& what_finished,
   std::fprintf(stderr, "pnn-node %s: interrupted: %s; %s. Continue with:\n  %s\n", verb,
                what_finished.c_str(), saved.c_str(), continue_command().c_str());
   return interrupted_exit_code;
+}
+
+int parse_program_flags(const std::string& program, const std::string& synopsis,
+                        const std::string& description, const po::options_description& flags,
+                        int argc, const char* const* argv) {
+  po::options_description all{flags};
+  all.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("help")) {
+      std::ostringstream help;
+      help << "usage: " << program << " " << synopsis << "\n\n"
+           << description << (description.empty() ? "" : "\n\n") << all;
+      std::string text = help.str();
+      std::cout << text << (text.back() == '\n' ? "" : "\n");
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << program << ": " << error_text(e) << " (" << program << " --help)\n";
+    return 2;
+  }
+  return -1;
 }
 
 int run_cli(int argc, const char* const* argv) {
