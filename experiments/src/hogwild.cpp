@@ -252,6 +252,7 @@ void collect_workers(hogwild_report& report, const std::vector<job_result>& resu
   double t0 = std::numeric_limits<double>::infinity();
   for (const auto& t : recorded)
     t0 = std::min(t0, t.zero);
+  report.train_started_at = std::isfinite(t0) ? t0 : 0;
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& t = recorded[i];
     hogwild_worker_report w;
@@ -443,6 +444,8 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   // Test the master (the model_tester's files: confusion.csv, test.json).
   detail::test_model(report, *master, specs.front(), o, data.test, o.out, cores);
   write_loss_files(o.out, workers, o.loss_window);
+  detail::write_events(o.out, report, workers,
+                       detail::replica_hparams(o, o, o, model_name, n, {{"balance", o.balance}}));
   detail::save_model(*master, o.out / "model.pt");
   if (outcome.interrupted && queue)
     write_file_atomic(queue_file, queue_json(queue->where()).dump() + "\n");

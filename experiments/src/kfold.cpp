@@ -10,6 +10,7 @@
 #include <pnn/actors/node.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/files.hpp>
 #include <pnn/interrupt.hpp>
 #include <pnn/models/registry.hpp>
 #include <pnn/training/dataset.hpp>
@@ -18,6 +19,7 @@
 #include <pnn/training/optimizers.hpp>
 #include <pnn/training/records.hpp>
 #include <pnn/training/schedules.hpp>
+#include <pnn/training/tensorboard.hpp>
 #include <pnn/system.hpp>
 
 #include <caf/all.hpp>
@@ -126,6 +128,63 @@ job_summary summary_of(const job_result& r, double t0, const kfold_config& confi
     s.more["stopped_at_epoch"] = r.epochs_done;
   }
   return s;
+}
+
+namespace tb = training::tensorboard;
+
+/// The grid as TensorBoard's HParams experiment, at the root of <out>/tb/ (each
+/// job's session names its configuration as its group, so the table has a row per
+/// configuration over its folds).
+void write_tensorboard_experiment(const kfold_options& o, double t0) {
+  std::vector<tb::hparam_info> grid{{"model", {}},      {"scheduler", {}},  {"optimizer", {}},
+                                    {"lr", {}},         {"batch_size", {}}, {"fold", {}}};
+  auto add = [](tb::hparam_info& h, tb::hparam_value v) {
+    if (std::find(h.values.begin(), h.values.end(), v) == h.values.end())
+      h.values.push_back(std::move(v));
+  };
+  for (const auto& c : configurations(o)) {
+    add(grid[0], c.model);
+    add(grid[1], c.scheduler);
+    add(grid[2], c.optimizer);
+    add(grid[3], c.lr);
+    add(grid[4], static_cast<double>(c.batch_size));
+  }
+  for (int32_t k = 0; k < o.folds; ++k)
+    add(grid[5], static_cast<double>(k));
+  tb::event_file f{t0};
+  f.experiment(grid, {"val/accuracy", "val/loss", "train/epoch_loss"}, t0);
+  f.write(o.out / "tb");
+}
+
+/// A job's TensorBoard run, <out>/tb/<its folder under --out>, from the records in
+/// its folder (written whole again when a paused or resumed job goes on). A file
+/// that cannot be written is a warning: the run's results are elsewhere.
+void store_tensorboard(const fs::path& out, const job_result& r, const job_spec& job,
+                       const kfold_config& config) {
+  const fs::path dir = job.out_dir;
+  try {
+    const auto metrics = nlohmann::json::parse(read_text_file(dir / "metrics.json"));
+    tb::job_run run;
+    for (const auto& s : metrics.at("steps"))
+      run.steps.push_back(step_from_json(s));
+    for (const auto& e : metrics.at("epochs"))
+      run.epochs.push_back(epoch_from_json(e));
+    run.clock_zero = r.clock_zero;
+    run.finished_at = r.finished_at;
+    run.samples_per_epoch =
+      static_cast<double>(r.samples) / static_cast<double>(std::max<int64_t>(1, r.epochs_done));
+    run.hparams = {{"model", job.model},
+                   {"scheduler", job.scheduler},
+                   {"optimizer", job.optimizer},
+                   {"lr", job.lr},
+                   {"batch_size", static_cast<double>(job.batch_size)},
+                   {"fold", static_cast<double>(job.fold)}};
+    run.group = config.name;
+    tb::job_events(run).write(out / "tb" / config.dir / fold_name(job.fold));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn kfold: no TensorBoard events for %s: %s\n", dir.string().c_str(),
+                 e.what());
+  }
 }
 
 /// Writes a finished job's files into its folder: the record files a job on another
@@ -543,10 +602,13 @@ collector_options kfold_collector(const kfold_options& o, const std::vector<job_
   std::map<uint32_t, job_spec> specs;
   for (const auto& j : todo)
     specs[j.id] = j;
-  co.on_result = [t0, specs, configs, folds = o.folds](const job_result& r) {
+  co.on_result = [t0, specs, configs, folds = o.folds, out = o.out](const job_result& r) {
     auto j = specs.find(r.id);
-    if (r.ok() && j != specs.end())
-      store_result(r, t0, j->second, config_of(configs, r.id, folds));
+    if (!r.ok() || j == specs.end())
+      return;
+    const auto& config = config_of(configs, r.id, folds);
+    store_result(r, t0, j->second, config);
+    store_tensorboard(out, r, j->second, config);
   };
   return co;
 }
@@ -838,6 +900,7 @@ kfold_report run_kfold(const kfold_options& o) {
   if (o.estimate_costs && todo.size() > 1)
     estimate_costs(todo, o, *data.train);
 
+  write_tensorboard_experiment(o, t0);
   queue_outcome q;
   q.slots_used = static_cast<size_t>(o.use_local ? p.slots : 0);
   if (!todo.empty())

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -97,6 +98,64 @@ void test_model(replica_report& r, models::Network& model, const job_spec& first
   r.test_accuracy = e.accuracy;
   r.test_loss = e.loss;
   r.confusion = e.confusion;
+}
+
+std::vector<training::tensorboard::hparam>
+replica_hparams(const optimizer_group& opt, const schedule_group& s, const replica_group& g,
+                const std::string& model, int32_t workers,
+                std::vector<training::tensorboard::hparam> more) {
+  std::vector<training::tensorboard::hparam> h{
+    {"model", model},
+    {"optimizer", opt.optimizer},
+    {"lr", opt.lr},
+    {"scheduler", g.scheduler},
+    {"batch_size", static_cast<double>(s.batch_size)},
+    {"epochs", static_cast<double>(s.epochs)},
+    {"workers", static_cast<double>(workers)}};
+  h.insert(h.end(), more.begin(), more.end());
+  return h;
+}
+
+void write_events(const std::filesystem::path& out, const replica_report& r,
+                  const std::vector<const hogwild_worker_report*>& workers,
+                  const std::vector<training::tensorboard::hparam>& hparams) {
+  namespace tb = training::tensorboard;
+  try {
+    const double zero = r.train_started_at;
+    double end = zero;
+    int64_t steps = 0;
+    for (size_t i = 0; i < workers.size(); ++i) {
+      tb::event_file f{zero};
+      for (const auto& s : workers[i]->steps) {
+        f.scalar("train/loss", s.step, zero + s.time, s.loss);
+        f.scalar("train/lr", s.step, zero + s.time, s.lr);
+        end = std::max(end, zero + s.time);
+      }
+      steps += static_cast<int64_t>(workers[i]->steps.size());
+      f.write(out / "tb" / worker_name(i));
+    }
+    std::vector<std::pair<std::string, double>> figures{
+      {"train/samples_per_second", r.samples_per_second},
+      {"train/final_loss", r.final_train_loss}};
+    if (std::isfinite(r.test_accuracy))
+      figures.insert(figures.begin(),
+                     {{"test/accuracy", r.test_accuracy}, {"test/loss", r.test_loss}});
+    std::vector<tb::hparam_info> infos;
+    for (const auto& h : hparams)
+      infos.push_back({h.name, {h.value}});
+    std::vector<std::string> tags;
+    for (const auto& [tag, value] : figures)
+      tags.push_back(tag);
+    tb::event_file f{zero};
+    f.experiment(infos, tags, zero);
+    f.session_start(hparams, "", zero);
+    for (const auto& [tag, value] : figures)
+      f.scalar(tag, steps, end, value);
+    f.session_end(true, end);
+    f.write(out / "tb");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn: no TensorBoard events: %s\n", e.what());
+  }
 }
 
 void save_model(const models::Network& model, const std::filesystem::path& file) {

@@ -10,6 +10,7 @@
 #include <pnn/experiments/session.hpp>
 #include <pnn/experiments/summary.hpp>
 #include <pnn/training/dataset.hpp>
+#include <pnn/training/tensorboard.hpp>
 #include <pnn/training/transforms.hpp>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,22 @@ void set_throughput(replica_report& r, const std::vector<const hogwild_worker_re
 void test_model(replica_report& r, models::Network& model, const job_spec& first,
                 const replica_group& g, const training::dataset_ptr& test,
                 const std::filesystem::path& out, int32_t cores);
+
+/// The hyperparameters TensorBoard shows for a run of one model by `workers`
+/// workers: model, optimizer, lr, scheduler, batch_size, epochs, workers, then `more`.
+std::vector<training::tensorboard::hparam>
+replica_hparams(const optimizer_group& opt, const schedule_group& s, const replica_group& g,
+                const std::string& model, int32_t workers,
+                std::vector<training::tensorboard::hparam> more);
+
+/// <out>/tb/: each worker's train/loss and train/lr per step (tb/worker<i>/), and at
+/// the root the run's HParams experiment and session with its end figures
+/// (test/accuracy, test/loss, train/samples_per_second, train/final_loss). Called
+/// once the report's figures are set (set_throughput, test_model); a file that
+/// cannot be written is a warning.
+void write_events(const std::filesystem::path& out, const replica_report& r,
+                  const std::vector<const hogwild_worker_report*>& workers,
+                  const std::vector<training::tensorboard::hparam>& hparams);
 
 /// Writes the model's parameters and buffers as a LibTorch archive.
 void save_model(const models::Network& model, const std::filesystem::path& file);

@@ -686,6 +686,7 @@ void collect_workers(sgd_report& report, sgd_outcome& outcome, const fs::path& o
       t0 = std::min(t0, r.clock_zero);
   if (!std::isfinite(t0))
     t0 = 0;
+  report.train_started_at = t0;
   for (size_t i = 0; i < outcome.results.size(); ++i) {
     auto& r = outcome.results[i];
     sgd_worker_report w;
@@ -1049,6 +1050,15 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"lost_workers", outcomes.lost},
                        {"worker_list", worker_list(report)}});
   report.summary = summary.to_json();
+  detail::write_events(o.out, report, traces,
+                       detail::replica_hparams(o, o, o, model_name,
+                                               static_cast<int32_t>(traces.size()),
+                                               {{"n_push", static_cast<double>(o.n_push)},
+                                                {"n_pull", static_cast<double>(o.n_pull)},
+                                                {"optimizer_on", o.optimizer_on},
+                                                {"sync", o.sync},
+                                                {"holder_shards", static_cast<double>(o.holder_shards)},
+                                                {"compress", o.compress}}));
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md",
                     sgd_markdown(o, report, model_name, dataset, host_list.size()));

@@ -11,6 +11,7 @@
 #include <pnn/training/dataset.hpp>
 #include <pnn/training/folds.hpp>
 #include <pnn/training/job.hpp>
+#include <pnn/training/tensorboard.hpp>
 #include <pnn/system.hpp>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,36 @@ std::string sci(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.2e", v);
   return buf;
+}
+
+} // namespace
+
+namespace {
+
+/// <out>/tb/: the job's scalars, the test set's accuracy and loss at its end, and its
+/// settings as TensorBoard's HParams experiment and session. A file that cannot be
+/// written is a warning: the results are in the other files.
+void write_train_events(const train_request& r, const training_job& job, const evaluation& test,
+                        double train_samples) {
+  namespace tb = training::tensorboard;
+  try {
+    tb::job_run run;
+    run.steps = job.step_records();
+    run.epochs = job.epoch_records();
+    run.finished_at = wall_clock_seconds();
+    run.clock_zero = run.finished_at - job.elapsed_seconds();
+    run.samples_per_epoch = train_samples;
+    run.hparams = {{"model", r.model},         {"scheduler", r.scheduler},
+                   {"optimizer", r.optimizer}, {"lr", r.lr},
+                   {"batch_size", static_cast<double>(r.batch_size)},
+                   {"epochs", static_cast<double>(r.epochs)},
+                   {"seed", static_cast<double>(r.seed)}};
+    run.final = {{"test/accuracy", test.accuracy}, {"test/loss", test.loss}};
+    run.experiment_metrics = {"test/accuracy", "test/loss", "train/epoch_loss"};
+    tb::job_events(run).write(r.out / "tb");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn-node train: no TensorBoard events: %s\n", e.what());
+  }
 }
 
 } // namespace
@@ -199,8 +230,9 @@ int run_train(const train_request& r) {
   const double wall = seconds_since(wall_start);
   const auto times = process_cpu_times();
 
-  // Outputs (DESIGN.md): job folder, time.json, summary.json/.md, cpu.csv.
+  // Outputs (DESIGN.md): job folder, time.json, summary.json/.md, cpu.csv, tb/.
   write_job_records(dir, job, &test, "test", data.test->classes);
+  write_train_events(r, job, test, static_cast<double>(data.train->size()));
   if (r.checkpoint_every > 0 && r.epochs % r.checkpoint_every != 0)
     job.save_checkpoint(dir / "latest.pt");
   nlohmann::json epochs = nlohmann::json::array();

@@ -8,6 +8,10 @@
 #include <pnn/experiments/async_kfold.hpp>
 #include <pnn/experiments/kfold.hpp>
 #include <pnn/models/registry.hpp>
+#include <pnn/training/tensorboard.hpp>
+
+#include <algorithm>
+#include <map>
 
 #include <atomic>
 #include <functional>
@@ -126,6 +130,70 @@ CAF_TEST(summary json lists every job exactly once with the contract keys) {
     CAF_CHECK(std::filesystem::exists(dir / "run" / f));
   CAF_CHECK_EQUAL(r.table.size(), 2u);
   CAF_CHECK_EQUAL(r.table[0].folds_ok, 3);
+}
+
+CAF_TEST(tensorboard events of every job read back equal to summary json) {
+  namespace tb = pnn::training::tensorboard;
+  test::temp_dir dir;
+  auto o = small(dir / "run");
+  o.lrs = {1e-3, 3e-3};
+  o.validate_every = 2; // epoch 1 not validated: no point in TensorBoard either
+  o.epochs = 3;
+  run_kfold(o);
+  auto summary = nlohmann::json::parse(test::read_text(dir / "run/summary.json"));
+  CAF_REQUIRE_EQUAL(summary["jobs"].size(), 12u);
+  // The experiment at the root: the grid's values.
+  auto root = tb::read_events(tb::event_files(dir / "run/tb").front());
+  CAF_REQUIRE_EQUAL(root.size(), 2u);
+  auto experiment = nlohmann::json::parse(root[1].values.at(0).plugin_json)["experiment"];
+  CAF_CHECK_EQUAL(experiment["hparam_infos"][1]["domain_discrete"],
+                  nlohmann::json::parse(R"(["cosine","step"])"));
+  CAF_CHECK_EQUAL(experiment["hparam_infos"][3]["domain_discrete"],
+                  nlohmann::json::parse("[0.001,0.003]"));
+  CAF_CHECK_EQUAL(experiment["hparam_infos"][5]["domain_discrete"].size(), 3u);
+  size_t files = 0;
+  for (const auto& job : summary["jobs"]) {
+    const auto run = dir / "run/tb" / job["dir"].get<std::string>();
+    auto found = tb::event_files(run);
+    CAF_REQUIRE_EQUAL(found.size(), 1u);
+    ++files;
+    auto events = tb::read_events(found[0]); // every frame's CRCs and Event checked
+    std::map<std::string, std::vector<std::pair<int64_t, double>>> scalars;
+    nlohmann::json start;
+    std::string end;
+    for (const auto& e : events)
+      for (const auto& v : e.values) {
+        if (v.has_simple)
+          scalars[v.tag].emplace_back(e.step, v.simple);
+        else if (v.tag == "_hparams_/session_start_info")
+          start = nlohmann::json::parse(v.plugin_json)["session_start_info"];
+        else if (v.tag == "_hparams_/session_end_info")
+          end = nlohmann::json::parse(v.plugin_json)["session_end_info"]["status"];
+      }
+    CAF_CHECK_EQUAL(start["group_name"], job["config"]);
+    CAF_CHECK_EQUAL(start["hparams"]["model"], job["model"]);
+    CAF_CHECK_EQUAL(start["hparams"]["scheduler"], job["scheduler"]);
+    CAF_CHECK_EQUAL(start["hparams"]["fold"].get<int>(), job["fold"].get<int>());
+    CAF_CHECK_EQUAL(start["hparams"]["lr"].get<double>(), job["lr"].get<double>());
+    CAF_CHECK_EQUAL(end, "STATUS_SUCCESS");
+    // Validation per epoch, as summary.json has it (float32 in the file).
+    std::vector<std::pair<int64_t, double>> expected;
+    for (const auto& e : job["epochs"])
+      if (!e["val_accuracy"].is_null())
+        expected.emplace_back(e["epoch"].get<int64_t>(),
+                              static_cast<float>(e["val_accuracy"].get<double>()));
+    CAF_CHECK_EQUAL(expected.size(), 2u);
+    CAF_CHECK_EQUAL(scalars["val/accuracy"], expected);
+    CAF_CHECK_EQUAL(scalars["val/loss"].size(), 2u);
+    CAF_CHECK_EQUAL(scalars["val/accuracy"].back().second,
+                    static_cast<float>(job["val_accuracy"].get<double>()));
+    // Every step of steps.csv (a header and a line per step).
+    auto steps = test::read_text(dir / "run" / job["dir"].get<std::string>() / "steps.csv");
+    const auto lines = static_cast<size_t>(std::count(steps.begin(), steps.end(), '\n'));
+    CAF_CHECK_EQUAL(scalars["train/loss"].size(), lines - 1);
+    CAF_CHECK_EQUAL(scalars["train/epoch_loss"].size(), 3u);
+  }
+  CAF_CHECK_EQUAL(files, 12u);
 }
 
 CAF_TEST(resume keeps finished jobs and runs only the missing ones) {

@@ -63,6 +63,7 @@ struct replica_report {
   std::shared_ptr<models::Network> model; ///< the trained model (HOGWILD's master, the holder's)
   double wall_seconds = 0;                ///< the whole run: load, training, test
   double train_seconds = 0;               ///< first worker's first batch to the last worker's end
+  double train_started_at = 0; ///< wall clock when the workers' step times read 0
   double samples_per_second = 0;          ///< samples trained by all workers / train_seconds
   double cpu_utilization_mean = 0;
   double user_cpu_seconds = 0;
