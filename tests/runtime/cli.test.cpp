@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <csignal>
 #include <fstream>
 #include <set>
@@ -85,6 +86,38 @@ std::vector<std::string> loss_column(const std::filesystem::path& steps_csv) {
       losses.push_back(cells[4]);
   }
   return losses;
+}
+
+CAF_TEST(a model trained by pnn opens in PyTorch and reaches the same test accuracy) {
+  // scripts/pnn_model.py: pnn's networks in PyTorch, the job's checkpoint loaded with
+  // torch.jit.load, the test set read and transformed in Python.
+  test::temp_dir dir;
+  auto r = pnn_node("train --dataset fashion-mnist --subset 2000 --model lenet5 --epochs 1 "
+                    "--progress none --out "
+                    + (dir / "run").string());
+  CAF_REQUIRE_EQUAL(r.exit_code, 0);
+  auto summary = nlohmann::json::parse(test::read_text(dir / "run/summary.json"));
+  const double pnn_accuracy = summary["test_accuracy"].get<double>();
+  const std::string script = std::string{PNN_SOURCE_DIR} + "/scripts/pnn_model.py";
+  auto py = test::run_command("/usr/bin/python3 " + script + " "
+                              + (dir / "run/lenet5/cosine/all/epoch_1.pt").string()
+                              + " --model lenet5 --dataset fashion-mnist");
+  CAF_REQUIRE_EQUAL(py.exit_code, 0);
+  auto python = nlohmann::json::parse(py.out);
+  CAF_MESSAGE("test accuracy: pnn " << pnn_accuracy << ", PyTorch "
+                                    << python["accuracy"].get<double>());
+  CAF_CHECK_EQUAL(python["samples"].get<int>(), 10000);
+  // The same network on the same images: at most one image apart (pnn folds batch
+  // norm into the convolutions, which rounds differently).
+  CAF_CHECK_LESS_OR_EQUAL(std::abs(python["accuracy"].get<double>() - pnn_accuracy), 1e-4 + 1e-9);
+  CAF_CHECK_LESS_OR_EQUAL(
+    std::abs(python["loss"].get<double>() - summary["test_loss"].get<double>()), 1e-3);
+  // Another network's names are refused in one line naming the file.
+  auto wrong = test::run_command("/usr/bin/python3 " + script + " "
+                                 + (dir / "run/lenet5/cosine/all/epoch_1.pt").string()
+                                 + " --model vgg11");
+  CAF_CHECK_EQUAL(wrong.exit_code, 2);
+  CAF_CHECK(test::contains(wrong.err, "epoch_1.pt: not a vgg11"));
 }
 
 CAF_TEST(resume continues from the latest checkpoint with the uninterrupted losses) {
