@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libcaf-dev libtorch-dev libboost-program-options-dev libopenblas0-openmp
       zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist libssl-dev openssl
-      gnuplot-nox libprotobuf-dev protobuf-compiler "$@")
+      gnuplot-nox libprotobuf-dev protobuf-compiler prometheus-cpp-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

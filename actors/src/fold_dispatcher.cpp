@@ -1,6 +1,7 @@
 #include <pnn/actors/fold_dispatcher.hpp>
 #include <pnn/actors/network.hpp>
 
+#include <pnn/metrics.hpp>
 #include <pnn/training/records.hpp>
 
 #include <caf/all.hpp>
@@ -483,6 +484,15 @@ void dispatcher_state::fail(std::string why) {
 }
 
 void dispatcher_state::maybe_finish() {
+  // Where the run is, for --metrics-port (every change ends here, through settle).
+  auto& m = metrics();
+  m.jobs_queued = static_cast<int64_t>(queue_.size());
+  m.jobs_running = static_cast<int64_t>(running_.size());
+  m.jobs_paused = static_cast<int64_t>(parked_.size());
+  const auto ok = std::count_if(results_.begin(), results_.end(),
+                                [](const job_result& r) { return r.ok(); });
+  m.jobs_done = static_cast<int64_t>(ok);
+  m.jobs_failed = static_cast<int64_t>(results_.size()) - static_cast<int64_t>(ok);
   if (!active_ || results_.size() != expected_)
     return;
   active_ = false;

@@ -1,10 +1,12 @@
 #include <pnn/actors/host_watcher.hpp>
 
 #include <pnn/error.hpp>
+#include <pnn/metrics.hpp>
 #include <pnn/system.hpp>
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <set>
@@ -49,6 +51,12 @@ private:
     self_->monitor(w);
     owner_[w.address()] = address;
     ++live_[address];
+    count_alive();
+  }
+  /// Hosts with a live worker, for --metrics-port.
+  void count_alive() const {
+    metrics().hosts_alive = std::count_if(live_.begin(), live_.end(),
+                                          [](const auto& host) { return host.second > 0; });
   }
   void connect(const wanted_host& host);
   void say(const std::string& what) {
@@ -106,6 +114,7 @@ void watcher_state::worker_down(const caf::down_msg& msg) {
   if (--live_[i->second] == 0)
     say("host " + i->second + " lost; will take it back when it answers");
   owner_.erase(i);
+  count_alive();
 }
 
 watcher_impl::behavior_type host_watcher(watcher_state::pointer self, Cluster* cluster,

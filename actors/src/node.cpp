@@ -3,6 +3,7 @@
 #include <pnn/actors/parameter_holder.hpp>
 #include <pnn/actors/training_worker.hpp>
 #include <pnn/error.hpp>
+#include <pnn/metrics.hpp>
 #include <pnn/training/dataset.hpp>
 
 #include <caf/all.hpp>
@@ -52,6 +53,7 @@ public:
   void coordinator_down(const caf::down_msg& msg);
 
 private:
+  void count_coordinators() const;
   pointer self_ = nullptr;
   node_options o_;
   /// The workers spawned for each coordinator (by its event sink).
@@ -102,6 +104,7 @@ node_state::spawn_workers(const event_sink_actor& sink) {
     self_->monitor(sink);
     auto& list = workers_[sink.address()];
     list.insert(list.end(), result.begin(), result.end());
+    count_coordinators();
   }
   return result;
 }
@@ -142,6 +145,7 @@ caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec
   holder_bytes_[h.address()] = bytes;
   self_->monitor(home);
   holders_[home.address()].push_back(h);
+  count_coordinators();
   return h;
 }
 
@@ -177,14 +181,26 @@ void node_state::coordinator_down(const caf::down_msg& msg) {
     holders_.erase(h);
   }
   auto i = workers_.find(msg.source);
-  if (i == workers_.end())
-    return;
-  for (auto& w : i->second) {
-    self_->send_exit(w, caf::exit_reason::user_shutdown);
-    if (spawned_.erase(w.address()) > 0)
-      released_.insert(w.address());
+  if (i != workers_.end()) {
+    for (auto& w : i->second) {
+      self_->send_exit(w, caf::exit_reason::user_shutdown);
+      if (spawned_.erase(w.address()) > 0)
+        released_.insert(w.address());
+    }
+    workers_.erase(i);
   }
-  workers_.erase(i);
+  count_coordinators();
+}
+
+/// Coordinators (processes) this node runs workers or holder shards for, for
+/// --metrics-port.
+void node_state::count_coordinators() const {
+  std::set<caf::node_id> nodes;
+  for (const auto& [sink, list] : workers_)
+    nodes.insert(sink.node());
+  for (const auto& [home, list] : holders_)
+    nodes.insert(home.node());
+  metrics().coordinators = static_cast<int64_t>(nodes.size());
 }
 
 node_actor::behavior_type node(node_state::pointer self, node_options options) {

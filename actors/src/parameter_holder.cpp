@@ -3,6 +3,7 @@
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
+#include <pnn/metrics.hpp>
 #include <pnn/training/flat_optimizer.hpp>
 #include <pnn/training/parameters.hpp>
 
@@ -38,6 +39,7 @@ public:
 
   param_blob pull() {
     ++status_.pulls;
+    ++metrics().holder_pulls;
     return current();
   }
 
@@ -89,6 +91,7 @@ public:
 private:
   caf::error reject(const std::string& why) {
     ++status_.rejected;
+    ++metrics().holder_rejections;
     return make_error(error_code::invalid_argument, "update rejected: " + why);
   }
   uint64_t staleness_of(const param_update& update) const {
@@ -283,6 +286,7 @@ void holder_state::end_round() {
 void holder_state::applied(uint64_t updates) {
   const auto before = status_.applied;
   status_.applied += updates;
+  metrics().holder_updates += updates;
   const auto every = options_.checkpoint_every;
   if (every > 0 && status_.applied / every != before / every)
     save();

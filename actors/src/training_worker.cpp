@@ -3,6 +3,7 @@
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
+#include <pnn/metrics.hpp>
 #include <pnn/files.hpp>
 #include <pnn/models/network.hpp>
 #include <pnn/training/dataset.hpp>
@@ -47,6 +48,14 @@ class worker_state {
 public:
   static inline const char* name = "pnn.training_worker";
   using pointer = worker_impl::stateful_pointer<worker_state>;
+
+  worker_state() = default;
+  worker_state(const worker_state&) = delete;
+  worker_state& operator=(const worker_state&) = delete;
+  ~worker_state() {
+    if (job_) // ended with its job (its node or its coordinator went)
+      --metrics().workers_busy;
+  }
 
   void init(pointer self, event_sink_actor sink, worker_options options) {
     self_ = self;
@@ -346,6 +355,7 @@ void worker_state::build_job() {
   if (!spec_.out_dir.empty())
     ensure_directory(spec_.out_dir);
   job_ = std::make_unique<training_job>(o, data_.train, std::move(train), std::move(validation));
+  ++metrics().workers_busy; // until finish()
   if (resume_file_) {
     job_->load_checkpoint(*resume_file_);
     result_.resumed_from_epoch = job_->epochs_done();
@@ -412,6 +422,7 @@ void worker_state::slice(uint64_t generation) {
     max_batches = std::min<int64_t>(max_batches, link_->n_pull - steps % link_->n_pull);
   }
   const int64_t epochs_before = job_->epochs_done();
+  const int64_t samples_before = job_->samples_done();
   bool done = false;
   try {
     done = job_->run(max_batches);
@@ -419,6 +430,7 @@ void worker_state::slice(uint64_t generation) {
     finish(error_code::run_failed, first_line(e));
     return;
   }
+  metrics().samples_trained += static_cast<uint64_t>(job_->samples_done() - samples_before);
   const bool epoch_ended = job_->epochs_done() != epochs_before;
   if (epoch_ended && !home_dir_.empty() && job_->epochs_done() % spec_.checkpoint_every == 0) {
     send_checkpoint_home();
@@ -1112,6 +1124,9 @@ void worker_state::finish(error_code code, std::string why) {
   }
   if (promise_.pending())
     promise_.deliver(r);
+  if (job_)
+    --metrics().workers_busy;
+  ++(r.ok() ? metrics().worker_jobs_ok : metrics().worker_jobs_failed);
   scratch_.reset();
   job_.reset();
   data_ = {};

@@ -7,6 +7,7 @@
 #include <pnn/interrupt.hpp>
 #include <pnn/runtime/hogwild_command.hpp>
 #include <pnn/runtime/kfold_command.hpp>
+#include <pnn/runtime/metrics_endpoint.hpp>
 #include <pnn/runtime/program_flags.hpp>
 #include <pnn/runtime/report.hpp>
 #include <pnn/runtime/serve_command.hpp>
@@ -22,6 +23,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -132,21 +134,43 @@ bool parse(const std::string& verb, const std::string& synopsis,
   return true;
 }
 
+/// Flags kfold, hogwild and sgd share.
+struct run_flags {
+  bool no_report = false;
+  int metrics_port = 0;
+};
+
+/// --metrics-port: the port to listen on, or none (0).
+std::optional<uint16_t> metrics_port(int port) {
+  if (port < 0 || port > 65535)
+    bad("--metrics-port " + std::to_string(port) + ": expected a port 1..65535 (0: none)");
+  if (port == 0)
+    return std::nullopt;
+  return static_cast<uint16_t>(port);
+}
+
 /// The end of kfold, hogwild and sgd once their flags are read: with --dry-run,
 /// checks the options (`validate(o)`) and runs nothing; else makes sure --out can
 /// be written, runs, and draws the report unless --no-report. The run's results are
 /// on disk by then: a report that cannot be drawn is a warning.
 template <class Options, class Run>
 int run_with_report(const char* verb, const po::variables_map& vm, const Options& o, Run run,
-                    bool no_report) {
+                    const run_flags& flags) {
+  const auto port = metrics_port(flags.metrics_port);
   if (vm.count("dry-run")) {
     validate(o);
     std::printf("pnn-node %s: flags ok (--dry-run: nothing run)\n", verb);
     return 0;
   }
   pnn::ensure_output_folder(o.out, "--out");
+  std::optional<metrics_endpoint> endpoint;
+  if (port) {
+    endpoint.emplace(verb, "127.0.0.1", *port);
+    std::fprintf(stderr, "pnn-node %s: metrics at http://127.0.0.1:%u/metrics\n", verb,
+                 static_cast<unsigned>(endpoint->port()));
+  }
   const int code = run(o);
-  if (code != 0 || no_report)
+  if (code != 0 || flags.no_report)
     return code;
   try {
     report_request r;
@@ -158,9 +182,12 @@ int run_with_report(const char* verb, const po::variables_map& vm, const Options
   return code;
 }
 
-void add_report_flag(po::options_description& desc, bool& no_report) {
-  desc.add_options()("no-report", po::bool_switch(&no_report),
-                     "do not draw the report (plots, report.md, report.html) at the end");
+void add_run_flags(po::options_description& desc, run_flags& flags) {
+  desc.add_options()("no-report", po::bool_switch(&flags.no_report),
+                     "do not draw the report (plots, report.md, report.html) at the end")(
+    "metrics-port", po::value(&flags.metrics_port)->default_value(0),
+    "serve this run's metrics at http://127.0.0.1:P/metrics in Prometheus' text format (0: "
+    "none)");
 }
 
 void progress_line_check(const std::string& mode) {
@@ -319,8 +346,8 @@ int kfold_command(int argc, const char* const* argv) {
     "seconds of silence after which a host counts as lost (its jobs go elsewhere)")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
-  bool no_report = false;
-  add_report_flag(desc, no_report);
+  run_flags flags;
+  add_run_flags(desc, flags);
   po::variables_map vm;
   if (!parse("kfold", "--models a,b --schedulers c,d --folds K --epochs E --out DIR [flags]", desc,
              argc, argv, vm))
@@ -347,7 +374,7 @@ int kfold_command(int argc, const char* const* argv) {
   o.raise_threads_in_tail = vm.count("no-tail-threads") == 0;
   o.handle_interrupts = true;
   progress_line_check(o.progress);
-  return run_with_report("kfold", vm, o, run_kfold_command, no_report);
+  return run_with_report("kfold", vm, o, run_kfold_command, flags);
 }
 
 /// The dataset and model flags of hogwild and sgd (`per_host`: each host loads its
@@ -400,8 +427,8 @@ int hogwild_command(int argc, const char* const* argv) {
   add_step_flags(desc, o, out);
   desc.add_options()("progress", po::value(&o.progress)->default_value(o.progress),
                      "auto, plain or none");
-  bool no_report = false;
-  add_report_flag(desc, no_report);
+  run_flags flags;
+  add_run_flags(desc, flags);
   po::variables_map vm;
   if (!parse("hogwild", "--dataset D --model M --workers N --epochs E --out DIR [flags]", desc,
              argc, argv, vm))
@@ -409,7 +436,7 @@ int hogwild_command(int argc, const char* const* argv) {
   o.out = required_out(out);
   progress_line_check(o.progress);
   o.handle_interrupts = true;
-  return run_with_report("hogwild", vm, o, run_hogwild_command, no_report);
+  return run_with_report("hogwild", vm, o, run_hogwild_command, flags);
 }
 
 int sgd_command(int argc, const char* const* argv) {
@@ -465,8 +492,8 @@ int sgd_command(int argc, const char* const* argv) {
     "start from <out>/holder.pt (holder.shard<i>.pt with --holder-shards) when it exists")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");
   add_tls_flags(desc, o.tls);
-  bool no_report = false;
-  add_report_flag(desc, no_report);
+  run_flags flags;
+  add_run_flags(desc, flags);
   po::variables_map vm;
   if (!parse("sgd",
              "--hosts h:p,... --dataset D --model M --n-push N --n-pull N --epochs E --out DIR "
@@ -483,7 +510,7 @@ int sgd_command(int argc, const char* const* argv) {
   o.out = required_out(out);
   o.handle_interrupts = true;
   progress_line_check(o.progress);
-  return run_with_report("sgd", vm, o, run_sgd_command, no_report);
+  return run_with_report("sgd", vm, o, run_sgd_command, flags);
 }
 
 int serve_command(int argc, const char* const* argv) {
@@ -509,7 +536,10 @@ int serve_command(int argc, const char* const* argv) {
     "max-workers", po::value(&r.max_workers)->default_value(0),
     "workers alive at once over all coordinators (0: 4 x slots)")(
     "allow-data-dir", po::value(&allowed_dirs),
-    "folders a coordinator's --data-dir may name, comma-separated (none unless given)");
+    "folders a coordinator's --data-dir may name, comma-separated (none unless given)")(
+    "metrics-port", po::value(&r.metrics_port)->default_value(0),
+    "serve this node's metrics at http://BIND:P/metrics in Prometheus' text format (0: "
+    "none)");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
   if (!parse("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",
@@ -520,6 +550,7 @@ int serve_command(int argc, const char* const* argv) {
   r.port = static_cast<uint16_t>(port);
   if (!allowed_dirs.empty())
     r.allowed_data_dirs = split_list(allowed_dirs, "--allow-data-dir");
+  metrics_port(r.metrics_port); // checked before anything starts
   r.dry_run = vm.count("dry-run") > 0;
   return run_serve(r);
 }

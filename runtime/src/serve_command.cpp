@@ -1,4 +1,5 @@
 #include <pnn/runtime/serve_command.hpp>
+#include <pnn/runtime/metrics_endpoint.hpp>
 
 #include <pnn/actors/network.hpp>
 #include <pnn/actors/node.hpp>
@@ -14,6 +15,7 @@
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include <pthread.h>
@@ -65,6 +67,10 @@ int run_serve(const serve_request& r) {
     std::printf("pnn-node serve: flags ok (--dry-run: nothing run)\n");
     return 0;
   }
+  // Before any actor: a port that cannot be had ends the command at once.
+  std::optional<metrics_endpoint> metrics;
+  if (r.metrics_port > 0)
+    metrics.emplace("serve", r.bind, static_cast<uint16_t>(r.metrics_port));
   // SIGINT/SIGTERM are taken by sigwait below: block them before CAF starts its
   // threads, which inherit the mask.
   sigset_t signals;
@@ -114,6 +120,9 @@ int run_serve(const serve_request& r) {
   std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n", r.bind.c_str(),
               static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str(),
               r.tls.enabled() ? ", TLS with client certificates" : "");
+  if (metrics)
+    std::printf("pnn serve: metrics at http://%s:%u/metrics\n", r.bind.c_str(),
+                static_cast<unsigned>(metrics->port()));
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -31,6 +31,11 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 using namespace pnn;
 
 namespace {
@@ -55,10 +60,119 @@ struct server {
   }
 };
 
+/// A TCP port free on 127.0.0.1 now.
+int free_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(s);
+  return ntohs(sa.sin_port);
+}
+
+/// The body of GET `path` from 127.0.0.1:port ("" when nothing answers), and the
+/// status line in `status`.
+std::string http_get(int port, const std::string& path, std::string* status = nullptr) {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    ::send(s, request.data(), request.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(s, buf, sizeof buf, 0)) > 0;)
+      response.append(buf, static_cast<size_t>(n));
+  }
+  ::close(s);
+  const auto end = response.find("\r\n\r\n");
+  if (status != nullptr)
+    *status = response.substr(0, response.find("\r\n"));
+  return end == std::string::npos ? "" : response.substr(end + 4);
+}
+
+/// The value of the sample `name` (with its labels, e.g. pnn_jobs{state="running"})
+/// in a Prometheus text body; -1 when it is not there.
+double sample(const std::string& body, const std::string& name) {
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
 const std::string kfold_run = "kfold --dataset synthetic:train=160,test=10 --models lenet5 "
                               "--schedulers cosine,warm --folds 2 --epochs 1 --progress plain";
 
 } // namespace
+
+CAF_TEST(metrics endpoints of a serve node and a coordinator show the run while it goes) {
+  test::temp_dir dir;
+  const int serve_metrics = free_port();
+  server a{1, "--metrics-port " + std::to_string(serve_metrics)};
+  CAF_REQUIRE_GREATER(a.port, 0);
+  CAF_CHECK_EQUAL(a.process.read_line(),
+                  "pnn serve: metrics at http://127.0.0.1:" + std::to_string(serve_metrics)
+                    + "/metrics");
+  auto idle = http_get(serve_metrics, "/metrics");
+  CAF_CHECK(test::contains(idle, "# TYPE pnn_samples_trained_total counter"));
+  CAF_CHECK_EQUAL(sample(idle, "pnn_info{command=\"serve\"}"), 1);
+  CAF_CHECK_EQUAL(sample(idle, "pnn_coordinators"), 0);
+  std::string status;
+  http_get(serve_metrics, "/other", &status);
+  CAF_CHECK(test::contains(status, "404"));
+
+  // Eight jobs on one local slot and the serve node's one: long enough to be seen.
+  const int run_metrics = free_port();
+  test::background_process run(
+    node + " kfold --dataset synthetic:train=400,test=10 --models lenet5 --schedulers cosine,none "
+    "--folds 4 --epochs 6 --slots 1 --progress none --no-report --hosts " + a.address()
+    + " --metrics-port " + std::to_string(run_metrics) + " --out " + (dir / "run").string());
+  double running = -1, queued = -1, hosts = -1, coordinators = -1, samples = -1;
+  for (int i = 0; i < 300 && !(running >= 1 && hosts == 1 && coordinators == 1); ++i) {
+    ::usleep(50000);
+    auto body = http_get(run_metrics, "/metrics");
+    running = sample(body, "pnn_jobs{state=\"running\"}");
+    queued = sample(body, "pnn_jobs{state=\"queued\"}");
+    hosts = sample(body, "pnn_hosts_alive");
+    coordinators = sample(http_get(serve_metrics, "/metrics"), "pnn_coordinators");
+  }
+  CAF_MESSAGE("coordinator: " << running << " running, " << queued << " queued, " << hosts
+                              << " host(s); serve node: " << coordinators << " coordinator(s)");
+  CAF_CHECK_GREATER_OR_EQUAL(running, 1);
+  CAF_CHECK_LESS_OR_EQUAL(running, 2);
+  CAF_CHECK_GREATER_OR_EQUAL(queued, 1); // 8 jobs, 2 slots
+  CAF_CHECK_EQUAL(hosts, 1);
+  CAF_CHECK_EQUAL(coordinators, 1);
+  // Jobs end, samples are trained on both sides, while the run goes on.
+  double done = -1;
+  for (int i = 0; i < 600 && done < 1; ++i) {
+    ::usleep(50000);
+    auto body = http_get(run_metrics, "/metrics");
+    done = sample(body, "pnn_jobs{state=\"done\"}");
+    samples = sample(body, "pnn_samples_trained_total");
+  }
+  CAF_CHECK_GREATER_OR_EQUAL(done, 1);
+  CAF_CHECK_GREATER(samples, 0);
+  CAF_REQUIRE_EQUAL(run.wait_exit(static_cast<int>(120000 * test::time_scale())), 0);
+  auto after = http_get(serve_metrics, "/metrics");
+  CAF_CHECK_GREATER(sample(after, "pnn_samples_trained_total"), 0);
+  CAF_CHECK_GREATER_OR_EQUAL(sample(after, "pnn_worker_jobs_total{outcome=\"ok\"}"), 1);
+  CAF_CHECK_EQUAL(sample(after, "pnn_workers_busy"), 0);
+  // A port that is taken: one line naming the flag, exit code 2, nothing run.
+  auto taken = test::run_command(node + " kfold --dataset synthetic --models lenet5 --out "
+                                 + (dir / "taken").string() + " --metrics-port "
+                                 + std::to_string(serve_metrics));
+  CAF_CHECK_EQUAL(taken.exit_code, 2);
+  CAF_CHECK(test::contains(taken.err, "--metrics-port " + std::to_string(serve_metrics)
+                                        + ": cannot listen on 127.0.0.1:"));
+  CAF_CHECK(!std::filesystem::exists(dir / "taken/summary.json"));
+}
 
 CAF_TEST(a K - fold runs every job once on two serve processes) {
   test::temp_dir dir;

@@ -17,6 +17,7 @@ struct serve_request {
   double peer_timeout = 30;       ///< seconds of silence after which a coordinator counts as gone
   tls_files tls;                  ///< all three set: TLS with mutual authentication
   bool dry_run = false;           ///< check the flags, then return 0 without listening
+  int32_t metrics_port = 0;       ///< --metrics-port on `bind` (0: none)
   // What a coordinator may ask of this host (a job beyond them fails, naming the flag).
   int64_t max_dataset_cache_mb = 4096; ///< datasets kept loaded for coordinators' jobs
   int64_t max_checkpoint_mb = 1024;    ///< a checkpoint sent along with a job

@@ -1,0 +1,256 @@
+#include <pnn/runtime/metrics_endpoint.hpp>
+
+#include <pnn/error.hpp>
+#include <pnn/metrics.hpp>
+#include <pnn/system.hpp>
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+namespace pnn::runtime {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+void add(MetricFamily& f, double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+/// Reads pnn::metrics() when scraped. Samples per second: over the time since the
+/// previous scrape (Prometheus' rate() over pnn_samples_trained_total does the same
+/// over any window).
+class process_collectable {
+public:
+  explicit process_collectable(std::string command)
+    : command_(std::move(command)), last_time_(wall_clock_seconds()),
+      last_samples_(metrics().samples_trained.load()) {}
+
+  std::vector<MetricFamily> Collect() const {
+    const auto& m = metrics();
+    std::vector<MetricFamily> out;
+    auto info = family("pnn_info", "what this process runs", MetricType::Gauge);
+    add(info, 1, {{"command", command_}});
+    out.push_back(std::move(info));
+    auto jobs = family("pnn_jobs", "the coordinator's jobs by state (the K-fold queue)",
+                       MetricType::Gauge);
+    add(jobs, static_cast<double>(m.jobs_queued.load()), {{"state", "queued"}});
+    add(jobs, static_cast<double>(m.jobs_running.load()), {{"state", "running"}});
+    add(jobs, static_cast<double>(m.jobs_paused.load()), {{"state", "paused"}});
+    add(jobs, static_cast<double>(m.jobs_done.load()), {{"state", "done"}});
+    add(jobs, static_cast<double>(m.jobs_failed.load()), {{"state", "failed"}});
+    out.push_back(std::move(jobs));
+    auto busy = family("pnn_workers_busy", "training workers in this process with a job",
+                       MetricType::Gauge);
+    add(busy, static_cast<double>(m.workers_busy.load()));
+    out.push_back(std::move(busy));
+    auto ended = family("pnn_worker_jobs_total", "jobs this process's workers ended",
+                        MetricType::Counter);
+    add(ended, static_cast<double>(m.worker_jobs_ok.load()), {{"outcome", "ok"}});
+    add(ended, static_cast<double>(m.worker_jobs_failed.load()), {{"outcome", "failed"}});
+    out.push_back(std::move(ended));
+    const uint64_t samples = m.samples_trained.load();
+    auto trained = family("pnn_samples_trained_total", "samples trained by this process's workers",
+                          MetricType::Counter);
+    add(trained, static_cast<double>(samples));
+    out.push_back(std::move(trained));
+    auto rate = family("pnn_samples_per_second",
+                       "samples trained per second since the previous scrape", MetricType::Gauge);
+    add(rate, samples_per_second(samples));
+    out.push_back(std::move(rate));
+    auto updates = family("pnn_holder_updates_total",
+                          "updates the parameter holder shards in this process applied",
+                          MetricType::Counter);
+    add(updates, static_cast<double>(m.holder_updates.load()));
+    out.push_back(std::move(updates));
+    auto refused = family("pnn_holder_rejections_total",
+                          "pushes the parameter holder shards in this process refused",
+                          MetricType::Counter);
+    add(refused, static_cast<double>(m.holder_rejections.load()));
+    out.push_back(std::move(refused));
+    auto pulls = family("pnn_holder_pulls_total", "pulls the holder shards in this process answered",
+                        MetricType::Counter);
+    add(pulls, static_cast<double>(m.holder_pulls.load()));
+    out.push_back(std::move(pulls));
+    auto hosts = family("pnn_hosts_alive", "serve hosts with live workers of this coordinator",
+                        MetricType::Gauge);
+    add(hosts, static_cast<double>(m.hosts_alive.load()));
+    out.push_back(std::move(hosts));
+    auto coordinators = family("pnn_coordinators", "coordinators a serve node works for",
+                               MetricType::Gauge);
+    add(coordinators, static_cast<double>(m.coordinators.load()));
+    out.push_back(std::move(coordinators));
+    return out;
+  }
+
+private:
+  double samples_per_second(uint64_t samples) const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    const double now = wall_clock_seconds();
+    if (now - last_time_ >= 0.5) {
+      last_rate_ = static_cast<double>(samples - last_samples_) / (now - last_time_);
+      last_time_ = now;
+      last_samples_ = samples;
+    }
+    return last_rate_;
+  }
+
+  std::string command_;
+  mutable std::mutex mutex_;
+  mutable double last_time_;
+  mutable uint64_t last_samples_;
+  mutable double last_rate_ = 0;
+};
+
+} // namespace
+
+/// The HTTP side: one thread, one connection at a time (a scrape is a few KB), on a
+/// socket of our own. prometheus-cpp's own exposer (civetweb) could not start its
+/// threads inside pnn-node ("Cannot create threads"), so only its text serializer is
+/// used. A request gets its answer and the connection closes (HTTP/1.0 style).
+struct metrics_endpoint::impl {
+  int listener = -1;
+  uint16_t port = 0;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  std::unique_ptr<process_collectable> collectable;
+
+  void serve() {
+    // SIGINT and SIGTERM are the command's (Ctrl-C saves the run), never this thread's.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    while (!stop.load()) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0)
+        continue;
+      const int client = ::accept(listener, nullptr, nullptr);
+      if (client < 0)
+        continue;
+      answer(client);
+      ::close(client);
+    }
+  }
+
+  void answer(int client) const {
+    timeval timeout{2, 0}; // a client that sends nothing does not hold the thread
+    ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    std::string request;
+    char buf[1024];
+    while (request.size() < 8192 && request.find("\r\n\r\n") == std::string::npos
+           && request.find("\n\n") == std::string::npos) {
+      const auto n = ::recv(client, buf, sizeof buf, 0);
+      if (n <= 0)
+        break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    const auto line = request.substr(0, request.find_first_of("\r\n"));
+    std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
+    const bool get = line.rfind("GET ", 0) == 0, head = line.rfind("HEAD ", 0) == 0;
+    const auto path = line.substr(line.find(' ') + 1, line.rfind(' ') - line.find(' ') - 1);
+    if (!get && !head) {
+      status = "405 Method Not Allowed";
+      type = "text/plain";
+      body = "only GET /metrics\n";
+    } else if (path != "/metrics" && path.rfind("/metrics?", 0) != 0) {
+      status = "404 Not Found";
+      type = "text/plain";
+      body = "metrics are at /metrics\n";
+    } else {
+      std::ostringstream text;
+      prometheus::TextSerializer{}.Serialize(text, collectable->Collect());
+      body = text.str();
+    }
+    std::string response = "HTTP/1.0 " + status + "\r\nContent-Type: " + type
+      + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+    if (!head)
+      response += body;
+    for (size_t sent = 0; sent < response.size();) {
+      const auto n = ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0)
+        return;
+      sent += static_cast<size_t>(n);
+    }
+  }
+};
+
+metrics_endpoint::metrics_endpoint(const std::string& command, const std::string& address,
+                                   uint16_t port)
+  : d_(std::make_unique<impl>()) {
+  const std::string where = address + ":" + std::to_string(port);
+  auto fail = [&](const std::string& why) {
+    if (d_->listener >= 0)
+      ::close(d_->listener);
+    throw pnn::error(error_code::invalid_argument, "--metrics-port " + std::to_string(port)
+                                                     + ": cannot listen on " + where + " ("
+                                                     + why + ")");
+  };
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1)
+    fail("not an IPv4 address");
+  d_->listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (d_->listener < 0)
+    fail(std::strerror(errno));
+  const int yes = 1;
+  ::setsockopt(d_->listener, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  if (::bind(d_->listener, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0
+      || ::listen(d_->listener, 16) != 0)
+    fail(std::strerror(errno));
+  socklen_t len = sizeof sa;
+  ::getsockname(d_->listener, reinterpret_cast<sockaddr*>(&sa), &len);
+  d_->port = ntohs(sa.sin_port);
+  d_->collectable = std::make_unique<process_collectable>(command);
+  d_->thread = std::thread([this] { d_->serve(); });
+}
+
+metrics_endpoint::~metrics_endpoint() {
+  d_->stop = true;
+  if (d_->thread.joinable())
+    d_->thread.join();
+  ::close(d_->listener);
+}
+
+uint16_t metrics_endpoint::port() const {
+  return d_->port;
+}
+
+} // namespace pnn::runtime
