@@ -557,16 +557,17 @@ int serve_command(int argc, const char* const* argv) {
 
 int report_command(int argc, const char* const* argv) {
   report_request r;
-  std::string dir;
+  std::vector<std::string> dirs;
   std::vector<std::string> compare;
   po::options_description desc{"report flags"};
-  desc.add_options()("dir", po::value(&dir), "the run's output folder (also the first argument)")(
+  desc.add_options()("dir", po::value(&dirs)->composing(),
+                     "the run's output folder (the first argument; more: runs side by side)")(
     "compare", po::value(&compare)->composing(),
     "another run to compare with: for kfold a --serial run (speedup per model and "
     "scheduler), for hogwild/sgd other runs (loss, accuracy, samples/s); repeatable")(
     "gnuplot", po::value(&r.gnuplot)->default_value(r.gnuplot), "the gnuplot program");
   po::positional_options_description positional;
-  positional.add("dir", 1);
+  positional.add("dir", -1);
   po::options_description all{desc};
   all.add_options()("help,h", "show this help");
   po::variables_map vm;
@@ -577,12 +578,13 @@ int report_command(int argc, const char* const* argv) {
     bad(error_text(e));
   }
   if (vm.count("help")) {
-    std::cout << "usage: pnn-node report DIR [--compare DIR2 ...]\n\n" << desc;
+    std::cout << "usage: pnn-node report DIR [DIR2 ...] [--compare DIR3 ...]\n\n" << desc;
     return 0;
   }
-  if (dir.empty())
+  if (dirs.empty() || dirs.front().empty())
     bad("report: expected the run's folder: pnn-node report DIR");
-  r.dir = dir;
+  r.dir = dirs.front();
+  r.runs.assign(dirs.begin() + 1, dirs.end());
   for (const auto& c : compare)
     for (const auto& item : split_list(c, "--compare"))
       r.compare.emplace_back(item);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -94,6 +95,34 @@ std::string fixed(double v, int digits = 4) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
   return buf;
+}
+
+/// gnuplot's y range around the data [lo, hi] with some room, within [floor, ceil]:
+/// 0.87 against 0.88 must not look equal on a 0..1 axis.
+std::string yrange_around(double lo, double hi, double floor = 0, double ceil = 1) {
+  if (!(lo <= hi) || !std::isfinite(lo) || !std::isfinite(hi)) {
+    lo = floor;
+    hi = ceil;
+  }
+  const double pad = std::max(0.005, (hi - lo) * 0.15);
+  return "set yrange [" + fixed(std::max(floor, lo - pad), 3) + ":"
+    + fixed(std::min(ceil, hi + pad), 3) + "]\n";
+}
+
+/// Mean and sample standard deviation of `values` (0 for fewer than two).
+std::pair<double, double> mean_std(const std::vector<double>& values) {
+  if (values.empty())
+    return {0, 0};
+  double sum = 0;
+  for (double v : values)
+    sum += v;
+  const double mean = sum / static_cast<double>(values.size());
+  if (values.size() < 2)
+    return {mean, 0};
+  double sq = 0;
+  for (double v : values)
+    sq += (v - mean) * (v - mean);
+  return {mean, std::sqrt(sq / static_cast<double>(values.size() - 1))};
 }
 
 std::string html_escape(const std::string& s) {
@@ -374,55 +403,66 @@ std::map<cell_key, double> spans(const run_summary& s) {
   return out;
 }
 
-/// Validation accuracy against epochs per configuration (mean over the folds that
-/// validated that epoch); a configuration pruning stopped ends where it stopped,
-/// marked with a cross. Drawn when a run has more than one validated epoch.
+/// Validation accuracy and loss against epochs per configuration (mean ± std over
+/// the folds that validated that epoch); a configuration pruning stopped ends where
+/// it stopped, marked with a cross. Drawn when a run has more than one validated epoch.
 void epoch_curves(report_builder& r, const run_summary& s, const std::vector<cell_key>& cells) {
-  std::map<std::string, std::map<int64_t, std::pair<double, int>>> curves;
+  // configuration -> epoch -> the folds' values
+  using curve = std::map<int64_t, std::vector<double>>;
+  std::map<std::string, curve> accuracy, loss;
   for (const auto& j : s.jobs) {
     if (!j.ok || !j.more.contains("epochs") || !j.more["epochs"].is_array())
       continue;
     for (const auto& e : j.more["epochs"]) {
-      if (!e.is_object() || !e.contains("epoch") || !e["epoch"].is_number_integer()
-          || !e.contains("val_accuracy") || !e["val_accuracy"].is_number())
+      if (!e.is_object() || !e.contains("epoch") || !e["epoch"].is_number_integer())
         continue;
-      auto& point = curves[j.config_name()][e["epoch"].get<int64_t>()];
-      point.first += e["val_accuracy"].get<double>();
-      ++point.second;
+      const auto epoch = e["epoch"].get<int64_t>();
+      if (e.contains("val_accuracy") && e["val_accuracy"].is_number())
+        accuracy[j.config_name()][epoch].push_back(e["val_accuracy"].get<double>());
+      if (e.contains("val_loss") && e["val_loss"].is_number())
+        loss[j.config_name()][epoch].push_back(e["val_loss"].get<double>());
     }
   }
   size_t longest = 0;
-  for (const auto& [name, curve] : curves)
-    longest = std::max(longest, curve.size());
+  for (const auto& [name, c] : accuracy)
+    longest = std::max(longest, c.size());
   if (longest < 2)
     return;
   std::set<std::string> pruned;
   for (const auto& c : s.table)
     if (c.stopped_at_epoch)
       pruned.insert(c.config_name());
-  std::ostringstream dat, ends;
-  std::string plots;
+  // One data block per configuration (epoch,mean,std), in the table's order.
+  auto blocks = [&](const std::map<std::string, curve>& curves, const std::string& file,
+                    double& lo, double& hi, std::ostringstream& ends) {
+    std::ostringstream dat;
+    std::string plots;
+    int block = 0;
+    for (const auto& k : cells) {
+      auto found = curves.find(k.config);
+      if (found == curves.end())
+        continue;
+      for (const auto& [epoch, values] : found->second) {
+        const auto [mean, sd] = mean_std(values);
+        lo = std::min(lo, mean - sd);
+        hi = std::max(hi, mean + sd);
+        dat << epoch << "," << mean << "," << sd << "\n";
+      }
+      dat << "\n\n"; // the next configuration is the next data block
+      if (pruned.count(k.config) && !found->second.empty())
+        ends << found->second.rbegin()->first << ","
+             << mean_std(found->second.rbegin()->second).first << "\n";
+      plots += std::string(plots.empty() ? "plot " : ", ") + gp_string(file) + " index "
+        + std::to_string(block++) + " using 1:2:3 with yerrorlines lw 1.5 pt 7 ps 0.5 title "
+        + gp_string(k.label());
+    }
+    r.data(file, dat.str());
+    return plots;
+  };
+  const std::string xtics = longest <= 20 ? "set xtics 1\n" : "";
   double lo = 1, hi = 0;
-  int block = 0;
-  for (const auto& k : cells) {
-    auto curve = curves.find(k.config);
-    if (curve == curves.end())
-      continue;
-    for (const auto& [epoch, point] : curve->second) {
-      const double mean = point.first / point.second;
-      lo = std::min(lo, mean);
-      hi = std::max(hi, mean);
-      dat << epoch << "," << mean << "\n";
-    }
-    dat << "\n\n"; // the next configuration is the next data block
-    if (pruned.count(k.config) && !curve->second.empty()) {
-      const auto& [epoch, point] = *curve->second.rbegin();
-      ends << epoch << "," << point.first / point.second << "\n";
-    }
-    plots += std::string(plots.empty() ? "plot " : ", ") + "\"val_epochs.csv\" index "
-      + std::to_string(block++) + " using 1:2 with linespoints lw 1.5 pt 7 ps 0.5 title "
-      + gp_string(k.label());
-  }
+  std::ostringstream ends;
+  auto plots = blocks(accuracy, "val_epochs.csv", lo, hi, ends);
   if (plots.empty())
     return; // no configuration of the table has a curve
   if (!ends.str().empty()) {
@@ -430,16 +470,78 @@ void epoch_curves(report_builder& r, const run_summary& s, const std::vector<cel
     plots += ", \"pruned_ends.csv\" using 1:2 with points pt 2 ps 2 lw 2 lc rgb \"black\" "
              "title \"stopped by pruning\"";
   }
-  r.data("val_epochs.csv", dat.str());
-  const double pad = std::max(0.01, (hi - lo) * 0.05);
-  r.heading("Validation accuracy per epoch");
+  r.heading("Validation per epoch");
   r.plot("val_epochs",
-         "Validation accuracy per epoch and configuration (mean over folds; a cross: where "
+         "Validation accuracy per epoch and configuration (mean ± std over folds; a cross: where "
          "pruning stopped it)",
-         "set xlabel \"epoch\"\nset ylabel \"validation accuracy\"\nset yrange ["
-           + fixed(std::max(0.0, lo - pad), 3) + ":" + fixed(std::min(1.0, hi + pad), 3)
-           + "]\n" + (longest <= 20 ? "set xtics 1\n" : "")
-           + "set key outside right top font \",8\"\n" + plots);
+         "set xlabel \"epoch\"\nset ylabel \"validation accuracy\"\n" + yrange_around(lo, hi)
+           + xtics + "set key outside right top font \",8\"\n" + plots);
+  double loss_lo = 1e300, loss_hi = -1e300;
+  std::ostringstream unused; // crosses only on the accuracy plot
+  auto loss_plots = blocks(loss, "val_loss_epochs.csv", loss_lo, loss_hi, unused);
+  if (!loss_plots.empty())
+    r.plot("val_loss_epochs",
+           "Validation loss per epoch and configuration (mean ± std over folds)",
+           "set xlabel \"epoch\"\nset ylabel \"validation loss\"\n"
+             + yrange_around(loss_lo, loss_hi, 0, 1e300) + xtics
+             + "set key outside right top font \",8\"\n" + loss_plots);
+}
+
+/// Training loss against the job's own time, one line per job (a configuration's
+/// folds share a colour), smoothed over 20 steps; from each job's steps.csv.
+void train_loss_curves(report_builder& r, const fs::path& dir, const run_summary& s,
+                       const std::vector<cell_key>& cells) {
+  std::map<std::string, int> colour;
+  for (const auto& k : cells)
+    colour.emplace(k.config, static_cast<int>(colour.size()) + 1);
+  std::ostringstream dat;
+  std::string plots;
+  std::set<std::string> titled;
+  int block = 0;
+  for (const auto& j : s.jobs) {
+    const auto folder = job_folder(dir, j);
+    if (!j.ok || !folder)
+      continue;
+    const auto steps = read_csv(*folder / "steps.csv");
+    const auto time = std::find(steps.header.begin(), steps.header.end(), "time");
+    const auto loss = std::find(steps.header.begin(), steps.header.end(), "loss");
+    if (steps.rows.empty() || time == steps.header.end() || loss == steps.header.end())
+      continue;
+    const auto ti = static_cast<size_t>(time - steps.header.begin());
+    const auto li = static_cast<size_t>(loss - steps.header.begin());
+    const size_t every = std::max<size_t>(1, steps.rows.size() / 300);
+    std::deque<double> window;
+    double sum = 0;
+    for (size_t n = 0; n < steps.rows.size(); ++n) {
+      const auto& row = steps.rows[n];
+      if (row.size() <= std::max(ti, li))
+        continue;
+      const double v = std::atof(row[li].c_str());
+      window.push_back(v);
+      sum += v;
+      if (window.size() > 20) {
+        sum -= window.front();
+        window.pop_front();
+      }
+      if (n % every == 0 || n + 1 == steps.rows.size())
+        dat << row[ti] << "," << sum / static_cast<double>(window.size()) << "\n";
+    }
+    dat << "\n\n";
+    const auto config = j.config_name();
+    const bool first = titled.insert(config).second;
+    plots += std::string(plots.empty() ? "plot " : ", ") + "\"train_loss.csv\" index "
+      + std::to_string(block++) + " using 1:2 with lines lw 1.2 lc "
+      + std::to_string(colour[config]) + (first ? " title " + gp_string(config) : " notitle");
+  }
+  if (plots.empty())
+    return;
+  r.data("train_loss.csv", dat.str());
+  r.heading("Training loss");
+  r.plot("train_loss",
+         "Training loss against each job's time (a line per job, a colour per configuration; "
+         "mean of the last 20 steps)",
+         "set xlabel \"seconds since the job started\"\nset ylabel \"training loss\"\n"
+         "set key outside right top font \",8\"\n" + plots);
 }
 
 /// A pruned run's rule, decisions and the time it spent against the whole grid's.
@@ -497,11 +599,21 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
     fail(error_code::malformed_file, (dir / "summary.json").string() + ": no \"table\" of results");
   r.add(acc);
   r.data("accuracy.csv", acc_dat.str());
-  r.plot("accuracy", "Validation accuracy per configuration (mean ± std over folds)",
-         "set ylabel \"validation accuracy\"\nset yrange [0:1.05]\nset style fill solid 0.6\n"
-         "set boxwidth 0.6\nset xtics rotate by -30\nunset key\n"
-         "plot \"accuracy.csv\" using 1:3:xtic(2) with boxes lc rgb \"#4477aa\", "
-         "\"accuracy.csv\" using 1:3:4 with yerrorbars lc rgb \"black\" pt 0");
+  double lo = 1, hi = 0;
+  for (const auto& c : s.table)
+    if (c.folds_ok > 0) {
+      lo = std::min(lo, c.val_accuracy_mean - c.val_accuracy_std);
+      hi = std::max(hi, c.val_accuracy_mean + c.val_accuracy_std);
+    }
+  // Points and error bars, not bars from 0: the axis is zoomed to the data.
+  r.plot("accuracy",
+         "Validation accuracy per configuration (mean ± std over folds; the axis is zoomed to "
+         "the data)",
+         "set ylabel \"validation accuracy\"\n" + yrange_around(lo, hi) + "set xrange [-0.5:"
+           + std::to_string(cells.size()) + "-0.5]\nset xtics rotate by -30\nunset key\n"
+           + "plot \"accuracy.csv\" using 1:3:4:xtic(2) with yerrorbars pt 7 ps 1.3 lw 1.5 "
+             "lc rgb \"#4477aa\"");
+  train_loss_curves(r, dir, s, cells);
 
   epoch_curves(r, s, cells);
   pruning_section(r, s);
@@ -655,6 +767,79 @@ void kfold_report(report_builder& r, const fs::path& dir, const run_summary& s,
            "unset multiplot");
     break; // one reference
   }
+}
+
+/// `report DIR1 DIR2 ...` of K-fold runs: each configuration's validation accuracy
+/// (mean ± std over folds) in every run, in a table and one plot, and each run's wall
+/// time. Configurations are matched by name; a run without one shows "-".
+void kfold_side_by_side(report_builder& r, const fs::path& dir, const run_summary& s,
+                        const std::vector<fs::path>& others) {
+  std::vector<std::pair<std::string, run_summary>> runs{{dir.filename().string(), s}};
+  for (const auto& other : others) {
+    auto o = run_summary::read(other);
+    if (o.command != "kfold")
+      fail(error_code::invalid_argument,
+           other.string() + ": a " + o.command + " run; kfold runs go side by side with kfold runs");
+    runs.emplace_back(other.filename().string(), std::move(o));
+  }
+  std::set<std::string> names;
+  for (auto& [name, run] : runs)
+    while (!names.insert(name).second)
+      name += "'"; // two folders of the same name
+  std::vector<std::string> configs;
+  for (const auto& [name, run] : runs)
+    for (const auto& c : run.table)
+      if (std::find(configs.begin(), configs.end(), c.config_name()) == configs.end())
+        configs.push_back(c.config_name());
+  table t{{"configuration"}, {}};
+  for (const auto& [name, run] : runs)
+    t.header.push_back(name);
+  std::ostringstream dat;
+  std::string plots;
+  double lo = 1, hi = 0;
+  const double width = 0.6 / static_cast<double>(runs.size());
+  for (size_t i = 0; i < configs.size(); ++i) {
+    std::vector<std::string> cells{configs[i]};
+    for (const auto& [name, run] : runs) {
+      auto c = std::find_if(run.table.begin(), run.table.end(),
+                            [&](const cell_summary& x) { return x.config_name() == configs[i]; });
+      cells.push_back(c == run.table.end() || c->folds_ok == 0
+                        ? "-"
+                        : fixed(c->val_accuracy_mean) + " ± " + fixed(c->val_accuracy_std));
+    }
+    t.rows.push_back(cells);
+  }
+  std::vector<std::string> wall{"wall time (s)"};
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const auto& run = runs[k].second;
+    wall.push_back(fixed(run.wall_seconds, 1));
+    const double shift = (static_cast<double>(k) - (static_cast<double>(runs.size()) - 1) / 2) * width;
+    for (size_t i = 0; i < configs.size(); ++i)
+      for (const auto& c : run.table)
+        if (c.config_name() == configs[i] && c.folds_ok > 0) {
+          dat << static_cast<double>(i) + shift << "," << gp_string(configs[i]) << ","
+              << c.val_accuracy_mean << "," << c.val_accuracy_std << "\n";
+          lo = std::min(lo, c.val_accuracy_mean - c.val_accuracy_std);
+          hi = std::max(hi, c.val_accuracy_mean + c.val_accuracy_std);
+        }
+    dat << "\n\n";
+    plots += std::string(plots.empty() ? "plot " : ", ") + "\"side_by_side.csv\" index "
+      + std::to_string(k) + " using 1:3:4 with yerrorbars pt 7 ps 1.2 lw 1.5 title "
+      + gp_string(runs[k].first);
+  }
+  t.rows.push_back(wall);
+  std::string xtics;
+  for (size_t i = 0; i < configs.size(); ++i)
+    xtics += (xtics.empty() ? "" : ", ") + gp_string(configs[i]) + " " + std::to_string(i);
+  r.heading("Runs side by side");
+  r.add(t);
+  r.data("side_by_side.csv", dat.str());
+  r.plot("side_by_side",
+         "Validation accuracy per configuration in each run (mean ± std over folds; the axis is "
+         "zoomed to the data)",
+         "set ylabel \"validation accuracy\"\n" + yrange_around(lo, hi) + "set xrange [-0.5:"
+           + std::to_string(configs.size()) + "-0.5]\nset xtics (" + xtics
+           + ") rotate by -30\nset key outside right top\n" + plots);
 }
 
 /// One run's line in a HOGWILD/SGD comparison.
@@ -812,10 +997,15 @@ report_files write_report(const report_request& request) {
   const auto s = run_summary::read(request.dir);
   const auto& command = s.command;
   report_builder r{request.dir};
-  if (command == "kfold")
+  if (command == "kfold") {
     kfold_report(r, request.dir, s, request.compare);
-  else if (command == "hogwild" || command == "sgd")
-    sgd_report(r, request.dir, s, request.compare);
+    if (!request.runs.empty())
+      kfold_side_by_side(r, request.dir, s, request.runs);
+  } else if (command == "hogwild" || command == "sgd") {
+    auto compare = request.compare; // other runs of one model: the comparison itself
+    compare.insert(compare.end(), request.runs.begin(), request.runs.end());
+    sgd_report(r, request.dir, s, compare);
+  }
   else
     fail(error_code::invalid_argument,
          request.dir.string() + ": a " + command

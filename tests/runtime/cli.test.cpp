@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <fstream>
@@ -509,6 +510,46 @@ CAF_TEST(a kfold run ends with a report and report compares it with a serial run
   CAF_CHECK(test::contains(md, "| lenet5 | cosine |"));
   CAF_CHECK(test::contains(md, "| alexnet | cosine |"));
   CAF_CHECK(test::contains(md, "speedup"));
+  // The accuracy axis hugs the data (mean ± std of every configuration), not 0..1.
+  auto s = nlohmann::json::parse(test::read_text(dir / "parallel" / "summary.json"));
+  double lo = 1, hi = 0;
+  for (const auto& c : s["table"]) {
+    lo = std::min(lo, c["val_accuracy_mean"].get<double>() - c["val_accuracy_std"].get<double>());
+    hi = std::max(hi, c["val_accuracy_mean"].get<double>() + c["val_accuracy_std"].get<double>());
+  }
+  const auto gp = test::read_text(dir / "parallel" / "report" / "report.gp");
+  const auto at = gp.find("set yrange [", gp.find("set output \"accuracy.png\""));
+  CAF_REQUIRE(at != std::string::npos);
+  const double y0 = std::stod(gp.substr(at + 12));
+  const double y1 = std::stod(gp.substr(gp.find(':', at) + 1));
+  CAF_MESSAGE("accuracy " << lo << ".." << hi << ", axis " << y0 << ".." << y1);
+  const double bottom = lo > 0 ? lo : 0.0, top = hi < 1 ? hi : 1.0;
+  const double room = 0.2 * (hi - lo) + 0.006;
+  const double lowest = lo - room > 0 ? lo - room : 0.0, highest = hi + room < 1 ? hi + room : 1.0;
+  CAF_CHECK_LESS_OR_EQUAL(y0, bottom);
+  CAF_CHECK_GREATER_OR_EQUAL(y0, lowest);
+  CAF_CHECK_GREATER_OR_EQUAL(y1, top);
+  CAF_CHECK_LESS_OR_EQUAL(y1, highest);
+  // Training loss per job: one data block per job (4), smoothed steps.
+  const auto loss = test::read_text(dir / "parallel" / "report" / "train_loss.csv");
+  size_t blocks = 0;
+  for (size_t p = loss.find("\n\n\n"); p != std::string::npos; p = loss.find("\n\n\n", p + 3))
+    ++blocks;
+  CAF_CHECK_EQUAL(blocks, 4u);
+  // Two runs side by side: a column per run, every configuration, their wall times.
+  auto both = pnn_node("report " + (dir / "parallel").string() + " " + (dir / "serial").string());
+  CAF_REQUIRE_EQUAL(both.exit_code, 0);
+  check_report(dir / "parallel",
+               {"accuracy", "train_loss", "per_class", "timeline", "cpu", "side_by_side"});
+  const auto md2 = test::read_text(dir / "parallel" / "report.md");
+  CAF_CHECK(test::contains(md2, "## Runs side by side"));
+  CAF_CHECK(test::contains(md2, "| configuration | parallel | serial |"));
+  CAF_CHECK(test::contains(md2, "| lenet5/cosine | "));
+  CAF_CHECK(test::contains(md2, "| wall time (s) | "));
+  const auto side = test::read_text(dir / "parallel" / "report" / "side_by_side.csv");
+  CAF_CHECK_EQUAL(std::count(side.begin(), side.end(), '\n'), 2 * (2 + 2));
+  check_bad_input(pnn_node("report " + (dir / "parallel").string() + " " + (dir / "nothing").string()),
+                  "nothing");
   // Bad input: one line, exit code 2; no gnuplot: one line, exit code 1.
   check_bad_input(pnn_node("report " + (dir / "nothing").string()), "nothing");
   check_bad_input(pnn_node("report " + dir.path().string()), "summary.json");
@@ -527,7 +568,8 @@ CAF_TEST(a pruned kfold reports accuracy per epoch cut where pruning stopped and
                     "--prune halving --progress none --out " + (dir / "kf").string());
   CAF_REQUIRE_EQUAL(r.exit_code, 0);
   CAF_CHECK(test::contains(r.out, "pruned after epoch 1"));
-  check_report(dir / "kf", {"accuracy", "val_epochs", "per_class", "timeline", "cpu"});
+  check_report(dir / "kf", {"accuracy", "val_epochs", "val_loss_epochs", "train_loss",
+                            "per_class", "timeline", "cpu"});
   const auto md = test::read_text(dir / "kf" / "report.md");
   CAF_CHECK(test::contains(md, "## Pruning"));
   CAF_CHECK(test::contains(md, "halving:eta=3,min_epochs=1"));

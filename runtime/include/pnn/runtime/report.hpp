@@ -14,6 +14,10 @@ struct report_request {
   /// model and scheduler); for hogwild/sgd other runs whose loss curves, accuracy
   /// and samples/s go beside this one's.
   std::vector<std::filesystem::path> compare;
+  /// Other runs of the same kind shown side by side (`report DIR1 DIR2 ...`): kfold
+  /// runs' accuracy per configuration in one table and plot; hogwild/sgd runs as
+  /// `compare`.
+  std::vector<std::filesystem::path> runs;
   /// The gnuplot program that draws the PNGs.
   std::string gnuplot = "gnuplot";
 };
@@ -28,9 +32,11 @@ struct report_files {
 /// Reads the run in `request.dir`, writes the data and a gnuplot script to
 /// <dir>/report/, draws the PNGs with gnuplot, and writes report.md and report.html
 /// that embed them with the run's tables.
-///   kfold: accuracy per model x scheduler (mean ± std over folds), per-class accuracy,
-///          job timeline per host and slot, CPU utilisation; with a serial run in
-///          `compare`: time and speedup per model x scheduler.
+///   kfold: accuracy per configuration (mean ± std over folds, the axis zoomed to
+///          the data), validation accuracy and loss per epoch (mean ± std), training
+///          loss against time per job, per-class accuracy, job timeline per host and
+///          slot, CPU utilisation; with a serial run in `compare`: time and speedup per
+///          configuration; with `runs`: every run's accuracy side by side.
 ///   hogwild, sgd: training loss against wall time (one line per run), test
 ///          accuracy, samples/s, per-class accuracy, CPU utilisation.
 /// Throws pnn::error: invalid_argument/file_not_found/malformed_file for a folder
