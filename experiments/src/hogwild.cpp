@@ -445,7 +445,8 @@ hogwild_report run_hogwild(const hogwild_options& o) {
   detail::test_model(report, *master, specs.front(), o, data.test, o.out, cores);
   write_loss_files(o.out, workers, o.loss_window);
   detail::write_events(o.out, report, workers,
-                       detail::replica_hparams(o, o, o, model_name, n, {{"balance", o.balance}}));
+                       detail::replica_hparams(o, o, o, model_name, n, {{"balance", o.balance}}),
+                       !outcome.interrupted);
   detail::save_model(*master, o.out / "model.pt");
   if (outcome.interrupted && queue)
     write_file_atomic(queue_file, queue_json(queue->where()).dump() + "\n");

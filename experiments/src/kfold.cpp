@@ -134,10 +134,12 @@ namespace tb = training::tensorboard;
 
 /// The grid as TensorBoard's HParams experiment, at the root of <out>/tb/ (each
 /// job's session names its configuration as its group, so the table has a row per
-/// configuration over its folds).
+/// configuration over its folds; the fold is in the run's name, not an hparam, as a
+/// group shows the hparams of one of its sessions). A file that cannot be written
+/// is a warning.
 void write_tensorboard_experiment(const kfold_options& o, double t0) {
-  std::vector<tb::hparam_info> grid{{"model", {}},      {"scheduler", {}},  {"optimizer", {}},
-                                    {"lr", {}},         {"batch_size", {}}, {"fold", {}}};
+  std::vector<tb::hparam_info> grid{{"model", {}}, {"scheduler", {}},  {"optimizer", {}},
+                                    {"lr", {}},    {"batch_size", {}}};
   auto add = [](tb::hparam_info& h, tb::hparam_value v) {
     if (std::find(h.values.begin(), h.values.end(), v) == h.values.end())
       h.values.push_back(std::move(v));
@@ -149,11 +151,13 @@ void write_tensorboard_experiment(const kfold_options& o, double t0) {
     add(grid[3], c.lr);
     add(grid[4], static_cast<double>(c.batch_size));
   }
-  for (int32_t k = 0; k < o.folds; ++k)
-    add(grid[5], static_cast<double>(k));
-  tb::event_file f{t0};
-  f.experiment(grid, {"val/accuracy", "val/loss", "train/epoch_loss"}, t0);
-  f.write(o.out / "tb");
+  try {
+    tb::event_file f{t0};
+    f.experiment(grid, {"val/accuracy", "val/loss", "train/epoch_loss"}, t0);
+    f.write(o.out / "tb");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn kfold: no TensorBoard experiment: %s\n", e.what());
+  }
 }
 
 /// A job's TensorBoard run, <out>/tb/<its folder under --out>, from the records in
@@ -177,8 +181,7 @@ void store_tensorboard(const fs::path& out, const job_result& r, const job_spec&
                    {"scheduler", job.scheduler},
                    {"optimizer", job.optimizer},
                    {"lr", job.lr},
-                   {"batch_size", static_cast<double>(job.batch_size)},
-                   {"fold", static_cast<double>(job.fold)}};
+                   {"batch_size", static_cast<double>(job.batch_size)}};
     run.group = config.name;
     tb::job_events(run).write(out / "tb" / config.dir / fold_name(job.fold));
   } catch (const std::exception& e) {

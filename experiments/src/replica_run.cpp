@@ -118,7 +118,7 @@ replica_hparams(const optimizer_group& opt, const schedule_group& s, const repli
 
 void write_events(const std::filesystem::path& out, const replica_report& r,
                   const std::vector<const hogwild_worker_report*>& workers,
-                  const std::vector<training::tensorboard::hparam>& hparams) {
+                  const std::vector<training::tensorboard::hparam>& hparams, bool ok) {
   namespace tb = training::tensorboard;
   try {
     const double zero = r.train_started_at;
@@ -151,7 +151,7 @@ void write_events(const std::filesystem::path& out, const replica_report& r,
     f.session_start(hparams, "", zero);
     for (const auto& [tag, value] : figures)
       f.scalar(tag, steps, end, value);
-    f.session_end(true, end);
+    f.session_end(ok, end);
     f.write(out / "tb");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pnn: no TensorBoard events: %s\n", e.what());

@@ -56,12 +56,13 @@ replica_hparams(const optimizer_group& opt, const schedule_group& s, const repli
 
 /// <out>/tb/: each worker's train/loss and train/lr per step (tb/worker<i>/), and at
 /// the root the run's HParams experiment and session with its end figures
-/// (test/accuracy, test/loss, train/samples_per_second, train/final_loss). Called
-/// once the report's figures are set (set_throughput, test_model); a file that
-/// cannot be written is a warning.
+/// (test/accuracy, test/loss, train/samples_per_second, train/final_loss); `ok`:
+/// the session ended well (not interrupted, no worker failed). Called once the
+/// report's figures are set (set_throughput, test_model); a file that cannot be
+/// written is a warning.
 void write_events(const std::filesystem::path& out, const replica_report& r,
                   const std::vector<const hogwild_worker_report*>& workers,
-                  const std::vector<training::tensorboard::hparam>& hparams);
+                  const std::vector<training::tensorboard::hparam>& hparams, bool ok);
 
 /// Writes the model's parameters and buffers as a LibTorch archive.
 void save_model(const models::Network& model, const std::filesystem::path& file);

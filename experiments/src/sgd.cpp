@@ -1058,7 +1058,8 @@ sgd_report run_sgd(const sgd_options& o) {
                                                 {"optimizer_on", o.optimizer_on},
                                                 {"sync", o.sync},
                                                 {"holder_shards", static_cast<double>(o.holder_shards)},
-                                                {"compress", o.compress}}));
+                                                {"compress", o.compress}}),
+                       !report.interrupted && outcomes.failures.empty() && outcomes.lost.empty());
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md",
                     sgd_markdown(o, report, model_name, dataset, host_list.size()));

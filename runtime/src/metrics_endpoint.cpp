@@ -2,12 +2,12 @@
 
 #include <pnn/error.hpp>
 #include <pnn/metrics.hpp>
-#include <pnn/system.hpp>
 
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -18,11 +18,11 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 namespace pnn::runtime {
@@ -51,13 +51,18 @@ void add(MetricFamily& f, double value, std::vector<ClientMetric::Label> labels 
   f.metric.push_back(std::move(m));
 }
 
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
 /// Reads pnn::metrics() when scraped. Samples per second: over the time since the
 /// previous scrape (Prometheus' rate() over pnn_samples_trained_total does the same
 /// over any window).
 class process_collectable {
 public:
   explicit process_collectable(std::string command)
-    : command_(std::move(command)), last_time_(wall_clock_seconds()),
+    : command_(std::move(command)), last_time_(steady_seconds()),
       last_samples_(metrics().samples_trained.load()) {}
 
   std::vector<MetricFamily> Collect() const {
@@ -120,7 +125,7 @@ public:
 private:
   double samples_per_second(uint64_t samples) const {
     std::lock_guard<std::mutex> guard{mutex_};
-    const double now = wall_clock_seconds();
+    const double now = steady_seconds();
     if (now - last_time_ >= 0.5) {
       last_rate_ = static_cast<double>(samples - last_samples_) / (now - last_time_);
       last_time_ = now;
@@ -160,7 +165,7 @@ struct metrics_endpoint::impl {
       pollfd p{listener, POLLIN, 0};
       if (::poll(&p, 1, 200) <= 0)
         continue;
-      const int client = ::accept(listener, nullptr, nullptr);
+      const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0)
         continue;
       answer(client);
@@ -168,18 +173,40 @@ struct metrics_endpoint::impl {
     }
   }
 
+  /// Waits until `client` can be read (`events` POLLIN) or written (POLLOUT) before
+  /// the request's deadline, and while the endpoint is not stopping.
+  bool ready(int client, short events, std::chrono::steady_clock::time_point deadline) const {
+    while (!stop.load()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+      if (left <= 0)
+        return false;
+      pollfd p{client, events, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 200)));
+      if (n > 0)
+        return true;
+      if (n < 0 && errno != EINTR)
+        return false;
+    }
+    return false;
+  }
+
   void answer(int client) const {
-    timeval timeout{2, 0}; // a client that sends nothing does not hold the thread
-    ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    // One deadline for the whole exchange: a client that trickles bytes does not
+    // hold the thread (nor the command's end, which joins it).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     std::string request;
     char buf[1024];
     while (request.size() < 8192 && request.find("\r\n\r\n") == std::string::npos
            && request.find("\n\n") == std::string::npos) {
-      const auto n = ::recv(client, buf, sizeof buf, 0);
-      if (n <= 0)
+      if (!ready(client, POLLIN, deadline))
+        return;
+      const auto n = ::recv(client, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
         break;
-      request.append(buf, static_cast<size_t>(n));
+      if (n > 0)
+        request.append(buf, static_cast<size_t>(n));
     }
     const auto line = request.substr(0, request.find_first_of("\r\n"));
     std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
@@ -203,7 +230,12 @@ struct metrics_endpoint::impl {
     if (!head)
       response += body;
     for (size_t sent = 0; sent < response.size();) {
-      const auto n = ::send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+      if (!ready(client, POLLOUT, deadline))
+        return;
+      const auto n = ::send(client, response.data() + sent, response.size() - sent,
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        continue;
       if (n <= 0)
         return;
       sent += static_cast<size_t>(n);
@@ -223,10 +255,15 @@ metrics_endpoint::metrics_endpoint(const std::string& command, const std::string
                                                      + why + ")");
   };
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(address.c_str(), nullptr, &hints, &found) != 0 || found == nullptr)
+    fail("expected an IPv4 address or a host name with one");
+  sa = *reinterpret_cast<const sockaddr_in*>(found->ai_addr);
+  ::freeaddrinfo(found);
   sa.sin_port = htons(port);
-  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1)
-    fail("not an IPv4 address");
   d_->listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (d_->listener < 0)
     fail(std::strerror(errno));

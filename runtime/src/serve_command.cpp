@@ -120,9 +120,15 @@ int run_serve(const serve_request& r) {
   std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n", r.bind.c_str(),
               static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str(),
               r.tls.enabled() ? ", TLS with client certificates" : "");
-  if (metrics)
+  if (metrics) {
     std::printf("pnn serve: metrics at http://%s:%u/metrics\n", r.bind.c_str(),
                 static_cast<unsigned>(metrics->port()));
+    if (!is_loopback(r.bind))
+      std::fprintf(stderr,
+                   "pnn serve: warning: metrics on %s over plain HTTP: any host that reaches it "
+                   "can read them (no TLS, no authentication)\n",
+                   r.bind.c_str());
+  }
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -187,12 +187,22 @@ fs::path event_file::write(const fs::path& dir) const {
   std::snprintf(name, sizeof name, "events.out.tfevents.%010lld.pnn",
                 static_cast<long long>(std::floor(wall_time_)));
   const fs::path file = dir / name;
-  write_file_atomic(file, bytes_);
+  // TensorBoard reads every file whose name holds "tfevents": the bytes go to a name
+  // without it first (write_file_atomic's own temporary file is named after that),
+  // then one rename puts the whole file in place.
+  const fs::path staged = dir / ".pnn-tb-staged";
+  write_file_atomic(staged, bytes_);
   std::error_code ec;
+  fs::rename(staged, file, ec);
+  if (ec)
+    throw pnn::error(error_code::io_error,
+                     "TensorBoard event file " + file.string() + ": " + ec.message());
   for (fs::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
     const auto other = it->path().filename().string();
-    if (other != name && other.rfind("events.out.tfevents.", 0) == 0
-        && other.size() > 4 && other.compare(other.size() - 4, 4, ".pnn") == 0)
+    const bool ours = other.rfind("events.out.tfevents.", 0) == 0 && other.size() > 4
+      && other.compare(other.size() - 4, 4, ".pnn") == 0;
+    const bool torn = other.rfind(".pnn-tb-staged", 0) == 0; // a crash mid-write
+    if (other != name && (ours || torn))
       fs::remove(it->path(), ec);
   }
   return file;

@@ -12,8 +12,8 @@
 namespace pnn {
 
 struct process_metrics {
-  /// The coordinator's jobs by state (the fold dispatcher's queue; hogwild and sgd:
-  /// their workers' jobs).
+  /// A K-fold coordinator's jobs by state (the fold dispatcher's queue; hogwild and
+  /// sgd have no queue: their workers show in the worker figures below).
   std::atomic<int64_t> jobs_queued{0}, jobs_running{0}, jobs_paused{0}, jobs_done{0},
     jobs_failed{0};
   /// Training workers in this process with a job, and the jobs they ended.

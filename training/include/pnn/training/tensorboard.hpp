@@ -58,8 +58,9 @@ public:
     return wall_time_;
   }
   /// Writes the records into `dir` (created) as events.out.tfevents.<seconds>.pnn,
-  /// atomically, and removes the other pnn event files there: a run's file is
-  /// rewritten whole, so a resumed job's holds its earlier steps once.
+  /// whole (staged under a name TensorBoard does not read, then renamed), and
+  /// removes the other pnn event files there: a job's file is written once its job
+  /// ended and holds every step of it once, a resumed job's earlier steps included.
   std::filesystem::path write(const std::filesystem::path& dir) const;
 
 private:
