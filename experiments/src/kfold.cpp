@@ -160,9 +160,10 @@ void write_tensorboard_experiment(const kfold_options& o, double t0) {
   }
 }
 
-/// A job's TensorBoard run, <out>/tb/<its folder under --out>, from the records in
-/// its folder (written whole again when a paused or resumed job goes on). A file
-/// that cannot be written is a warning: the run's results are elsewhere.
+/// A job's TensorBoard run, <out>/tb/<its folder under --out>, written once the job
+/// has ended, from the records in its folder (a job continued by --resume: all its
+/// steps, from steps.bin). A file that cannot be written is a warning: the run's
+/// results are elsewhere.
 void store_tensorboard(const fs::path& out, const job_result& r, const job_spec& job,
                        const kfold_config& config) {
   const fs::path dir = job.out_dir;
