@@ -863,6 +863,18 @@ void check_outcomes(const worker_outcomes& w) {
                                                 : ""));
 }
 
+/// The run's settings as TensorBoard's HParams show them.
+std::vector<training::tensorboard::hparam>
+tensorboard_hparams(const sgd_options& o, const std::string& model, int32_t workers) {
+  return detail::replica_hparams(o, o, o, model, workers,
+                                 {{"n_push", static_cast<double>(o.n_push)},
+                                  {"n_pull", static_cast<double>(o.n_pull)},
+                                  {"optimizer_on", o.optimizer_on},
+                                  {"sync", o.sync},
+                                  {"holder_shards", static_cast<double>(o.holder_shards)},
+                                  {"compress", o.compress}});
+}
+
 /// How many holder shards the checkpoint files in `out` are of: holder.pt is one,
 /// holder.shard0.pt ... holder.shard<S-1>.pt are S (0: none). (A run removes the
 /// files of other shard counts: remove_other_holder_files.)
@@ -1051,14 +1063,7 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"worker_list", worker_list(report)}});
   report.summary = summary.to_json();
   detail::write_events(o.out, report, traces,
-                       detail::replica_hparams(o, o, o, model_name,
-                                               static_cast<int32_t>(traces.size()),
-                                               {{"n_push", static_cast<double>(o.n_push)},
-                                                {"n_pull", static_cast<double>(o.n_pull)},
-                                                {"optimizer_on", o.optimizer_on},
-                                                {"sync", o.sync},
-                                                {"holder_shards", static_cast<double>(o.holder_shards)},
-                                                {"compress", o.compress}}),
+                       tensorboard_hparams(o, model_name, static_cast<int32_t>(traces.size())),
                        !report.interrupted && outcomes.failures.empty() && outcomes.lost.empty());
   write_file_atomic(o.out / "summary.json", report.summary.dump(2) + "\n");
   write_file_atomic(o.out / "summary.md",

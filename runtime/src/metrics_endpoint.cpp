@@ -33,8 +33,10 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-MetricFamily family(const char* name, const char* help, MetricType type) {
-  MetricFamily f;
+/// A new family at the end of `out`.
+MetricFamily& family(std::vector<MetricFamily>& out, const char* name, const char* help,
+                     MetricType type) {
+  auto& f = out.emplace_back();
   f.name = name;
   f.help = help;
   f.type = type;
@@ -68,57 +70,43 @@ public:
   std::vector<MetricFamily> Collect() const {
     const auto& m = metrics();
     std::vector<MetricFamily> out;
-    auto info = family("pnn_info", "what this process runs", MetricType::Gauge);
-    add(info, 1, {{"command", command_}});
-    out.push_back(std::move(info));
-    auto jobs = family("pnn_jobs", "the coordinator's jobs by state (the K-fold queue)",
-                       MetricType::Gauge);
-    add(jobs, static_cast<double>(m.jobs_queued.load()), {{"state", "queued"}});
-    add(jobs, static_cast<double>(m.jobs_running.load()), {{"state", "running"}});
-    add(jobs, static_cast<double>(m.jobs_paused.load()), {{"state", "paused"}});
-    add(jobs, static_cast<double>(m.jobs_done.load()), {{"state", "done"}});
-    add(jobs, static_cast<double>(m.jobs_failed.load()), {{"state", "failed"}});
-    out.push_back(std::move(jobs));
-    auto busy = family("pnn_workers_busy", "training workers in this process with a job",
-                       MetricType::Gauge);
-    add(busy, static_cast<double>(m.workers_busy.load()));
-    out.push_back(std::move(busy));
-    auto ended = family("pnn_worker_jobs_total", "jobs this process's workers ended",
-                        MetricType::Counter);
-    add(ended, static_cast<double>(m.worker_jobs_ok.load()), {{"outcome", "ok"}});
-    add(ended, static_cast<double>(m.worker_jobs_failed.load()), {{"outcome", "failed"}});
-    out.push_back(std::move(ended));
+    using T = MetricType;
+    auto n = [](const auto& atomic) { return static_cast<double>(atomic.load()); };
+    add(family(out, "pnn_info", "what this process runs", T::Gauge), 1, {{"command", command_}});
+    auto& jobs =
+      family(out, "pnn_jobs", "the coordinator's jobs by state (the K-fold queue)", T::Gauge);
+    add(jobs, n(m.jobs_queued), {{"state", "queued"}});
+    add(jobs, n(m.jobs_running), {{"state", "running"}});
+    add(jobs, n(m.jobs_paused), {{"state", "paused"}});
+    add(jobs, n(m.jobs_done), {{"state", "done"}});
+    add(jobs, n(m.jobs_failed), {{"state", "failed"}});
+    add(family(out, "pnn_workers_busy", "training workers in this process with a job", T::Gauge),
+        n(m.workers_busy));
+    auto& ended =
+      family(out, "pnn_worker_jobs_total", "jobs this process's workers ended", T::Counter);
+    add(ended, n(m.worker_jobs_ok), {{"outcome", "ok"}});
+    add(ended, n(m.worker_jobs_failed), {{"outcome", "failed"}});
     const uint64_t samples = m.samples_trained.load();
-    auto trained = family("pnn_samples_trained_total", "samples trained by this process's workers",
-                          MetricType::Counter);
-    add(trained, static_cast<double>(samples));
-    out.push_back(std::move(trained));
-    auto rate = family("pnn_samples_per_second",
-                       "samples trained per second since the previous scrape", MetricType::Gauge);
-    add(rate, samples_per_second(samples));
-    out.push_back(std::move(rate));
-    auto updates = family("pnn_holder_updates_total",
-                          "updates the parameter holder shards in this process applied",
-                          MetricType::Counter);
-    add(updates, static_cast<double>(m.holder_updates.load()));
-    out.push_back(std::move(updates));
-    auto refused = family("pnn_holder_rejections_total",
-                          "pushes the parameter holder shards in this process refused",
-                          MetricType::Counter);
-    add(refused, static_cast<double>(m.holder_rejections.load()));
-    out.push_back(std::move(refused));
-    auto pulls = family("pnn_holder_pulls_total", "pulls the holder shards in this process answered",
-                        MetricType::Counter);
-    add(pulls, static_cast<double>(m.holder_pulls.load()));
-    out.push_back(std::move(pulls));
-    auto hosts = family("pnn_hosts_alive", "serve hosts with live workers of this coordinator",
-                        MetricType::Gauge);
-    add(hosts, static_cast<double>(m.hosts_alive.load()));
-    out.push_back(std::move(hosts));
-    auto coordinators = family("pnn_coordinators", "coordinators a serve node works for",
-                               MetricType::Gauge);
-    add(coordinators, static_cast<double>(m.coordinators.load()));
-    out.push_back(std::move(coordinators));
+    add(family(out, "pnn_samples_trained_total", "samples trained by this process's workers",
+               T::Counter),
+        static_cast<double>(samples));
+    add(family(out, "pnn_samples_per_second",
+               "samples trained per second since the previous scrape", T::Gauge),
+        samples_per_second(samples));
+    add(family(out, "pnn_holder_updates_total",
+               "updates the parameter holder shards in this process applied", T::Counter),
+        n(m.holder_updates));
+    add(family(out, "pnn_holder_rejections_total",
+               "pushes the parameter holder shards in this process refused", T::Counter),
+        n(m.holder_rejections));
+    add(family(out, "pnn_holder_pulls_total", "pulls the holder shards in this process answered",
+               T::Counter),
+        n(m.holder_pulls));
+    add(family(out, "pnn_hosts_alive", "serve hosts with live workers of this coordinator",
+               T::Gauge),
+        n(m.hosts_alive));
+    add(family(out, "pnn_coordinators", "coordinators a serve node works for", T::Gauge),
+        n(m.coordinators));
     return out;
   }
 
