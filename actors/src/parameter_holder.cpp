@@ -1,5 +1,6 @@
 #include <pnn/actors/parameter_holder.hpp>
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 namespace pnn {
 
@@ -21,8 +23,6 @@ namespace {
 
 class holder_state {
 public:
-  static inline const char* name = "pnn.parameter_holder";
-
   void init(param_blob initial, holder_options options,
             std::shared_ptr<training::flat_optimizer> opt) {
     options_ = std::move(options);
@@ -38,9 +38,29 @@ public:
   }
 
   param_blob pull() {
+    return pull_ref();
+  }
+
+  /// The parameters a pull answers, counted as one (valid until the next change).
+  const param_blob& pull_ref() {
     ++status_.pulls;
     ++metrics().holder_pulls;
-    return current();
+    if (optimizer_)
+      params_.bytes = optimizer_->parameter_bytes();
+    return params_;
+  }
+
+  /// `pushed`, widened first when it is compressed, once its count is ours (a
+  /// claimed count is never allocated before it is checked); `err` says why one
+  /// does not decode.
+  const param_update& widen(const param_update& pushed, caf::error& err) {
+    if ((pushed.encoding == 0 && pushed.indices.empty()) || pushed.count != count())
+      return pushed;
+    decoded_ = pushed;
+    auto why = decode_update(decoded_);
+    if (!why.empty())
+      err = reject(why);
+    return decoded_;
   }
 
   param_blob current() {
@@ -66,6 +86,9 @@ public:
 
   uint64_t count() const {
     return params_.count;
+  }
+  uint64_t layout() const {
+    return params_.layout;
   }
 
   /// An update whose encoding does not decode.
@@ -104,6 +127,7 @@ private:
   void applied(uint64_t updates);
   void save();
 
+  param_update decoded_; ///< the last compressed push, widened (its buffers reused)
   param_blob params_; ///< with an optimizer, its bytes are refreshed on pull and save
   std::shared_ptr<training::flat_optimizer> optimizer_; ///< owned by this actor alone
   holder_status status_;
@@ -327,16 +351,71 @@ void holder_state::save() {
   }
 }
 
-holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<holder_state> self,
-                                             param_blob initial, holder_options options,
-                                             std::shared_ptr<training::flat_optimizer> opt) {
-  // (A shared_ptr because spawn arguments must be copyable; spawn_holder hands it
-  // over and keeps no copy.)
-  self->state.init(std::move(initial), std::move(options), std::move(opt));
+/// A holder's state with the lock its actor and its bulk port's connections
+/// (bulk_wire.hpp) take: one holder, two ways in.
+class holder_core : public bulk_shard {
+public:
+  std::mutex mtx;
+  holder_state st;
+
+  void pull(const std::function<void(const param_blob&)>& send) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    send(st.pull_ref());
+  }
+  caf::expected<push_ack> push(const param_update& update) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (st.sync())
+      return st.refuse("a push on the bulk port, but this holder runs synchronous rounds");
+    caf::error err;
+    const auto& u = st.widen(update, err);
+    if (!err)
+      err = st.check(u);
+    if (err)
+      return err;
+    return st.apply(u);
+  }
+  uint64_t layout() const override {
+    return layout_;
+  }
+  uint64_t count() const override {
+    return count_;
+  }
+  void fix_shape() {
+    layout_ = st.layout();
+    count_ = st.count();
+  }
+
+private:
+  uint64_t layout_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct holder_actor_state {
+  static inline const char* name = "pnn.parameter_holder";
+  std::shared_ptr<holder_core> core;
+  std::shared_ptr<bulk_server> port; ///< serves `core` under `token` too
+  std::string token;
+  ~holder_actor_state() {
+    if (port)
+      port->remove(token);
+  }
+};
+
+holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<holder_actor_state> self,
+                                             std::shared_ptr<holder_core> core,
+                                             std::shared_ptr<bulk_server> port, std::string token) {
+  self->state.core = std::move(core);
+  self->state.port = std::move(port);
+  self->state.token = std::move(token);
+  auto* c = self->state.core.get();
   return {
-    [self](pull_atom) -> param_blob { return self->state.pull(); },
-    [self](push_atom, const param_blob& delta) -> caf::result<uint64_t> {
-      auto& st = self->state;
+    [c](pull_atom) -> param_blob {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      return c->st.pull();
+    },
+    [c](push_atom, const param_blob& delta) -> caf::result<uint64_t> {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      auto& st = c->st;
       param_update u;
       u.seen = delta.version;
       u.layout = delta.layout;
@@ -351,19 +430,11 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
         return std::move(r.error());
       return r->version;
     },
-    [self](push_atom, const param_update& pushed) -> caf::result<push_ack> {
-      auto& st = self->state;
-      // A compressed update is widened first, once its count is ours (a claimed
-      // count is never allocated before it is checked).
-      param_update decoded;
+    [self, c](push_atom, const param_update& pushed) -> caf::result<push_ack> {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      auto& st = c->st;
       caf::error err;
-      if ((pushed.encoding != 0 || !pushed.indices.empty()) && pushed.count == st.count()) {
-        decoded = pushed;
-        auto why = decode_update(decoded);
-        if (!why.empty())
-          err = st.refuse(why);
-      }
-      const param_update& update = decoded.count > 0 ? decoded : pushed;
+      const auto& update = st.widen(pushed, err);
       if (!err)
         err = st.check(update);
       if (err && !st.sync())
@@ -380,10 +451,17 @@ holder_actor::behavior_type parameter_holder(holder_actor::stateful_pointer<hold
       st.join(update, std::move(err), std::move(sender), promise);
       return promise;
     },
-    [self](leave_atom, const caf::actor_addr& who) { self->state.leave(who); },
-    [self](status_atom) -> holder_status { return self->state.status(); },
-    [self](checkpoint_atom) -> caf::result<param_blob, std::string> {
-      return {self->state.current(), self->state.optimizer_state()};
+    [c](leave_atom, const caf::actor_addr& who) {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      c->st.leave(who);
+    },
+    [c](status_atom) -> holder_status {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      return c->st.status();
+    },
+    [c](checkpoint_atom) -> caf::result<param_blob, std::string> {
+      std::lock_guard<std::mutex> guard{c->mtx};
+      return {c->st.current(), c->st.optimizer_state()};
     },
   };
 }
@@ -481,7 +559,8 @@ holder_home_actor spawn_holder_home(
   });
 }
 
-holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options) {
+holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options,
+                          const std::shared_ptr<bulk_server>& port, bulk_endpoint* endpoint) {
   auto why = training::check_floats(initial.bytes, initial.count);
   if (!why.empty())
     throw pnn::error(error_code::invalid_argument, "parameter holder: initial parameters: " + why);
@@ -498,7 +577,21 @@ holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_opt
     throw pnn::error(error_code::invalid_argument,
                      "parameter holder: an optimizer state but no optimizer to run it");
   }
-  return sys.spawn(parameter_holder, std::move(initial), std::move(options), std::move(opt));
+  if (port && options.sync_members > 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: a synchronous holder on a bulk port");
+  auto core = std::make_shared<holder_core>();
+  core->st.init(std::move(initial), std::move(options), std::move(opt));
+  core->fix_shape();
+  std::string token;
+  if (port) {
+    token = port->add(core);
+    if (endpoint) {
+      endpoint->port = port->port();
+      endpoint->token = token;
+    }
+  }
+  return sys.spawn(parameter_holder, std::move(core), port, std::move(token));
 }
 
 } // namespace pnn

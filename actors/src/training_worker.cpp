@@ -1,5 +1,6 @@
 #include <pnn/actors/training_worker.hpp>
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
@@ -19,6 +20,9 @@
 #include <algorithm>
 #include <cstring>
 #include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -32,8 +36,13 @@ namespace {
 /// The worker's next slice of the job of that generation (sent to itself).
 using slice_atom = caf::atom_constant<caf::atom("slice")>;
 
-/// The worker as it sees itself: its public interface plus its own slices.
-using worker_impl = worker_actor::extend<caf::reacts_to<slice_atom, uint64_t>>;
+/// An answer from a bulk port is waiting (sent to itself; bulk_wire.hpp).
+using answer_atom = caf::atom_constant<caf::atom("answer")>;
+
+/// The worker as it sees itself: its public interface plus its own slices and
+/// bulk port answers.
+using worker_impl = worker_actor::extend<caf::reacts_to<slice_atom, uint64_t>,
+                                         caf::reacts_to<answer_atom>>;
 
 /// The first line of an exception's message (LibTorch appends a backtrace).
 std::string first_line(const std::exception& e) {
@@ -102,6 +111,11 @@ private:
   void on_shard_moved(size_t shard, holder_actor next);
   void pull(bool first);
   void pull_part(size_t shard);
+  void connect_bulk();
+  void answer_later(std::function<void()> answer);
+public:
+  void take_answer();
+private:
   void on_pull_shard(size_t shard, param_blob& blob);
   void on_pulled();
   void complete(error_code code = error_code::none, std::string why = "");
@@ -150,10 +164,17 @@ private:
     std::vector<float> residual; ///< what compression left out of its pushes so far
     bool replacing = false;    ///< it failed; the directory was asked for its successor
     bool pull_missing = false; ///< the pull in flight still needs its part (from the successor)
+    /// Its bulk port (sgd_link::bulk), when the worker could connect: pulls and
+    /// pushes go there, blocking this worker up to holder_timeout, and their
+    /// answers come to it as messages to itself (answer_later), as CAF's would.
+    std::shared_ptr<bulk_connection> bulk;
+    bool pull_sent = false; ///< its bulk port has the pull in flight
+    caf::error bulk_sent;   ///< and its send failed so
   };
   static holder_shard shard_of(holder_actor actor, uint64_t begin, uint64_t end,
                                uint64_t layout);
   std::vector<holder_shard> shards_;
+  std::deque<std::function<void()>> answers_; ///< bulk port answers not yet taken
   compression compression_; ///< of the pushes (sgd_link::encoding)
   bool repull_due_ = false; ///< a shard moved after answering the pull in flight
   int64_t pushes_sent_ = 0;     ///< pushes sent so far
@@ -249,6 +270,7 @@ void worker_state::open_result(const job_spec& spec) {
   snapshot_.clear();
   pushed_at_ = 0;
   shards_.clear();
+  answers_.clear();
   pushes_.clear();
   pulled_ = {};
   pulled_versions_.clear();
@@ -649,6 +671,7 @@ void worker_state::set_up_shards() {
   compression_.fraction = link_->topk_fraction;
   if (link_->shards.empty()) {
     shards_.push_back(shard_of(link_->holder, 0, floats, layout_));
+    connect_bulk();
     return;
   }
   const auto& b = link_->bounds;
@@ -663,6 +686,50 @@ void worker_state::set_up_shards() {
   for (size_t i = 0; i < link_->shards.size(); ++i)
     shards_.push_back(
       shard_of(link_->shards[i], b[i], b[i + 1], shard_layout(layout_, b[i], b[i + 1])));
+  connect_bulk();
+}
+
+/// Connects to the shards' bulk ports (sgd_link::bulk). One that cannot be reached
+/// or serves another shape is said on stderr, and that shard is used through its
+/// actor.
+void worker_state::connect_bulk() {
+  if (link_->sync)
+    return; // rounds are answered late: only through the actor
+  for (size_t s = 0; s < shards_.size() && s < link_->bulk.size(); ++s) {
+    const auto& at = link_->bulk[s];
+    auto& h = shards_[s];
+    if (at.port == 0 || h.actor->node() == self_->system().node())
+      continue; // a shard in this process: its actor is the shorter way
+    auto c = bulk_connection::open(at, std::min(10.0, link_->holder_timeout));
+    std::string why;
+    if (!c)
+      why = self_->system().render(c.error());
+    else if ((*c)->layout() != h.layout || (*c)->count() != h.end - h.begin)
+      why = "it serves another shape";
+    if (!why.empty()) {
+      std::fprintf(stderr,
+                   "pnn: job %u: parameter holder shard %zu: bulk port %s:%u not used (%s); "
+                   "pulls and pushes go through CAF\n",
+                   spec_.id, s, at.host.c_str(), static_cast<unsigned>(at.port), why.c_str());
+      continue;
+    }
+    h.bulk = std::move(*c);
+  }
+}
+
+/// `answer` runs as this worker's next message (after what runs now), as an
+/// answer through CAF would.
+void worker_state::answer_later(std::function<void()> answer) {
+  answers_.push_back(std::move(answer));
+  self_->send(self_, answer_atom::value);
+}
+
+void worker_state::take_answer() {
+  if (answers_.empty())
+    return;
+  auto answer = std::move(answers_.front());
+  answers_.pop_front();
+  answer();
 }
 
 /// The update since the last push/pull, as float32 bytes: the gradients summed
@@ -714,6 +781,13 @@ void worker_state::push() {
   ++result_.sgd.pushes;
   pushes_[index].waiting = shards_.size();
   const auto gen = generation_;
+  struct bulk_wait {
+    std::shared_ptr<bulk_connection> port;
+    caf::error sent; ///< the send failed so
+    std::function<void(push_ack&)> on_ack;
+    std::function<void(caf::error&)> on_error;
+  };
+  std::vector<bulk_wait> bulk_waits;
   for (size_t s = 0; s < shards_.size(); ++s) {
     auto& h = shards_[s];
     param_update update;
@@ -772,6 +846,12 @@ void worker_state::push() {
         shards_[s].refused.push_back(index);
       on_push_shard_answered(index, nullptr);
     };
+    if (h.bulk) { // answered below, once every shard has its part
+      ++result_.sgd.bulk_requests;
+      auto err = h.bulk->send_push(update);
+      bulk_waits.push_back({h.bulk, std::move(err), std::move(on_ack), std::move(on_error)});
+      continue;
+    }
     // A synchronous round is answered when every worker has pushed, which takes
     // as long as the slowest worker's steps: no timeout, but the holder is
     // monitored (holder_down), and a lost worker leaves the rounds.
@@ -781,6 +861,16 @@ void worker_state::push() {
     else
       self_->request(h.actor, holder_timeout(), push_atom::value, std::move(update))
         .then(std::move(on_ack), std::move(on_error));
+  }
+  for (auto& w : bulk_waits) {
+    caf::expected<push_ack> answer = w.sent ? caf::expected<push_ack>{std::move(w.sent)}
+                                            : w.port->receive_push();
+    answer_later([w = std::move(w), answer = std::move(answer)]() mutable {
+      if (answer)
+        w.on_ack(*answer);
+      else
+        w.on_error(answer.error());
+    });
   }
 }
 
@@ -857,6 +947,12 @@ void worker_state::pull(bool first) {
   pulled_.bytes.assign(pulled_.count * sizeof(float), 0);
   pulled_versions_.assign(shards_.size(), 0);
   pull_waiting_ = shards_.size();
+  // Every bulk port has its request before the first answer is read.
+  for (auto& h : shards_)
+    if (h.bulk && !h.replacing) {
+      h.bulk_sent = h.bulk->send_pull();
+      h.pull_sent = true;
+    }
   for (size_t s = 0; s < shards_.size(); ++s) {
     shards_[s].pull_missing = true;
     if (!shards_[s].replacing) // else its successor is asked once it is known
@@ -869,21 +965,36 @@ void worker_state::pull(bool first) {
 void worker_state::pull_part(size_t s) {
   const auto gen = generation_;
   const auto to = shards_[s].actor;
-  self_->request(to, holder_timeout(), pull_atom::value)
-    .then(
-      [this, gen, s, to](param_blob& blob) {
-        if (gen == generation_ && to == shards_[s].actor)
-          on_pull_shard(s, blob);
-      },
-      [this, gen, s, to](caf::error& e) {
-        if (gen != generation_ || to != shards_[s].actor)
-          return;
-        if (!recoverable(e)) {
-          finish(error_code::holder_failed, holder_failure("pull", e));
-          return;
-        }
-        shard_lost(s, to); // its successor answers this part (on_shard_moved)
-      });
+  auto on_blob = [this, gen, s, to](param_blob& blob) {
+    if (gen == generation_ && to == shards_[s].actor)
+      on_pull_shard(s, blob);
+  };
+  auto on_error = [this, gen, s, to](caf::error& e) {
+    if (gen != generation_ || to != shards_[s].actor)
+      return;
+    if (!recoverable(e)) {
+      finish(error_code::holder_failed, holder_failure("pull", e));
+      return;
+    }
+    shard_lost(s, to); // its successor answers this part (on_shard_moved)
+  };
+  if (auto& h = shards_[s]; h.bulk) {
+    ++result_.sgd.bulk_requests;
+    param_blob blob;
+    auto err = h.pull_sent ? std::move(h.bulk_sent) : h.bulk->send_pull();
+    if (!err)
+      err = h.bulk->receive_pull(blob);
+    h.bulk_sent = {};
+    h.pull_sent = false;
+    answer_later([on_blob, on_error, blob = std::move(blob), err = std::move(err)]() mutable {
+      if (err)
+        on_error(err);
+      else
+        on_blob(blob);
+    });
+    return;
+  }
+  self_->request(to, holder_timeout(), pull_atom::value).then(std::move(on_blob), std::move(on_error));
 }
 
 /// Whether a failed request to a shard is worth asking the directory about: a
@@ -924,6 +1035,9 @@ void worker_state::shard_lost(size_t s, const holder_actor& failed) {
 void worker_state::on_shard_moved(size_t s, holder_actor next) {
   auto& h = shards_[s];
   h.replacing = false;
+  h.bulk.reset(); // the successor runs on the coordinator: through its actor
+  h.bulk_sent = {};
+  h.pull_sent = false;
   if (!next || next == h.actor) {
     finish(error_code::holder_failed,
            "parameter holder shard " + std::to_string(s) + " failed and has no successor");
@@ -1151,6 +1265,7 @@ worker_impl::behavior_type training_worker(worker_state::pointer self, event_sin
       return self->state.start(spec, nullptr, &link);
     },
     [self](slice_atom, uint64_t generation) { self->state.slice(generation); },
+    [self](answer_atom) { self->state.take_answer(); },
     [self](threads_atom, int32_t n) { self->state.set_threads(n); },
     [self](cancel_atom) { self->state.cancel(); },
     [self](interrupt_atom) { self->state.interrupt(); },

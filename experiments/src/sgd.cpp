@@ -1,5 +1,6 @@
 #include <pnn/experiments/sgd.hpp>
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/cluster.hpp>
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
@@ -275,6 +276,8 @@ struct started_holder {
   std::shared_ptr<checkpoint_store> saved = std::make_shared<checkpoint_store>();
   /// Writes shard i's checkpoint to its file and keeps it in `saved`.
   std::function<void(uint32_t, const param_blob&, const std::string&)> save;
+  /// Each shard's bulk port (port 0: none), for sgd_link::bulk.
+  std::vector<bulk_endpoint> bulk;
 };
 
 /// Ends `handle` and waits until it has ended (its last messages handled), up to
@@ -291,14 +294,47 @@ void end_and_wait(caf::actor_system& sys, const Handle& handle, double seconds =
 }
 
 /// A local shard from `spec`, saving into its file through `save`.
+/// With `port`, it serves its pulls and pushes there too (`endpoint` gets where).
 holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
                                const std::function<void(uint32_t, const param_blob&,
-                                                        const std::string&)>& save) {
+                                                        const std::string&)>& save,
+                               const std::shared_ptr<bulk_server>& port = nullptr,
+                               bulk_endpoint* endpoint = nullptr) {
   auto options = holder_options_from(spec);
   options.save = [save, i = spec.shard](const param_blob& p, const std::string& state) {
     save(i, p, state);
   };
-  return spawn_holder(sys, std::move(spec.initial), std::move(options));
+  return spawn_holder(sys, std::move(spec.initial), std::move(options), port, endpoint);
+}
+
+/// The bulk port (bulk_wire.hpp) where workers on other hosts pull and push this
+/// process's shards, and the address they reach it at: none without such workers,
+/// with --bulk-bind off, --sync (rounds are answered through the actors) or --tls
+/// (a bulk port is plain TCP). --bulk-bind auto listens on 127.0.0.1 when every
+/// --hosts entry is on this machine's loopback, else on the address this machine
+/// reaches the first host from. A port that cannot be opened is said, and the run
+/// goes on through CAF.
+std::shared_ptr<bulk_server> open_bulk_port(const sgd_options& o, std::string& host) {
+  if (o.bulk_bind == "off" || o.sync || o.tls.enabled() || o.hosts.empty())
+    return nullptr;
+  host = o.bulk_bind;
+  if (host == "auto") {
+    host = "127.0.0.1";
+    for (const auto& h : o.hosts) {
+      const auto name = h.substr(0, h.rfind(':'));
+      auto from = local_address_towards(name);
+      if (from.rfind("127.", 0) != 0 && from != "::1") {
+        host = from;
+        break;
+      }
+    }
+  }
+  try {
+    return std::make_shared<bulk_server>(host);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pnn sgd: --bulk-bind: %s; pulls and pushes go through CAF\n", e.what());
+    return nullptr;
+  }
 }
 
 /// The holder: from --resume's checkpoints (parameters, and the optimizer's moments
@@ -307,7 +343,8 @@ holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
 /// `remote`), sending its checkpoints to a home here that writes its file.
 started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluster& remote,
                             models::Network& model, const std::vector<holder_checkpoint>& restart,
-                            size_t workers) {
+                            size_t workers, const std::shared_ptr<bulk_server>& port,
+                            const std::string& port_host) {
   holder_spec spec; // what every shard shares; holder_options_from makes the options
   spec.max_steps = o.n_push;
   if (averaging(o))
@@ -363,8 +400,10 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
         shard.optimizer_state = restart[i].optimizer_state;
       shard.initial = std::move(initial[i]);
       out.specs.push_back(shard);
+      out.bulk.emplace_back();
       if (place == "local") {
-        running.push_back(spawn_local_shard(sys, std::move(shard), save));
+        out.bulk.back().host = port_host;
+        running.push_back(spawn_local_shard(sys, std::move(shard), save, port, &out.bulk.back()));
         out.places.push_back("local");
         continue;
       }
@@ -610,7 +649,9 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   for (const auto& h : o.holder_hosts)
     if (h != "local")
       holder_hosts.connect(h);
-  auto started = start_holder(o, session.system(), holder_hosts, model, restart, n);
+  std::string bulk_host;
+  const auto bulk = open_bulk_port(o, bulk_host);
+  auto started = start_holder(o, session.system(), holder_hosts, model, restart, n, bulk, bulk_host);
   auto& holder = started.holder;
   for (const auto& h : started.homes)
     session.keep(h);
@@ -632,6 +673,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     o.on_holder(*holder);
   sgd_link link;
   holder->link(link);
+  if (bulk)
+    link.bulk = started.bulk;
   if (keeper)
     link.directory = caf::actor_cast<holder_directory_actor>(keeper);
   const auto comp = compression::parse(o.compress);
@@ -798,6 +841,7 @@ nlohmann::json worker_list(const sgd_report& report) {
                        {"lost_pushes", r.sgd.lost_pushes},
                        {"shard_moves", r.sgd.shard_moves},
                        {"pushed_bytes", r.sgd.pushed_bytes},
+                       {"bulk_requests", r.sgd.bulk_requests},
                        {"started_at", w.steps.empty() ? 0.0 : w.steps.front().time},
                        {"finished_at", w.steps.empty() ? 0.0 : w.steps.back().time},
                        {"train_loss", number_or_null(r.train_loss)},

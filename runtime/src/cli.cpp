@@ -488,6 +488,10 @@ int sgd_command(int argc, const char* const* argv) {
     "holder-hosts", po::value(&holder_hosts),
     "run shard i on entry i mod H of this list: local (here) or h:p of a pnn-node serve "
     "(no workers there unless also in --hosts); its checkpoints come here")(
+    "bulk-bind", po::value(&o.bulk_bind)->default_value(o.bulk_bind),
+    "where workers on other hosts pull and push this process's shards beside CAF: auto "
+    "(127.0.0.1 when --hosts are all loopback, else the address that reaches the first), "
+    "an address, or off; never with --sync or --tls")(
     "resume", po::bool_switch(&o.resume),
     "start from <out>/holder.pt (holder.shard<i>.pt with --holder-shards) when it exists")(
     "progress", po::value(&o.progress)->default_value(o.progress), "auto, plain or none");

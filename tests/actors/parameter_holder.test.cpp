@@ -5,6 +5,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/compression.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/node.hpp>
@@ -25,6 +26,10 @@
 #include <limits>
 #include <sstream>
 #include <thread>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 using namespace pnn;
 
@@ -934,5 +939,148 @@ CAF_TEST(a node runs holder shards for a coordinator until its home goes and wit
   caf::anon_send_exit(home2, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(n, caf::exit_reason::user_shutdown);
 }
+
+namespace {
+
+/// A plain TCP connection to 127.0.0.1:port (-1 on failure).
+int raw_connect(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+/// Whether the server closed `fd` (a read gets its end, not a timeout).
+bool closed_by_peer(int fd) {
+  char c;
+  return ::recv(fd, &c, 1, 0) == 0;
+}
+
+} // namespace
+
+CAF_TEST(a bulk port serves a holder pulls and pushes to its token only) {
+  auto port = std::make_shared<bulk_server>("127.0.0.1");
+  CAF_REQUIRE_GREATER(port->port(), 0);
+  bulk_endpoint at;
+  at.host = "127.0.0.1";
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7), {}, port, &at);
+  run();
+  CAF_REQUIRE_EQUAL(at.port, port->port());
+  CAF_REQUIRE_EQUAL(at.token.size(), 32u);
+  auto c = bulk_connection::open(at, 10);
+  CAF_REQUIRE(c);
+  auto& conn = **c;
+  CAF_CHECK_EQUAL(conn.layout(), 42u);
+  CAF_CHECK_EQUAL(conn.count(), 4u);
+  // A pull: the holder's version and values, and counted as the actor's are.
+  param_blob got;
+  CAF_REQUIRE(!conn.pull(got));
+  CAF_CHECK_EQUAL(got.version, 7u);
+  CAF_CHECK_EQUAL(floats_of(got), (std::vector<float>{1, 2, 3, 4}));
+  // A push is applied as through the actor: a version, its staleness, the values.
+  auto ack = conn.push(update_of({1, 1, 1, 1}, 7));
+  CAF_REQUIRE(ack);
+  CAF_CHECK_EQUAL(ack->version, 8u);
+  CAF_CHECK_EQUAL(ack->staleness, 0u);
+  push(update_of({0, 0, 0, 1}, 7)); // one through the actor: stale by one for the next
+  ack = conn.push(update_of({1, 0, 0, 0}, 8));
+  CAF_REQUIRE(ack);
+  CAF_CHECK_EQUAL(ack->version, 10u);
+  CAF_CHECK_EQUAL(ack->staleness, 1u);
+  auto now = pull();
+  CAF_CHECK_EQUAL(now.version, 10u);
+  CAF_CHECK_EQUAL(floats_of(now), (std::vector<float>{3, 3, 4, 6}));
+  auto st = status();
+  CAF_CHECK_EQUAL(st.applied, 3u);
+  CAF_CHECK_EQUAL(st.pulls, 2u);
+  // Refused as the actor refuses, with the reason; the connection goes on.
+  auto wrong = update_of({1, 1, 1, 1}, 10);
+  wrong.layout = 43;
+  ack = conn.push(wrong);
+  CAF_REQUIRE(!ack);
+  CAF_CHECK_EQUAL(code_of(ack.error()), error_code::invalid_argument);
+  CAF_MESSAGE(to_string(ack.error()));
+  CAF_CHECK(test::contains(to_string(ack.error()), "layout 43"));
+  auto nan = update_of({1, std::nanf(""), 1, 1}, 10);
+  CAF_CHECK(!conn.push(nan));
+  CAF_REQUIRE(!conn.pull(got));
+  CAF_CHECK_EQUAL(floats_of(got), (std::vector<float>{3, 3, 4, 6}));
+  CAF_CHECK_EQUAL(status().rejected, 2u);
+  // Another token: no connection.
+  auto other = at;
+  other.token[0] = other.token[0] == 'a' ? 'b' : 'a';
+  auto refused = bulk_connection::open(other, 10);
+  CAF_REQUIRE(!refused);
+  CAF_MESSAGE(to_string(refused.error()));
+  CAF_CHECK(test::contains(to_string(refused.error()), "does not serve this shard"));
+  // What is not a frame closes that connection, before any allocation of a
+  // claimed size; the port goes on serving.
+  {
+    const int fd = raw_connect(at.port);
+    CAF_REQUIRE_GREATER_OR_EQUAL(fd, 0);
+    std::string text = "GET / HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(20, ' ');
+    CAF_CHECK_EQUAL(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    CAF_CHECK(closed_by_peer(fd));
+    ::close(fd);
+  }
+  {
+    const int fd = raw_connect(at.port);
+    CAF_REQUIRE_GREATER_OR_EQUAL(fd, 0);
+    char hello[40];
+    std::memcpy(hello, "PNNB", 4);
+    const uint32_t version = 1;
+    std::memcpy(hello + 4, &version, 4);
+    std::memcpy(hello + 8, at.token.data(), 32);
+    CAF_CHECK_EQUAL(::write(fd, hello, sizeof hello), 40);
+    char welcome[24];
+    CAF_CHECK_EQUAL(::recv(fd, welcome, sizeof welcome, MSG_WAITALL), 24);
+    // A push claiming 1 TiB of values for a shard of 4 (the op, then the
+    // header: seen, layout, count, lr, steps, flags, then the byte counts).
+    std::vector<char> frame(4 + 64, 0);
+    const uint32_t op = 2;
+    std::memcpy(frame.data(), &op, 4);
+    const uint64_t huge = uint64_t{1} << 40;
+    std::memcpy(frame.data() + 4 + 40, &huge, 8);
+    CAF_CHECK_EQUAL(::write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+    CAF_CHECK(closed_by_peer(fd));
+    ::close(fd);
+  }
+  CAF_REQUIRE(!conn.pull(got));
+  CAF_CHECK_EQUAL(got.version, 10u);
+  // The holder ends: its port no longer serves it, and the client says so.
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  run();
+  holder = spawn_holder(sys, blob_of({1, 2, 3, 4}, 42, 7));
+  run();
+  auto gone = conn.pull(got);
+  CAF_REQUIRE(gone);
+  CAF_MESSAGE(to_string(gone));
+  CAF_CHECK(gone.category() != error_category);
+  CAF_CHECK(conn.pull(got)); // and stays closed
+  CAF_CHECK(!bulk_connection::open(at, 10));
+}
+
+CAF_TEST(a synchronous holder is not served on a bulk port) {
+  auto port = std::make_shared<bulk_server>("127.0.0.1");
+  holder_options o;
+  o.sync_members = 2;
+  std::string why;
+  try {
+    spawn_holder(sys, blob_of({1, 2}, 42), o, port);
+  } catch (const pnn::error& e) {
+    why = e.what();
+  }
+  CAF_CHECK(test::contains(why, "synchronous"));
+}
+
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -707,6 +707,10 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
     hosts.insert(w["host"].get<std::string>());
     pushes += w["pushes"].get<int64_t>();
     pulls += w["pulls"].get<int64_t>();
+    // Every pull and push of these workers on other hosts went through the
+    // coordinator's bulk port (--bulk-bind auto: 127.0.0.1 here), none through CAF.
+    CAF_CHECK_EQUAL(w["bulk_requests"].get<int64_t>(),
+                    w["pulls"].get<int64_t>() + w["pushes"].get<int64_t>());
     // Shard of 600 samples, 2 epochs.
     CAF_CHECK_EQUAL(w["samples"].get<int64_t>(), 1200);
     for (const char* f : {"steps.csv", "epochs.csv", "metrics.json"})
@@ -737,12 +741,22 @@ CAF_TEST(SGD through the holder on two serve processes reaches the single host a
   // loss.csv: every step of both workers.
   auto loss = test::read_text(dir / "multi" / "loss.csv");
   CAF_CHECK_EQUAL(std::count(loss.begin(), loss.end(), '\n'), 1 + 2 * 2 * (600 / 32 + 1));
-  // The nodes outlive their first coordinator: a second run uses them again.
-  auto again = test::run_command(node + " " + sgd_run + " --no-local --hosts " + a.address() + ","
-                                 + b.address() + " --out " + (dir / "again").string());
+  // The nodes outlive their first coordinator: a second run uses them again, here
+  // through CAF alone (--bulk-bind off), applying every push as well.
+  auto again = test::run_command(node + " " + sgd_run + " --no-local --bulk-bind off --hosts "
+                                 + a.address() + "," + b.address() + " --out "
+                                 + (dir / "again").string());
   CAF_CHECK_EQUAL(again.exit_code, 0);
   if (again.exit_code != 0)
     CAF_MESSAGE(again.err);
+  auto g = nlohmann::json::parse(test::read_text(dir / "again" / "summary.json"));
+  int64_t again_pushes = 0;
+  for (const auto& w : g["worker_list"]) {
+    CAF_CHECK_EQUAL(w["bulk_requests"].get<int64_t>(), 0);
+    again_pushes += w["pushes"].get<int64_t>();
+  }
+  CAF_CHECK_EQUAL(g["holder"]["applied"].get<int64_t>(), again_pushes);
+  CAF_CHECK_LESS_OR_EQUAL(std::abs(g["test_accuracy"].get<double>() - acc_single), 0.05);
 }
 
 CAF_TEST(SGD with holder shards on serve hosts trains and keeps every shard checkpoint here) {

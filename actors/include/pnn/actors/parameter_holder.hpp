@@ -6,6 +6,7 @@
 #include <caf/actor_system.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,9 +80,15 @@ holder_home_actor spawn_holder_home(
   caf::actor_system& sys, uint32_t shard, param_blob shape,
   std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save);
 
+class bulk_server;
+
 /// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes, and `optimizer_state` must fit
-/// the optimizer; throws pnn::error otherwise.
-holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {});
+/// the optimizer; throws pnn::error otherwise. With `port` (an asynchronous holder
+/// only) it also serves pulls and pushes there (bulk_wire.hpp) as long as it runs;
+/// `endpoint` gets the port and the token (its host is the caller's to fill).
+holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {},
+                          const std::shared_ptr<bulk_server>& port = nullptr,
+                          bulk_endpoint* endpoint = nullptr);
 
 } // namespace pnn

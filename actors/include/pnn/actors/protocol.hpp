@@ -153,13 +153,16 @@ struct sgd_counters {
   int64_t lost_pushes = 0;
   int64_t shard_moves = 0;
   int64_t pushed_bytes = 0; ///< update payload sent (values, squares, indices)
+  /// Pulls and pushes (per shard) that went through a bulk port (bulk_wire.hpp)
+  /// rather than CAF's network layer.
+  int64_t bulk_requests = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_counters& x) {
   return f(caf::meta::type_name("sgd_counters"), x.pulls, x.pushes, x.rejected_pushes,
            x.staleness_sum, x.staleness_max, x.sync_pulls, x.accepted_pushes, x.lost_pushes,
-           x.shard_moves, x.pushed_bytes);
+           x.shard_moves, x.pushed_bytes, x.bulk_requests);
 }
 
 /// Record files of a job run on another host (which writes nothing itself): names
@@ -281,6 +284,20 @@ struct param_blob {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, param_blob& x) {
   return f(caf::meta::type_name("param_blob"), x.version, x.layout, x.count, wire_bytes{x.bytes});
+}
+
+/// Where a holder shard's bulk port is (bulk_wire.hpp: pulls and pushes beside
+/// CAF's network layer) and the token that opens it for this run's workers.
+/// port 0: none (pull and push through the shard's actor).
+struct bulk_endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string token; ///< 32 hex digits
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bulk_endpoint& x) {
+  return f(caf::meta::type_name("bulk_endpoint"), x.host, x.port, x.token);
 }
 
 /// An update pushed to a parameter holder: a parameter delta to add (the workers
@@ -428,13 +445,17 @@ struct sgd_link {
   /// values), with error feedback.
   uint8_t encoding = 0;
   double topk_fraction = 1.0;
+  /// Per shard (or one for `holder`): its bulk port (bulk_wire.hpp), where the
+  /// worker pulls and pushes when it can connect to it (else, and for a shard that
+  /// moved, through the actor). Empty or port 0: the actor.
+  std::vector<bulk_endpoint> bulk;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
            x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds,
-           x.directory, x.encoding, x.topk_fraction);
+           x.directory, x.encoding, x.topk_fraction, x.bulk);
 }
 
 /// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:

@@ -90,6 +90,11 @@ struct sgd_options
   /// "host:port" of a `pnn-node serve` (which runs no workers unless in `hosts`
   /// too); empty: every shard here. A remote shard sends its checkpoints here.
   std::vector<std::string> holder_hosts;
+  /// Where this process's shards take pulls and pushes from workers on other
+  /// hosts beside CAF's network layer (bulk_wire.hpp): "auto" (127.0.0.1 when every
+  /// host is on loopback, else the address that reaches the first host), an
+  /// address, or "off". Never with --sync or --tls.
+  std::string bulk_bind = "auto";
   /// Pushes compressed: "none", "fp16", "bf16" (2 bytes a value) or "topk:F" (the
   /// fraction F of each slice's values largest in magnitude, with their indices);
   /// what compression leaves out is added to the worker's next push (error feedback).
