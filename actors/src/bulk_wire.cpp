@@ -2,6 +2,7 @@
 
 #include <pnn/actors/errors.hpp>
 #include <pnn/error.hpp>
+#include <pnn/training/parameters.hpp>
 
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
@@ -375,11 +376,25 @@ void bulk_server::serve(connection& c) {
       update.bytes.resize(head.bytes);
       update.squares.resize(head.squares);
       update.indices.resize(head.indices);
-      if (!read_all(fd, update.bytes.data(), update.bytes.size())
-          || !read_all(fd, update.squares.data(), update.squares.size())
+      // Raw values are checked a chunk at a time as they arrive (the holder then
+      // need not), overlapping the check with the transfer of the rest.
+      const bool raw = head.encoding == 0 && head.bytes == head.count * sizeof(float);
+      float most = 0;
+      constexpr size_t chunk = size_t{1} << 20;
+      for (size_t at = 0; at < update.bytes.size();) {
+        const size_t n = std::min(chunk, update.bytes.size() - at);
+        if (!read_all(fd, update.bytes.data() + at, n))
+          return;
+        if (raw && most >= 0) { // (negative: a value that is not finite)
+          const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
+          most = m < 0 ? m : std::max(most, m);
+        }
+        at += n;
+      }
+      if (!read_all(fd, update.squares.data(), update.squares.size())
           || !read_all(fd, update.indices.data(), update.indices.size()))
         return;
-      auto r = s->push(update);
+      auto r = s->push(update, raw ? most : -1.0f);
       if (r) {
         struct {
           uint32_t status;

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -70,10 +71,12 @@ public:
   }
 
   /// Why `update` cannot be applied here ("" when it can).
-  caf::error check(const param_update& update);
+  /// `values_max_abs` >= 0: the update's values are known finite, of at most that
+  /// magnitude (a bulk port checked them as they arrived), so not checked again.
+  caf::error check(const param_update& update, float values_max_abs = -1);
 
   /// Applies a checked update at once (asynchronous holder).
-  caf::expected<push_ack> apply(const param_update& update);
+  caf::expected<push_ack> apply(const param_update& update, float values_max_abs = -1);
 
   /// Adds an update from `sender` to the round, `refused` (check's error) or not: a
   /// refused push takes its sender's turn too, and its refusal is answered with the
@@ -122,12 +125,15 @@ private:
     // in them already). A `seen` from the future would be a broken sender: 0.
     return status_.version - std::min(update.seen, status_.version);
   }
-  std::string add_delta(const float* delta, uint64_t count, double scale);
+  std::string add_delta(const float* delta, uint64_t count, double scale,
+                        float delta_max_abs = -1);
   void end_round();
   void applied(uint64_t updates);
   void save();
 
   param_update decoded_; ///< the last compressed push, widened (its buffers reused)
+  /// The parameters' largest magnitude after the last delta (negative: unknown).
+  float params_max_abs_ = -1;
   param_blob params_; ///< with an optimizer, its bytes are refreshed on pull and save
   std::shared_ptr<training::flat_optimizer> optimizer_; ///< owned by this actor alone
   holder_status status_;
@@ -172,7 +178,7 @@ std::string gradient_limits(const param_update& update) {
   return "";
 }
 
-caf::error holder_state::check(const param_update& update) {
+caf::error holder_state::check(const param_update& update, float values_max_abs) {
   std::string why;
   if (update.layout != params_.layout || update.count != params_.count)
     why = "layout " + std::to_string(update.layout) + " with " + std::to_string(update.count)
@@ -181,7 +187,7 @@ caf::error holder_state::check(const param_update& update) {
   else if (update.gradient != static_cast<bool>(optimizer_))
     why = optimizer_ ? "a parameter delta, but this holder runs the optimizer (push gradients)"
                      : "gradients, but this holder runs no optimizer (push parameter deltas)";
-  else
+  else if (!(values_max_abs >= 0 && update.bytes.size() == update.count * sizeof(float)))
     why = training::check_floats(update.bytes, update.count);
   if (why.empty() && !update.squares.empty())
     why = !optimizer_ ? "squared gradients, but this holder runs no optimizer"
@@ -199,7 +205,7 @@ caf::error holder_state::check(const param_update& update) {
   return why.empty() ? caf::error{} : reject(why);
 }
 
-caf::expected<push_ack> holder_state::apply(const param_update& update) {
+caf::expected<push_ack> holder_state::apply(const param_update& update, float values_max_abs) {
   const uint64_t staleness = staleness_of(update);
   const double scale =
     options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness) : 1.0;
@@ -208,7 +214,7 @@ caf::expected<push_ack> holder_state::apply(const param_update& update) {
     ? optimizer_->step(
       values, update.count, update.steps, update.lr * scale,
       update.squares.empty() ? nullptr : reinterpret_cast<const float*>(update.squares.data()))
-    : add_delta(values, update.count, scale * options_.delta_scale);
+    : add_delta(values, update.count, scale * options_.delta_scale, values_max_abs);
   if (!why.empty())
     return reject(why);
   params_.version = ++status_.version;
@@ -319,20 +325,51 @@ void holder_state::applied(uint64_t updates) {
 /// Adds `scale` times the delta in place (both buffers hold count float32 values),
 /// unless a sum overflows: finite updates of finite parameters can still make an
 /// infinity, and one infinity would poison every worker's next pull.
-std::string holder_state::add_delta(const float* delta, uint64_t count, double scale) {
+std::string holder_state::add_delta(const float* delta, uint64_t count, double scale,
+                                    float delta_max_abs) {
   auto* p = reinterpret_cast<float*>(params_.bytes.data());
   const auto k = static_cast<float>(scale);
+  // When the largest magnitudes of the parameters and of the delta bound every sum
+  // well below float's range, no sum can overflow: one pass. Else first every sum
+  // is checked, in blocks without an early exit (vectorised), then added: the
+  // parameters change all at once or not at all.
+  const bool bounded = delta_max_abs >= 0 && params_max_abs_ >= 0
+    && static_cast<double>(params_max_abs_) + std::abs(scale) * delta_max_abs
+      <= 0.5 * static_cast<double>(std::numeric_limits<float>::max());
+  constexpr uint64_t block = 4096;
+  for (uint64_t start = 0; !bounded && start < count; start += block) {
+    const uint64_t end = std::min(count, start + block);
+    uint32_t bad = 0;
+    for (uint64_t i = start; i < end; ++i) {
+      float v;
+      std::memcpy(&v, delta + i, sizeof v);
+      const float sum = p[i] + k * v;
+      bad |= static_cast<uint32_t>(!(std::fabs(sum) <= std::numeric_limits<float>::max()));
+    }
+    if (bad == 0)
+      continue;
+    for (uint64_t i = start; i < end; ++i) {
+      float v;
+      std::memcpy(&v, delta + i, sizeof v);
+      if (!std::isfinite(p[i] + k * v))
+        return "the sum at value " + std::to_string(i)
+          + " is not finite (the parameters are kept)";
+    }
+  }
+  int32_t most = 0; // the largest magnitude's bits (they order as magnitudes do)
   for (uint64_t i = 0; i < count; ++i) {
     float v;
     std::memcpy(&v, delta + i, sizeof v);
-    if (!std::isfinite(p[i] + k * v))
-      return "the sum at value " + std::to_string(i) + " is not finite (the parameters are kept)";
+    const float sum = p[i] + k * v;
+    p[i] = sum;
+    int32_t bits;
+    std::memcpy(&bits, &sum, sizeof bits);
+    bits &= 0x7fffffff;
+    most = bits > most ? bits : most;
   }
-  for (uint64_t i = 0; i < count; ++i) {
-    float v;
-    std::memcpy(&v, delta + i, sizeof v);
-    p[i] += k * v;
-  }
+  std::memcpy(&params_max_abs_, &most, sizeof most);
+  if (count != params_.count)
+    params_max_abs_ = -1;
   return "";
 }
 
@@ -362,17 +399,19 @@ public:
     std::lock_guard<std::mutex> guard{mtx};
     send(st.pull_ref());
   }
-  caf::expected<push_ack> push(const param_update& update) override {
+  caf::expected<push_ack> push(const param_update& update, float values_max_abs) override {
     std::lock_guard<std::mutex> guard{mtx};
     if (st.sync())
       return st.refuse("a push on the bulk port, but this holder runs synchronous rounds");
     caf::error err;
     const auto& u = st.widen(update, err);
+    if (&u != &update)
+      values_max_abs = -1; // what arrived was not the values
     if (!err)
-      err = st.check(u);
+      err = st.check(u, values_max_abs);
     if (err)
       return err;
-    return st.apply(u);
+    return st.apply(u, values_max_abs);
   }
   uint64_t layout() const override {
     return layout_;

@@ -1069,6 +1069,37 @@ CAF_TEST(a bulk port serves a holder pulls and pushes to its token only) {
   CAF_CHECK(!bulk_connection::open(at, 10));
 }
 
+CAF_TEST(a bulk push that would overflow is refused whole even after bounded pushes) {
+  // The magnitudes a bulk port checks as values arrive bound the sums, so that
+  // most pushes take one pass; one that could overflow is checked value by value.
+  std::vector<char> raw(4 * sizeof(float) + 1);
+  const float some[4] = {1, -5, 2, 0};
+  std::memcpy(raw.data() + 1, some, sizeof some); // any alignment
+  CAF_CHECK_EQUAL(training::finite_max_abs(raw.data() + 1, 4), 5.0f);
+  const float bad[2] = {1, std::numeric_limits<float>::infinity()};
+  CAF_CHECK_LESS(training::finite_max_abs(reinterpret_cast<const char*>(bad), 2), 0.0f);
+  auto port = std::make_shared<bulk_server>("127.0.0.1");
+  bulk_endpoint at{"127.0.0.1", 0, ""};
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  holder = spawn_holder(sys, blob_of({1e38f, 1, 2, 3}, 42), {}, port, &at);
+  run();
+  auto c = bulk_connection::open(at, 10);
+  CAF_REQUIRE(c);
+  for (int i = 0; i < 3; ++i)
+    CAF_CHECK((*c)->push(update_of({1e37f, 1, 1, 1}, 0)));
+  auto big = (*c)->push(update_of({3e38f, 0, 0, 0}, 0)); // 1.3e38 + 3e38 > FLT_MAX
+  CAF_REQUIRE(!big);
+  CAF_MESSAGE(to_string(big.error()));
+  CAF_CHECK(test::contains(to_string(big.error()), "not finite"));
+  param_blob got;
+  CAF_REQUIRE(!(*c)->pull(got));
+  float first = 1e38f;
+  for (int i = 0; i < 3; ++i)
+    first += 1e37f;
+  CAF_CHECK_EQUAL(floats_of(got), (std::vector<float>{first, 4, 5, 6}));
+  CAF_CHECK_EQUAL(got.version, 3u);
+}
+
 CAF_TEST(a synchronous holder is not served on a bulk port) {
   auto port = std::make_shared<bulk_server>("127.0.0.1");
   holder_options o;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 
 namespace pnn::training {
@@ -74,13 +75,46 @@ std::string check_floats(const std::vector<char>& bytes, uint64_t count) {
   if (bytes.size() != count * sizeof(float))
     return std::to_string(bytes.size()) + " bytes for " + std::to_string(count)
       + " floats (expected " + std::to_string(count * sizeof(float)) + ")";
-  for (uint64_t i = 0; i < count; ++i) {
-    float v;
-    std::memcpy(&v, bytes.data() + i * sizeof(float), sizeof v);
-    if (!std::isfinite(v))
-      return "value " + std::to_string(i) + " is not finite";
+  // Blocks without an early exit, so that the compiler vectorises the test (all
+  // exponent bits set: an infinity or a NaN); the first bad value is then found
+  // in its block. (A 37 MB VGG11 update is checked on every push.)
+  constexpr uint64_t block = 4096;
+  const char* data = bytes.data();
+  for (uint64_t start = 0; start < count; start += block) {
+    const uint64_t end = std::min(count, start + block);
+    uint32_t bad = 0;
+    for (uint64_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, data + i * sizeof(float), sizeof bits);
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad == 0)
+      continue;
+    for (uint64_t i = start; i < end; ++i) {
+      float v;
+      std::memcpy(&v, data + i * sizeof(float), sizeof v);
+      if (!std::isfinite(v))
+        return "value " + std::to_string(i) + " is not finite";
+    }
   }
   return "";
+}
+
+float finite_max_abs(const char* data, uint64_t count) {
+  // On integers: a float reduction keeps its order without -ffast-math, and the
+  // magnitudes' bits order as the magnitudes do.
+  uint32_t bad = 0;
+  int32_t most = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, data + i * sizeof(float), sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    const auto magnitude = static_cast<int32_t>(bits & 0x7fffffffu);
+    most = magnitude > most ? magnitude : most;
+  }
+  float out;
+  std::memcpy(&out, &most, sizeof out);
+  return bad != 0 ? -1.0f : out;
 }
 
 } // namespace pnn::training

@@ -40,7 +40,9 @@ public:
   virtual void pull(const std::function<void(const param_blob& params)>& send) = 0;
   /// Applies an update as the holder's push handler does. A refusal is an error of
   /// pnn's category (error_code::invalid_argument) with the reason.
-  virtual caf::expected<push_ack> push(const param_update& update) = 0;
+  /// `values_max_abs` >= 0: `update.bytes` are finite values of at most that
+  /// magnitude (checked as they arrived, while the rest was still on its way).
+  virtual caf::expected<push_ack> push(const param_update& update, float values_max_abs) = 0;
   /// The shard's layout and number of values (fixed for its life).
   virtual uint64_t layout() const = 0;
   virtual uint64_t count() const = 0;

@@ -31,4 +31,8 @@ void load_parameter_bytes(torch::nn::Module& module, const std::vector<char>& by
 /// Why `bytes` is not `count` finite float32 values, or "" when it is.
 std::string check_floats(const std::vector<char>& bytes, uint64_t count);
 
+/// The largest magnitude of `count` float32 values at `data` (any alignment), or
+/// a negative number when one is not finite. Vectorised: one pass at memory speed.
+float finite_max_abs(const char* data, uint64_t count);
+
 } // namespace pnn::training
