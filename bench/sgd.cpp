@@ -3,7 +3,9 @@
 // layer costs:
 //   in_process: the holder and 2 workers in this process (messages, no sockets);
 //   one_host:   2 workers in one `pnn-node serve --slots 2` process, the holder here;
-//   two_hosts:  1 worker in each of two `pnn-node serve --slots 1` processes.
+//   two_hosts:  1 worker in each of two `pnn-node serve --slots 1` processes, pulls
+//               and pushes through the coordinator's bulk port (--bulk-bind auto);
+//   two_hosts_caf: the same through CAF's network layer only (--bulk-bind off).
 // LeNet5 on a Fashion-MNIST subset, n_push = n_pull = 5, 1 intra-op thread per
 // worker. Modes alternate within each round (order rotated) because this VM's speed
 // drifts; serve processes start before and stop after each run. Prints JSON: samples/s
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const std::vector<std::string> modes{"in_process", "one_host", "two_hosts"};
+  const std::vector<std::string> modes{"in_process", "one_host", "two_hosts", "two_hosts_caf"};
   std::vector<measured> m(modes.size());
   for (int round = 0; round < rounds; ++round) {
     for (size_t k = 0; k < modes.size(); ++k) {
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
         servers.push_back(std::make_unique<serve_process>(1));
         servers.push_back(std::make_unique<serve_process>(1));
         o.use_local = false;
+        if (modes[mode] == "two_hosts_caf")
+          o.bulk_bind = "off";
       }
       for (const auto& s : servers)
         o.hosts.push_back(s->address());
@@ -145,6 +149,8 @@ int main(int argc, char** argv) {
   result["samples_per_second_ratio_two_hosts_vs_in_process"] =
     median(m[2].samples_per_second) / base;
   result["network_cost_percent_two_hosts"] = 100 * (1 - median(m[2].samples_per_second) / base);
+  result["samples_per_second_ratio_bulk_vs_caf_two_hosts"] =
+    median(m[2].samples_per_second) / median(m[3].samples_per_second);
   std::cout << result.dump(2) << std::endl;
   return 0;
 }

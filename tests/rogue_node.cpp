@@ -97,7 +97,7 @@ node_actor::behavior_type rogue_node(node_actor::pointer self, std::string mode)
     // A holder shard: its home gets checkpoints of another shard and with a NaN,
     // and the coordinator a refusal.
     [=](spawn_atom, const holder_spec& spec,
-        const holder_home_actor& home) -> caf::result<holder_actor> {
+        const holder_home_actor& home) -> caf::result<holder_actor, bulk_endpoint> {
       auto other = spec.initial;
       other.layout ^= 1;
       self->send(home, checkpoint_atom::value, spec.shard, other, std::string{});

@@ -97,13 +97,21 @@ std::vector<worker_actor> Cluster::spawn_workers(const remote_node& node, event_
 }
 
 holder_actor Cluster::spawn_holder(const remote_node& node, const holder_spec& spec,
-                                   holder_home_actor home) {
+                                   holder_home_actor home, bulk_endpoint* endpoint) {
   holder_actor result;
   std::string failure;
   caf::scoped_actor self{sys_};
   self->request(node.handle, millis(timeout_), spawn_atom::value, spec, std::move(home))
-    .receive([&](holder_actor& h) { result = std::move(h); },
-             [&](caf::error& e) { failure = sys_.render(e); });
+    .receive(
+      [&](holder_actor& h, bulk_endpoint& served) {
+        result = std::move(h);
+        if (endpoint && served.port != 0) {
+          // Where this process reached the node: the host part of its address.
+          *endpoint = std::move(served);
+          endpoint->host = node.address.substr(0, node.address.rfind(':'));
+        }
+      },
+      [&](caf::error& e) { failure = sys_.render(e); });
   if (failure.empty() && !result)
     failure = "no handle";
   if (failure.empty() && result.node() != node.handle.node())

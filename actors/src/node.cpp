@@ -47,8 +47,8 @@ public:
   }
   node_info status() const;
   caf::result<std::vector<worker_actor>> spawn_workers(const event_sink_actor& sink);
-  caf::result<holder_actor> spawn_holder_shard(const holder_spec& spec,
-                                               const holder_home_actor& home);
+  caf::result<holder_actor, bulk_endpoint> spawn_holder_shard(const holder_spec& spec,
+                                                              const holder_home_actor& home);
   void worker_or_node_exit(const caf::exit_msg& msg);
   void coordinator_down(const caf::down_msg& msg);
 
@@ -111,8 +111,8 @@ node_state::spawn_workers(const event_sink_actor& sink) {
 
 /// A holder shard for the coordinator of `home`: it saves by sending its
 /// checkpoints there, and ends with the node or when that coordinator goes.
-caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec,
-                                                         const holder_home_actor& home) {
+caf::result<holder_actor, bulk_endpoint>
+node_state::spawn_holder_shard(const holder_spec& spec, const holder_home_actor& home) {
   if (!home)
     return caf::make_error(caf::sec::runtime_error, "a holder shard needs a home to save to");
   // Its values, their optimizer moments (two for Adam) or the state it starts
@@ -131,13 +131,16 @@ caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec
                              + " held here is over this host's " + size_text(cap)
                              + " (pnn-node serve --max-holder-mb)");
   holder_actor h;
+  bulk_endpoint served; // the coordinator knows this host's address
   try {
     auto options = holder_options_from(spec);
     if (options.checkpoint_every > 0)
       options.save = [home, shard = spec.shard](const param_blob& p, const std::string& state) {
         caf::anon_send(home, checkpoint_atom::value, shard, p, state);
       };
-    h = spawn_holder(self_->system(), spec.initial, std::move(options));
+    const bool bulk = spec.bulk && o_.bulk && spec.sync_members == 0;
+    h = spawn_holder(self_->system(), spec.initial, std::move(options),
+                     bulk ? o_.bulk : nullptr, bulk ? &served : nullptr);
   } catch (const std::exception& e) {
     return caf::make_error(caf::sec::runtime_error, e.what());
   }
@@ -146,7 +149,7 @@ caf::result<holder_actor> node_state::spawn_holder_shard(const holder_spec& spec
   self_->monitor(home);
   holders_[home.address()].push_back(h);
   count_coordinators();
-  return h;
+  return {h, served};
 }
 
 /// Workers are linked to the node so that they end with it; one that ends (its
@@ -214,7 +217,7 @@ node_actor::behavior_type node(node_state::pointer self, node_options options) {
       return self->state.spawn_workers(sink);
     },
     [self](spawn_atom, const holder_spec& spec,
-           const holder_home_actor& home) -> caf::result<holder_actor> {
+           const holder_home_actor& home) -> caf::result<holder_actor, bulk_endpoint> {
       return self->state.spawn_holder_shard(spec, home);
     },
   };

@@ -94,6 +94,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<sgd_link>("pnn::sgd_link");
   cfg.add_message_type<holder_actor>("pnn::holder_actor");
   cfg.add_message_type<holder_spec>("pnn::holder_spec");
+  cfg.add_message_type<bulk_endpoint>("pnn::bulk_endpoint");
   cfg.add_message_type<holder_home_actor>("pnn::holder_home_actor");
   cfg.add_message_type<holder_directory_actor>("pnn::holder_directory_actor");
   cfg.add_message_type<worker_actor>("pnn::worker_actor");

@@ -698,8 +698,13 @@ void worker_state::connect_bulk() {
   for (size_t s = 0; s < shards_.size() && s < link_->bulk.size(); ++s) {
     const auto& at = link_->bulk[s];
     auto& h = shards_[s];
-    if (at.port == 0 || h.actor->node() == self_->system().node())
-      continue; // a shard in this process: its actor is the shorter way
+    // A shard of this actor system: its actor is the shorter way. (A proxy of a
+    // remote shard is of this system too, but not of this node; an actor of another
+    // system in this process, as tests run them, is of this node.)
+    if (at.port == 0
+        || (h.actor->node() == self_->system().node()
+            && &h.actor->home_system() == &self_->system()))
+      continue;
     auto c = bulk_connection::open(at, std::min(10.0, link_->holder_timeout));
     std::string why;
     if (!c)

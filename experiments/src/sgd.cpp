@@ -307,6 +307,13 @@ holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
   return spawn_holder(sys, std::move(spec.initial), std::move(options), port, endpoint);
 }
 
+/// Whether this run's shards serve their pulls and pushes on bulk ports: not with
+/// --bulk-bind off, --sync (rounds are answered through the actors) or --tls (a bulk
+/// port is plain TCP).
+bool use_bulk(const sgd_options& o) {
+  return o.bulk_bind != "off" && !o.sync && !o.tls.enabled();
+}
+
 /// The bulk port (bulk_wire.hpp) where workers on other hosts pull and push this
 /// process's shards, and the address they reach it at: none without such workers,
 /// with --bulk-bind off, --sync (rounds are answered through the actors) or --tls
@@ -315,7 +322,7 @@ holder_actor spawn_local_shard(caf::actor_system& sys, holder_spec spec,
 /// reaches the first host from. A port that cannot be opened is said, and the run
 /// goes on through CAF.
 std::shared_ptr<bulk_server> open_bulk_port(const sgd_options& o, std::string& host) {
-  if (o.bulk_bind == "off" || o.sync || o.tls.enabled() || o.hosts.empty())
+  if (!use_bulk(o) || o.hosts.empty())
     return nullptr;
   host = o.bulk_bind;
   if (host == "auto") {
@@ -413,7 +420,8 @@ started_holder start_holder(const sgd_options& o, caf::actor_system& sys, Cluste
       out.homes.push_back(spawn_holder_home(sys, shard.shard, std::move(shape), save));
       const auto& node = *std::find_if(remote.nodes().begin(), remote.nodes().end(),
                                        [&](const remote_node& n) { return n.address == place; });
-      running.push_back(remote.spawn_holder(node, shard, out.homes.back()));
+      shard.bulk = use_bulk(o);
+      running.push_back(remote.spawn_holder(node, shard, out.homes.back(), &out.bulk.back()));
       out.places.push_back(node.info.host);
     }
     out.holder = std::make_unique<ParameterHolder>(sys, layout_hash(model), bounds, running);
@@ -673,7 +681,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     o.on_holder(*holder);
   sgd_link link;
   holder->link(link);
-  if (bulk)
+  if (std::any_of(started.bulk.begin(), started.bulk.end(),
+                  [](const bulk_endpoint& e) { return e.port != 0; }))
     link.bulk = started.bulk;
   if (keeper)
     link.directory = caf::actor_cast<holder_directory_actor>(keeper);

@@ -543,7 +543,10 @@ int serve_command(int argc, const char* const* argv) {
     "folders a coordinator's --data-dir may name, comma-separated (none unless given)")(
     "metrics-port", po::value(&r.metrics_port)->default_value(0),
     "serve this node's metrics at http://BIND:P/metrics in Prometheus' text format (0: "
-    "none)");
+    "none)")(
+    "bulk-bind", po::value(&r.bulk_bind)->default_value(r.bulk_bind),
+    "where holder shards run here take pulls and pushes beside CAF: auto (the --bind "
+    "address, any free port), an address, or off; none with TLS");
   add_tls_flags(desc, r.tls);
   po::variables_map vm;
   if (!parse("serve", "--port P [--bind ADDR] [--slots N] [--tls-cert F --tls-key F --tls-ca F]",

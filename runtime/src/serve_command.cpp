@@ -1,6 +1,7 @@
 #include <pnn/runtime/serve_command.hpp>
 #include <pnn/runtime/metrics_endpoint.hpp>
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/network.hpp>
 #include <pnn/actors/node.hpp>
 #include <pnn/error.hpp>
@@ -100,6 +101,14 @@ int run_serve(const serve_request& r) {
   o.limits.restrict_data_dirs = true;
   o.limits.data_dirs = r.allowed_data_dirs;
   training::set_dataset_cache_limit(r.max_dataset_cache_mb << 20, "--max-dataset-cache-mb");
+  if (r.bulk_bind != "off" && !r.tls.enabled()) {
+    const auto at = r.bulk_bind == "auto" ? r.bind : r.bulk_bind;
+    try {
+      o.bulk = std::make_shared<bulk_server>(at);
+    } catch (const std::exception& e) {
+      throw pnn::error(error_code::invalid_argument, "--bulk-bind " + r.bulk_bind + ": " + e.what());
+    }
+  }
   auto node = spawn_node(sys, o);
   auto port = publish_actor(sys, node, r.port, r.bind);
   if (!port) {
@@ -117,9 +126,11 @@ int run_serve(const serve_request& r) {
                  "pnn serve: warning: listening on %s without TLS: any host that reaches it can "
                  "run jobs here (unauthenticated)\n",
                  r.bind.c_str());
-  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s)\n", r.bind.c_str(),
-              static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str(),
-              r.tls.enabled() ? ", TLS with client certificates" : "");
+  const auto bulk_text =
+    o.bulk ? ", bulk port " + std::to_string(o.bulk->port()) : std::string{};
+  std::printf("pnn serve: listening on %s:%u (%d slot(s), %d core(s), host %s%s%s)\n",
+              r.bind.c_str(), static_cast<unsigned>(*port), o.slots, cores, o.host->get().c_str(),
+              r.tls.enabled() ? ", TLS with client certificates" : "", bulk_text.c_str());
   if (metrics) {
     std::printf("pnn serve: metrics at http://%s:%u/metrics\n", r.bind.c_str(),
                 static_cast<unsigned>(metrics->port()));

@@ -884,7 +884,7 @@ CAF_TEST(a node runs holder shards for a coordinator until its home goes and wit
   auto ask_spawn = [&](const holder_spec& sp, const holder_home_actor& h) {
     std::pair<holder_actor, std::string> out;
     self->request(n, wait, spawn_atom::value, sp, h)
-      .receive([&](holder_actor& a) { out.first = a; },
+      .receive([&](holder_actor& a, bulk_endpoint&) { out.first = a; },
                [&](caf::error& e) { out.second = real.render(e); });
     return out;
   };

@@ -8,6 +8,7 @@
 
 #include "test_util.hpp"
 
+#include <pnn/actors/bulk_wire.hpp>
 #include <pnn/actors/cluster.hpp>
 #include <pnn/actors/errors.hpp>
 #include <pnn/actors/parameter_holder.hpp>
@@ -259,6 +260,89 @@ CAF_TEST(one worker through a holder ends where plain training ends) {
   anon_send_exit(w, caf::exit_reason::user_shutdown);
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
   run();
+}
+
+CAF_TEST(a worker pulls and pushes through a bulk port and ends where plain training ends) {
+  auto spec = sgd_job();
+  spec.optimizer = "sgd";
+  spec.lr = 0.05;
+  auto initial = initial_blob(spec);
+  // The holder in another actor system (another node, as on another host), with
+  // a bulk port; its handle still reaches it in this process.
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, 1);
+  caf::actor_system other{cfg};
+  auto port = std::make_shared<bulk_server>("127.0.0.1");
+  bulk_endpoint at{"127.0.0.1", 0, ""};
+  auto holder = spawn_holder(other, initial, {}, port, &at);
+  auto l = link;
+  l.holder = holder;
+  l.bulk = {at};
+  worker_actor w;
+  auto result = start(spec, l, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_REQUIRE(r.ok());
+  // As through the actor (the test above): 6 pushes, 3 pulls, every one of them
+  // through the bulk port.
+  CAF_CHECK_EQUAL(r.sgd.pushes, 6);
+  CAF_CHECK_EQUAL(r.sgd.pulls, 3);
+  CAF_CHECK_EQUAL(r.sgd.bulk_requests, 9);
+  CAF_CHECK_EQUAL(r.sgd.rejected_pushes, 0);
+  caf::scoped_actor self{other};
+  param_blob final_params;
+  self->request(holder, std::chrono::seconds(10), pull_atom::value)
+    .receive([&](param_blob& b) { final_params = std::move(b); }, [](caf::error&) {});
+  CAF_CHECK_EQUAL(final_params.version, 6u);
+  auto data = training::shared_dataset(spec.dataset, "", 0).train;
+  training::training_job ref{job_options_from(spec), data, training::all_indices(data->size()), {}};
+  ref.run_to_end();
+  auto got = floats_of(final_params.bytes);
+  auto want = floats_of(training::parameter_bytes(*ref.model()));
+  CAF_REQUIRE_EQUAL(got.size(), want.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(got[i] - want[i])));
+  CAF_MESSAGE("largest difference to plain training: " << max_diff);
+  CAF_CHECK_LESS(max_diff, 1e-5);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+  self->send_exit(holder, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(a bulk port that cannot be reached is said and the worker goes through the actor) {
+  auto spec = sgd_job();
+  spec.optimizer = "sgd";
+  spec.lr = 0.05;
+  auto initial = initial_blob(spec);
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg, 1);
+  caf::actor_system other{cfg};
+  bulk_endpoint at{"127.0.0.1", 0, std::string(32, 'a')};
+  {
+    bulk_server closed{"127.0.0.1"}; // a port nobody listens on once it is gone
+    at.port = closed.port();
+  }
+  auto holder = spawn_holder(other, initial);
+  auto l = link;
+  l.holder = holder;
+  l.bulk = {at};
+  worker_actor w;
+  auto result = start(spec, l, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.sgd.pushes, 6);
+  CAF_CHECK_EQUAL(r.sgd.pulls, 3);
+  CAF_CHECK_EQUAL(r.sgd.bulk_requests, 0);
+  caf::scoped_actor self{other};
+  self->request(holder, std::chrono::seconds(10), status_atom::value)
+    .receive([&](holder_status& s) { CAF_CHECK_EQUAL(s.applied, 6u); }, [](caf::error&) {});
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  run();
+  self->send_exit(holder, caf::exit_reason::user_shutdown);
 }
 
 CAF_TEST(a worker waits when max_pushes pushes are unanswered) {

@@ -783,6 +783,14 @@ CAF_TEST(SGD with holder shards on serve hosts trains and keeps every shard chec
     CAF_CHECK(w["ok"].get<bool>());
     pushes += w["pushes"].get<int64_t>();
     hosts.insert(w["host"].get<std::string>());
+    // Bulk ports: the worker here reaches shard 1 on h's, the one on a every
+    // shard (0 and 2 on the coordinator's); shards in a worker's own process
+    // through their actors.
+    const auto requests = w["pulls"].get<int64_t>() + w["pushes"].get<int64_t>();
+    const bool here = w["host"].get<std::string>() == "local";
+    CAF_MESSAGE(w["host"].get<std::string>() << ": " << w["bulk_requests"].get<int64_t>()
+                                             << " bulk requests of " << requests);
+    CAF_CHECK_EQUAL(w["bulk_requests"].get<int64_t>(), (here ? 1 : 3) * requests);
   }
   CAF_CHECK_EQUAL(hosts.size(), 2u); // here and a, not h
   CAF_CHECK(!hosts.count(shards[1]["host"].get<std::string>()));
@@ -864,6 +872,8 @@ CAF_TEST(SGD goes on when the host of a holder shard is killed and the shard com
     CAF_CHECK(w.result.ok());
     CAF_CHECK_EQUAL(w.result.samples, 3 * 2000);
     moves += w.result.sgd.shard_moves;
+    // Shard 1 was reached through h's bulk port until h died (the loss found there).
+    CAF_CHECK_GREATER(w.result.sgd.bulk_requests, 0);
   }
   CAF_CHECK_GREATER_OR_EQUAL(moves, 1);
   auto s = nlohmann::json::parse(test::read_text(dir / "run" / "summary.json"));

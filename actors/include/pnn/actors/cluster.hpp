@@ -60,9 +60,11 @@ public:
   std::vector<worker_actor> spawn_workers(const remote_node& node, event_sink_actor sink);
 
   /// Starts a parameter holder shard on `node` (sgd --holder-hosts); its checkpoints
-  /// go to `home`. Throws pnn::error naming the node when it refuses.
+  /// go to `home`. Throws pnn::error naming the node when it refuses. With
+  /// spec.bulk, `endpoint` gets the node's bulk port for it, at the host this
+  /// process reached the node at (port 0: the node has none).
   holder_actor spawn_holder(const remote_node& node, const holder_spec& spec,
-                            holder_home_actor home);
+                            holder_home_actor home, bulk_endpoint* endpoint = nullptr);
 
   /// Starts `n` workers on this host (slots numbered from `base.slot`).
   std::vector<worker_actor> spawn_local_workers(int32_t n, event_sink_actor sink,

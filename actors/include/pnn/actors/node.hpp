@@ -12,6 +12,8 @@
 
 namespace pnn {
 
+class bulk_server;
+
 // The node: one per host, published on a port by `pnn-node serve` (node_actor in
 // protocol.hpp); the entry point a coordinator reaches on a remote host. It says
 // what the host offers and starts workers there for a coordinator, which end when
@@ -46,6 +48,9 @@ struct node_options {
   /// beyond it is refused. A coordinator that reconnects while its old workers
   /// wind down needs room for a second set (serve's default: 4 x slots).
   int32_t max_workers = 0;
+  /// Where holder shards asked for with holder_spec::bulk serve their pulls and
+  /// pushes beside CAF (bulk_wire.hpp); none: only through their actors.
+  std::shared_ptr<bulk_server> bulk;
 };
 
 /// Spawns a node.

@@ -477,13 +477,16 @@ struct holder_spec {
   double delta_scale = 1.0;
   int32_t max_steps = 1024;
   uint32_t sync_members = 0;
+  /// Serve its pulls and pushes on the node's bulk port too, when it has one
+  /// (the node answers where, with a token; port 0: it has none).
+  bool bulk = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, holder_spec& x) {
   return f(caf::meta::type_name("holder_spec"), x.shard, x.initial, x.optimizer, x.lr,
            x.optimizer_state, x.checkpoint_every, x.staleness_scaling,
-           x.delta_scale, x.max_steps, x.sync_members);
+           x.delta_scale, x.max_steps, x.sync_members, x.bulk);
 }
 
 /// Where a holder shard on another host sends its checkpoints (the coordinator):
@@ -567,7 +570,7 @@ using node_actor = caf::typed_actor<
   /// given (its checkpoints go there); it ends when that actor's node goes away or
   /// the node shuts down. Refused beyond serve's --max-holder-mb (every shard this
   /// node holds) or with settings a holder refuses.
-  caf::replies_to<spawn_atom, holder_spec, holder_home_actor>::with<holder_actor>>;
+  caf::replies_to<spawn_atom, holder_spec, holder_home_actor>::with<holder_actor, bulk_endpoint>>;
 
 /// Registers every message type above (and vectors of them) with CAF, on every
 /// node that exchanges them.

@@ -18,6 +18,9 @@ struct serve_request {
   tls_files tls;                  ///< all three set: TLS with mutual authentication
   bool dry_run = false;           ///< check the flags, then return 0 without listening
   int32_t metrics_port = 0;       ///< --metrics-port on `bind` (0: none)
+  /// Where holder shards run here serve pulls and pushes beside CAF (bulk_wire.hpp):
+  /// "auto" (`bind`), an address, or "off". None with TLS.
+  std::string bulk_bind = "auto";
   // What a coordinator may ask of this host (a job beyond them fails, naming the flag).
   int64_t max_dataset_cache_mb = 4096; ///< datasets kept loaded for coordinators' jobs
   int64_t max_checkpoint_mb = 1024;    ///< a checkpoint sent along with a job
