@@ -1,12 +1,15 @@
-// Pull + push round trip between two processes on 127.0.0.1 through CAF's network
-// layer: a parameter holder in a child process (this program with --serve), the
-// parent pulls the parameters and pushes an update of the same size, as an SGD
-// worker on another host would. For LeNet5's and VGG11's parameter counts. Prints
-// JSON: median and p99 round trip, MB/s (bytes moved both ways / median), and the
-// targets (LeNet5 under 2 ms median; VGG11 at >= 500 MB/s). With --shards 1,4 each
-// size is measured with the holder in 1 and in 4 shards (each a holder actor
-// published on its own port): the parent sends its pull to every shard at once,
-// then its push of each slice, as a worker of `sgd --holder-shards` does.
+// Pull + push round trip between two processes on 127.0.0.1: a parameter holder in a
+// child process (this program with --serve), the parent pulls the parameters and
+// pushes an update of the same size, as an SGD worker on another host would; for
+// LeNet5's and VGG11's parameter counts, through CAF's network layer and through the
+// holder's bulk port (bulk_wire.hpp), side by side. Prints JSON: median and p99 round
+// trip and MB/s (bytes moved both ways / median) of each, the speedup, and #11's
+// targets for the bulk port (LeNet5 median <= 0.4 ms and p99 <= 4.2 ms, gloo's here;
+// VGG11 >= 2,500 MB/s). With --shards 1,4 each size is measured with the holder in 1
+// and in 4 shards (each a holder actor published on its own port, all on one bulk
+// port): the parent sends its pull to every shard at once, then its push of each
+// slice, as a worker of `sgd --holder-shards` does. --bulk-only skips CAF's path (to
+// profile the other).
 //
 // usage: bench_holder_roundtrip [--rounds-small N] [--rounds-large N] [--shards 1,4]
 //                               [--bulk-only]
