@@ -1,8 +1,10 @@
 #!/bin/bash
 # Runs pnn.sbatch as Slurm would on a 3-node allocation, on this machine without
-# Slurm: stand-ins for scontrol (the node list: 127.0.0.1, 127.0.0.2, 127.0.0.3),
-# srun (one task per listed node, its `hostname` answering that address) and
-# hostname. The coordinator on "127.0.0.1" must run a K-fold on both serve nodes.
+# Slurm: stand-ins for scontrol (the node list: node1, node2, node3, at NodeAddr
+# 127.0.0.1, 127.0.0.2, 127.0.0.3) and srun (one task per listed node, with its
+# SLURMD_NODENAME, its `hostname` answering its name). The coordinator on node1
+# must run a K-fold on both serve nodes. (deploy/slurm/check-slurm.sh runs the
+# same on real slurmctld and slurmd daemons.)
 #   deploy/slurm/check-local.sh PNN_NODE_BINARY
 set -euo pipefail
 node_bin=$(realpath "${1:?usage: check-local.sh path/to/pnn-node}")
@@ -12,8 +14,14 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/bin"
 cat > "$work/bin/scontrol" <<'S'
 #!/bin/bash
-[[ $1 == show && $2 == hostnames ]] || exit 1
-printf '127.0.0.1\n127.0.0.2\n127.0.0.3\n'
+if [[ $1 == show && $2 == hostnames ]]; then
+  printf 'node1\nnode2\nnode3\n'
+elif [[ $1 == show && $2 == node ]]; then # node<i>'s NodeAddr is 127.0.0.<i>
+  echo "NodeName=$3 Arch=x86_64 CoresPerSocket=1"
+  echo "   NodeAddr=127.0.0.${3#node} NodeHostName=$3 Version=22.05.8"
+else
+  exit 1
+fi
 S
 cat > "$work/bin/srun" <<'S'
 #!/bin/bash
@@ -29,14 +37,14 @@ for n in "${nodes[@]}"; do
   mkdir -p "$FAKE_ROOT/$n"
   printf '#!/bin/bash\necho %s\n' "$n" > "$FAKE_ROOT/$n/hostname"
   chmod +x "$FAKE_ROOT/$n/hostname"
-  PATH="$FAKE_ROOT/$n:$PATH" "$@" &
+  SLURMD_NODENAME=$n PATH="$FAKE_ROOT/$n:$PATH" "$@" &
   pids+=($!)
 done
 trap 'kill "${pids[@]}" 2>/dev/null' TERM
 wait
 S
 chmod +x "$work/bin/scontrol" "$work/bin/srun"
-export FAKE_ROOT=$work/nodes SLURM_JOB_NODELIST="127.0.0.[1-3]" PNN_NODE=$node_bin
+export FAKE_ROOT=$work/nodes SLURM_JOB_NODELIST="node[1-3]" PNN_NODE=$node_bin
 export PNN_PORT=$((20000 + RANDOM % 20000))
 PATH="$work/bin:$PATH" bash "$here/pnn.sbatch" kfold --dataset synthetic:train=120,test=10 \
   --models lenet5 --schedulers none --folds 4 --epochs 1 --progress none --no-report \
