@@ -50,6 +50,10 @@ public:
   const std::string& address() const {
     return address_;
   }
+  /// kill -9, as a host that dies (the destructor still reaps it).
+  void kill_hard() {
+    ::kill(pid_, SIGKILL);
+  }
 
 private:
   pid_t pid_ = -1;

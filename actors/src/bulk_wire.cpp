@@ -8,6 +8,7 @@
 #include <caf/sec.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -22,6 +23,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -43,8 +45,16 @@ constexpr uint32_t wire_version = 1;
 constexpr uint32_t op_pull = 1;
 constexpr uint32_t op_push = 2;
 constexpr size_t token_chars = 32;
-constexpr size_t max_connections = 4096;
 constexpr size_t max_refusal = 4096;
+/// Connections that have not presented a token yet: more wait to be accepted.
+constexpr size_t max_unknown = 64;
+constexpr double hello_seconds = 10; ///< to present a token, whole
+constexpr double frame_seconds = 60; ///< for a frame once begun, whole
+constexpr double step_seconds = 2;   ///< one recv or send (the deadlines are checked between)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the bulk port's frames (and pnn's float bytes) are little-endian"
+#endif
 
 struct push_head {
   uint64_t seen;
@@ -68,10 +78,46 @@ struct pull_head {
   uint64_t count;
 };
 
+struct welcome_frame {
+  uint32_t status;
+  uint32_t unused;
+  uint64_t layout;
+  uint64_t count;
+};
+
+struct ack_frame {
+  uint32_t status;
+  uint32_t unused;
+  uint64_t version;
+  uint64_t staleness;
+};
+
+// Both ends are the same build, but a compiler's padding must not change a frame.
+static_assert(sizeof(push_head) == 64 && offsetof(push_head, bytes) == 40);
+static_assert(sizeof(pull_head) == 32 && sizeof(welcome_frame) == 24 && sizeof(ack_frame) == 24);
+
+using clock_type = std::chrono::steady_clock;
+constexpr auto no_deadline = clock_type::time_point::max();
+
+clock_type::time_point after(double seconds) {
+  return clock_type::now()
+    + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+}
+
+/// Past `deadline`: as a timeout (errno EAGAIN).
+bool overdue(clock_type::time_point deadline) {
+  if (deadline == no_deadline || clock_type::now() <= deadline)
+    return false;
+  errno = EAGAIN;
+  return true;
+}
+
 /// Writes every byte of `parts` (resuming after partial writes); false on a
 /// failure (errno says which; EAGAIN: the send timeout passed).
-bool write_all(int fd, iovec* parts, size_t n) {
+bool write_all(int fd, iovec* parts, size_t n, clock_type::time_point deadline = no_deadline) {
   while (n > 0) {
+    if (overdue(deadline))
+      return false;
     msghdr m{};
     m.msg_iov = parts;
     m.msg_iovlen = n;
@@ -95,15 +141,19 @@ bool write_all(int fd, iovec* parts, size_t n) {
   return true;
 }
 
-bool write_all(int fd, const void* data, size_t size) {
+bool write_all(int fd, const void* data, size_t size,
+               clock_type::time_point deadline = no_deadline) {
   iovec part{const_cast<void*>(data), size};
-  return write_all(fd, &part, 1);
+  return write_all(fd, &part, 1, deadline);
 }
 
-/// Reads exactly `size` bytes; false on a failure or the peer's end (errno 0).
-bool read_all(int fd, void* data, size_t size) {
+/// Reads exactly `size` bytes by `deadline`; false on a failure, the peer's end
+/// (errno 0) or the deadline (errno EAGAIN).
+bool read_all(int fd, void* data, size_t size, clock_type::time_point deadline = no_deadline) {
   auto* p = static_cast<char*>(data);
   while (size > 0) {
+    if (overdue(deadline))
+      return false;
     const auto got = ::recv(fd, p, size, 0);
     if (got == 0) {
       errno = 0;
@@ -172,6 +222,7 @@ std::string socket_error() {
 struct bulk_server::connection {
   int fd = -1;
   std::thread thread;
+  std::atomic<bool> known{false}; ///< it presented a token
   std::atomic<bool> done{false};
 };
 
@@ -259,78 +310,93 @@ std::shared_ptr<bulk_shard> bulk_server::find(const std::string& token) const {
 }
 
 void bulk_server::accept_loop() {
+  // Connections at once: what the process's descriptors allow, half of them (the
+  // rest are CAF's, checkpoints', datasets').
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  const size_t cap = std::max<size_t>(16, static_cast<size_t>(files.rlim_cur) / 2);
   for (;;) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (stopping_) {
-      if (fd >= 0)
-        ::close(fd);
-      return;
-    }
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
-        if (errno == EMFILE || errno == ENFILE)
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        continue;
+    bool pause = false;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (stopping_) {
+        if (fd >= 0)
+          ::close(fd);
+        return;
       }
-      return;
-    }
-    // Ended connections go (their threads have returned).
-    for (auto it = connections_.begin(); it != connections_.end();) {
-      if ((*it)->done) {
-        (*it)->thread.join();
-        ::close((*it)->fd);
-        it = connections_.erase(it);
+      if (fd < 0) {
+        if (errno != EINTR && errno != ECONNABORTED && errno != EMFILE && errno != ENFILE
+            && errno != ENOBUFS && errno != ENOMEM)
+          return;
+        pause = errno != EINTR && errno != ECONNABORTED;
       } else {
-        ++it;
+        // Ended connections go (their threads have returned).
+        for (auto it = connections_.begin(); it != connections_.end();) {
+          if ((*it)->done) {
+            (*it)->thread.join();
+            ::close((*it)->fd);
+            it = connections_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        const auto unknown = static_cast<size_t>(std::count_if(
+          connections_.begin(), connections_.end(), [](const auto& c) { return !c->known; }));
+        if (connections_.size() >= cap || unknown >= max_unknown) {
+          ::close(fd);
+          pause = true; // let the ones there present their token or time out
+        } else {
+          auto c = std::make_unique<connection>();
+          c->fd = fd;
+          auto* raw = c.get();
+          try {
+            raw->thread = std::thread([this, raw] {
+              serve(*raw);
+              ::shutdown(raw->fd, SHUT_RDWR);
+              raw->done = true;
+            });
+            connections_.push_back(std::move(c));
+          } catch (const std::exception&) { // no thread to be had: refused
+            ::close(fd);
+            pause = true;
+          }
+        }
       }
     }
-    if (connections_.size() >= max_connections) {
-      ::close(fd);
-      continue;
-    }
-    auto c = std::make_unique<connection>();
-    c->fd = fd;
-    auto* raw = c.get();
-    connections_.push_back(std::move(c));
-    raw->thread = std::thread([this, raw] {
-      serve(*raw);
-      ::shutdown(raw->fd, SHUT_RDWR);
-      raw->done = true;
-    });
+    if (pause)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
-/// One connection: the hello (within 10 s), then pulls and pushes until the
-/// client goes, sends what is not a frame, or the shard is gone. A frame once
-/// begun must come whole within 60 s; between frames a connection may idle.
+/// One connection: the hello (whole within 10 s), then pulls and pushes until the
+/// client goes, sends what is not a frame, or the shard is gone. A frame once begun
+/// must come whole within 60 s, and a pull's answer be taken within 60 s; between
+/// frames a connection may idle. A pull is sent from a snapshot, outside the
+/// shard's lock.
 void bulk_server::serve(connection& c) {
   const int fd = c.fd;
   no_delay(fd);
-  set_timeouts(fd, 10);
+  set_timeouts(fd, step_seconds);
   char hello[8 + token_chars];
-  if (!read_all(fd, hello, sizeof hello) || std::memcmp(hello, magic, 4) != 0)
+  if (!read_all(fd, hello, sizeof hello, after(hello_seconds))
+      || std::memcmp(hello, magic, 4) != 0)
     return;
   uint32_t version = 0;
   std::memcpy(&version, hello + 4, 4);
   auto shard = find(std::string(hello + 8, token_chars));
-  struct {
-    uint32_t status;
-    uint32_t unused;
-    uint64_t layout;
-    uint64_t count;
-  } welcome{shard && version == wire_version ? 0u : 1u, 0, 0, 0};
+  welcome_frame welcome{shard && version == wire_version ? 0u : 1u, 0, 0, 0};
   if (shard) {
     welcome.layout = shard->layout();
     welcome.count = shard->count();
   }
-  if (!write_all(fd, &welcome, sizeof welcome) || welcome.status != 0)
+  if (!write_all(fd, &welcome, sizeof welcome, after(hello_seconds)) || welcome.status != 0)
     return;
-  const uint64_t limit = shard->count() * sizeof(float); // no array is longer
+  c.known = true;
+  const uint64_t count = shard->count();
   param_update update; // its buffers are reused from push to push
   std::weak_ptr<bulk_shard> weak = shard;
   shard.reset(); // the connection does not keep the shard alive
-  set_timeouts(fd, 60);
   for (;;) {
     uint32_t op = 0;
     {
@@ -344,25 +410,31 @@ void bulk_server::serve(connection& c) {
       if (got != static_cast<ssize_t>(sizeof op))
         return;
     }
+    const auto deadline = after(frame_seconds);
     auto s = weak.lock();
     if (!s)
       return;
     if (op == op_pull) {
-      bool ok = true;
-      s->pull([&](const param_blob& p) {
-        pull_head head{0, 0, p.version, p.layout, p.count};
-        iovec parts[2] = {{&head, sizeof head},
-                          {const_cast<char*>(p.bytes.data()), p.bytes.size()}};
-        ok = write_all(fd, parts, 2);
-      });
-      if (!ok)
+      const auto p = s->pull();
+      s.reset();
+      pull_head head{0, 0, p->version, p->layout, p->count};
+      iovec parts[2] = {{&head, sizeof head},
+                        {const_cast<char*>(p->bytes.data()), p->bytes.size()}};
+      if (!write_all(fd, parts, 2, deadline))
         return;
     } else if (op == op_push) {
       push_head head{};
-      if (!read_all(fd, &head, sizeof head))
+      if (!read_all(fd, &head, sizeof head, deadline))
         return;
-      if (head.bytes > limit || head.squares > limit || head.indices > limit) {
-        std::fprintf(stderr, "pnn: bulk port: a push of more bytes than the shard holds; "
+      // What each array can be for this shard: values (float32, or 2 bytes each
+      // with fp16/bf16, or fewer with top-k), squares as many as the values or none,
+      // indices (uint32) only with top-k.
+      const uint64_t raw = count * sizeof(float);
+      const bool fits = head.bytes <= raw
+        && (head.squares == 0 || head.squares == head.bytes)
+        && (head.indices == 0 || (head.encoding == 3 && head.indices <= raw));
+      if (!fits) {
+        std::fprintf(stderr, "pnn: bulk port: a push whose sizes do not fit the shard; "
                              "connection closed\n");
         return;
       }
@@ -378,31 +450,27 @@ void bulk_server::serve(connection& c) {
       update.indices.resize(head.indices);
       // Raw values are checked a chunk at a time as they arrive (the holder then
       // need not), overlapping the check with the transfer of the rest.
-      const bool raw = head.encoding == 0 && head.bytes == head.count * sizeof(float);
+      const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
       float most = 0;
       constexpr size_t chunk = size_t{1} << 20;
       for (size_t at = 0; at < update.bytes.size();) {
         const size_t n = std::min(chunk, update.bytes.size() - at);
-        if (!read_all(fd, update.bytes.data() + at, n))
+        if (!read_all(fd, update.bytes.data() + at, n, deadline))
           return;
-        if (raw && most >= 0) { // (negative: a value that is not finite)
+        if (plain && most >= 0) { // (negative: a value that is not finite)
           const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
           most = m < 0 ? m : std::max(most, m);
         }
         at += n;
       }
-      if (!read_all(fd, update.squares.data(), update.squares.size())
-          || !read_all(fd, update.indices.data(), update.indices.size()))
+      if (!read_all(fd, update.squares.data(), update.squares.size(), deadline)
+          || !read_all(fd, update.indices.data(), update.indices.size(), deadline))
         return;
-      auto r = s->push(update, raw ? most : -1.0f);
+      auto r = s->push(update, plain ? most : -1.0f);
+      s.reset();
       if (r) {
-        struct {
-          uint32_t status;
-          uint32_t unused;
-          uint64_t version;
-          uint64_t staleness;
-        } ack{0, 0, r->version, r->staleness};
-        if (!write_all(fd, &ack, sizeof ack))
+        ack_frame ack{0, 0, r->version, r->staleness};
+        if (!write_all(fd, &ack, sizeof ack, deadline))
           return;
       } else {
         const auto& ctx = r.error().context();
@@ -410,9 +478,9 @@ void bulk_server::serve(connection& c) {
                                                       : to_string(r.error());
         if (text.size() > max_refusal)
           text.resize(max_refusal);
-        uint32_t head2[2] = {1, static_cast<uint32_t>(text.size())};
-        iovec parts[2] = {{head2, sizeof head2}, {text.data(), text.size()}};
-        if (!write_all(fd, parts, 2))
+        uint32_t refusal[2] = {1, static_cast<uint32_t>(text.size())};
+        iovec parts[2] = {{refusal, sizeof refusal}, {text.data(), text.size()}};
+        if (!write_all(fd, parts, 2, deadline))
           return;
       }
     } else {
@@ -498,19 +566,22 @@ caf::expected<std::unique_ptr<bulk_connection>> bulk_connection::open(const bulk
   std::memcpy(hello, magic, 4);
   std::memcpy(hello + 4, &wire_version, 4);
   std::memcpy(hello + 8, to.token.data(), token_chars);
-  struct {
-    uint32_t status;
-    uint32_t unused;
-    uint64_t layout;
-    uint64_t count;
-  } welcome{};
-  if (!write_all(fd, hello, sizeof hello) || !read_all(fd, &welcome, sizeof welcome))
+  c->timeout_ = timeout;
+  welcome_frame welcome{};
+  if (!write_all(fd, hello, sizeof hello, after(timeout))
+      || !read_all(fd, &welcome, sizeof welcome, after(timeout)))
     return c->fail("hello: " + socket_error());
   if (welcome.status != 0)
     return c->fail("it does not serve this shard (an unknown token, or another version)");
   c->layout_ = welcome.layout;
   c->count_ = welcome.count;
   return c;
+}
+
+void bulk_connection::set_timeout(double seconds) {
+  timeout_ = seconds;
+  if (fd_ >= 0)
+    set_timeouts(fd_, seconds);
 }
 
 bulk_connection::~bulk_connection() {
@@ -529,7 +600,7 @@ caf::error bulk_connection::send_pull() {
   if (fd_ < 0)
     return fail("closed after an earlier failure");
   const uint32_t op = op_pull;
-  if (!write_all(fd_, &op, sizeof op))
+  if (!write_all(fd_, &op, sizeof op, after(timeout_)))
     return fail("pull: " + socket_error());
   return {};
 }
@@ -537,8 +608,9 @@ caf::error bulk_connection::send_pull() {
 caf::error bulk_connection::receive_pull(param_blob& out) {
   if (fd_ < 0)
     return fail("closed after an earlier failure");
+  const auto deadline = after(timeout_);
   pull_head head{};
-  if (!read_all(fd_, &head, sizeof head))
+  if (!read_all(fd_, &head, sizeof head, deadline))
     return fail("pull: " + socket_error());
   if (head.status != 0 || head.count != count_ || head.layout != layout_)
     return fail("pull: an answer that is not this shard's parameters");
@@ -546,7 +618,7 @@ caf::error bulk_connection::receive_pull(param_blob& out) {
   out.layout = head.layout;
   out.count = head.count;
   out.bytes.resize(head.count * sizeof(float));
-  if (!read_all(fd_, out.bytes.data(), out.bytes.size()))
+  if (!read_all(fd_, out.bytes.data(), out.bytes.size(), deadline))
     return fail("pull: " + socket_error());
   return {};
 }
@@ -577,7 +649,7 @@ caf::error bulk_connection::send_push(const param_update& u) {
                     {const_cast<char*>(u.bytes.data()), u.bytes.size()},
                     {const_cast<char*>(u.squares.data()), u.squares.size()},
                     {const_cast<char*>(u.indices.data()), u.indices.size()}};
-  if (!write_all(fd_, parts, 5))
+  if (!write_all(fd_, parts, 5, after(timeout_)))
     return fail("push: " + socket_error());
   return {};
 }
@@ -585,19 +657,20 @@ caf::error bulk_connection::send_push(const param_update& u) {
 caf::expected<push_ack> bulk_connection::receive_push() {
   if (fd_ < 0)
     return fail("closed after an earlier failure");
+  const auto deadline = after(timeout_);
   uint32_t status[2] = {0, 0}; // status, then padding (an ack) or the refusal's length
-  if (!read_all(fd_, status, sizeof status))
+  if (!read_all(fd_, status, sizeof status, deadline))
     return fail("push: " + socket_error());
   if (status[0] == 0) {
     uint64_t ack[2]; // version, staleness
-    if (!read_all(fd_, ack, sizeof ack))
+    if (!read_all(fd_, ack, sizeof ack, deadline))
       return fail("push: " + socket_error());
     return push_ack{ack[0], ack[1]};
   }
   if (status[0] != 1 || status[1] > max_refusal)
     return fail("push: an answer that is not one");
   std::string text(status[1], '\0');
-  if (!read_all(fd_, text.data(), text.size()))
+  if (!read_all(fd_, text.data(), text.size(), deadline))
     return fail("push: " + socket_error());
   return make_error(error_code::invalid_argument, text);
 }

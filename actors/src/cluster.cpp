@@ -108,7 +108,10 @@ holder_actor Cluster::spawn_holder(const remote_node& node, const holder_spec& s
         if (endpoint && served.port != 0) {
           // Where this process reached the node: the host part of its address.
           *endpoint = std::move(served);
-          endpoint->host = node.address.substr(0, node.address.rfind(':'));
+          auto host = node.address.substr(0, node.address.rfind(':'));
+          if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+            host = host.substr(1, host.size() - 2); // [v6]:port
+          endpoint->host = host;
         }
       },
       [&](caf::error& e) { failure = sys_.render(e); });

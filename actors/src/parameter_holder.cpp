@@ -42,10 +42,17 @@ public:
     return pull_ref();
   }
 
-  /// The parameters a pull answers, counted as one (valid until the next change).
-  const param_blob& pull_ref() {
+  void count_pull() {
     ++status_.pulls;
     ++metrics().holder_pulls;
+  }
+  uint64_t version() const {
+    return status_.version;
+  }
+
+  /// The parameters a pull answers, counted as one (valid until the next change).
+  const param_blob& pull_ref() {
+    count_pull();
     if (optimizer_)
       params_.bytes = optimizer_->parameter_bytes();
     return params_;
@@ -395,9 +402,13 @@ public:
   std::mutex mtx;
   holder_state st;
 
-  void pull(const std::function<void(const param_blob&)>& send) override {
+  std::shared_ptr<const param_blob> pull() override {
     std::lock_guard<std::mutex> guard{mtx};
-    send(st.pull_ref());
+    if (snapshot_ && snapshot_->version == st.version())
+      st.count_pull();
+    else
+      snapshot_ = std::make_shared<const param_blob>(st.pull_ref());
+    return snapshot_;
   }
   caf::expected<push_ack> push(const param_update& update, float values_max_abs) override {
     std::lock_guard<std::mutex> guard{mtx};
@@ -427,6 +438,9 @@ public:
 private:
   uint64_t layout_ = 0;
   uint64_t count_ = 0;
+  /// The parameters of the version last pulled on the bulk port (every change of
+  /// the parameters counts a version).
+  std::shared_ptr<const param_blob> snapshot_;
 };
 
 struct holder_actor_state {

@@ -112,6 +112,7 @@ private:
   void pull(bool first);
   void pull_part(size_t shard);
   void connect_bulk();
+  void bulk_failed(size_t shard, const caf::error& why);
   void answer_later(std::function<void()> answer);
 public:
   void take_answer();
@@ -718,6 +719,7 @@ void worker_state::connect_bulk() {
                    spec_.id, s, at.host.c_str(), static_cast<unsigned>(at.port), why.c_str());
       continue;
     }
+    (*c)->set_timeout(link_->holder_timeout); // as an answer through CAF may take
     h.bulk = std::move(*c);
   }
 }
@@ -791,6 +793,7 @@ void worker_state::push() {
     caf::error sent; ///< the send failed so
     std::function<void(push_ack&)> on_ack;
     std::function<void(caf::error&)> on_error;
+    size_t shard;
   };
   std::vector<bulk_wait> bulk_waits;
   for (size_t s = 0; s < shards_.size(); ++s) {
@@ -854,7 +857,7 @@ void worker_state::push() {
     if (h.bulk) { // answered below, once every shard has its part
       ++result_.sgd.bulk_requests;
       auto err = h.bulk->send_push(update);
-      bulk_waits.push_back({h.bulk, std::move(err), std::move(on_ack), std::move(on_error)});
+      bulk_waits.push_back({h.bulk, std::move(err), std::move(on_ack), std::move(on_error), s});
       continue;
     }
     // A synchronous round is answered when every worker has pushed, which takes
@@ -870,13 +873,41 @@ void worker_state::push() {
   for (auto& w : bulk_waits) {
     caf::expected<push_ack> answer = w.sent ? caf::expected<push_ack>{std::move(w.sent)}
                                             : w.port->receive_push();
+    if (!answer && answer.error().category() != error_category) {
+      // The port failed: whether the shard applied this push is unknown, so it
+      // counts as lost (never sent twice); later requests go through the actor.
+      bulk_failed(w.shard, answer.error());
+      answer_later([this, gen, index, s = w.shard] {
+        if (gen != generation_)
+          return;
+        if (index >= pushes_at_version_)
+          shards_[s].refused.push_back(index);
+        on_push_shard_answered(index, nullptr, true);
+      });
+      continue;
+    }
     answer_later([w = std::move(w), answer = std::move(answer)]() mutable {
       if (answer)
         w.on_ack(*answer);
       else
-        w.on_error(answer.error());
+        w.on_error(answer.error()); // the shard refused it
     });
   }
+}
+
+/// Shard `s`'s bulk port failed (`why`): said once, and its requests go through
+/// its actor from now on.
+void worker_state::bulk_failed(size_t s, const caf::error& why) {
+  auto& h = shards_[s];
+  if (!h.bulk)
+    return;
+  std::fprintf(stderr,
+               "pnn: job %u: parameter holder shard %zu: bulk port failed (%s); pulls and "
+               "pushes go through CAF\n",
+               spec_.id, s, self_->system().render(why).c_str());
+  h.bulk.reset();
+  h.bulk_sent = {};
+  h.pull_sent = false;
 }
 
 /// The holder of a synchronous job (or one of its shards) went (its host was lost,
@@ -991,13 +1022,15 @@ void worker_state::pull_part(size_t s) {
       err = h.bulk->receive_pull(blob);
     h.bulk_sent = {};
     h.pull_sent = false;
-    answer_later([on_blob, on_error, blob = std::move(blob), err = std::move(err)]() mutable {
-      if (err)
-        on_error(err);
-      else
-        on_blob(blob);
-    });
-    return;
+    if (err) {
+      // The port failed, not (yet) the shard: the actor is asked (its failure,
+      // if the host is gone, is the lost shard).
+      bulk_failed(s, err);
+      --result_.sgd.bulk_requests;
+    } else {
+      answer_later([on_blob, blob = std::move(blob)]() mutable { on_blob(blob); });
+      return;
+    }
   }
   self_->request(to, holder_timeout(), pull_atom::value).then(std::move(on_blob), std::move(on_error));
 }

@@ -324,20 +324,24 @@ bool use_bulk(const sgd_options& o) {
 std::shared_ptr<bulk_server> open_bulk_port(const sgd_options& o, std::string& host) {
   if (!use_bulk(o) || o.hosts.empty())
     return nullptr;
-  host = o.bulk_bind;
-  if (host == "auto") {
-    host = "127.0.0.1";
-    for (const auto& h : o.hosts) {
-      const auto name = h.substr(0, h.rfind(':'));
-      auto from = local_address_towards(name);
-      if (from.rfind("127.", 0) != 0 && from != "::1") {
-        host = from;
-        break;
-      }
+  // Where workers reach it: 127.0.0.1 when every host is on loopback, else the
+  // address that reaches the first other one.
+  std::string reach = "127.0.0.1";
+  for (const auto& h : o.hosts) {
+    auto name = h.substr(0, h.rfind(':'));
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+      name = name.substr(1, name.size() - 2);
+    auto from = local_address_towards(name);
+    if (!from.empty() && from.rfind("127.", 0) != 0 && from != "::1") {
+      reach = from;
+      break;
     }
   }
+  const auto bind = o.bulk_bind == "auto" ? reach : o.bulk_bind;
+  // A wildcard listens everywhere; workers are told the address above.
+  host = bind == "0.0.0.0" || bind == "::" ? reach : bind;
   try {
-    return std::make_shared<bulk_server>(host);
+    return std::make_shared<bulk_server>(bind);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pnn sgd: --bulk-bind: %s; pulls and pushes go through CAF\n", e.what());
     return nullptr;

@@ -35,9 +35,10 @@ namespace pnn {
 class bulk_shard {
 public:
   virtual ~bulk_shard() = default;
-  /// Calls `send` with the current version and the parameters (layout, count and
-  /// count float32 values), under the shard's lock.
-  virtual void pull(const std::function<void(const param_blob& params)>& send) = 0;
+  /// The current parameters (version, layout, count float32 values) as a snapshot
+  /// that later changes leave alone (shared by the pulls of one version), counted as
+  /// a pull. The port sends it outside the shard's lock.
+  virtual std::shared_ptr<const param_blob> pull() = 0;
   /// Applies an update as the holder's push handler does. A refusal is an error of
   /// pnn's category (error_code::invalid_argument) with the reason.
   /// `values_max_abs` >= 0: `update.bytes` are finite values of at most that
@@ -48,7 +49,11 @@ public:
   virtual uint64_t count() const = 0;
 };
 
-/// A listening TCP port that serves registered shards, a thread per connection.
+/// A listening TCP port that serves registered shards, a thread per connection: at
+/// most half the process's file descriptors, of which at most 64 that have not
+/// presented a token yet (more wait in the listen queue); a client that does not
+/// present one within 10 s, or sends a frame it does not finish within 60 s, is cut
+/// off.
 class bulk_server {
 public:
   /// Listens on `bind` (an IPv4 or IPv6 address or a name), port `port` (0: any).
@@ -88,15 +93,16 @@ private:
 /// sent); "" when `host` does not resolve or has no route.
 std::string local_address_towards(const std::string& host);
 
-/// One client connection to a shard on a bulk port: blocking calls, each bounded
-/// by `timeout` seconds. A failure of the connection (refused, reset, no answer in
-/// time) is an error of CAF's category (caf::sec::runtime_error, said in its
-/// context), as a lost host is on CAF's path; after it the connection is closed and
-/// every call fails.
+/// One client connection to a shard on a bulk port: blocking calls, each whole
+/// within the timeout (open's, or set_timeout's). A failure of the connection
+/// (refused, reset, no answer in time) is an error of CAF's category
+/// (caf::sec::runtime_error, said in its context); after it the connection is
+/// closed and every call fails.
 class bulk_connection {
 public:
-  /// Connects to `endpoint` and presents its token. Fails when the port cannot be
-  /// reached or does not know the token.
+  /// Connects to `endpoint` and presents its token, within `timeout` seconds (also
+  /// each later call's). Fails when the port cannot be reached or does not know the
+  /// token.
   static caf::expected<std::unique_ptr<bulk_connection>> open(const bulk_endpoint& endpoint,
                                                               double timeout);
   ~bulk_connection();
@@ -120,6 +126,8 @@ public:
   uint64_t count() const {
     return count_;
   }
+  /// Each later call must be whole within `seconds`.
+  void set_timeout(double seconds);
 
 private:
   bulk_connection() = default;
@@ -129,6 +137,7 @@ private:
   std::string where_; ///< host:port, for errors
   uint64_t layout_ = 0;
   uint64_t count_ = 0;
+  double timeout_ = 30;
 };
 
 } // namespace pnn
