@@ -1,8 +1,9 @@
 // The scale harness: N `pnn-node serve` processes on this machine (127.0.0.1, one slot
 // each) under one coordinator (this process), for N = 1, 2, 4, 8, 16:
-//   kfold: a grid of tiny synthetic jobs (J per host), with --no-local: dispatcher
-//          jobs/s, the coordinator's share of all CPU time spent (this process
-//          against the serve processes), and, in a second run with N >= 2, the time
+//   kfold: a grid of tiny synthetic jobs (J per host, 8 unless told), with
+//          --no-local: dispatcher jobs/s, the coordinator's share of the CPU time
+//          spent during the run (this process against the serve processes, from
+//          /proc after their start-up), and, in a second run with N >= 2, the time
 //          from one serve process's kill -9 to the next job start on another host
 //          (a lost job goes to the queue's front, so it is that job; the time
 //          includes waiting for a free slot, about one job's length here);
@@ -50,13 +51,14 @@ double seconds_of(const timeval& t) {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
 }
 
-/// CPU seconds (user + system) of this process, and of its reaped children.
-std::pair<double, double> cpu_now() {
-  rusage self{}, children{};
+/// CPU seconds (user + system) of this process, and of the serve processes so far.
+std::pair<double, double> cpu_now(const std::vector<std::unique_ptr<serve_process>>& servers) {
+  rusage self{};
   ::getrusage(RUSAGE_SELF, &self);
-  ::getrusage(RUSAGE_CHILDREN, &children);
-  return {seconds_of(self.ru_utime) + seconds_of(self.ru_stime),
-          seconds_of(children.ru_utime) + seconds_of(children.ru_stime)};
+  double theirs = 0;
+  for (const auto& s : servers)
+    theirs += s->cpu_seconds();
+  return {seconds_of(self.ru_utime) + seconds_of(self.ru_stime), theirs};
 }
 
 double wall_now() {
@@ -108,7 +110,7 @@ nlohmann::json kfold_size(int n, int jobs_per_host, const fs::path& out, double 
   nlohmann::json r{{"hosts", n}};
   std::atomic<double> killed_at{0};
   std::thread killer;
-  const auto before = cpu_now();
+  const auto before = cpu_now(servers); // after their start-up
   const double t0 = wall_now();
   if (kill) {
     killer = std::thread([&] {
@@ -121,8 +123,8 @@ nlohmann::json kfold_size(int n, int jobs_per_host, const fs::path& out, double 
   const double wall = wall_now() - t0;
   if (killer.joinable())
     killer.join();
-  servers.clear(); // reaped: their CPU time is in RUSAGE_CHILDREN now
-  const auto after = cpu_now();
+  const auto after = cpu_now(servers); // (a killed one is a zombie: its times stay)
+  servers.clear();
   const double mine = after.first - before.first;
   const double theirs = after.second - before.second;
   int ok = 0;
@@ -205,7 +207,7 @@ int main(int argc, char** argv) {
   pnn::configure_allocator();
   std::signal(SIGPIPE, SIG_IGN);
   std::vector<int> sizes{1, 2, 4, 8, 16}, sgd_workers{8, 16}, sgd_shards{1, 2, 4};
-  int jobs_per_host = 4;
+  int jobs_per_host = 8;
   int64_t sgd_subset = 16000;
   bool kill = true;
   fs::path out = fs::temp_directory_path() / "pnn-bench-scale";

@@ -4,6 +4,8 @@
 // binary, set by bench/CMakeLists.txt).
 
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -49,6 +51,24 @@ public:
   }
   const std::string& address() const {
     return address_;
+  }
+  /// CPU seconds (user + system) the process has used so far (0 once it is gone).
+  double cpu_seconds() const {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid_));
+    std::FILE* f = std::fopen(path, "r");
+    if (!f)
+      return 0;
+    char buf[1024] = {};
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* p = std::strrchr(buf, ')'); // after the command's name
+    unsigned long utime = 0, stime = 0;
+    if (!p || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                          &stime) != 2)
+      return 0;
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
   }
   /// kill -9, as a host that dies (the destructor still reaps it).
   void kill_hard() {

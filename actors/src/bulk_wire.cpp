@@ -311,11 +311,35 @@ std::shared_ptr<bulk_shard> bulk_server::find(const std::string& token) const {
 
 void bulk_server::accept_loop() {
   // Connections at once: what the process's descriptors allow, half of them (the
-  // rest are CAF's, checkpoints', datasets').
+  // rest are CAF's, checkpoints', datasets'); of them at most max_unknown that have
+  // not presented a token. Beyond either, new ones wait in the listen queue.
   rlimit files{};
   ::getrlimit(RLIMIT_NOFILE, &files);
   const size_t cap = std::max<size_t>(16, static_cast<size_t>(files.rlim_cur) / 2);
   for (;;) {
+    bool full = false;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (stopping_)
+        return;
+      // Ended connections go (their threads have returned).
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if ((*it)->done) {
+          (*it)->thread.join();
+          ::close((*it)->fd);
+          it = connections_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      const auto unknown = static_cast<size_t>(std::count_if(
+        connections_.begin(), connections_.end(), [](const auto& c) { return !c->known; }));
+      full = connections_.size() >= cap || unknown >= max_unknown;
+    }
+    if (full) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     bool pause = false;
     {
@@ -331,36 +355,19 @@ void bulk_server::accept_loop() {
           return;
         pause = errno != EINTR && errno != ECONNABORTED;
       } else {
-        // Ended connections go (their threads have returned).
-        for (auto it = connections_.begin(); it != connections_.end();) {
-          if ((*it)->done) {
-            (*it)->thread.join();
-            ::close((*it)->fd);
-            it = connections_.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        const auto unknown = static_cast<size_t>(std::count_if(
-          connections_.begin(), connections_.end(), [](const auto& c) { return !c->known; }));
-        if (connections_.size() >= cap || unknown >= max_unknown) {
+        auto c = std::make_unique<connection>();
+        c->fd = fd;
+        auto* raw = c.get();
+        try {
+          raw->thread = std::thread([this, raw] {
+            serve(*raw);
+            ::shutdown(raw->fd, SHUT_RDWR);
+            raw->done = true;
+          });
+          connections_.push_back(std::move(c));
+        } catch (const std::exception&) { // no thread to be had: refused
           ::close(fd);
-          pause = true; // let the ones there present their token or time out
-        } else {
-          auto c = std::make_unique<connection>();
-          c->fd = fd;
-          auto* raw = c.get();
-          try {
-            raw->thread = std::thread([this, raw] {
-              serve(*raw);
-              ::shutdown(raw->fd, SHUT_RDWR);
-              raw->done = true;
-            });
-            connections_.push_back(std::move(c));
-          } catch (const std::exception&) { // no thread to be had: refused
-            ::close(fd);
-            pause = true;
-          }
+          pause = true;
         }
       }
     }

@@ -75,6 +75,8 @@ public:
   caf::result<job_result> start(const job_spec& spec, const job_checkpoint* resume,
                                 const sgd_link* link);
   void slice(uint64_t generation);
+  /// Runs the oldest bulk port answer waiting (answer_later).
+  void take_answer();
   void set_threads(int32_t n);
   void cancel();
   void interrupt();
@@ -114,9 +116,6 @@ private:
   void connect_bulk();
   void bulk_failed(size_t shard, const caf::error& why);
   void answer_later(std::function<void()> answer);
-public:
-  void take_answer();
-private:
   void on_pull_shard(size_t shard, param_blob& blob);
   void on_pulled();
   void complete(error_code code = error_code::none, std::string why = "");
