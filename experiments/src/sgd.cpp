@@ -443,7 +443,13 @@ struct keeper_log {
   std::vector<holder_actor> shards;
   std::vector<std::string> places;
   nlohmann::json restores = nlohmann::json::array();
+  std::vector<holder_home_actor> homes; ///< of shards restored on another serve host
 };
+
+/// Starts shard `spec` (from a checkpoint) on a --holder-hosts host other than
+/// `lost`: its handle and that host's label, or none when no other host takes it.
+using relocate_fn =
+  std::function<std::pair<holder_actor, std::string>(const holder_spec& spec, const std::string& lost)>;
 
 /// Shard `spec` brought back here from checkpoint `c` (none: its starting values):
 /// its handle (none on failure), the version it starts from, and why it failed.
@@ -475,7 +481,7 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
                                           std::function<void(uint32_t, const param_blob&,
                                                              const std::string&)> save,
                                           std::function<std::optional<holder_checkpoint>(uint32_t)> last,
-                                          double started) {
+                                          relocate_fn relocate, double started) {
   struct state {
     std::vector<uint64_t> versions; // last seen
     std::map<uint32_t, std::vector<caf::typed_response_promise<holder_actor>>> waiting;
@@ -494,13 +500,31 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
     for (size_t i = 0; i < log->shards.size(); ++i) {
       if (log->shards[i].address() != msg.source)
         continue;
-      auto [next, restored, failure] =
-        restore_shard(self->system(), specs[i], last(static_cast<uint32_t>(i)), save);
+      // On another serve host of --holder-hosts when one takes it, else here.
+      auto spec = specs[i];
+      if (auto c = last(static_cast<uint32_t>(i))) {
+        spec.initial = std::move(c->params);
+        spec.optimizer_state = std::move(c->optimizer_state);
+      }
+      const uint64_t from = spec.initial.version;
+      auto [elsewhere, place] = relocate ? relocate(spec, log->places[i])
+                                         : std::pair<holder_actor, std::string>{};
+      holder_actor next;
+      uint64_t restored = from;
+      std::string failure;
+      if (elsewhere) {
+        next = elsewhere;
+        self->monitor(next);
+      } else {
+        place = "local";
+        std::tie(next, restored, failure) = restore_shard(self->system(), spec, std::nullopt, save);
+      }
       std::fprintf(stderr,
                    "pnn sgd: holder shard %zu on %s lost (%s); %s from version %llu (it was at "
                    "%llu or later)\n",
                    i, log->places[i].c_str(), self->system().render(msg.reason).c_str(),
-                   failure.empty() ? "restored here" : ("not restored: " + failure).c_str(),
+                   failure.empty() ? ("restored on " + (place == "local" ? "this host" : place)).c_str()
+                                   : ("not restored: " + failure).c_str(),
                    static_cast<unsigned long long>(restored),
                    static_cast<unsigned long long>(st->versions[i]));
       st->versions[i] = std::max(st->versions[i], restored); // polled 5 times a second
@@ -513,7 +537,8 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
          {"versions_lost_at_least",
           st->versions[i] > restored ? st->versions[i] - restored : 0},
          {"at_seconds", wall_clock_seconds() - started},
-         {"restored", failure.empty()}});
+         {"restored", failure.empty()},
+         {"restored_on", failure.empty() ? place : std::string()}});
       auto waiting = std::move(st->waiting[static_cast<uint32_t>(i)]);
       st->waiting.erase(static_cast<uint32_t>(i));
       if (!failure.empty()) {
@@ -523,7 +548,7 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
         continue;
       }
       log->shards[i] = next;
-      log->places[i] = "local";
+      log->places[i] = place;
       st->versions[i] = restored;
       for (auto& p : waiting)
         p.deliver(next);
@@ -570,8 +595,37 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
 
 /// The keeper of a run's remote shards (asynchronous runs with a shard elsewhere;
 /// none otherwise), kept by the session.
+/// How the keeper starts a lost shard on another --holder-hosts host: each node
+/// but the lost one in turn, with a new home here for its checkpoints (kept in
+/// `log`, called with its lock held); workers reach it through its actor.
+relocate_fn relocator(caf::actor_system& sys, std::shared_ptr<Cluster> hosts,
+                      std::function<void(uint32_t, const param_blob&, const std::string&)> save,
+                      std::shared_ptr<keeper_log> log) {
+  return [&sys, hosts, save, log](const holder_spec& spec, const std::string& lost) {
+    for (const auto& node : hosts->nodes()) {
+      if (node.info.host == lost)
+        continue;
+      param_blob shape;
+      shape.layout = spec.initial.layout;
+      shape.count = spec.initial.count;
+      auto home = spawn_holder_home(sys, spec.shard, std::move(shape), save);
+      try {
+        auto h = hosts->spawn_holder(node, spec, home);
+        log->homes.push_back(home);
+        return std::pair<holder_actor, std::string>{h, node.info.host};
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "pnn sgd: holder shard %u not restarted on %s: %s\n", spec.shard,
+                     node.address.c_str(), e.what());
+        caf::anon_send_exit(home, caf::exit_reason::user_shutdown);
+      }
+    }
+    return std::pair<holder_actor, std::string>{};
+  };
+}
+
 keeper_actor start_keeper(const sgd_options& o, run_session& session,
-                          const started_holder& started, std::shared_ptr<keeper_log> log) {
+                          const started_holder& started, std::shared_ptr<keeper_log> log,
+                          relocate_fn relocate) {
   const bool remote_shards = std::any_of(started.places.begin(), started.places.end(),
                                          [](const std::string& p) { return p != "local"; });
   if (!remote_shards || o.sync)
@@ -585,7 +639,8 @@ keeper_actor start_keeper(const sgd_options& o, run_session& session,
     return i->second;
   };
   return session.keep(session.system().spawn(holder_keeper, std::move(log), started.specs,
-                                             started.save, last, wall_clock_seconds()));
+                                             started.save, last, std::move(relocate),
+                                             wall_clock_seconds()));
 }
 
 /// The end of a run's holder: the keeper ends before the holder is read (no shard
@@ -604,6 +659,7 @@ void finish_holder(const sgd_options& o, run_session& session, started_holder& s
       holder->replace(i, log.shards[i]);
     report.holder_restores = log.restores;
     started.places = log.places;
+    started.homes.insert(started.homes.end(), log.homes.begin(), log.homes.end());
   }
   report.holder_places = started.places;
   report.holder = holder->status();
@@ -657,7 +713,10 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
       specs.back().lr *= static_cast<double>(n);
   }
   // Holder hosts (not --hosts: they run no workers unless named there too).
-  Cluster holder_hosts{session.system(), o.connect_timeout, "--holder-hosts"};
+  // (Shared with the keeper, which may start a lost shard on one of them.)
+  auto holder_cluster =
+    std::make_shared<Cluster>(session.system(), o.connect_timeout, "--holder-hosts");
+  auto& holder_hosts = *holder_cluster;
   for (const auto& h : o.holder_hosts)
     if (h != "local")
       holder_hosts.connect(h);
@@ -680,7 +739,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     }
   } shards_end{log};
   log->places = started.places;
-  const auto keeper = start_keeper(o, session, started, log);
+  const auto keeper = start_keeper(o, session, started, log,
+                                   relocator(session.system(), holder_cluster, started.save, log));
   if (o.on_holder)
     o.on_holder(*holder);
   sgd_link link;
