@@ -3,10 +3,12 @@
 //   kfold: a grid of tiny synthetic jobs (J per host, 8 unless told), with
 //          --no-local: dispatcher jobs/s, the coordinator's share of the CPU time
 //          spent during the run (this process against the serve processes, from
-//          /proc after their start-up), and, in a second run with N >= 2, the time
-//          from one serve process's kill -9 to the next job start on another host
-//          (a lost job goes to the queue's front, so it is that job; the time
-//          includes waiting for a free slot, about one job's length here);
+//          /proc after their start-up), and, in a second run with N >= 2 and twice
+//          the jobs, the time from one serve process's kill -9 (a quarter through)
+//          to its lost job starting again on another host (the first job started
+//          after the kill whose id is below one started before it: jobs start in id
+//          order and a lost one goes back to the queue's front; the time includes
+//          waiting for a slot to free);
 //   sgd:   W workers (one per serve process, W in --sgd-workers) x holder shards S
 //          (--sgd-shards, on the coordinator): holder updates/s, MB/s through the
 //          holders (pulls and pushes), samples/s, test accuracy at equal epochs.
@@ -119,10 +121,19 @@ nlohmann::json kfold_size(int n, int jobs_per_host, const fs::path& out, double 
       servers.back()->kill_hard();
     });
   }
-  auto report = run_kfold(o);
+  struct joined { // also when run_kfold throws
+    std::thread& t;
+    ~joined() {
+      if (t.joinable())
+        t.join();
+    }
+  };
+  kfold_report report;
+  {
+    joined guard{killer};
+    report = run_kfold(o);
+  }
   const double wall = wall_now() - t0;
-  if (killer.joinable())
-    killer.join();
   const auto after = cpu_now(servers); // (a killed one is a zombie: its times stay)
   servers.clear();
   const double mine = after.first - before.first;
@@ -138,14 +149,23 @@ nlohmann::json kfold_size(int n, int jobs_per_host, const fs::path& out, double 
   r["serve_cpu_seconds"] = theirs;
   r["coordinator_cpu_share"] = mine / std::max(1e-9, mine + theirs);
   if (kill) {
-    // The first job start on another host after the kill (the lost job is at the
-    // queue's front).
-    double first = std::numeric_limits<double>::infinity();
+    // The lost jobs: started after the kill with an id below one that had started
+    // before it (jobs start in id order; a lost one goes back to the queue's front).
+    // The time from the kill to the first of them starting again elsewhere.
+    uint32_t started_before = 0;
     for (const auto& j : report.jobs)
-      if (j.started_at >= killed_at && j.started_at < first)
-        first = j.started_at;
+      if (j.started_at < killed_at)
+        started_before = std::max(started_before, j.id);
+    double first = std::numeric_limits<double>::infinity();
+    int lost = 0;
+    for (const auto& j : report.jobs)
+      if (j.started_at >= killed_at && j.id < started_before) {
+        ++lost;
+        first = std::min(first, j.started_at);
+      }
     r["killed_at_seconds"] = killed_at - t0;
-    r["kill_to_next_start_seconds"] =
+    r["lost_jobs_restarted"] = lost;
+    r["kill_to_lost_job_restart_seconds"] =
       std::isfinite(first) ? nlohmann::json(first - killed_at) : nlohmann::json(nullptr);
   }
   std::cerr << "kfold, " << n << " host(s)" << (kill ? " with a kill -9" : "") << ": "
@@ -244,7 +264,7 @@ int main(int argc, char** argv) {
     auto kfold = nlohmann::json::array();
     for (int n : sizes) {
       auto row = kfold_size(n, jobs_per_host, out / ("kfold_" + std::to_string(n)), 0);
-      if (kill && n >= 2) // twice the jobs, the kill half-way through the run above
+      if (kill && n >= 2) // twice the jobs, the kill a quarter through (half the run above)
         row["kill"] = kfold_size(n, 2 * jobs_per_host, out / ("kfold_kill_" + std::to_string(n)),
                                  0.5 * row["wall_seconds"].get<double>());
       kfold.push_back(row);

@@ -104,6 +104,11 @@ clock_type::time_point after(double seconds) {
     + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
 }
 
+/// Whether a call that timed out is tried again until `deadline`.
+bool retry_until(clock_type::time_point deadline) {
+  return deadline != no_deadline;
+}
+
 /// Past `deadline`: as a timeout (errno EAGAIN).
 bool overdue(clock_type::time_point deadline) {
   if (deadline == no_deadline || clock_type::now() <= deadline)
@@ -123,7 +128,8 @@ bool write_all(int fd, iovec* parts, size_t n, clock_type::time_point deadline =
     m.msg_iovlen = n;
     const auto sent = ::sendmsg(fd, &m, MSG_NOSIGNAL);
     if (sent < 0) {
-      if (errno == EINTR)
+      // A call's timeout is a step: the frame's deadline decides (checked above).
+      if (errno == EINTR || (retry_until(deadline) && (errno == EAGAIN || errno == EWOULDBLOCK)))
         continue;
       return false;
     }
@@ -160,7 +166,7 @@ bool read_all(int fd, void* data, size_t size, clock_type::time_point deadline =
       return false;
     }
     if (got < 0) {
-      if (errno == EINTR)
+      if (errno == EINTR || (retry_until(deadline) && (errno == EAGAIN || errno == EWOULDBLOCK)))
         continue;
       return false;
     }
@@ -376,19 +382,88 @@ void bulk_server::accept_loop() {
   }
 }
 
-/// One connection: the hello (whole within 10 s), then pulls and pushes until the
-/// client goes, sends what is not a frame, or the shard is gone. A frame once begun
-/// must come whole within 60 s, and a pull's answer be taken within 60 s; between
-/// frames a connection may idle. A pull is sent from a snapshot, outside the
-/// shard's lock.
-void bulk_server::serve(connection& c) {
-  const int fd = c.fd;
-  no_delay(fd);
-  set_timeouts(fd, step_seconds);
+namespace {
+
+/// A pull: the shard's snapshot of its version, written outside its lock.
+bool serve_pull(int fd, std::shared_ptr<bulk_shard> shard, clock_type::time_point deadline) {
+  const auto p = shard->pull();
+  shard.reset();
+  pull_head head{0, 0, p->version, p->layout, p->count};
+  iovec parts[2] = {{&head, sizeof head}, {const_cast<char*>(p->bytes.data()), p->bytes.size()}};
+  return write_all(fd, parts, 2, deadline);
+}
+
+/// A push into `update` (its buffers reused), applied, answered. False: the
+/// connection ends (it failed, or sent sizes that do not fit the shard).
+bool serve_push(int fd, std::shared_ptr<bulk_shard> shard, param_update& update,
+                clock_type::time_point deadline) {
+  push_head head{};
+  if (!read_all(fd, &head, sizeof head, deadline))
+    return false;
+  // What each array can be for this shard: values (float32, or 2 bytes each with
+  // fp16/bf16, or fewer with top-k), squares as many as the values or none,
+  // indices (uint32) only with top-k.
+  const uint64_t raw = shard->count() * sizeof(float);
+  const bool fits = head.bytes <= raw && (head.squares == 0 || head.squares == head.bytes)
+    && (head.indices == 0 || (head.encoding == 3 && head.indices <= raw));
+  if (!fits) {
+    std::fprintf(stderr, "pnn: bulk port: a push whose sizes do not fit the shard; "
+                         "connection closed\n");
+    return false;
+  }
+  update.seen = head.seen;
+  update.layout = head.layout;
+  update.count = head.count;
+  update.lr = head.lr;
+  update.steps = head.steps;
+  update.gradient = head.gradient != 0;
+  update.encoding = head.encoding;
+  update.bytes.resize(head.bytes);
+  update.squares.resize(head.squares);
+  update.indices.resize(head.indices);
+  // Raw values are checked a chunk at a time as they arrive (the holder then need
+  // not), overlapping the check with the transfer of the rest.
+  const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
+  float most = 0;
+  constexpr size_t chunk = size_t{1} << 20;
+  for (size_t at = 0; at < update.bytes.size();) {
+    const size_t n = std::min(chunk, update.bytes.size() - at);
+    if (!read_all(fd, update.bytes.data() + at, n, deadline))
+      return false;
+    if (plain && most >= 0) { // (negative: a value that is not finite)
+      const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
+      most = m < 0 ? m : std::max(most, m);
+    }
+    at += n;
+  }
+  if (!read_all(fd, update.squares.data(), update.squares.size(), deadline)
+      || !read_all(fd, update.indices.data(), update.indices.size(), deadline))
+    return false;
+  auto r = shard->push(update, plain ? most : -1.0f);
+  shard.reset();
+  if (r) {
+    ack_frame ack{0, 0, r->version, r->staleness};
+    return write_all(fd, &ack, sizeof ack, deadline);
+  }
+  const auto& ctx = r.error().context();
+  auto text =
+    ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0) : to_string(r.error());
+  if (text.size() > max_refusal)
+    text.resize(max_refusal);
+  uint32_t refusal[2] = {1, static_cast<uint32_t>(text.size())};
+  iovec parts[2] = {{refusal, sizeof refusal}, {text.data(), text.size()}};
+  return write_all(fd, parts, 2, deadline);
+}
+
+} // namespace
+
+/// The shard whose token a connection presents in its hello (whole within 10 s),
+/// answered with its shape; none (the connection ends) otherwise.
+std::shared_ptr<bulk_shard> bulk_server::hello(int fd) {
   char hello[8 + token_chars];
   if (!read_all(fd, hello, sizeof hello, after(hello_seconds))
       || std::memcmp(hello, magic, 4) != 0)
-    return;
+    return nullptr;
   uint32_t version = 0;
   std::memcpy(&version, hello + 4, 4);
   auto shard = find(std::string(hello + 8, token_chars));
@@ -398,101 +473,41 @@ void bulk_server::serve(connection& c) {
     welcome.count = shard->count();
   }
   if (!write_all(fd, &welcome, sizeof welcome, after(hello_seconds)) || welcome.status != 0)
+    return nullptr;
+  return shard;
+}
+
+/// One connection: the hello, then pulls and pushes until the client goes, sends
+/// what is not a frame, or the shard is gone. A frame once begun must come whole
+/// within 60 s, and a pull's answer be taken within 60 s; between frames a
+/// connection may idle.
+void bulk_server::serve(connection& c) {
+  const int fd = c.fd;
+  no_delay(fd);
+  set_timeouts(fd, step_seconds);
+  std::weak_ptr<bulk_shard> weak = hello(fd); // the connection does not keep it alive
+  if (weak.expired())
     return;
   c.known = true;
-  const uint64_t count = shard->count();
   param_update update; // its buffers are reused from push to push
-  std::weak_ptr<bulk_shard> weak = shard;
-  shard.reset(); // the connection does not keep the shard alive
   for (;;) {
     uint32_t op = 0;
-    {
-      ssize_t got;
-      while ((got = ::recv(fd, &op, sizeof op, MSG_WAITALL)) < 0
-             && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
-        std::lock_guard<std::mutex> guard{mtx_};
-        if (stopping_)
-          return;
-      }
-      if (got != static_cast<ssize_t>(sizeof op))
+    ssize_t got;
+    while ((got = ::recv(fd, &op, sizeof op, MSG_WAITALL)) < 0
+           && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (stopping_)
         return;
     }
-    const auto deadline = after(frame_seconds);
     auto s = weak.lock();
-    if (!s)
+    if (got != static_cast<ssize_t>(sizeof op) || !s)
       return;
-    if (op == op_pull) {
-      const auto p = s->pull();
-      s.reset();
-      pull_head head{0, 0, p->version, p->layout, p->count};
-      iovec parts[2] = {{&head, sizeof head},
-                        {const_cast<char*>(p->bytes.data()), p->bytes.size()}};
-      if (!write_all(fd, parts, 2, deadline))
-        return;
-    } else if (op == op_push) {
-      push_head head{};
-      if (!read_all(fd, &head, sizeof head, deadline))
-        return;
-      // What each array can be for this shard: values (float32, or 2 bytes each
-      // with fp16/bf16, or fewer with top-k), squares as many as the values or none,
-      // indices (uint32) only with top-k.
-      const uint64_t raw = count * sizeof(float);
-      const bool fits = head.bytes <= raw
-        && (head.squares == 0 || head.squares == head.bytes)
-        && (head.indices == 0 || (head.encoding == 3 && head.indices <= raw));
-      if (!fits) {
-        std::fprintf(stderr, "pnn: bulk port: a push whose sizes do not fit the shard; "
-                             "connection closed\n");
-        return;
-      }
-      update.seen = head.seen;
-      update.layout = head.layout;
-      update.count = head.count;
-      update.lr = head.lr;
-      update.steps = head.steps;
-      update.gradient = head.gradient != 0;
-      update.encoding = head.encoding;
-      update.bytes.resize(head.bytes);
-      update.squares.resize(head.squares);
-      update.indices.resize(head.indices);
-      // Raw values are checked a chunk at a time as they arrive (the holder then
-      // need not), overlapping the check with the transfer of the rest.
-      const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
-      float most = 0;
-      constexpr size_t chunk = size_t{1} << 20;
-      for (size_t at = 0; at < update.bytes.size();) {
-        const size_t n = std::min(chunk, update.bytes.size() - at);
-        if (!read_all(fd, update.bytes.data() + at, n, deadline))
-          return;
-        if (plain && most >= 0) { // (negative: a value that is not finite)
-          const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
-          most = m < 0 ? m : std::max(most, m);
-        }
-        at += n;
-      }
-      if (!read_all(fd, update.squares.data(), update.squares.size(), deadline)
-          || !read_all(fd, update.indices.data(), update.indices.size(), deadline))
-        return;
-      auto r = s->push(update, plain ? most : -1.0f);
-      s.reset();
-      if (r) {
-        ack_frame ack{0, 0, r->version, r->staleness};
-        if (!write_all(fd, &ack, sizeof ack, deadline))
-          return;
-      } else {
-        const auto& ctx = r.error().context();
-        auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
-                                                      : to_string(r.error());
-        if (text.size() > max_refusal)
-          text.resize(max_refusal);
-        uint32_t refusal[2] = {1, static_cast<uint32_t>(text.size())};
-        iovec parts[2] = {{refusal, sizeof refusal}, {text.data(), text.size()}};
-        if (!write_all(fd, parts, 2, deadline))
-          return;
-      }
-    } else {
+    const auto deadline = after(frame_seconds);
+    const bool ok = op == op_pull ? serve_pull(fd, std::move(s), deadline)
+      : op == op_push             ? serve_push(fd, std::move(s), update, deadline)
+                                  : false;
+    if (!ok)
       return;
-    }
   }
 }
 
@@ -565,7 +580,7 @@ caf::expected<std::unique_ptr<bulk_connection>> bulk_connection::open(const bulk
     return failed(why);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   no_delay(fd);
-  set_timeouts(fd, timeout);
+  set_timeouts(fd, std::min(1.0, timeout)); // steps; each call's deadline is `timeout`
   std::unique_ptr<bulk_connection> c{new bulk_connection};
   c->fd_ = fd;
   c->where_ = where;
@@ -588,7 +603,7 @@ caf::expected<std::unique_ptr<bulk_connection>> bulk_connection::open(const bulk
 void bulk_connection::set_timeout(double seconds) {
   timeout_ = seconds;
   if (fd_ >= 0)
-    set_timeouts(fd_, seconds);
+    set_timeouts(fd_, std::min(1.0, seconds)); // steps; each call's deadline is `seconds`
 }
 
 bulk_connection::~bulk_connection() {

@@ -115,6 +115,15 @@ private:
   void pull_part(size_t shard);
   void connect_bulk();
   void bulk_failed(size_t shard, const caf::error& why);
+  /// A push's part sent on a bulk port, its answer still to be read.
+  struct bulk_wait {
+    std::shared_ptr<bulk_connection> port;
+    caf::error sent; ///< the send failed so
+    std::function<void(push_ack&)> on_ack;
+    std::function<void(caf::error&)> on_error;
+    size_t shard;
+  };
+  void take_bulk_acks(std::vector<bulk_wait>& waits, int64_t index);
   void answer_later(std::function<void()> answer);
   void on_pull_shard(size_t shard, param_blob& blob);
   void on_pulled();
@@ -787,13 +796,6 @@ void worker_state::push() {
   ++result_.sgd.pushes;
   pushes_[index].waiting = shards_.size();
   const auto gen = generation_;
-  struct bulk_wait {
-    std::shared_ptr<bulk_connection> port;
-    caf::error sent; ///< the send failed so
-    std::function<void(push_ack&)> on_ack;
-    std::function<void(caf::error&)> on_error;
-    size_t shard;
-  };
   std::vector<bulk_wait> bulk_waits;
   for (size_t s = 0; s < shards_.size(); ++s) {
     auto& h = shards_[s];
@@ -869,7 +871,14 @@ void worker_state::push() {
       self_->request(h.actor, holder_timeout(), push_atom::value, std::move(update))
         .then(std::move(on_ack), std::move(on_error));
   }
-  for (auto& w : bulk_waits) {
+  take_bulk_acks(bulk_waits, index);
+}
+
+/// The answers of push `index` from the shards it went to on bulk ports, in turn,
+/// each as a message to itself (answer_later).
+void worker_state::take_bulk_acks(std::vector<bulk_wait>& waits, int64_t index) {
+  const auto gen = generation_;
+  for (auto& w : waits) {
     caf::expected<push_ack> answer = w.sent ? caf::expected<push_ack>{std::move(w.sent)}
                                             : w.port->receive_push();
     if (!answer && answer.error().category() != error_category) {

@@ -4,10 +4,11 @@
 # authenticating them. sbatch --nodes=3 must put the coordinator on pnn1 and a
 # `pnn-node serve` on pnn2 and pnn3, and the K-fold must run jobs on both.
 #   deploy/slurm/check-slurm.sh PNN_NODE_BINARY
-# Needs root and Debian's slurmctld, slurmd and munge (installed when missing). The
-# cluster's configuration, state and logs live in a temporary folder (SLURM_CONF
-# points there; /etc/slurm is not touched); its daemons are stopped at the end. A
-# munged it had to start keeps running. Exit 77: not root (skipped).
+# Needs root and Debian's slurmctld, slurmd and munge (scripts/test.sh installs
+# them). The cluster's configuration, state and logs live in a temporary folder
+# (SLURM_CONF points there; /etc/slurm is not touched); its job is cancelled and its
+# daemons stopped at the end. A munged it had to start keeps running (with a key
+# it made if there was none). Exit 77 (skipped): not root, or no Slurm here.
 set -euo pipefail
 node_bin=$(realpath "${1:?usage: check-slurm.sh path/to/pnn-node}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,12 +18,20 @@ if [[ $(id -u) != 0 ]]; then
 fi
 if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null \
   || ! command -v munged > /dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd munge > /dev/null
+  echo "check-slurm.sh: slurmctld, slurmd and munge are not installed" >&2
+  exit 77
 fi
 work=$(mktemp -d /tmp/pnn-slurm.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
+  if [[ -n ${SLURM_CONF:-} ]]; then # the job's steps (slurmstepd, serve) end first
+    scancel --full -u "$(id -un)" 2> /dev/null || true
+    for _ in $(seq 30); do
+      [[ -z $(squeue -h 2> /dev/null) ]] && break
+      sleep 1
+    done
+  fi
   ((${#pids[@]} == 0)) || kill "${pids[@]}" 2> /dev/null || true
   wait 2> /dev/null || true
   rm -rf "$work"
@@ -32,8 +41,10 @@ trap cleanup EXIT
 if ! munge -n > /dev/null 2>&1; then
   mkdir -p /run/munge
   chown munge:munge /run/munge
-  [[ -s /etc/munge/munge.key ]] || mungekey --create --keyfile /etc/munge/munge.key
-  chown munge:munge /etc/munge/munge.key
+  if [[ ! -s /etc/munge/munge.key ]]; then
+    mungekey --create --keyfile /etc/munge/munge.key
+    chown munge:munge /etc/munge/munge.key
+  fi
   su -s /bin/sh munge -c /usr/sbin/munged
   munge -n > /dev/null
 fi
@@ -92,7 +103,8 @@ fi
 sinfo -N
 
 export PNN_NODE=$node_bin PNN_PORT=$((base + 100))
-sbatch --wait --nodes=3 --chdir="$work" --output="$work/job.out" "$here/pnn.sbatch" \
+timeout 240 sbatch --wait --time=3 --nodes=3 --chdir="$work" --output="$work/job.out" \
+  "$here/pnn.sbatch" \
   kfold --dataset synthetic:train=120,test=10 --models lenet5 --schedulers none --folds 4 \
   --epochs 1 --progress none --no-report --out "$work/run" \
   || { echo "check-slurm.sh: the job failed" >&2; cat "$work/job.out" >&2; exit 1; }
@@ -101,7 +113,7 @@ grep -q "serve on 127.0.0.2:$PNN_PORT 127.0.0.3:$PNN_PORT" "$work/job.out" \
   || { echo "check-slurm.sh: the coordinator was not given both serve nodes" >&2; exit 1; }
 # A remote job's host is the node's label, hostname:port (the same name for both
 # here: one machine).
-hosts=$(grep -o "\"host\": \"[^\"]*\"" "$work/run/summary.json" | sort | uniq -c)
+hosts=$(grep -o "\"host\": \"[^\"]*\"" "$work/run/summary.json" | sort | uniq -c || true)
 echo "$hosts"
 [[ $(grep -c ":$PNN_PORT\"" <<< "$hosts") -ge 1 ]] \
   || { echo "check-slurm.sh: no job ran on a serve node" >&2; exit 1; }

@@ -446,10 +446,10 @@ struct keeper_log {
   std::vector<holder_home_actor> homes; ///< of shards restored on another serve host
 };
 
-/// Starts shard `spec` (from a checkpoint) on a --holder-hosts host other than
-/// `lost`: its handle and that host's label, or none when no other host takes it.
-using relocate_fn =
-  std::function<std::pair<holder_actor, std::string>(const holder_spec& spec, const std::string& lost)>;
+/// Starts shard `spec` (from a checkpoint) on a --holder-hosts host other than the
+/// node `lost`: its handle and that host's label, or none when no other host takes it.
+using relocate_fn = std::function<std::pair<holder_actor, std::string>(const holder_spec& spec,
+                                                                       const caf::node_id& lost)>;
 
 /// Shard `spec` brought back here from checkpoint `c` (none: its starting values):
 /// its handle (none on failure), the version it starts from, and why it failed.
@@ -466,6 +466,35 @@ restore_shard(caf::actor_system& sys, holder_spec spec, std::optional<holder_che
   } catch (const std::exception& e) {
     return {holder_actor{}, version, e.what()};
   }
+}
+
+/// Where lost shard `spec` runs again, from its last checkpoint `c` (none: its
+/// starting values): on another holder host (`relocate`), else here; the version it
+/// starts from, and why it does not run (none: "").
+struct comeback {
+  holder_actor next;
+  std::string place; ///< the host's label, or "local"
+  uint64_t version = 0;
+  std::string failure;
+};
+
+comeback bring_back(caf::actor_system& sys, holder_spec spec, std::optional<holder_checkpoint> c,
+                    const relocate_fn& relocate, const caf::node_id& lost,
+                    const std::function<void(uint32_t, const param_blob&, const std::string&)>& save) {
+  if (c) {
+    spec.initial = std::move(c->params);
+    spec.optimizer_state = std::move(c->optimizer_state);
+  }
+  comeback out;
+  out.version = spec.initial.version;
+  if (relocate)
+    std::tie(out.next, out.place) = relocate(spec, lost);
+  if (out.next)
+    return out;
+  out.place = "local";
+  std::tie(out.next, out.version, out.failure) =
+    restore_shard(sys, std::move(spec), std::nullopt, save);
+  return out;
 }
 
 using keeper_tick_atom = caf::atom_constant<caf::atom("ktick")>;
@@ -500,25 +529,10 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
     for (size_t i = 0; i < log->shards.size(); ++i) {
       if (log->shards[i].address() != msg.source)
         continue;
-      // On another serve host of --holder-hosts when one takes it, else here.
-      auto spec = specs[i];
-      if (auto c = last(static_cast<uint32_t>(i))) {
-        spec.initial = std::move(c->params);
-        spec.optimizer_state = std::move(c->optimizer_state);
-      }
-      const uint64_t from = spec.initial.version;
-      auto [elsewhere, place] = relocate ? relocate(spec, log->places[i])
-                                         : std::pair<holder_actor, std::string>{};
-      holder_actor next;
-      uint64_t restored = from;
-      std::string failure;
-      if (elsewhere) {
-        next = elsewhere;
+      auto [next, place, restored, failure] = bring_back(
+        self->system(), specs[i], last(static_cast<uint32_t>(i)), relocate, msg.source.node(), save);
+      if (next && place != "local")
         self->monitor(next);
-      } else {
-        place = "local";
-        std::tie(next, restored, failure) = restore_shard(self->system(), spec, std::nullopt, save);
-      }
       std::fprintf(stderr,
                    "pnn sgd: holder shard %zu on %s lost (%s); %s from version %llu (it was at "
                    "%llu or later)\n",
@@ -601,9 +615,9 @@ keeper_actor::behavior_type holder_keeper(keeper_actor::pointer self,
 relocate_fn relocator(caf::actor_system& sys, std::shared_ptr<Cluster> hosts,
                       std::function<void(uint32_t, const param_blob&, const std::string&)> save,
                       std::shared_ptr<keeper_log> log) {
-  return [&sys, hosts, save, log](const holder_spec& spec, const std::string& lost) {
+  return [&sys, hosts, save, log](const holder_spec& spec, const caf::node_id& lost) {
     for (const auto& node : hosts->nodes()) {
-      if (node.info.host == lost)
+      if (node.handle.node() == lost)
         continue;
       param_blob shape;
       shape.layout = spec.initial.layout;
@@ -735,6 +749,8 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
     ~end_shards() {
       std::lock_guard<std::mutex> guard{log->mtx};
       for (auto& h : log->shards)
+        caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+      for (auto& h : log->homes) // of shards restored elsewhere (their hosts end them)
         caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     }
   } shards_end{log};

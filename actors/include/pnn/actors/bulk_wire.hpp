@@ -78,6 +78,7 @@ private:
   struct connection;
   void accept_loop();
   void serve(connection& c);
+  std::shared_ptr<bulk_shard> hello(int fd);
   std::shared_ptr<bulk_shard> find(const std::string& token) const;
 
   int listen_fd_ = -1;
