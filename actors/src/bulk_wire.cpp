@@ -421,25 +421,38 @@ bool serve_push(int fd, std::shared_ptr<bulk_shard> shard, param_update& update,
   update.bytes.resize(head.bytes);
   update.squares.resize(head.squares);
   update.indices.resize(head.indices);
-  // Raw values are checked a chunk at a time as they arrive (the holder then need
-  // not), overlapping the check with the transfer of the rest.
+  // Raw values are added to the shard's parameters into a new buffer a chunk at a
+  // time as they arrive, where the shard lets, else checked so (the holder then
+  // need not): the sum or the check overlaps the transfer of the rest.
   const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
-  float most = 0;
-  constexpr size_t chunk = size_t{1} << 20;
+  bulk_shard::sum sum;
+  const bool summing = plain && head.squares == 0 && head.indices == 0
+    && shard->begin_sum(update, sum);
+  float most = 0;     // the values' largest magnitude (negative: one is not finite)
+  float sum_most = 0; // the sums' (negative: one is not finite)
+  constexpr size_t chunk = size_t{1} << 20; // (a multiple of a float's size)
   for (size_t at = 0; at < update.bytes.size();) {
     const size_t n = std::min(chunk, update.bytes.size() - at);
     if (!read_all(fd, update.bytes.data() + at, n, deadline))
       return false;
-    if (plain && most >= 0) { // (negative: a value that is not finite)
+    if (plain && !summing && most >= 0) {
       const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
       most = m < 0 ? m : std::max(most, m);
+    }
+    if (summing && sum_most >= 0) { // (finite sums of finite parameters: finite values)
+      const size_t first = at / sizeof(float);
+      const float m = training::add_scaled(
+        reinterpret_cast<const float*>(sum.base->bytes.data()) + first, update.bytes.data() + at,
+        sum.scale, reinterpret_cast<float*>(sum.out->bytes.data()) + first, n / sizeof(float));
+      sum_most = m < 0 ? m : std::max(sum_most, m);
     }
     at += n;
   }
   if (!read_all(fd, update.squares.data(), update.squares.size(), deadline)
       || !read_all(fd, update.indices.data(), update.indices.size(), deadline))
     return false;
-  auto r = shard->push(update, plain ? most : -1.0f);
+  auto r = summing ? shard->end_sum(std::move(sum), update, sum_most)
+                   : shard->push(update, plain ? most : -1.0f);
   shard.reset();
   if (r) {
     ack_frame ack{0, 0, r->version, r->staleness};

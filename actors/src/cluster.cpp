@@ -292,6 +292,7 @@ holder_status ParameterHolder::status() {
     r.rounds = std::min(r.rounds, s.rounds);
     r.rejected = std::max(r.rejected, s.rejected);
     r.pulls = std::max(r.pulls, s.pulls);
+    r.streamed = std::max(r.streamed, s.streamed);
   }
   return r;
 }

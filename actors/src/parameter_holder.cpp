@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -28,9 +29,9 @@ public:
             std::shared_ptr<training::flat_optimizer> opt) {
     options_ = std::move(options);
     options_.optimizer_state.clear(); // now in `opt`
-    params_ = std::move(initial);
+    params_ = std::make_shared<param_blob>(std::move(initial));
     optimizer_ = std::move(opt);
-    status_.version = params_.version;
+    status_.version = params_->version;
     members_ = options_.sync_members;
   }
 
@@ -53,9 +54,65 @@ public:
   /// The parameters a pull answers, counted as one (valid until the next change).
   const param_blob& pull_ref() {
     count_pull();
-    if (optimizer_)
-      params_.bytes = optimizer_->parameter_bytes();
-    return params_;
+    if (optimizer_) // (never shared: share() copies them)
+      params_->bytes = optimizer_->parameter_bytes();
+    return *params_;
+  }
+
+  /// The parameters a bulk port's pull sends outside the lock, counted as one pull.
+  /// Without an optimizer, the current buffer itself: a change does not touch a
+  /// shared buffer but writes the next version into another (next_buffer). With
+  /// one, whose parameters live in the optimizer, a copy per version.
+  std::shared_ptr<const param_blob> share() {
+    if (!optimizer_) {
+      count_pull();
+      return params_;
+    }
+    if (copy_ && copy_->version == status_.version)
+      count_pull();
+    else
+      copy_ = std::make_shared<const param_blob>(pull_ref());
+    return copy_;
+  }
+
+  /// bulk_shard::begin_sum for this holder: raw deltas to an asynchronous holder
+  /// without an optimizer, one sum at a time (a second would rarely find the base
+  /// unchanged at its end; it goes the usual way).
+  bool begin_sum(const param_update& u, bulk_shard::sum& into) {
+    if (!summing_.expired() || optimizer_ || sync() || u.gradient || u.encoding != 0 || !u.indices.empty()
+        || !u.squares.empty() || u.layout != params_->layout || u.count != params_->count
+        || u.bytes.size() != u.count * sizeof(float))
+      return false;
+    into.base = params_;
+    into.out = spare_buffer();
+    summing_ = into.out;
+    into.scale = static_cast<float>(scale_of(staleness_of(u)) * options_.delta_scale);
+    return true;
+  }
+
+  /// bulk_shard::end_sum: the sum becomes the next version when it was made from
+  /// the current one and is finite; else the update is checked and applied (or
+  /// refused) as any push is.
+  caf::expected<push_ack> end_sum(bulk_shard::sum done, const param_update& u,
+                                  float sum_max_abs) {
+    summing_.reset();
+    if (done.base != params_ || done.base->version != status_.version || sum_max_abs < 0) {
+      if (!spare_)
+        spare_ = std::move(done.out);
+      done.base.reset();
+      if (auto err = check(u))
+        return err;
+      return apply(u);
+    }
+    const uint64_t staleness = staleness_of(u);
+    done.base.reset();
+    spare_ = std::move(params_);
+    params_ = std::move(done.out);
+    params_max_abs_ = sum_max_abs;
+    params_->version = ++status_.version;
+    ++status_.streamed;
+    applied(1);
+    return push_ack{params_->version, staleness};
   }
 
   /// `pushed`, widened first when it is compressed, once its count is ours (a
@@ -73,8 +130,8 @@ public:
 
   param_blob current() {
     if (optimizer_)
-      params_.bytes = optimizer_->parameter_bytes();
-    return params_;
+      params_->bytes = optimizer_->parameter_bytes();
+    return *params_;
   }
 
   /// Why `update` cannot be applied here ("" when it can).
@@ -95,10 +152,10 @@ public:
   void leave(const caf::actor_addr& who);
 
   uint64_t count() const {
-    return params_.count;
+    return params_->count;
   }
   uint64_t layout() const {
-    return params_.layout;
+    return params_->layout;
   }
 
   /// An update whose encoding does not decode.
@@ -132,8 +189,37 @@ private:
     // in them already). A `seen` from the future would be a broken sender: 0.
     return status_.version - std::min(update.seen, status_.version);
   }
+  double scale_of(uint64_t staleness) const {
+    return options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness)
+                                                       : 1.0;
+  }
   std::string add_delta(const float* delta, uint64_t count, double scale,
                         float delta_max_abs = -1);
+  /// A buffer of the parameters' size that no pull reads (its values not set).
+  std::shared_ptr<param_blob> spare_buffer() {
+    std::shared_ptr<param_blob> b;
+    if (spare_ && spare_.use_count() == 1) {
+      // Its last reader let go with a release: its reads happen before our writes.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      b = std::move(spare_);
+    } else {
+      b = std::make_shared<param_blob>();
+    }
+    b->layout = params_->layout;
+    b->count = params_->count;
+    b->version = params_->version;
+    b->bytes.resize(params_->bytes.size());
+    return b;
+  }
+  /// Where the next version's values go: the current buffer when no pull reads it,
+  /// else a spare one.
+  std::shared_ptr<param_blob> next_buffer() {
+    if (params_.use_count() == 1) {
+      std::atomic_thread_fence(std::memory_order_acquire); // as in spare_buffer
+      return params_;
+    }
+    return spare_buffer();
+  }
   void end_round();
   void applied(uint64_t updates);
   void save();
@@ -141,7 +227,15 @@ private:
   param_update decoded_; ///< the last compressed push, widened (its buffers reused)
   /// The parameters' largest magnitude after the last delta (negative: unknown).
   float params_max_abs_ = -1;
-  param_blob params_; ///< with an optimizer, its bytes are refreshed on pull and save
+  /// The current version, shared with the bulk pulls that send it (a shared one is
+  /// never changed). With an optimizer its bytes are refreshed on pull and save,
+  /// and it is never shared.
+  std::shared_ptr<param_blob> params_;
+  std::shared_ptr<param_blob> spare_; ///< the version before, to write the next into
+  std::shared_ptr<const param_blob> copy_; ///< with an optimizer: the last bulk pull's
+  /// The buffer of the bulk push being summed (expired when none is: the port
+  /// drops it when its connection fails).
+  std::weak_ptr<param_blob> summing_;
   std::shared_ptr<training::flat_optimizer> optimizer_; ///< owned by this actor alone
   holder_status status_;
   holder_options options_;
@@ -187,10 +281,10 @@ std::string gradient_limits(const param_update& update) {
 
 caf::error holder_state::check(const param_update& update, float values_max_abs) {
   std::string why;
-  if (update.layout != params_.layout || update.count != params_.count)
+  if (update.layout != params_->layout || update.count != params_->count)
     why = "layout " + std::to_string(update.layout) + " with " + std::to_string(update.count)
-      + " values, expected " + std::to_string(params_.layout) + " with "
-      + std::to_string(params_.count);
+      + " values, expected " + std::to_string(params_->layout) + " with "
+      + std::to_string(params_->count);
   else if (update.gradient != static_cast<bool>(optimizer_))
     why = optimizer_ ? "a parameter delta, but this holder runs the optimizer (push gradients)"
                      : "gradients, but this holder runs no optimizer (push parameter deltas)";
@@ -214,8 +308,7 @@ caf::error holder_state::check(const param_update& update, float values_max_abs)
 
 caf::expected<push_ack> holder_state::apply(const param_update& update, float values_max_abs) {
   const uint64_t staleness = staleness_of(update);
-  const double scale =
-    options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness) : 1.0;
+  const double scale = scale_of(staleness);
   const auto* values = reinterpret_cast<const float*>(update.bytes.data());
   const auto why = optimizer_
     ? optimizer_->step(
@@ -224,14 +317,14 @@ caf::expected<push_ack> holder_state::apply(const param_update& update, float va
     : add_delta(values, update.count, scale * options_.delta_scale, values_max_abs);
   if (!why.empty())
     return reject(why);
-  params_.version = ++status_.version;
+  params_->version = ++status_.version;
   applied(1);
-  return push_ack{params_.version, staleness};
+  return push_ack{params_->version, staleness};
 }
 
 void holder_state::join(const param_update& update, caf::error refused, caf::actor_addr sender,
                         caf::typed_response_promise<push_ack> promise) {
-  const auto n = static_cast<size_t>(params_.count);
+  const auto n = static_cast<size_t>(params_->count);
   if (waiting_.empty()) {
     round_sum_.assign(n, 0.0f);
     round_squares_.clear();
@@ -308,14 +401,14 @@ void holder_state::end_round() {
       w.promise.deliver(w.refused ? std::move(w.refused) : reject("the round's mean: " + why));
     return;
   }
-  params_.version = ++status_.version;
+  params_->version = ++status_.version;
   ++status_.rounds;
   applied(pushes);
   for (auto& w : waiting) {
     if (w.refused)
       w.promise.deliver(std::move(w.refused));
     else
-      w.promise.deliver(push_ack{params_.version, w.staleness});
+      w.promise.deliver(push_ack{params_->version, w.staleness});
   }
 }
 
@@ -334,7 +427,7 @@ void holder_state::applied(uint64_t updates) {
 /// infinity, and one infinity would poison every worker's next pull.
 std::string holder_state::add_delta(const float* delta, uint64_t count, double scale,
                                     float delta_max_abs) {
-  auto* p = reinterpret_cast<float*>(params_.bytes.data());
+  const auto* p = reinterpret_cast<const float*>(params_->bytes.data());
   const auto k = static_cast<float>(scale);
   // When the largest magnitudes of the parameters and of the delta bound every sum
   // well below float's range, no sum can overflow: one pass. Else first every sum
@@ -363,19 +456,15 @@ std::string holder_state::add_delta(const float* delta, uint64_t count, double s
           + " is not finite (the parameters are kept)";
     }
   }
-  int32_t most = 0; // the largest magnitude's bits (they order as magnitudes do)
-  for (uint64_t i = 0; i < count; ++i) {
-    float v;
-    std::memcpy(&v, delta + i, sizeof v);
-    const float sum = p[i] + k * v;
-    p[i] = sum;
-    int32_t bits;
-    std::memcpy(&bits, &sum, sizeof bits);
-    bits &= 0x7fffffff;
-    most = bits > most ? bits : most;
+  // Into the current buffer, or beside it while a pull still sends it.
+  auto next = next_buffer();
+  params_max_abs_ = training::add_scaled(p, reinterpret_cast<const char*>(delta), k,
+                                         reinterpret_cast<float*>(next->bytes.data()), count);
+  if (next != params_) {
+    spare_ = std::move(params_);
+    params_ = std::move(next);
   }
-  std::memcpy(&params_max_abs_, &most, sizeof most);
-  if (count != params_.count)
+  if (count != params_->count)
     params_max_abs_ = -1;
   return "";
 }
@@ -384,10 +473,10 @@ void holder_state::save() {
   try {
     std::string state;
     if (optimizer_) {
-      params_.bytes = optimizer_->parameter_bytes();
+      params_->bytes = optimizer_->parameter_bytes();
       state = optimizer_->state();
     }
-    options_.save(params_, state);
+    options_.save(*params_, state);
   } catch (const std::exception& e) {
     // Training goes on; the failure is said once (the disk may fill up).
     if (save_failures_++ == 0)
@@ -404,11 +493,16 @@ public:
 
   std::shared_ptr<const param_blob> pull() override {
     std::lock_guard<std::mutex> guard{mtx};
-    if (snapshot_ && snapshot_->version == st.version())
-      st.count_pull();
-    else
-      snapshot_ = std::make_shared<const param_blob>(st.pull_ref());
-    return snapshot_;
+    return st.share();
+  }
+  bool begin_sum(const param_update& update, sum& into) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    return st.begin_sum(update, into);
+  }
+  caf::expected<push_ack> end_sum(sum done, const param_update& update,
+                                  float sum_max_abs) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    return st.end_sum(std::move(done), update, sum_max_abs);
   }
   caf::expected<push_ack> push(const param_update& update, float values_max_abs) override {
     std::lock_guard<std::mutex> guard{mtx};
@@ -438,9 +532,6 @@ public:
 private:
   uint64_t layout_ = 0;
   uint64_t count_ = 0;
-  /// The parameters of the version last pulled on the bulk port (every change of
-  /// the parameters counts a version).
-  std::shared_ptr<const param_blob> snapshot_;
 };
 
 struct holder_actor_state {
@@ -612,8 +703,9 @@ holder_home_actor spawn_holder_home(
   });
 }
 
-holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options,
-                          const std::shared_ptr<bulk_server>& port, bulk_endpoint* endpoint) {
+namespace {
+
+std::shared_ptr<holder_core> make_core(param_blob initial, holder_options options) {
   auto why = training::check_floats(initial.bytes, initial.count);
   if (!why.empty())
     throw pnn::error(error_code::invalid_argument, "parameter holder: initial parameters: " + why);
@@ -630,12 +722,24 @@ holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_opt
     throw pnn::error(error_code::invalid_argument,
                      "parameter holder: an optimizer state but no optimizer to run it");
   }
-  if (port && options.sync_members > 0)
-    throw pnn::error(error_code::invalid_argument,
-                     "parameter holder: a synchronous holder on a bulk port");
   auto core = std::make_shared<holder_core>();
   core->st.init(std::move(initial), std::move(options), std::move(opt));
   core->fix_shape();
+  return core;
+}
+
+} // namespace
+
+std::shared_ptr<bulk_shard> make_holder_shard(param_blob initial, holder_options options) {
+  return make_core(std::move(initial), std::move(options));
+}
+
+holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options,
+                          const std::shared_ptr<bulk_server>& port, bulk_endpoint* endpoint) {
+  if (port && options.sync_members > 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: a synchronous holder on a bulk port");
+  auto core = make_core(std::move(initial), std::move(options));
   std::string token;
   if (port) {
     token = port->add(core);

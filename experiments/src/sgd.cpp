@@ -1084,7 +1084,8 @@ nlohmann::json to_json(const holder_status& h) {
           {"applied", h.applied},
           {"rejected", h.rejected},
           {"pulls", h.pulls},
-          {"rounds", h.rounds}};
+          {"rounds", h.rounds},
+          {"streamed", h.streamed}};
 }
 
 /// The holder's counters; a sharded holder's also per shard, with its values.

@@ -1002,6 +1002,7 @@ CAF_TEST(a bulk port serves a holder pulls and pushes to its token only) {
   auto st = status();
   CAF_CHECK_EQUAL(st.applied, 3u);
   CAF_CHECK_EQUAL(st.pulls, 2u);
+  CAF_CHECK_EQUAL(st.streamed, 2u); // the port's pushes, summed as they arrived
   // Refused as the actor refuses, with the reason; the connection goes on.
   auto wrong = update_of({1, 1, 1, 1}, 10);
   wrong.layout = 43;
@@ -1092,6 +1093,13 @@ CAF_TEST(a bulk push that would overflow is refused whole even after bounded pus
   CAF_CHECK_EQUAL(training::finite_max_abs(raw.data() + 1, 4), 5.0f);
   const float bad[2] = {1, std::numeric_limits<float>::infinity()};
   CAF_CHECK_LESS(training::finite_max_abs(reinterpret_cast<const char*>(bad), 2), 0.0f);
+  // The same bound from the sums the port makes: in place, deltas at any alignment.
+  float params[4] = {1, 1, 1, 1};
+  CAF_CHECK_EQUAL(training::add_scaled(params, raw.data() + 1, 0.5f, params, 4), 2.0f);
+  CAF_CHECK_EQUAL(params[1], -1.5f);
+  float sums[2];
+  const float huge[2] = {3e38f, 3e38f};
+  CAF_CHECK_LESS(training::add_scaled(huge, reinterpret_cast<const char*>(huge), 1, sums, 2), 0.0f);
   auto port = std::make_shared<bulk_server>("127.0.0.1");
   bulk_endpoint at{"127.0.0.1", 0, ""};
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
@@ -1112,6 +1120,111 @@ CAF_TEST(a bulk push that would overflow is refused whole even after bounded pus
     first += 1e37f;
   CAF_CHECK_EQUAL(floats_of(got), (std::vector<float>{first, 4, 5, 6}));
   CAF_CHECK_EQUAL(got.version, 3u);
+}
+
+namespace {
+
+/// What a bulk port does with a push summed as it arrives: the sum of the
+/// shard's base and the scaled values, in two chunks, then the end.
+caf::expected<push_ack> summed_push(bulk_shard& shard, bulk_shard::sum sum,
+                                    const param_update& u) {
+  const auto* base = reinterpret_cast<const float*>(sum.base->bytes.data());
+  auto* out = reinterpret_cast<float*>(sum.out->bytes.data());
+  const uint64_t half = u.count / 2;
+  float most = training::add_scaled(base, u.bytes.data(), sum.scale, out, half);
+  const float rest = training::add_scaled(base + half, u.bytes.data() + half * sizeof(float),
+                                          sum.scale, out + half, u.count - half);
+  most = most < 0 || rest < 0 ? -1.0f : std::max(most, rest);
+  return shard.end_sum(std::move(sum), u, most);
+}
+
+} // namespace
+
+CAF_TEST(a bulk pull shares the parameters and a change writes the next version beside them) {
+  auto shard = make_holder_shard(blob_of({1, 2, 3, 4}, 42, 7));
+  auto first = shard->pull();
+  CAF_CHECK_EQUAL(shard->pull().get(), first.get()); // one version, one buffer, no copy
+  CAF_REQUIRE(shard->push(update_of({1, 1, 1, 1}, 7), -1));
+  // The pulled version is left alone while its pull still sends it.
+  CAF_CHECK_EQUAL(first->version, 7u);
+  CAF_CHECK_EQUAL(floats_of(*first), (std::vector<float>{1, 2, 3, 4}));
+  auto second = shard->pull();
+  CAF_CHECK_NOT_EQUAL(second.get(), first.get());
+  CAF_CHECK_EQUAL(second->version, 8u);
+  CAF_CHECK_EQUAL(floats_of(*second), (std::vector<float>{2, 3, 4, 5}));
+  // Once no pull holds it, a change is made in place, without a new buffer.
+  const auto* values = second->bytes.data();
+  first.reset();
+  second.reset();
+  CAF_REQUIRE(shard->push(update_of({1, 0, 0, 0}, 8), -1));
+  auto third = shard->pull();
+  CAF_CHECK_EQUAL(third->bytes.data(), values);
+  CAF_CHECK_EQUAL(floats_of(*third), (std::vector<float>{3, 3, 4, 5}));
+  // With the optimizer in the holder, a pull gets a copy per version.
+  holder_options o;
+  o.optimizer = training::optimizer_options::parse("sgd", 0.5);
+  auto opt = make_holder_shard(blob_of({1, 2, 3, 4}, 42), o);
+  auto before = opt->pull();
+  CAF_CHECK_EQUAL(opt->pull().get(), before.get());
+  CAF_REQUIRE(opt->push(update_of({2, 2, 2, 2}, 0, 1, 0.5), -1));
+  CAF_CHECK_EQUAL(floats_of(*before), (std::vector<float>{1, 2, 3, 4}));
+  CAF_CHECK_EQUAL(floats_of(*opt->pull()), (std::vector<float>{0, 1, 2, 3}));
+}
+
+CAF_TEST(a bulk push summed as it arrives is the next version unless another came first) {
+  holder_options o;
+  o.staleness_scaling = true;
+  auto shard = make_holder_shard(blob_of({1, 2, 3, 4}, 42, 7), o);
+  // One sum at a time: a second push meanwhile goes the usual way.
+  bulk_shard::sum sum;
+  auto u = update_of({1, 1, 1, 1}, 7);
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  bulk_shard::sum other;
+  CAF_CHECK(!shard->begin_sum(u, other));
+  CAF_CHECK_EQUAL(sum.scale, 1.0f);
+  auto ack = summed_push(*shard, std::move(sum), u);
+  CAF_REQUIRE(ack);
+  CAF_CHECK_EQUAL(ack->version, 8u);
+  CAF_CHECK_EQUAL(floats_of(*shard->pull()), (std::vector<float>{2, 3, 4, 5}));
+  // Another push lands while one is being summed: the sum's base is no longer
+  // the current version, so the update is added to the new one as a push would be.
+  u = update_of({2, 2, 2, 2}, 8);
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  CAF_REQUIRE(shard->push(update_of({0, 0, 0, 10}, 8), -1)); // version 9
+  ack = summed_push(*shard, std::move(sum), u);
+  CAF_REQUIRE(ack);
+  CAF_CHECK_EQUAL(ack->version, 10u);
+  CAF_CHECK_EQUAL(ack->staleness, 1u);
+  CAF_CHECK_EQUAL(floats_of(*shard->pull()), (std::vector<float>{4, 5, 6, 17}));
+  // A stale push is summed scaled by 1/staleness.
+  u = update_of({4, 4, 4, 4}, 8);
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  CAF_CHECK_EQUAL(sum.scale, 0.5f);
+  ack = summed_push(*shard, std::move(sum), u);
+  CAF_REQUIRE(ack);
+  CAF_CHECK_EQUAL(ack->staleness, 2u);
+  CAF_CHECK_EQUAL(floats_of(*shard->pull()), (std::vector<float>{6, 7, 8, 19}));
+  // A sum dropped unfinished (its connection failed) lets the next one begin.
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  sum = {};
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  // A value that is not finite: refused as any push, naming it; nothing changes.
+  auto bad = update_of({1, 1, std::nanf(""), 1}, 11);
+  ack = summed_push(*shard, std::move(sum), bad);
+  CAF_REQUIRE(!ack);
+  CAF_MESSAGE(to_string(ack.error()));
+  CAF_CHECK(test::contains(to_string(ack.error()), "value 2 is not finite"));
+  auto now = shard->pull();
+  CAF_CHECK_EQUAL(now->version, 11u);
+  CAF_CHECK_EQUAL(floats_of(*now), (std::vector<float>{6, 7, 8, 19}));
+  // Not summed: other layouts, compressed values, gradients.
+  auto wrong = update_of({1, 1, 1, 1}, 11);
+  wrong.layout = 43;
+  CAF_CHECK(!shard->begin_sum(wrong, sum));
+  auto half = update_of({1, 1, 1, 1}, 11);
+  half.encoding = 1;
+  CAF_CHECK(!shard->begin_sum(half, sum));
+  CAF_CHECK(!shard->begin_sum(update_of({1, 1, 1, 1}, 11, 1, 0.1), sum));
 }
 
 CAF_TEST(a synchronous holder is not served on a bulk port) {

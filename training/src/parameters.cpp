@@ -117,4 +117,23 @@ float finite_max_abs(const char* data, uint64_t count) {
   return bad != 0 ? -1.0f : out;
 }
 
+float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count) {
+  uint32_t bad = 0;
+  int32_t most = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    float v;
+    std::memcpy(&v, delta + i * sizeof(float), sizeof v);
+    const float sum = base[i] + k * v;
+    out[i] = sum;
+    uint32_t bits;
+    std::memcpy(&bits, &sum, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    const auto magnitude = static_cast<int32_t>(bits & 0x7fffffffu);
+    most = magnitude > most ? magnitude : most;
+  }
+  float m;
+  std::memcpy(&m, &most, sizeof m);
+  return bad != 0 ? -1.0f : m;
+}
+
 } // namespace pnn::training

@@ -44,6 +44,34 @@ public:
   /// `values_max_abs` >= 0: `update.bytes` are finite values of at most that
   /// magnitude (checked as they arrived, while the rest was still on its way).
   virtual caf::expected<push_ack> push(const param_update& update, float values_max_abs) = 0;
+
+  /// A push of raw deltas summed as it arrives, outside the shard's lock: the port
+  /// writes out = base + scale * delta a chunk at a time while the rest is on its
+  /// way, and the shard takes `out` as its next version if nothing changed `base`
+  /// meanwhile.
+  struct sum {
+    std::shared_ptr<const param_blob> base; ///< the parameters the sum starts from
+    std::shared_ptr<param_blob> out;        ///< as large as base; the sum goes here
+    float scale = 1;                        ///< the delta's factor
+  };
+  /// Whether `update` (all but its values arrived) can be summed so, and then
+  /// `into` set up for it. No (the default): push() it whole.
+  virtual bool begin_sum(const param_update& update, sum& into) {
+    (void)update;
+    (void)into;
+    return false;
+  }
+  /// The end of a begun sum: `update` arrived whole and `done` holds the sums, of
+  /// at most `sum_max_abs` in magnitude (negative: one is not finite, or not all
+  /// were made). Answers as push() does; when the sum cannot be taken (another push
+  /// came first, or a sum is not finite) the update goes through push(), checked
+  /// whole.
+  virtual caf::expected<push_ack> end_sum(sum done, const param_update& update,
+                                          float sum_max_abs) {
+    (void)done;
+    (void)sum_max_abs;
+    return push(update, -1.0f);
+  }
   /// The shard's layout and number of values (fixed for its life).
   virtual uint64_t layout() const = 0;
   virtual uint64_t count() const = 0;

@@ -81,6 +81,7 @@ holder_home_actor spawn_holder_home(
   std::function<void(uint32_t shard, const param_blob& params, const std::string& state)> save);
 
 class bulk_server;
+class bulk_shard;
 
 /// Spawns a holder starting from `initial` (its version is the starting version).
 /// `initial` must be finite with count * 4 bytes, and `optimizer_state` must fit
@@ -90,5 +91,10 @@ class bulk_server;
 holder_actor spawn_holder(caf::actor_system& sys, param_blob initial, holder_options options = {},
                           const std::shared_ptr<bulk_server>& port = nullptr,
                           bulk_endpoint* endpoint = nullptr);
+
+/// A holder's state as its bulk port serves it, without an actor (what spawn_holder
+/// registers on its port; for tests and servers of one's own). The same checks
+/// and exceptions as spawn_holder.
+std::shared_ptr<bulk_shard> make_holder_shard(param_blob initial, holder_options options = {});
 
 } // namespace pnn

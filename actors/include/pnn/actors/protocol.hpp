@@ -347,12 +347,15 @@ struct holder_status {
   uint64_t rejected = 0; ///< wrong layout or size, or non-finite values
   uint64_t pulls = 0;
   uint64_t rounds = 0; ///< synchronous rounds completed (each one version)
+  /// Bulk port pushes whose sum, made as they arrived, became the version (the
+  /// others among `applied` were added under the holder's lock).
+  uint64_t streamed = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, holder_status& x) {
   return f(caf::meta::type_name("holder_status"), x.version, x.applied, x.rejected, x.pulls,
-           x.rounds);
+           x.rounds, x.streamed);
 }
 
 /// What a node (one per host, `pnn-node serve`) offers.

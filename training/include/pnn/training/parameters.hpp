@@ -35,4 +35,10 @@ std::string check_floats(const std::vector<char>& bytes, uint64_t count);
 /// a negative number when one is not finite. Vectorised: one pass at memory speed.
 float finite_max_abs(const char* data, uint64_t count);
 
+/// out[i] = base[i] + k * delta[i] for `count` values (`out` may be `base`; `delta`
+/// float32 values at any alignment). Returns the sums' largest magnitude, or a
+/// negative number when a sum is not finite (all sums are written either way).
+/// Vectorised: one pass at memory speed.
+float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count);
+
 } // namespace pnn::training
