@@ -421,9 +421,9 @@ bool serve_push(int fd, std::shared_ptr<bulk_shard> shard, param_update& update,
   update.bytes.resize(head.bytes);
   update.squares.resize(head.squares);
   update.indices.resize(head.indices);
-  // Raw values are added to the shard's parameters into a new buffer a chunk at a
-  // time as they arrive, where the shard lets, else checked so (the holder then
-  // need not): the sum or the check overlaps the transfer of the rest.
+  // Raw values are checked a chunk at a time as they arrive (the holder then need
+  // not) and, where the shard lets, added to its parameters into a new buffer in
+  // the same pass: the check and the sum overlap the transfer of the rest.
   const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
   bulk_shard::sum sum;
   const bool summing = plain && head.squares == 0 && head.indices == 0
@@ -435,23 +435,26 @@ bool serve_push(int fd, std::shared_ptr<bulk_shard> shard, param_update& update,
     const size_t n = std::min(chunk, update.bytes.size() - at);
     if (!read_all(fd, update.bytes.data() + at, n, deadline))
       return false;
-    if (plain && !summing && most >= 0) {
-      const float m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
-      most = m < 0 ? m : std::max(most, m);
-    }
-    if (summing && sum_most >= 0) { // (finite sums of finite parameters: finite values)
+    float m = 0; // this chunk's values' largest magnitude
+    if (summing && sum_most >= 0) {
+      // Summed, and bounded from the same pass for the push that is added again
+      // when the sum cannot be taken.
       const size_t first = at / sizeof(float);
-      const float m = training::add_scaled(
+      const float s = training::add_scaled(
         reinterpret_cast<const float*>(sum.base->bytes.data()) + first, update.bytes.data() + at,
-        sum.scale, reinterpret_cast<float*>(sum.out->bytes.data()) + first, n / sizeof(float));
-      sum_most = m < 0 ? m : std::max(sum_most, m);
+        sum.scale, reinterpret_cast<float*>(sum.out->bytes.data()) + first, n / sizeof(float), &m);
+      sum_most = s < 0 ? s : std::max(sum_most, s);
+    } else if (plain && most >= 0) {
+      m = training::finite_max_abs(update.bytes.data() + at, n / sizeof(float));
     }
+    if (plain && most >= 0)
+      most = m < 0 ? m : std::max(most, m);
     at += n;
   }
   if (!read_all(fd, update.squares.data(), update.squares.size(), deadline)
       || !read_all(fd, update.indices.data(), update.indices.size(), deadline))
     return false;
-  auto r = summing ? shard->end_sum(std::move(sum), update, sum_most)
+  auto r = summing ? shard->end_sum(std::move(sum), update, most, sum_most)
                    : shard->push(update, plain ? most : -1.0f);
   shard.reset();
   if (r) {

@@ -94,15 +94,15 @@ public:
   /// the current one and is finite; else the update is checked and applied (or
   /// refused) as any push is.
   caf::expected<push_ack> end_sum(bulk_shard::sum done, const param_update& u,
-                                  float sum_max_abs) {
+                                  float values_max_abs, float sum_max_abs) {
     summing_.reset();
     if (done.base != params_ || done.base->version != status_.version || sum_max_abs < 0) {
-      if (!spare_)
+      if (!spare_ || spare_.use_count() > 1) // keep the buffer no pull reads
         spare_ = std::move(done.out);
       done.base.reset();
-      if (auto err = check(u))
+      if (auto err = check(u, values_max_abs))
         return err;
-      return apply(u);
+      return apply(u, values_max_abs);
     }
     const uint64_t staleness = staleness_of(u);
     done.base.reset();
@@ -499,10 +499,10 @@ public:
     std::lock_guard<std::mutex> guard{mtx};
     return st.begin_sum(update, into);
   }
-  caf::expected<push_ack> end_sum(sum done, const param_update& update,
+  caf::expected<push_ack> end_sum(sum done, const param_update& update, float values_max_abs,
                                   float sum_max_abs) override {
     std::lock_guard<std::mutex> guard{mtx};
-    return st.end_sum(std::move(done), update, sum_max_abs);
+    return st.end_sum(std::move(done), update, values_max_abs, sum_max_abs);
   }
   caf::expected<push_ack> push(const param_update& update, float values_max_abs) override {
     std::lock_guard<std::mutex> guard{mtx};
@@ -731,6 +731,9 @@ std::shared_ptr<holder_core> make_core(param_blob initial, holder_options option
 } // namespace
 
 std::shared_ptr<bulk_shard> make_holder_shard(param_blob initial, holder_options options) {
+  if (options.sync_members > 0)
+    throw pnn::error(error_code::invalid_argument,
+                     "parameter holder: a synchronous holder on a bulk port");
   return make_core(std::move(initial), std::move(options));
 }
 

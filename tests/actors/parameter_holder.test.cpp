@@ -1095,11 +1095,16 @@ CAF_TEST(a bulk push that would overflow is refused whole even after bounded pus
   CAF_CHECK_LESS(training::finite_max_abs(reinterpret_cast<const char*>(bad), 2), 0.0f);
   // The same bound from the sums the port makes: in place, deltas at any alignment.
   float params[4] = {1, 1, 1, 1};
-  CAF_CHECK_EQUAL(training::add_scaled(params, raw.data() + 1, 0.5f, params, 4), 2.0f);
+  float deltas = 0;
+  CAF_CHECK_EQUAL(training::add_scaled(params, raw.data() + 1, 0.5f, params, 4, &deltas), 2.0f);
   CAF_CHECK_EQUAL(params[1], -1.5f);
+  CAF_CHECK_EQUAL(deltas, 5.0f);
   float sums[2];
   const float huge[2] = {3e38f, 3e38f};
-  CAF_CHECK_LESS(training::add_scaled(huge, reinterpret_cast<const char*>(huge), 1, sums, 2), 0.0f);
+  CAF_CHECK_LESS(training::add_scaled(huge, reinterpret_cast<const char*>(huge), 1, sums, 2, &deltas), 0.0f);
+  CAF_CHECK_EQUAL(deltas, 3e38f); // the values are finite; their sums are not
+  CAF_CHECK_LESS(training::add_scaled(params, reinterpret_cast<const char*>(bad), 1, sums, 2, &deltas), 0.0f);
+  CAF_CHECK_LESS(deltas, 0.0f);
   auto port = std::make_shared<bulk_server>("127.0.0.1");
   bulk_endpoint at{"127.0.0.1", 0, ""};
   anon_send_exit(holder, caf::exit_reason::user_shutdown);
@@ -1131,11 +1136,13 @@ caf::expected<push_ack> summed_push(bulk_shard& shard, bulk_shard::sum sum,
   const auto* base = reinterpret_cast<const float*>(sum.base->bytes.data());
   auto* out = reinterpret_cast<float*>(sum.out->bytes.data());
   const uint64_t half = u.count / 2;
-  float most = training::add_scaled(base, u.bytes.data(), sum.scale, out, half);
+  float values = 0, rest_values = 0;
+  float most = training::add_scaled(base, u.bytes.data(), sum.scale, out, half, &values);
   const float rest = training::add_scaled(base + half, u.bytes.data() + half * sizeof(float),
-                                          sum.scale, out + half, u.count - half);
+                                          sum.scale, out + half, u.count - half, &rest_values);
   most = most < 0 || rest < 0 ? -1.0f : std::max(most, rest);
-  return shard.end_sum(std::move(sum), u, most);
+  values = values < 0 || rest_values < 0 ? -1.0f : std::max(values, rest_values);
+  return shard.end_sum(std::move(sum), u, values, most);
 }
 
 } // namespace
@@ -1160,6 +1167,25 @@ CAF_TEST(a bulk pull shares the parameters and a change writes the next version 
   auto third = shard->pull();
   CAF_CHECK_EQUAL(third->bytes.data(), values);
   CAF_CHECK_EQUAL(floats_of(*third), (std::vector<float>{3, 3, 4, 5}));
+  // Two versions pulled and still being sent: the buffer of the version before
+  // (the one the next is written beside) is not reused while a pull holds it.
+  CAF_REQUIRE(shard->push(update_of({0, 1, 0, 0}, 9), -1)); // beside third
+  auto fourth = shard->pull();
+  CAF_REQUIRE(shard->push(update_of({0, 0, 1, 0}, 10), -1)); // not into third's buffer
+  CAF_CHECK_EQUAL(third->version, 9u);
+  CAF_CHECK_EQUAL(floats_of(*third), (std::vector<float>{3, 3, 4, 5}));
+  CAF_CHECK_EQUAL(fourth->version, 10u);
+  CAF_CHECK_EQUAL(floats_of(*fourth), (std::vector<float>{3, 4, 4, 5}));
+  // Nor by a sum begun meanwhile.
+  bulk_shard::sum sum;
+  auto u = update_of({1, 1, 1, 1}, 11);
+  CAF_REQUIRE(shard->begin_sum(u, sum));
+  CAF_CHECK_NOT_EQUAL(sum.out.get(), third.get());
+  CAF_CHECK_NOT_EQUAL(sum.out.get(), fourth.get());
+  CAF_REQUIRE(summed_push(*shard, std::move(sum), u));
+  CAF_CHECK_EQUAL(floats_of(*third), (std::vector<float>{3, 3, 4, 5}));
+  CAF_CHECK_EQUAL(floats_of(*fourth), (std::vector<float>{3, 4, 4, 5}));
+  CAF_CHECK_EQUAL(floats_of(*shard->pull()), (std::vector<float>{4, 5, 6, 6}));
   // With the optimizer in the holder, a pull gets a copy per version.
   holder_options o;
   o.optimizer = training::optimizer_options::parse("sgd", 0.5);
@@ -1207,9 +1233,9 @@ CAF_TEST(a bulk push summed as it arrives is the next version unless another cam
   // A sum dropped unfinished (its connection failed) lets the next one begin.
   CAF_REQUIRE(shard->begin_sum(u, sum));
   sum = {};
-  CAF_REQUIRE(shard->begin_sum(u, sum));
   // A value that is not finite: refused as any push, naming it; nothing changes.
   auto bad = update_of({1, 1, std::nanf(""), 1}, 11);
+  CAF_REQUIRE(shard->begin_sum(bad, sum));
   ack = summed_push(*shard, std::move(sum), bad);
   CAF_REQUIRE(!ack);
   CAF_MESSAGE(to_string(ack.error()));
@@ -1217,6 +1243,10 @@ CAF_TEST(a bulk push summed as it arrives is the next version unless another cam
   auto now = shard->pull();
   CAF_CHECK_EQUAL(now->version, 11u);
   CAF_CHECK_EQUAL(floats_of(*now), (std::vector<float>{6, 7, 8, 19}));
+  // A push whose values' bound is known (checked as they arrived) after summed
+  // ones: one pass, bounded by the sums' largest magnitude.
+  CAF_REQUIRE(shard->push(update_of({1, 1, 1, -1}, 11), 1.0f));
+  CAF_CHECK_EQUAL(floats_of(*shard->pull()), (std::vector<float>{7, 8, 9, 18}));
   // Not summed: other layouts, compressed values, gradients.
   auto wrong = update_of({1, 1, 1, 1}, 11);
   wrong.layout = 43;

@@ -117,19 +117,30 @@ float finite_max_abs(const char* data, uint64_t count) {
   return bad != 0 ? -1.0f : out;
 }
 
-float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count) {
-  uint32_t bad = 0;
-  int32_t most = 0;
+float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count,
+                 float* delta_max_abs) {
+  uint32_t bad = 0, bad_delta = 0;
+  int32_t most = 0, most_delta = 0;
   for (uint64_t i = 0; i < count; ++i) {
+    uint32_t dbits;
+    std::memcpy(&dbits, delta + i * sizeof(float), sizeof dbits);
     float v;
-    std::memcpy(&v, delta + i * sizeof(float), sizeof v);
+    std::memcpy(&v, &dbits, sizeof v);
     const float sum = base[i] + k * v;
     out[i] = sum;
     uint32_t bits;
     std::memcpy(&bits, &sum, sizeof bits);
     bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    bad_delta |= static_cast<uint32_t>((dbits & 0x7f800000u) == 0x7f800000u);
     const auto magnitude = static_cast<int32_t>(bits & 0x7fffffffu);
+    const auto delta_magnitude = static_cast<int32_t>(dbits & 0x7fffffffu);
     most = magnitude > most ? magnitude : most;
+    most_delta = delta_magnitude > most_delta ? delta_magnitude : most_delta;
+  }
+  if (delta_max_abs) {
+    std::memcpy(delta_max_abs, &most_delta, sizeof most_delta);
+    if (bad_delta != 0)
+      *delta_max_abs = -1.0f;
   }
   float m;
   std::memcpy(&m, &most, sizeof m);

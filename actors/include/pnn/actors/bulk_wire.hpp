@@ -61,16 +61,16 @@ public:
     (void)into;
     return false;
   }
-  /// The end of a begun sum: `update` arrived whole and `done` holds the sums, of
-  /// at most `sum_max_abs` in magnitude (negative: one is not finite, or not all
-  /// were made). Answers as push() does; when the sum cannot be taken (another push
-  /// came first, or a sum is not finite) the update goes through push(), checked
-  /// whole.
+  /// The end of a begun sum: `update` arrived whole, its values finite of at most
+  /// `values_max_abs` (negative: one is not, or not known), and `done` holds the
+  /// sums, of at most `sum_max_abs` (negative: one is not finite, or not all were
+  /// made). Answers as push() does; when the sum cannot be taken (another push came
+  /// first, or a sum is not finite) the update goes through push().
   virtual caf::expected<push_ack> end_sum(sum done, const param_update& update,
-                                          float sum_max_abs) {
+                                          float values_max_abs, float sum_max_abs) {
     (void)done;
     (void)sum_max_abs;
-    return push(update, -1.0f);
+    return push(update, values_max_abs);
   }
   /// The shard's layout and number of values (fixed for its life).
   virtual uint64_t layout() const = 0;

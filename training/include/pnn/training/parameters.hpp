@@ -37,8 +37,10 @@ float finite_max_abs(const char* data, uint64_t count);
 
 /// out[i] = base[i] + k * delta[i] for `count` values (`out` may be `base`; `delta`
 /// float32 values at any alignment). Returns the sums' largest magnitude, or a
-/// negative number when a sum is not finite (all sums are written either way).
-/// Vectorised: one pass at memory speed.
-float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count);
+/// negative number when a sum is not finite (all sums are written either way);
+/// `delta_max_abs`, when given, gets finite_max_abs of the deltas from the same
+/// pass. Vectorised: one pass at memory speed.
+float add_scaled(const float* base, const char* delta, float k, float* out, uint64_t count,
+                 float* delta_max_abs = nullptr);
 
 } // namespace pnn::training
