@@ -5,7 +5,8 @@
 // Methods (sgd flags): workers (each worker's optimizer; the holder merges their
 // deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
 // holder); "+sync" adds --sync (rounds), "+scale" --staleness-scaling, "+boundS"
-// --max-staleness S, "+lrX" multiplies --lr by X, "+shardsS" --holder-shards S,
+// --max-staleness S, "+lrX" multiplies --lr by X, "+postE" --local-after E
+// (post-local SGD), "+shardsS" --holder-shards S,
 // "+fp16", "+bf16", "+topkF" --compress (topk:F).
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
@@ -101,6 +102,8 @@ void apply_method(const std::string& method, sgd_options& o) {
       o.holder_shards = std::stoi(mod.substr(6));
     else if (mod.rfind("lr", 0) == 0)
       o.lr *= std::stod(mod.substr(2));
+    else if (mod.rfind("post", 0) == 0)
+      o.local_after = std::stod(mod.substr(4));
     else
       throw std::runtime_error("unknown modifier " + mod + " in " + method);
     plus = next;

@@ -133,6 +133,10 @@ private:
   void finish(error_code code, std::string why);
   std::string holder_failure(const char* what, const caf::error& e) const;
   std::chrono::milliseconds holder_timeout() const;
+  /// Steps between pushes and between pulls around step `step` (from 0).
+  bool every_step(int64_t step) const;
+  int64_t n_push_at(int64_t step) const;
+  int64_t n_pull_at(int64_t step) const;
 
   pointer self_ = nullptr;
   event_sink_actor sink_;
@@ -438,6 +442,22 @@ void worker_state::add_gradients(double lr) {
   lr_sum_ += lr;
 }
 
+/// Whether step `step` (from 0) is in the first `local_after` epochs, where the
+/// worker pushes and pulls every step (post-local SGD).
+bool worker_state::every_step(int64_t step) const {
+  return link_->local_after > 0
+    && static_cast<double>(step)
+    < link_->local_after * static_cast<double>(job_->batches_per_epoch());
+}
+
+int64_t worker_state::n_push_at(int64_t step) const {
+  return every_step(step) ? 1 : link_->n_push;
+}
+
+int64_t worker_state::n_pull_at(int64_t step) const {
+  return every_step(step) ? 1 : link_->n_pull;
+}
+
 void worker_state::schedule_slice() {
   self_->send(self_, slice_atom::value, generation_);
 }
@@ -449,8 +469,9 @@ void worker_state::slice(uint64_t generation) {
   if (link_) {
     // Stop at the next pull or push step.
     const int64_t steps = job_->steps_done();
-    max_batches = std::min<int64_t>(max_batches, link_->n_push - steps % link_->n_push);
-    max_batches = std::min<int64_t>(max_batches, link_->n_pull - steps % link_->n_pull);
+    const int64_t every_push = n_push_at(steps), every_pull = n_pull_at(steps);
+    max_batches = std::min<int64_t>(max_batches, every_push - steps % every_push);
+    max_batches = std::min<int64_t>(max_batches, every_pull - steps % every_pull);
   }
   const int64_t epochs_before = job_->epochs_done();
   const int64_t samples_before = job_->samples_done();
@@ -597,9 +618,10 @@ void worker_state::send_progress(bool epoch_ended, bool done) {
 void worker_state::after_sgd_slice(bool done) {
   const int64_t steps = job_->steps_done();
   // A synchronous worker pulls after each push's answer (continue_training).
-  const bool pull_due = !done && !link_->sync && steps % link_->n_pull == 0;
+  // (The periods of the step just taken: post-local SGD changes them once.)
+  const bool pull_due = !done && !link_->sync && steps % n_pull_at(steps - 1) == 0;
   const int64_t pushes_before = pushes_sent_;
-  if (done || pull_due || steps % link_->n_push == 0)
+  if (done || pull_due || steps % n_push_at(steps - 1) == 0)
     push();
   if (!job_)
     return;

@@ -164,6 +164,9 @@ void validate(const sgd_options& o) {
       bad("--n-pull " + std::to_string(o.n_pull) + ": --sync workers pull after each push "
           "(expected --n-pull equal to --n-push, " + std::to_string(o.n_push) + ")");
   }
+  if (!(o.local_after >= 0 && o.local_after <= static_cast<double>(o.epochs)))
+    bad("--local-after " + std::to_string(o.local_after) + ": expected 0 to --epochs ("
+        + std::to_string(o.epochs) + ") epochs of every-step pushes and pulls");
   if (o.max_staleness < 0)
     bad("--max-staleness " + std::to_string(o.max_staleness)
         + ": expected 0 (unbounded) or more holder versions");
@@ -776,6 +779,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
   link.gradients = o.optimizer_on == "holder";
   link.max_staleness = o.max_staleness;
   link.sync = o.sync;
+  link.local_after = o.local_after;
   // A request to a worker on a host that dies is never answered (the message
   // already left): the gatherer monitors every worker and turns its down message
   // into a "worker lost" result.
@@ -1004,6 +1008,7 @@ tensorboard_hparams(const sgd_options& o, const std::string& model, int32_t work
                                   {"n_pull", static_cast<double>(o.n_pull)},
                                   {"optimizer_on", o.optimizer_on},
                                   {"sync", o.sync},
+                                  {"local_after", o.local_after},
                                   {"holder_shards", static_cast<double>(o.holder_shards)},
                                   {"compress", o.compress}});
 }
@@ -1179,6 +1184,7 @@ sgd_report run_sgd(const sgd_options& o) {
                        {"hosts", host_list},
                        {"n_push", o.n_push},
                        {"n_pull", o.n_pull},
+                       {"local_after", o.local_after},
                        {"max_pushes", o.max_pushes},
                        {"resumed_from_version", resumed_version(restart)},
                        {"optimizer_on", o.optimizer_on},

@@ -453,6 +453,9 @@ int sgd_command(int argc, const char* const* argv) {
                      "steps between a worker's pushes of its accumulated update")(
     "n-pull", po::value(&o.n_pull)->default_value(o.n_pull),
     "steps between a worker's pulls of the holder's parameters")(
+    "local-after", po::value(&o.local_after)->default_value(o.local_after),
+    "post-local SGD: push and pull every step for the first E epochs, then every --n-push / "
+    "--n-pull steps")(
     "max-pushes", po::value(&o.max_pushes)->default_value(o.max_pushes),
     "unanswered pushes a worker may have before it waits")(
     "optimizer-on", po::value(&o.optimizer_on)->default_value(o.optimizer_on),

@@ -263,6 +263,52 @@ CAF_TEST(one worker through a holder ends where plain training ends) {
   run();
 }
 
+CAF_TEST(post local SGD pushes and pulls every step for its first epochs then every n) {
+  auto spec = sgd_job();
+  spec.optimizer = "sgd";
+  spec.lr = 0.05;
+  auto initial = initial_blob(spec);
+  auto holder = spawn_holder(sys, initial);
+  auto l = link; // n_push 3, n_pull 4
+  l.holder = holder;
+  l.local_after = 1;
+  worker_actor w;
+  auto result = start(spec, l, w);
+  run();
+  CAF_REQUIRE(result->has_value());
+  const auto& r = **result;
+  CAF_REQUIRE(r.ok());
+  // Epoch 1 (steps 1-6): a push and a pull due after every step, after the pull
+  // before step 1. Epoch 2: pushes at steps 8 (before the pull), 9 and 12 (the
+  // end), the pull at step 8. Without local_after the run makes 6 pushes and 3
+  // pulls (the first test). A pull due while one is on its way is not sent (one
+  // at a time), so of the 8 pulls due some are left out.
+  CAF_CHECK_EQUAL(r.sgd.pushes, 9);
+  CAF_CHECK_GREATER(r.sgd.pulls, 3);
+  CAF_CHECK_LESS_OR_EQUAL(r.sgd.pulls, 8);
+  auto st = ask<holder_status>(holder, status_atom::value);
+  CAF_CHECK_EQUAL(st.applied, 9u);
+  // Half an epoch: steps 1-3 only.
+  auto again = spawn_holder(sys, initial);
+  l.holder = again;
+  l.local_after = 0.5;
+  worker_actor w2;
+  auto half = start(spec, l, w2);
+  run();
+  CAF_REQUIRE(half->has_value());
+  CAF_REQUIRE((*half)->ok());
+  // Pushes at 1, 2, 3 (each with a pull due), then 4 (before the pull), 6, 8
+  // (before the pull), 9, 12; pulls due before step 1, at 1, 2, 3, 4 and 8.
+  CAF_CHECK_EQUAL((*half)->sgd.pushes, 8);
+  CAF_CHECK_GREATER((*half)->sgd.pulls, 3);
+  CAF_CHECK_LESS_OR_EQUAL((*half)->sgd.pulls, 6);
+  anon_send_exit(w, caf::exit_reason::user_shutdown);
+  anon_send_exit(w2, caf::exit_reason::user_shutdown);
+  anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  anon_send_exit(again, caf::exit_reason::user_shutdown);
+  run();
+}
+
 CAF_TEST(a worker pulls and pushes through a bulk port and ends where plain training ends) {
   auto spec = sgd_job();
   spec.optimizer = "sgd";
@@ -953,6 +999,15 @@ CAF_TEST(a synchronous SGD run applies one version per round of every worker) {
   msg = test::error_of([&] { validate(o); }).second;
   CAF_MESSAGE(msg);
   CAF_CHECK(test::contains(msg, "--merge"));
+  o.merge = "average";
+  o.local_after = static_cast<double>(o.epochs) + 0.5;
+  msg = test::error_of([&] { validate(o); }).second;
+  CAF_MESSAGE(msg);
+  CAF_CHECK(test::contains(msg, "--local-after"));
+  o.local_after = -1;
+  CAF_CHECK(test::contains(test::error_of([&] { validate(o); }).second, "--local-after"));
+  o.local_after = static_cast<double>(o.epochs);
+  CAF_CHECK(test::error_of([&] { validate(o); }).second.empty());
 }
 
 CAF_TEST(an SGD run with the optimizer on the holder resumes with its moments) {

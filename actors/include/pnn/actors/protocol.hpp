@@ -420,7 +420,9 @@ using holder_directory_actor =
 /// `max_staleness` > 0, a push answered with a staleness above it makes the worker
 /// pull and wait for the answer before its next step. With `sync`, every push ends
 /// a round: the worker waits for its answer (given when every worker pushed), then
-/// pulls and waits before its next step (n_pull is n_push).
+/// pulls and waits before its next step (n_pull is n_push). With `local_after` > 0
+/// the worker pushes and pulls every step during its first `local_after` epochs
+/// (its own data's), and every n_push / n_pull steps after (post-local SGD).
 ///
 /// A sharded holder (`shards` not empty) is S holder actors, shard i holding values
 /// [bounds[i], bounds[i+1]) of the flat parameters (bounds: S + 1 offsets from 0 to
@@ -452,13 +454,14 @@ struct sgd_link {
   /// worker pulls and pushes when it can connect to it (else, and for a shard that
   /// moved, through the actor). Empty or port 0: the actor.
   std::vector<bulk_endpoint> bulk;
+  double local_after = 0; ///< epochs of every-step pushes and pulls first
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
            x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds,
-           x.directory, x.encoding, x.topk_fraction, x.bulk);
+           x.directory, x.encoding, x.topk_fraction, x.bulk, x.local_after);
 }
 
 /// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:
