@@ -18,6 +18,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <chrono>
 #include <deque>
@@ -445,9 +446,12 @@ void worker_state::add_gradients(double lr) {
 /// Whether step `step` (from 0) is in the first `local_after` epochs, where the
 /// worker pushes and pulls every step (post-local SGD).
 bool worker_state::every_step(int64_t step) const {
-  return link_->local_after > 0
-    && static_cast<double>(step)
-    < link_->local_after * static_cast<double>(job_->batches_per_epoch());
+  if (!(link_->local_after > 0))
+    return false;
+  // The first step past them, whole (0.07 x 100 batches is 7.000000000000001).
+  const double until =
+    std::ceil(link_->local_after * static_cast<double>(job_->batches_per_epoch()) - 1e-9);
+  return static_cast<double>(step) < until;
 }
 
 int64_t worker_state::n_push_at(int64_t step) const {

@@ -949,6 +949,9 @@ std::string sgd_markdown(const sgd_options& o, const sgd_report& report, const s
   char buf[320];
   md << "# pnn sgd: " << model << " on " << dataset << ", " << report.workers.size()
      << " worker(s) on " << hosts << " host(s), n_push " << o.n_push << ", n_pull " << o.n_pull
+     << (o.local_after > 0
+           ? " (every step for the first " + nlohmann::json(o.local_after).dump() + " epoch(s))"
+           : std::string{})
      << "\n\n"
      << "| workers | epochs | test accuracy | final train loss | samples/s | updates applied | "
         "rejected | training time | wall time |\n"

@@ -11,10 +11,14 @@
 namespace pnn::runtime {
 
 int run_sgd_command(const sgd_options& o) {
+  char every_step[64] = "";
+  if (o.local_after > 0)
+    std::snprintf(every_step, sizeof every_step, " (every step for the first %g epoch(s))",
+                  o.local_after);
   std::printf("pnn sgd: %s on %s through a parameter holder, %zu host(s)%s, n_push %d, "
-              "n_pull %d, %s lr %g, %s, %lld epoch(s), batch %lld, %s\n",
+              "n_pull %d%s, %s lr %g, %s, %lld epoch(s), batch %lld, %s\n",
               o.model.c_str(), o.dataset.c_str(), o.hosts.size(), o.use_local ? " + this one" : "",
-              o.n_push, o.n_pull, o.optimizer.c_str(), o.lr, o.scheduler.c_str(),
+              o.n_push, o.n_pull, every_step, o.optimizer.c_str(), o.lr, o.scheduler.c_str(),
               static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size),
               o.optimizer_on == "holder"  ? "optimizer on the holder"
               : o.merge == "average" ? "updates averaged (workers at W x lr)"

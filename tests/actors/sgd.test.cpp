@@ -302,10 +302,21 @@ CAF_TEST(post local SGD pushes and pulls every step for its first epochs then ev
   CAF_CHECK_EQUAL((*half)->sgd.pushes, 8);
   CAF_CHECK_GREATER((*half)->sgd.pulls, 3);
   CAF_CHECK_LESS_OR_EQUAL((*half)->sgd.pulls, 6);
-  anon_send_exit(w, caf::exit_reason::user_shutdown);
-  anon_send_exit(w2, caf::exit_reason::user_shutdown);
-  anon_send_exit(holder, caf::exit_reason::user_shutdown);
-  anon_send_exit(again, caf::exit_reason::user_shutdown);
+  // A switch between push steps (5/6 of an epoch: after step 5, which 5/6 x 6
+  // reaches only up to rounding): pushes at 1-5, then 6, 8, 9 and 12.
+  auto third = spawn_holder(sys, initial);
+  l.holder = third;
+  l.local_after = 5.0 / 6.0;
+  worker_actor w3;
+  auto odd = start(spec, l, w3);
+  run();
+  CAF_REQUIRE(odd->has_value());
+  CAF_REQUIRE((*odd)->ok());
+  CAF_CHECK_EQUAL((*odd)->sgd.pushes, 9);
+  for (auto& a : {w, w2, w3})
+    anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& h : {holder, again, third})
+    anon_send_exit(h, caf::exit_reason::user_shutdown);
   run();
 }
 
