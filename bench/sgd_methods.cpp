@@ -6,7 +6,7 @@
 // deltas as --merge says, "+sum" or "+average", the default), holder (--optimizer-on
 // holder); "+sync" adds --sync (rounds), "+scale" --staleness-scaling, "+boundS"
 // --max-staleness S, "+lrX" multiplies --lr by X, "+postE" --local-after E
-// (post-local SGD), "+shardsS" --holder-shards S,
+// (post-local SGD), "+warmE" --scheduler cosine:warmup=E, "+shardsS" --holder-shards S,
 // "+fp16", "+bf16", "+topkF" --compress (topk:F).
 // Placements: local (W workers in this process) or serve (two `pnn-node serve`
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
@@ -104,6 +104,8 @@ void apply_method(const std::string& method, sgd_options& o) {
       o.lr *= std::stod(mod.substr(2));
     else if (mod.rfind("post", 0) == 0)
       o.local_after = std::stod(mod.substr(4));
+    else if (mod.rfind("warm", 0) == 0)
+      o.scheduler += ":warmup=" + mod.substr(4);
     else
       throw std::runtime_error("unknown modifier " + mod + " in " + method);
     plus = next;

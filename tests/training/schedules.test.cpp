@@ -111,7 +111,7 @@ CAF_TEST(defaults follow the run length) {
 
 CAF_TEST(a schedule restored from its state continues identically) {
   for (const char* text : {"cosine:t_max=7", "warm:t_0=3,t_mult=2", "multistep:milestones=2/4",
-                           "step:step_size=3", "plateau:patience=1"}) {
+                           "step:step_size=3", "plateau:patience=1", "cosine:warmup=0.08"}) {
     auto a = make(text);
     for (int i = 0; i < 5; ++i) {
       a->step();
@@ -127,6 +127,33 @@ CAF_TEST(a schedule restored from its state continues identically) {
       b->observe(1.0);
     }
   }
+}
+
+CAF_TEST(a warmup rises linearly by batch to the schedule it wraps) {
+  // 4 batches per epoch, warm-up over half an epoch: 2 batches at 1/2 and 2/2 of
+  // the schedule's rate, then the schedule itself, stepped as without warm-up.
+  auto plain = make("cosine", 4, 3);
+  auto warm = make("cosine:warmup=0.5", 4, 3);
+  CAF_CHECK(warm->per_batch());
+  const auto want = lrs(*plain, 12);
+  auto got = lrs(*warm, 12);
+  CAF_CHECK_EQUAL(got[0], want[0] / 2);
+  for (size_t i = 1; i < got.size(); ++i)
+    CAF_CHECK_EQUAL(got[i], want[i]);
+  // Over 1.5 epochs of a per-epoch schedule: stepped by batch, the schedule
+  // inside at each epoch's end (multistep by epoch: x0.1 after epoch 1).
+  auto epochs = make("multistep:milestones=1,unit=epoch,warmup=1.5", 4, 3);
+  got = lrs(*epochs, 8);
+  const std::vector<double> expect{1e-3 / 6, 2e-3 / 6, 3e-3 / 6, 4e-3 / 6,
+                                   5e-4 / 6, 6e-4 / 6, 1e-4,     1e-4};
+  for (size_t i = 0; i < got.size(); ++i)
+    CAF_CHECK(std::abs(got[i] - expect[i]) <= 1e-15);
+  // Refused: a negative warm-up, and warm-up with plateau (which decays by epoch).
+  auto [code, msg] = test::error_of([] { schedule_options::parse("cosine:warmup=-1"); });
+  CAF_CHECK(code == error_code::invalid_argument);
+  CAF_CHECK(test::contains(msg, "warmup"));
+  msg = test::error_of([] { schedule_options::parse("plateau:warmup=1"); }).second;
+  CAF_CHECK(test::contains(msg, "plateau"));
 }
 
 CAF_TEST(unknown schedules and parameters are errors) {

@@ -184,6 +184,43 @@ private:
   int64_t cooldown_counter_ = 0;
 };
 
+/// Another schedule with a linear warm-up over its first `warmup_steps` batches;
+/// stepped after every batch (a per-epoch schedule inside at every epoch's end).
+class warmup_schedule : public lr_schedule {
+public:
+  warmup_schedule(std::unique_ptr<lr_schedule> inner, double warmup_steps, int64_t steps_per_epoch)
+    : lr_schedule(inner->lr(), true),
+      inner_(std::move(inner)),
+      warmup_steps_(warmup_steps),
+      steps_per_epoch_(std::max<int64_t>(1, steps_per_epoch)) {
+    update();
+  }
+  void step() override {
+    ++done_;
+    if (inner_->per_batch() || done_ % steps_per_epoch_ == 0)
+      inner_->step();
+    update();
+  }
+  nlohmann::json state() const override {
+    return {{"warmup_done", done_}, {"inner", inner_->state()}};
+  }
+  void load_state(const nlohmann::json& s) override {
+    done_ = s.at("warmup_done").get<int64_t>();
+    inner_->load_state(s.at("inner"));
+    update();
+  }
+
+private:
+  void update() {
+    const double share = (static_cast<double>(done_) + 1.0) / warmup_steps_;
+    lr_ = share < 1 ? inner_->lr() * share : inner_->lr();
+  }
+  std::unique_ptr<lr_schedule> inner_;
+  double warmup_steps_;
+  int64_t steps_per_epoch_;
+  int64_t done_ = 0; ///< batches done
+};
+
 int64_t positive(double v, const std::string& key) {
   if (!(v >= 1) || v != std::floor(v))
     bad(key + "=" + std::to_string(v) + ": expected a whole number >= 1");
@@ -209,6 +246,11 @@ schedule_options schedule_options::parse(const std::string& text) {
     o.unit = step_unit::epoch;
   else
     bad("unit=" + unit + ": expected batch or epoch");
+  o.warmup = s.take_number("warmup", 0);
+  if (!(std::isfinite(o.warmup) && o.warmup >= 0))
+    bad("warmup=" + std::to_string(o.warmup) + ": expected epochs >= 0");
+  if (o.warmup > 0 && o.name == "plateau")
+    bad("warmup: not with plateau, which decays on each epoch's loss");
   if (o.name == "none") {
   } else if (o.name == "cosine") {
     if (s.params.count("t_max"))
@@ -244,8 +286,10 @@ schedule_options schedule_options::parse(const std::string& text) {
   return o;
 }
 
-std::unique_ptr<lr_schedule> make_schedule(const schedule_options& o, double base_lr,
-                                           int64_t steps_per_epoch, int64_t epochs) {
+namespace {
+
+std::unique_ptr<lr_schedule> make_plain_schedule(const schedule_options& o, double base_lr,
+                                                 int64_t steps_per_epoch, int64_t epochs) {
   const bool per_batch = o.unit == schedule_options::step_unit::batch;
   const int64_t unit_per_epoch = per_batch ? std::max<int64_t>(1, steps_per_epoch) : 1;
   const int64_t run = std::max<int64_t>(1, unit_per_epoch * std::max<int64_t>(1, epochs));
@@ -270,6 +314,20 @@ std::unique_ptr<lr_schedule> make_schedule(const schedule_options& o, double bas
   if (o.name == "plateau")
     return std::make_unique<plateau_schedule>(base_lr, o);
   bad("'" + o.name + "': expected none, cosine, warm, multistep, step or plateau");
+}
+
+} // namespace
+
+std::unique_ptr<lr_schedule> make_schedule(const schedule_options& o, double base_lr,
+                                           int64_t steps_per_epoch, int64_t epochs) {
+  if (o.warmup > 0 && o.name == "plateau")
+    bad("warmup: not with plateau, which decays on each epoch's loss");
+  auto plain = make_plain_schedule(o, base_lr, steps_per_epoch, epochs);
+  if (!(o.warmup > 0))
+    return plain;
+  const auto per_epoch = std::max<int64_t>(1, steps_per_epoch);
+  return std::make_unique<warmup_schedule>(std::move(plain),
+                                           o.warmup * static_cast<double>(per_epoch), per_epoch);
 }
 
 } // namespace pnn::training

@@ -27,8 +27,13 @@ struct schedule_options {
   double threshold = 1e-4;         ///< plateau: relative improvement that counts
   int64_t cooldown = 0;            ///< plateau: epochs to wait after a decay
   double min_lr = 0;               ///< plateau: lowest lr
+  /// Any schedule but plateau: over the first `warmup` epochs (a fraction allowed)
+  /// the learning rate rises linearly to the schedule's, by batch: the schedule's
+  /// times (batches done + 1) / (warmup x batches per epoch) (Goyal et al. 2017).
+  double warmup = 0;
 
-  /// Parses "cosine", "cosine:t_max=10,eta_min=1e-6,unit=epoch", "multistep:milestones=5/8".
+  /// Parses "cosine", "cosine:t_max=10,eta_min=1e-6,unit=epoch", "multistep:milestones=5/8",
+  /// "cosine:warmup=0.5".
   /// Throws pnn::error on unknown names or parameters.
   static schedule_options parse(const std::string& text);
 };
