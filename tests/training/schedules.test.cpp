@@ -141,13 +141,32 @@ CAF_TEST(a warmup rises linearly by batch to the schedule it wraps) {
   for (size_t i = 1; i < got.size(); ++i)
     CAF_CHECK_EQUAL(got[i], want[i]);
   // Over 1.5 epochs of a per-epoch schedule: stepped by batch, the schedule
-  // inside at each epoch's end (multistep by epoch: x0.1 after epoch 1).
+  // inside at each epoch's end (multistep by epoch: x0.1 after epoch 1), said by
+  // end_epoch(), however many batches the epoch had.
   auto epochs = make("multistep:milestones=1,unit=epoch,warmup=1.5", 4, 3);
-  got = lrs(*epochs, 8);
+  CAF_CHECK(epochs->per_batch());
+  got.clear();
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    for (int batch = 0; batch < 4; ++batch) {
+      got.push_back(epochs->lr());
+      epochs->step();
+    }
+    epochs->end_epoch();
+  }
   const std::vector<double> expect{1e-3 / 6, 2e-3 / 6, 3e-3 / 6, 4e-3 / 6,
                                    5e-4 / 6, 6e-4 / 6, 1e-4,     1e-4};
+  CAF_REQUIRE_EQUAL(got.size(), expect.size());
   for (size_t i = 0; i < got.size(); ++i)
     CAF_CHECK(std::abs(got[i] - expect[i]) <= 1e-15);
+  // An epoch of 3 batches from a shared queue: the decay comes at its end all the
+  // same, not after 4 batches.
+  auto short_epoch = make("multistep:milestones=1,unit=epoch,warmup=0.25", 4, 3);
+  got = lrs(*short_epoch, 3);
+  short_epoch->end_epoch();
+  got.push_back(short_epoch->lr());
+  CAF_CHECK_EQUAL(got[1], 1e-3);
+  CAF_CHECK_EQUAL(got[2], 1e-3);
+  CAF_CHECK(std::abs(got[3] - 1e-4) <= 1e-15);
   // Refused: a negative warm-up, and warm-up with plateau (which decays by epoch).
   auto [code, msg] = test::error_of([] { schedule_options::parse("cosine:warmup=-1"); });
   CAF_CHECK(code == error_code::invalid_argument);

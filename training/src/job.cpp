@@ -303,8 +303,7 @@ bool training_job::run(int64_t max_batches) {
       }
       if (d.validation.empty() ? d.seen > 0 : validate) // (plateau validates every epoch)
         d.schedule->observe(d.validation.empty() ? e.train_loss : e.val_loss);
-      if (!d.schedule->per_batch())
-        d.schedule->step();
+      d.schedule->end_epoch();
       e.lr = d.schedule->lr();
       ++d.epoch;
       d.batch = 0;

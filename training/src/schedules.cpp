@@ -188,18 +188,22 @@ private:
 /// stepped after every batch (a per-epoch schedule inside at every epoch's end).
 class warmup_schedule : public lr_schedule {
 public:
-  warmup_schedule(std::unique_ptr<lr_schedule> inner, double warmup_steps, int64_t steps_per_epoch)
-    : lr_schedule(inner->lr(), true),
-      inner_(std::move(inner)),
-      warmup_steps_(warmup_steps),
-      steps_per_epoch_(std::max<int64_t>(1, steps_per_epoch)) {
+  warmup_schedule(std::unique_ptr<lr_schedule> inner, double warmup_steps)
+    : lr_schedule(inner->lr(), true), inner_(std::move(inner)), warmup_steps_(warmup_steps) {
     update();
   }
   void step() override {
     ++done_;
-    if (inner_->per_batch() || done_ % steps_per_epoch_ == 0)
+    if (inner_->per_batch())
       inner_->step();
     update();
+  }
+  void end_epoch() override {
+    inner_->end_epoch();
+    update();
+  }
+  void observe(double loss) override {
+    inner_->observe(loss);
   }
   nlohmann::json state() const override {
     return {{"warmup_done", done_}, {"inner", inner_->state()}};
@@ -217,7 +221,6 @@ private:
   }
   std::unique_ptr<lr_schedule> inner_;
   double warmup_steps_;
-  int64_t steps_per_epoch_;
   int64_t done_ = 0; ///< batches done
 };
 
@@ -327,7 +330,7 @@ std::unique_ptr<lr_schedule> make_schedule(const schedule_options& o, double bas
     return plain;
   const auto per_epoch = std::max<int64_t>(1, steps_per_epoch);
   return std::make_unique<warmup_schedule>(std::move(plain),
-                                           o.warmup * static_cast<double>(per_epoch), per_epoch);
+                                           o.warmup * static_cast<double>(per_epoch));
 }
 
 } // namespace pnn::training

@@ -30,6 +30,8 @@ struct schedule_options {
   /// Any schedule but plateau: over the first `warmup` epochs (a fraction allowed)
   /// the learning rate rises linearly to the schedule's, by batch: the schedule's
   /// times (batches done + 1) / (warmup x batches per epoch) (Goyal et al. 2017).
+  /// The schedule is then stepped per batch (per_batch() is true); one inside that
+  /// steps per epoch does so at end_epoch().
   double warmup = 0;
 
   /// Parses "cosine", "cosine:t_max=10,eta_min=1e-6,unit=epoch", "multistep:milestones=5/8",
@@ -56,6 +58,14 @@ public:
 
   /// One batch or one epoch (per `per_batch()`) has passed.
   virtual void step() = 0;
+
+  /// An epoch ended (after its last batch's step()): a per-epoch schedule steps.
+  /// Epochs are said, not counted in batches: from a shared batch queue a worker's
+  /// epoch has as many batches as it took.
+  virtual void end_epoch() {
+    if (!per_batch_)
+      step();
+  }
 
   /// An epoch ended with this validation (or training) loss; only plateau uses it.
   virtual void observe(double /*loss*/) {
