@@ -614,10 +614,15 @@ CAF_TEST(a silent peer and peers flooding garbage do not stop a serve node) {
   // Three connections, each pushing 20 MB of random bytes as fast as it can.
   test::background_process flood("bash -c 'for i in 1 2 3; do head -c 20000000 /dev/urandom >" + tcp
                                  + " 2>/dev/null; done; echo flooded'");
-  // A K-fold through the node while (and after) that goes on.
+  // A K-fold through the node while (and after) that goes on. The node's I/O
+  // thread reads the floods too: on a loaded machine (ctest -j2) its handshake
+  // took over the default 10 s to connect once, which is not what this tests.
   auto r = test::run_command(node + " " + kfold_run + " --no-local --hosts " + a.address()
-                             + " --out " + (dir / "run").string());
+                             + " --connect-timeout " + test::scaled(60) + " --out "
+                             + (dir / "run").string());
   CAF_CHECK_EQUAL(r.exit_code, 0);
+  if (r.exit_code != 0)
+    CAF_MESSAGE(r.err);
   CAF_CHECK_EQUAL(flood.read_line(120000), "flooded");
   auto again = test::run_command(node + " " + kfold_run + " --no-local --hosts " + a.address()
                                  + " --out " + (dir / "again").string());
