@@ -105,8 +105,8 @@ void apply_method(const std::string& method, sgd_options& o) {
     else if (mod.rfind("post", 0) == 0)
       o.local_after = std::stod(mod.substr(4));
     else if (mod.rfind("warm", 0) == 0)
-      o.scheduler += (o.scheduler.find(':') == std::string::npos ? ":warmup=" : ",warmup=")
-        + mod.substr(4);
+      o.scheduler +=
+        (o.scheduler.find(':') == std::string::npos ? ":warmup=" : ",warmup=") + mod.substr(4);
     else
       throw std::runtime_error("unknown modifier " + mod + " in " + method);
     plus = next;

@@ -426,8 +426,8 @@ bool serve_push(int fd, std::shared_ptr<bulk_shard> shard, param_update& update,
   // the same pass: the check and the sum overlap the transfer of the rest.
   const bool plain = head.encoding == 0 && head.bytes == head.count * sizeof(float);
   bulk_shard::sum sum;
-  const bool summing = plain && head.squares == 0 && head.indices == 0
-    && shard->begin_sum(update, sum);
+  const bool summing =
+    plain && head.squares == 0 && head.indices == 0 && shard->begin_sum(update, sum);
   float most = 0;     // the values' largest magnitude (negative: one is not finite)
   float sum_most = 0; // the sums' (negative: one is not finite)
   constexpr size_t chunk = size_t{1} << 20; // (a multiple of a float's size)

@@ -79,9 +79,9 @@ public:
   /// without an optimizer, one sum at a time (a second would rarely find the base
   /// unchanged at its end; it goes the usual way).
   bool begin_sum(const param_update& u, bulk_shard::sum& into) {
-    if (!summing_.expired() || optimizer_ || sync() || u.gradient || u.encoding != 0 || !u.indices.empty()
-        || !u.squares.empty() || u.layout != params_->layout || u.count != params_->count
-        || u.bytes.size() != u.count * sizeof(float))
+    if (!summing_.expired() || optimizer_ || sync() || u.gradient || u.encoding != 0
+        || !u.indices.empty() || !u.squares.empty() || u.layout != params_->layout
+        || u.count != params_->count || u.bytes.size() != u.count * sizeof(float))
       return false;
     into.base = params_;
     into.out = spare_buffer();
@@ -93,8 +93,8 @@ public:
   /// bulk_shard::end_sum: the sum becomes the next version when it was made from
   /// the current one and is finite; else the update is checked and applied (or
   /// refused) as any push is.
-  caf::expected<push_ack> end_sum(bulk_shard::sum done, const param_update& u,
-                                  float values_max_abs, float sum_max_abs) {
+  caf::expected<push_ack> end_sum(bulk_shard::sum done, const param_update& u, float values_max_abs,
+                                  float sum_max_abs) {
     summing_.reset();
     if (done.base != params_ || done.base->version != status_.version || sum_max_abs < 0) {
       if (!spare_ || spare_.use_count() > 1) // keep the buffer no pull reads
@@ -190,8 +190,7 @@ private:
     return status_.version - std::min(update.seen, status_.version);
   }
   double scale_of(uint64_t staleness) const {
-    return options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness)
-                                                       : 1.0;
+    return options_.staleness_scaling && staleness > 1 ? 1.0 / static_cast<double>(staleness) : 1.0;
   }
   std::string add_delta(const float* delta, uint64_t count, double scale,
                         float delta_max_abs = -1);
@@ -231,7 +230,7 @@ private:
   /// never changed). With an optimizer its bytes are refreshed on pull and save,
   /// and it is never shared.
   std::shared_ptr<param_blob> params_;
-  std::shared_ptr<param_blob> spare_; ///< the version before, to write the next into
+  std::shared_ptr<param_blob> spare_;      ///< the version before, to write the next into
   std::shared_ptr<const param_blob> copy_; ///< with an optimizer: the last bulk pull's
   /// The buffer of the bulk push being summed (expired when none is: the port
   /// drops it when its connection fails).

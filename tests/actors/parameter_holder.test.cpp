@@ -1101,9 +1101,11 @@ CAF_TEST(a bulk push that would overflow is refused whole even after bounded pus
   CAF_CHECK_EQUAL(deltas, 5.0f);
   float sums[2];
   const float huge[2] = {3e38f, 3e38f};
-  CAF_CHECK_LESS(training::add_scaled(huge, reinterpret_cast<const char*>(huge), 1, sums, 2, &deltas), 0.0f);
+  CAF_CHECK_LESS(
+    training::add_scaled(huge, reinterpret_cast<const char*>(huge), 1, sums, 2, &deltas), 0.0f);
   CAF_CHECK_EQUAL(deltas, 3e38f); // the values are finite; their sums are not
-  CAF_CHECK_LESS(training::add_scaled(params, reinterpret_cast<const char*>(bad), 1, sums, 2, &deltas), 0.0f);
+  CAF_CHECK_LESS(
+    training::add_scaled(params, reinterpret_cast<const char*>(bad), 1, sums, 2, &deltas), 0.0f);
   CAF_CHECK_LESS(deltas, 0.0f);
   auto port = std::make_shared<bulk_server>("127.0.0.1");
   bulk_endpoint at{"127.0.0.1", 0, ""};
@@ -1131,8 +1133,7 @@ namespace {
 
 /// What a bulk port does with a push summed as it arrives: the sum of the
 /// shard's base and the scaled values, in two chunks, then the end.
-caf::expected<push_ack> summed_push(bulk_shard& shard, bulk_shard::sum sum,
-                                    const param_update& u) {
+caf::expected<push_ack> summed_push(bulk_shard& shard, bulk_shard::sum sum, const param_update& u) {
   const auto* base = reinterpret_cast<const float*>(sum.base->bytes.data());
   auto* out = reinterpret_cast<float*>(sum.out->bytes.data());
   const uint64_t half = u.count / 2;

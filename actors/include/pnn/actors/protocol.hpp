@@ -460,8 +460,8 @@ struct sgd_link {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sgd_link& x) {
   return f(caf::meta::type_name("sgd_link"), x.holder, x.n_pull, x.n_push, x.max_pushes,
-           x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds,
-           x.directory, x.encoding, x.topk_fraction, x.bulk, x.local_after);
+           x.holder_timeout, x.gradients, x.max_staleness, x.sync, x.shards, x.bounds, x.directory,
+           x.encoding, x.topk_fraction, x.bulk, x.local_after);
 }
 
 /// The layout fingerprint of shard [begin, end) of parameters of layout `layout`:
