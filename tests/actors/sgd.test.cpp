@@ -191,6 +191,20 @@ struct fixture : test_coordinator_fixture<> {
     return result;
   }
 
+  /// A job of `spec` run to its end on a fresh worker linked by `l` to a fresh
+  /// holder of the job's initial parameters (in `holder`); its result, ok.
+  job_result run_with_new_holder(const job_spec& spec, sgd_link l, holder_actor& holder) {
+    holder = spawn_holder(sys, initial_blob(spec));
+    l.holder = holder;
+    worker_actor w;
+    auto result = start(spec, l, w);
+    run();
+    CAF_REQUIRE(result->has_value());
+    CAF_REQUIRE((*result)->ok());
+    anon_send_exit(w, caf::exit_reason::user_shutdown);
+    return **result;
+  }
+
   /// What `holder` answers to `msg` (an event-based requester; run() drives it).
   template <class T, class Atom>
   T ask(const holder_actor& holder, Atom msg) {
@@ -267,17 +281,10 @@ CAF_TEST(post local SGD pushes and pulls every step for its first epochs then ev
   auto spec = sgd_job();
   spec.optimizer = "sgd";
   spec.lr = 0.05;
-  auto initial = initial_blob(spec);
-  auto holder = spawn_holder(sys, initial);
   auto l = link; // n_push 3, n_pull 4
-  l.holder = holder;
   l.local_after = 1;
-  worker_actor w;
-  auto result = start(spec, l, w);
-  run();
-  CAF_REQUIRE(result->has_value());
-  const auto& r = **result;
-  CAF_REQUIRE(r.ok());
+  holder_actor holder, again, third;
+  const auto r = run_with_new_holder(spec, l, holder);
   // Epoch 1 (steps 1-6): a push and a pull due after every step, after the pull
   // before step 1. Epoch 2: pushes at steps 8 (before the pull), 9 and 12 (the
   // end), the pull at step 8. Without local_after the run makes 6 pushes and 3
@@ -289,32 +296,17 @@ CAF_TEST(post local SGD pushes and pulls every step for its first epochs then ev
   auto st = ask<holder_status>(holder, status_atom::value);
   CAF_CHECK_EQUAL(st.applied, 9u);
   // Half an epoch: steps 1-3 only.
-  auto again = spawn_holder(sys, initial);
-  l.holder = again;
   l.local_after = 0.5;
-  worker_actor w2;
-  auto half = start(spec, l, w2);
-  run();
-  CAF_REQUIRE(half->has_value());
-  CAF_REQUIRE((*half)->ok());
+  const auto half = run_with_new_holder(spec, l, again);
   // Pushes at 1, 2, 3 (each with a pull due), then 4 (before the pull), 6, 8
   // (before the pull), 9, 12; pulls due before step 1, at 1, 2, 3, 4 and 8.
-  CAF_CHECK_EQUAL((*half)->sgd.pushes, 8);
-  CAF_CHECK_GREATER((*half)->sgd.pulls, 3);
-  CAF_CHECK_LESS_OR_EQUAL((*half)->sgd.pulls, 6);
+  CAF_CHECK_EQUAL(half.sgd.pushes, 8);
+  CAF_CHECK_GREATER(half.sgd.pulls, 3);
+  CAF_CHECK_LESS_OR_EQUAL(half.sgd.pulls, 6);
   // A switch between push steps (5/6 of an epoch: after step 5, which 5/6 x 6
   // reaches only up to rounding): pushes at 1-5, then 6, 8, 9 and 12.
-  auto third = spawn_holder(sys, initial);
-  l.holder = third;
   l.local_after = 5.0 / 6.0;
-  worker_actor w3;
-  auto odd = start(spec, l, w3);
-  run();
-  CAF_REQUIRE(odd->has_value());
-  CAF_REQUIRE((*odd)->ok());
-  CAF_CHECK_EQUAL((*odd)->sgd.pushes, 9);
-  for (auto& a : {w, w2, w3})
-    anon_send_exit(a, caf::exit_reason::user_shutdown);
+  CAF_CHECK_EQUAL(run_with_new_holder(spec, l, third).sgd.pushes, 9);
   for (auto& h : {holder, again, third})
     anon_send_exit(h, caf::exit_reason::user_shutdown);
   run();
