@@ -12,10 +12,13 @@
 // processes on 127.0.0.1 with W/2 slots each, no local workers).
 // Prints JSON: every run, and per configuration the mean test accuracy over the
 // seeds, its difference to the one job's, samples/s and staleness.
+// `--large-batch SCHEDULER` also trains, per W, one job at the batch W synchronous workers
+// make (32 W, W x --lr, that schedule, e.g. cosine:warmup=0.75): the large-batch
+// bound at equal epochs, in "large_batch_bound" by W.
 //
 // usage: bench_sgd_methods [--subset N] [--epochs E] [--workers 2,4,8] [--n 1,5,20]
 //          [--methods workers,holder] [--placements local,serve] [--seeds 1,2]
-//          [--out DIR]
+//          [--large-batch SCHEDULER] [--out DIR]
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/system.hpp>
 #include "serve_process.hpp"
@@ -57,12 +60,16 @@ struct common {
   double lr = 1e-3;
 };
 
-/// One job through `pnn-node train`: its test accuracy.
-double one_job(const common& c, uint64_t seed, const fs::path& out) {
+/// One job through `pnn-node train`: its test accuracy. `workers` > 1: the large
+/// batch W synchronous workers make (batch 32 W at W x --lr, as --sync runs them),
+/// with the schedule `scheduler`.
+double one_job(const common& c, uint64_t seed, const fs::path& out, int workers = 1,
+               const std::string& scheduler = "cosine") {
   std::ostringstream cmd;
   cmd << PNN_NODE_PATH << " train --dataset fashion-mnist --model lenet5 --optimizer adam --lr "
-      << c.lr << " --scheduler cosine --epochs " << c.epochs << " --batch-size 32 --subset "
-      << c.subset << " --threads 1 --seed " << seed << " --progress none --out " << out
+      << c.lr * workers << " --scheduler " << scheduler << " --epochs " << c.epochs
+      << " --batch-size " << 32 * workers << " --subset " << c.subset
+      << " --threads 1 --seed " << seed << " --progress none --out " << out
       << " > /dev/null 2>&1";
   if (std::system(cmd.str().c_str()) != 0)
     throw std::runtime_error("pnn-node train failed: " + cmd.str());
@@ -128,13 +135,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> workers{"2", "4", "8"}, ns{"1", "5", "20"}, methods{"workers", "holder"},
     placements{"local"}, seeds{"1"};
   fs::path out = fs::temp_directory_path() / "pnn-bench-sgd-methods";
+  std::string large_batch; // schedule of the large-batch one jobs ("": none)
   for (int i = 1; i < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--help" || i + 1 == argc) {
       std::cerr << (flag == "--help" ? "" : "bench_sgd_methods: " + flag + " needs a value\n")
                 << "usage: bench_sgd_methods [--subset N] [--epochs E] [--workers 2,4,8] [--n 1,5,20]\n"
                    "         [--methods workers,holder,workers+sync,...] [--placements local,serve]\n"
-                   "         [--seeds 1,2] [--out DIR]\n";
+                   "         [--seeds 1,2] [--large-batch SCHEDULER] [--out DIR]\n";
       return flag == "--help" ? 0 : 2;
     }
     std::string value = argv[i + 1];
@@ -152,6 +160,8 @@ int main(int argc, char** argv) {
       placements = split(value);
     else if (flag == "--seeds")
       seeds = split(value);
+    else if (flag == "--large-batch")
+      large_batch = value;
     else if (flag == "--out")
       out = value;
     else {
@@ -176,6 +186,25 @@ int main(int argc, char** argv) {
   }
   result["one_job_test_accuracy"] = base;
   result["one_job_test_accuracy_mean"] = mean(base);
+  if (!large_batch.empty()) {
+    nlohmann::json bounds = nlohmann::json::object();
+    for (const auto& w : workers) {
+      std::vector<double> acc;
+      for (const auto& s : seeds) {
+        acc.push_back(
+          one_job(c, std::stoull(s), out / ("batch_w" + w + "_s" + s), std::stoi(w), large_batch));
+        std::cerr << "one job at batch " << 32 * std::stoi(w) << ", seed " << s << ": "
+                  << acc.back() << "\n";
+      }
+      bounds[w] = {{"batch_size", 32 * std::stoi(w)},
+                   {"lr", c.lr * std::stoi(w)},
+                   {"scheduler", large_batch},
+                   {"test_accuracy", acc},
+                   {"test_accuracy_mean", mean(acc)},
+                   {"points_below_one_job", 100 * (mean(base) - mean(acc))}};
+    }
+    result["large_batch_bound"] = bounds;
+  }
   nlohmann::json configs = nlohmann::json::array();
   for (const auto& placement : placements)
     for (const auto& w : workers)
