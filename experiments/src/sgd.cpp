@@ -701,6 +701,31 @@ struct sgd_outcome {
   bool interrupted = false; ///< Ctrl-C stopped the workers
 };
 
+/// What every worker is told of the holder: its shards, their bulk ports, the
+/// keeper that knows where a moved shard went, and how to push and pull.
+sgd_link worker_link(const sgd_options& o, const ParameterHolder& holder,
+                     const started_holder& started, const keeper_actor& keeper) {
+  sgd_link link;
+  holder.link(link);
+  if (std::any_of(started.bulk.begin(), started.bulk.end(),
+                  [](const bulk_endpoint& e) { return e.port != 0; }))
+    link.bulk = started.bulk;
+  if (keeper)
+    link.directory = caf::actor_cast<holder_directory_actor>(keeper);
+  const auto comp = compression::parse(o.compress);
+  link.encoding = static_cast<uint8_t>(comp.encoding);
+  link.topk_fraction = comp.fraction;
+  link.n_pull = o.n_pull;
+  link.n_push = o.n_push;
+  link.max_pushes = o.max_pushes;
+  link.holder_timeout = o.holder_timeout;
+  link.gradients = o.optimizer_on == "holder";
+  link.max_staleness = o.max_staleness;
+  link.sync = o.sync;
+  link.local_after = o.local_after;
+  return link;
+}
+
 /// Trains the model through a holder with one worker per slot; the holder's final
 /// parameters end up in `model`, its counters in the report.
 sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, models::Network& model,
@@ -762,24 +787,7 @@ sgd_outcome train_through_holder(const sgd_options& o, sgd_report& report, model
                                    relocator(session.system(), holder_cluster, started.save, log));
   if (o.on_holder)
     o.on_holder(*holder);
-  sgd_link link;
-  holder->link(link);
-  if (std::any_of(started.bulk.begin(), started.bulk.end(),
-                  [](const bulk_endpoint& e) { return e.port != 0; }))
-    link.bulk = started.bulk;
-  if (keeper)
-    link.directory = caf::actor_cast<holder_directory_actor>(keeper);
-  const auto comp = compression::parse(o.compress);
-  link.encoding = static_cast<uint8_t>(comp.encoding);
-  link.topk_fraction = comp.fraction;
-  link.n_pull = o.n_pull;
-  link.n_push = o.n_push;
-  link.max_pushes = o.max_pushes;
-  link.holder_timeout = o.holder_timeout;
-  link.gradients = o.optimizer_on == "holder";
-  link.max_staleness = o.max_staleness;
-  link.sync = o.sync;
-  link.local_after = o.local_after;
+  const auto link = worker_link(o, *holder, started, keeper);
   // A request to a worker on a host that dies is never answered (the message
   // already left): the gatherer monitors every worker and turns its down message
   // into a "worker lost" result.
