@@ -9,6 +9,8 @@
 // usage: bench_prune [--subset N] [--epochs E] [--folds K] [--seeds 1,2,3]
 //                    [--models a,b] [--schedulers a,b] [--lrs a,b] [--prune SPEC]
 //                    [--out DIR]
+#include "bench_args.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -23,16 +25,9 @@
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using pnn::bench::split;
 
 namespace {
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    out.push_back(item);
-  return out;
-}
 
 /// A configuration's place in a run: trained to the end first (by accuracy), then
 /// those pruning stopped, the later-stopped first.

@@ -21,6 +21,7 @@
 //          [--large-batch SCHEDULER] [--out DIR]
 #include <pnn/experiments/sgd.hpp>
 #include <pnn/system.hpp>
+#include "bench_args.hpp"
 #include "serve_process.hpp"
 
 #include <nlohmann/json.hpp>
@@ -41,19 +42,12 @@
 #include <unistd.h>
 
 using namespace pnn;
+using pnn::bench::mean;
 using pnn::bench::serve_process;
+using pnn::bench::split;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty())
-      out.push_back(item);
-  return out;
-}
 
 struct common {
   int64_t subset = 20000, epochs = 2;
@@ -118,13 +112,6 @@ void apply_method(const std::string& method, sgd_options& o) {
       throw std::runtime_error("unknown modifier " + mod + " in " + method);
     plus = next;
   }
-}
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v)
-    s += x;
-  return v.empty() ? NAN : s / static_cast<double>(v.size());
 }
 
 } // namespace
