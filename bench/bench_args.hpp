@@ -42,7 +42,7 @@ T number(const char* bench, const std::string& flag, const std::string& value) {
       || (std::is_unsigned_v<T> && value.find('-') != std::string::npos)) {
     std::cerr << bench << ": " << flag << " " << value << ": expected "
               << (std::is_floating_point_v<T> ? "a number"
-                  : std::is_unsigned_v<T>     ? "a whole number >= 0"
+                    : std::is_unsigned_v<T>   ? "a whole number >= 0"
                                               : "a whole number")
               << "\n";
     std::exit(2);

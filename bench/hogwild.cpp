@@ -75,10 +75,11 @@ settings parse(int argc, char** argv) {
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--help" || i + 1 == argc) {
-      std::cerr << (flag == "--help" ? "" : std::string(bench_name) + ": " + flag + " needs a value\n")
-                << "usage: bench_hogwild [--subset N] [--epochs E] [--rounds R] [--target-loss X]\n"
-                   "         [--dataset D] [--optimizer O] [--lr X] [--batch-size B] [--scheduler S]\n"
-                   "         [--seeds 1,2,...] [--balance dynamic,static] [--out DIR]\n";
+      std::cerr
+        << (flag == "--help" ? "" : std::string(bench_name) + ": " + flag + " needs a value\n")
+        << "usage: bench_hogwild [--subset N] [--epochs E] [--rounds R] [--target-loss X]\n"
+           "         [--dataset D] [--optimizer O] [--lr X] [--batch-size B] [--scheduler S]\n"
+           "         [--seeds 1,2,...] [--balance dynamic,static] [--out DIR]\n";
       std::exit(flag == "--help" ? 0 : 2);
     }
     const std::string value = argv[i + 1];
@@ -116,7 +117,7 @@ settings parse(int argc, char** argv) {
     if ((s.balances[b] != "dynamic" && s.balances[b] != "static")
         || std::find(s.balances.begin(), s.balances.begin() + static_cast<std::ptrdiff_t>(b),
                      s.balances[b])
-             != s.balances.begin() + static_cast<std::ptrdiff_t>(b)) {
+          != s.balances.begin() + static_cast<std::ptrdiff_t>(b)) {
       std::cerr << bench_name << ": --balance: expected dynamic and/or static, each once\n";
       std::exit(2);
     }
@@ -171,8 +172,9 @@ void run_one(const settings& s, measured& x, uint64_t seed, int round) {
   o.batch_size = s.batch_size;
   o.seed = seed;
   o.progress = "none";
-  o.out = s.out / ("w" + std::to_string(workers) + (x.balance.empty() ? "" : "_" + x.balance) + "_r"
-                   + std::to_string(round));
+  o.out = s.out
+    / ("w" + std::to_string(workers) + (x.balance.empty() ? "" : "_" + x.balance) + "_r"
+       + std::to_string(round));
   auto r = run_hogwild(o);
   x.samples_per_second.push_back(r.samples_per_second);
   x.train_seconds.push_back(r.train_seconds);
@@ -253,18 +255,19 @@ int main(int argc, char** argv) {
       j[s.seeds_given ? "test_accuracy_difference_points_mean"
                       : "test_accuracy_difference_points_median"];
     fast = fast && j["samples_per_second_ratio_two_vs_one"].get<double>() >= 1.85;
-    accurate = accurate && std::abs(j["test_accuracy_difference_points_tested"].get<double>()) <= 1.0;
+    accurate =
+      accurate && std::abs(j["test_accuracy_difference_points_tested"].get<double>()) <= 1.0;
     by_balance[x.balance] = j;
   }
   result["two_workers_by_balance"] = by_balance;
-  result["targets"] = {{"samples_per_second_ratio_min", 1.85},
-                       {"test_accuracy_difference_points_max_abs", 1.0},
-                       {"judged_on", "two_workers_by_balance: every balance's "
-                                     "samples_per_second_ratio_two_vs_one and "
-                                     "test_accuracy_difference_points_tested ("
-                                       + std::string(s.seeds_given ? "means over the seeds"
-                                                                   : "medians over the rounds")
-                                       + ")"}};
+  result["targets"] = {
+    {"samples_per_second_ratio_min", 1.85},
+    {"test_accuracy_difference_points_max_abs", 1.0},
+    {"judged_on",
+     "two_workers_by_balance: every balance's "
+     "samples_per_second_ratio_two_vs_one and "
+     "test_accuracy_difference_points_tested ("
+       + std::string(s.seeds_given ? "means over the seeds" : "medians over the rounds") + ")"}};
   result["met"] = {{"samples_per_second_ratio", fast}, {"test_accuracy", accurate}};
   std::cout << result.dump(2) << std::endl;
   return 0;

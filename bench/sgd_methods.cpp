@@ -117,6 +117,9 @@ void apply_method(const std::string& method, sgd_options& o) {
 } // namespace
 
 int main(int argc, char** argv) {
+  using pnn::bench::number;
+  using pnn::bench::numbers;
+  const char* name = "bench_sgd_methods";
   pnn::configure_allocator();
   common c;
   std::vector<std::string> workers{"2", "4", "8"}, ns{"1", "5", "20"}, methods{"workers", "holder"},
@@ -134,19 +137,25 @@ int main(int argc, char** argv) {
     }
     std::string value = argv[i + 1];
     if (flag == "--subset")
-      c.subset = std::stoll(value);
+      c.subset = number<int64_t>(name, flag, value);
     else if (flag == "--epochs")
-      c.epochs = std::stoll(value);
-    else if (flag == "--workers")
+      c.epochs = number<int64_t>(name, flag, value);
+    else if (flag == "--workers") {
+      numbers<int>(name, flag, value); // each a number, or a one-line error and exit 2
       workers = split(value);
-    else if (flag == "--n")
+    }
+    else if (flag == "--n") {
+      numbers<int>(name, flag, value); // each a number, or a one-line error and exit 2
       ns = split(value);
+    }
     else if (flag == "--methods")
       methods = split(value);
     else if (flag == "--placements")
       placements = split(value);
-    else if (flag == "--seeds")
+    else if (flag == "--seeds") {
+      numbers<uint64_t>(name, flag, value); // each a number, or a one-line error and exit 2
       seeds = split(value);
+    }
     else if (flag == "--large-batch")
       large_batch = value;
     else if (flag == "--out")
