@@ -113,11 +113,8 @@ settings parse(int argc, char** argv) {
       std::exit(2);
     }
   }
-  for (size_t b = 0; b < s.balances.size(); ++b)
-    if ((s.balances[b] != "dynamic" && s.balances[b] != "static")
-        || std::find(s.balances.begin(), s.balances.begin() + static_cast<std::ptrdiff_t>(b),
-                     s.balances[b])
-          != s.balances.begin() + static_cast<std::ptrdiff_t>(b)) {
+  for (const auto& b : s.balances)
+    if ((b != "dynamic" && b != "static") || std::count(s.balances.begin(), s.balances.end(), b) > 1) {
       std::cerr << bench_name << ": --balance: expected dynamic and/or static, each once\n";
       std::exit(2);
     }
@@ -203,11 +200,9 @@ int main(int argc, char** argv) {
     m[1 + b].balance = s.balances[b];
   for (int round = 0; round < s.rounds; ++round) {
     // ABBA order: 1 then 2 (each balance), then 2 (each, reversed) then 1, ...
-    std::vector<size_t> order(m.size());
-    for (size_t k = 0; k < m.size(); ++k)
-      order[k] = round % 2 == 0 ? k : m.size() - 1 - k;
-    for (size_t k : order)
-      run_one(s, m[k], s.seeds[static_cast<size_t>(round) % s.seeds.size()], round);
+    for (size_t i = 0; i < m.size(); ++i)
+      run_one(s, m[round % 2 == 0 ? i : m.size() - 1 - i],
+              s.seeds[static_cast<size_t>(round) % s.seeds.size()], round);
   }
   std::ostringstream opt;
   opt << s.optimizer << " lr " << s.lr << ", scheduler " << s.scheduler;
